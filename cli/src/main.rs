@@ -1,0 +1,2 @@
+//! `kiln`: the command line over the engine.
+fn main() {}

@@ -1,0 +1,49 @@
+//! Float RGB images as the renderer and losses use them: row-major, values nominally in `[0, 1]`
+//! (display-referred sRGB, as 3DGS trains), top-left origin.
+
+/// A row-major RGB float image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageRgb {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<[f32; 3]>,
+}
+
+impl ImageRgb {
+    pub fn new(width: u32, height: u32, fill: [f32; 3]) -> Self {
+        Self { width, height, pixels: vec![fill; width as usize * height as usize] }
+    }
+
+    pub fn get(&self, x: u32, y: u32) -> [f32; 3] {
+        self.pixels[y as usize * self.width as usize + x as usize]
+    }
+
+    /// From an 8-bit RGB image.
+    pub fn from_rgb8(img: &image::RgbImage) -> Self {
+        let pixels = img.pixels().map(|p| [p[0] as f32 / 255.0, p[1] as f32 / 255.0, p[2] as f32 / 255.0]).collect();
+        Self { width: img.width(), height: img.height(), pixels }
+    }
+
+    /// To an 8-bit RGB image, clamping to `[0, 1]`.
+    pub fn to_rgb8(&self) -> image::RgbImage {
+        let mut out = image::RgbImage::new(self.width, self.height);
+        for (dst, src) in out.pixels_mut().zip(&self.pixels) {
+            *dst = image::Rgb(src.map(|v| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8));
+        }
+        out
+    }
+}
+
+/// A row-major single-channel float image (alpha, depth, a mask).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageGray {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<f32>,
+}
+
+impl ImageGray {
+    pub fn new(width: u32, height: u32, fill: f32) -> Self {
+        Self { width, height, pixels: vec![fill; width as usize * height as usize] }
+    }
+}

@@ -1,0 +1,12 @@
+//! Kiln's engine: posed photos in, Gaussian splats out, through a plain-Rust CPU reference or a
+//! wgpu GPU backend that share one interface ([`train::backend::TrainBackend`]).
+
+pub mod camera;
+pub mod dataset;
+pub mod image_buf;
+pub mod render;
+pub mod splats;
+pub mod train;
+
+#[cfg(feature = "gpu")]
+pub mod gpu;
