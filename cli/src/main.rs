@@ -1,2 +1,63 @@
 //! `kiln`: the command line over the engine.
-fn main() {}
+//!
+//! Exit codes: 0 success, 2 bad input (a dataset or file Kiln cannot use), 1 any other failure.
+
+mod bench;
+mod device;
+mod progress;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "Photos to 3D models: Gaussian splats, meshes, GLB/USDZ")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log level filter for diagnostics on stderr (e.g. `debug`, `kiln_engine=trace`).
+    #[arg(long, global = true, default_value = "warn", env = "KILN_LOG")]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train Gaussian splats on a posed dataset (transforms.json or COLMAP).
+    Train(train::TrainArgs),
+    /// Benchmarks on the shared datasets.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Exit code for input Kiln cannot use (as opposed to a failure while working).
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let result = match cli.command {
+        Command::Train(args) => train::run(&args),
+        Command::Bench(command) => bench::run(&command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if is_bad_input(&error) { ExitCode::from(EXIT_BAD_INPUT) } else { ExitCode::FAILURE }
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Whether the error comes from input Kiln was given rather than from Kiln or the machine.
+fn is_bad_input(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<kiln_engine::dataset::DatasetError>() || cause.is::<kiln_engine::splats::ply::PlyError>()
+    })
+}

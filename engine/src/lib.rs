@@ -1,6 +1,7 @@
 //! Kiln's engine: posed photos in, Gaussian splats out, through a plain-Rust CPU reference or a
 //! wgpu GPU backend that share one interface ([`train::backend::TrainBackend`]).
 
+pub mod atomic_file;
 pub mod camera;
 pub mod dataset;
 pub mod image_buf;

@@ -1,1 +1,280 @@
-//! The wgpu compute backend.
+//! The wgpu compute backend's renderer: the maths of [`crate::render`] as WGSL compute kernels,
+//! with every intermediate kept on the device.
+//!
+//! # Public API
+//!
+//! - [`GpuContext`] (`context`): adapter + device + queue. [`GpuContext::new`] with
+//!   [`DevicePreference::HardwareOnly`] (training: a real GPU or [`GpuError::NoAdapter`]) or
+//!   [`DevicePreference::AllowSoftware`] (tests/CI: falls back to Mesa lavapipe). Also the
+//!   readback helper [`GpuContext::read`] and upload helpers.
+//! - [`GpuSplats`]: the parameters of [`Splats`] in device buffers, one flat `f32` array per field
+//!   in exactly the host layout (`means` 3 per splat, `log_scales` 3, `rotations` 4 as
+//!   `w, x, y, z`, `opacity_logits` 1, `sh` 48 as `[coefficient][channel]`). Buffers have usage
+//!   `STORAGE | COPY_SRC | COPY_DST`, so an optimiser kernel can update them in place.
+//! - [`GpuRenderer`]: compiled kernels. [`GpuRenderer::forward`] renders one camera into a
+//!   [`GpuFrame`]; [`GpuRenderer::backward`] takes that frame and `∂L/∂image` (a device buffer of
+//!   `width × height × 3` `f32`, row-major RGB, the layout of [`GpuFrame::image`]) and returns
+//!   [`GpuSplatGrads`], in the [`SplatGrads`] layout (same flat arrays as [`GpuSplats`]) plus the
+//!   projected-level gradients and per-splat densification observations.
+//! - Readbacks for tests and checkpoints: [`GpuSplats::download`], [`GpuFrame::read_output`],
+//!   [`GpuFrame::read_projected`], [`GpuFrame::read_state`], [`GpuSplatGrads::read`],
+//!   [`GpuSplatGrads::read_projected`], [`GpuSplatGrads::read_densify`].
+//!
+//! Each `forward` reads back one `u32` (the number of tile–splat intersections, to size the sort
+//! buffers, as the CUDA reference does); nothing else leaves the device.
+//!
+//! # Pipeline
+//!
+//! 1. `project` (per splat): [`crate::render::ProjectedSplat`] and the number of tiles touched.
+//! 2. Exclusive prefix sum of the tile counts (`sort::Scanner`), then `emit_keys` writes one
+//!    `(tile id, depth bits)` key per intersection, valued by the splat index, in splat order.
+//! 3. A stable LSD radix sort (`sort::RadixSorter`, 8-bit digits) on the depth bits, then the
+//!    tile bits: tiles grouped, depth-ordered within, ties by splat index.
+//! 4. `tile_ranges`, then `raster_forward` (one 16×16 workgroup per tile, splats batched through
+//!    workgroup memory).
+//! 5. Backward: `raster_backward` (back to front per pixel, float atomics into
+//!    [`crate::render::ProjectedGrad`]s), then `project_backward` to the parameters.
+
+pub mod adam;
+pub mod backend;
+mod context;
+pub mod loss;
+mod project;
+mod raster;
+pub mod sort;
+
+pub use context::{DevicePreference, GpuContext, GpuError};
+
+use crate::camera::Camera;
+use crate::image_buf::{ImageGray, ImageRgb};
+use crate::render::{ProjectedGrad, ProjectedSplat, RasterOutput, RasterState, TILE_SIZE};
+use crate::splats::{SH_COEFFS, ShCoeffs, SplatGrads, Splats};
+
+/// Floats per splat in the SH buffers: 16 coefficients × RGB.
+pub const SH_FLOATS: usize = SH_COEFFS * 3;
+
+/// Splat parameters on the device, in the [`Splats`] layout (see the module doc).
+#[derive(Debug)]
+pub struct GpuSplats {
+    pub means: wgpu::Buffer,
+    pub log_scales: wgpu::Buffer,
+    pub rotations: wgpu::Buffer,
+    pub opacity_logits: wgpu::Buffer,
+    pub sh: wgpu::Buffer,
+    pub len: u32,
+    /// Active SH degree (0..=3).
+    pub sh_degree: u32,
+}
+
+impl GpuSplats {
+    /// Uploads `splats`.
+    pub fn upload(ctx: &GpuContext, splats: &Splats) -> Result<Self, GpuError> {
+        let len = u32::try_from(splats.len())
+            .map_err(|_| GpuError::TooLarge { what: "splat count", got: splats.len() as u64, max: u32::MAX.into() })?;
+        ctx.check_binding_size("SH buffer", splats.len() as u64 * SH_FLOATS as u64 * 4)?;
+        Ok(Self {
+            means: ctx.upload("means", &splats.means),
+            log_scales: ctx.upload("log_scales", &splats.log_scales),
+            rotations: ctx.upload("rotations", &splats.rotations),
+            opacity_logits: ctx.upload("opacity_logits", &splats.opacity_logits),
+            sh: ctx.upload("sh", &splats.sh),
+            len,
+            sh_degree: splats.sh_degree,
+        })
+    }
+
+    /// Reads the parameters back.
+    pub fn download(&self, ctx: &GpuContext) -> Result<Splats, GpuError> {
+        let n = self.len as usize;
+        Ok(Splats {
+            means: ctx.read(&self.means, n)?,
+            log_scales: ctx.read(&self.log_scales, n)?,
+            rotations: ctx.read(&self.rotations, n)?,
+            opacity_logits: ctx.read(&self.opacity_logits, n)?,
+            sh: ctx.read::<ShCoeffs>(&self.sh, n)?,
+            sh_degree: self.sh_degree,
+        })
+    }
+}
+
+/// One rendered camera on the device: outputs plus what the backward pass needs.
+#[derive(Debug)]
+pub struct GpuFrame {
+    pub width: u32,
+    pub height: u32,
+    pub num_splats: u32,
+    /// Tile–splat pairs (length of `sorted_ids`).
+    pub num_intersections: u32,
+    /// The camera block every kernel of this frame reads (`project::FrameUniforms`).
+    pub uniforms: wgpu::Buffer,
+    /// [`ProjectedSplat`] per splat (44 bytes each).
+    pub projected: wgpu::Buffer,
+    /// Splat indices grouped by tile (row-major), depth-sorted within each tile.
+    pub sorted_ids: wgpu::Buffer,
+    /// `[start, end)` into `sorted_ids` per tile, `u32` pairs.
+    pub tile_ranges: wgpu::Buffer,
+    /// RGB per pixel (`f32` × 3, row-major), background composited.
+    pub image: wgpu::Buffer,
+    /// `1 − final transmittance` per pixel.
+    pub alpha: wgpu::Buffer,
+    /// Expected depth per pixel (0 where empty).
+    pub depth: wgpu::Buffer,
+    /// Median depth per pixel (0 where transmittance never reaches 0.5).
+    pub median_depth: wgpu::Buffer,
+    /// Transmittance left after compositing, per pixel.
+    pub final_transmittance: wgpu::Buffer,
+    /// Per pixel, one past the tile-list position of the last contributing splat (`u32`).
+    pub last_contributor: wgpu::Buffer,
+}
+
+impl GpuFrame {
+    pub fn num_pixels(&self) -> usize {
+        self.width as usize * self.height as usize
+    }
+
+    pub fn num_tiles(&self) -> usize {
+        (self.width.div_ceil(TILE_SIZE) * self.height.div_ceil(TILE_SIZE)) as usize
+    }
+
+    /// Reads the rendered images back.
+    pub fn read_output(&self, ctx: &GpuContext) -> Result<RasterOutput, GpuError> {
+        let n = self.num_pixels();
+        let gray = |buffer: &wgpu::Buffer| -> Result<ImageGray, GpuError> {
+            Ok(ImageGray { width: self.width, height: self.height, pixels: ctx.read(buffer, n)? })
+        };
+        Ok(RasterOutput {
+            image: ImageRgb { width: self.width, height: self.height, pixels: ctx.read(&self.image, n)? },
+            alpha: gray(&self.alpha)?,
+            depth: gray(&self.depth)?,
+            median_depth: gray(&self.median_depth)?,
+        })
+    }
+
+    /// Reads the projected splats back.
+    pub fn read_projected(&self, ctx: &GpuContext) -> Result<Vec<ProjectedSplat>, GpuError> {
+        ctx.read(&self.projected, self.num_splats as usize)
+    }
+
+    /// Reads the compositor state back, in the CPU reference's layout.
+    pub fn read_state(&self, ctx: &GpuContext) -> Result<RasterState, GpuError> {
+        Ok(RasterState {
+            sorted_ids: ctx.read(&self.sorted_ids, self.num_intersections as usize)?,
+            tile_ranges: ctx.read(&self.tile_ranges, self.num_tiles())?,
+            final_transmittance: ctx.read(&self.final_transmittance, self.num_pixels())?,
+            last_contributor: ctx.read(&self.last_contributor, self.num_pixels())?,
+        })
+    }
+}
+
+/// Gradients of one backward pass on the device.
+#[derive(Debug)]
+pub struct GpuSplatGrads {
+    pub len: u32,
+    /// [`SplatGrads`] layout, flat `f32` arrays like [`GpuSplats`].
+    pub means: wgpu::Buffer,
+    pub log_scales: wgpu::Buffer,
+    pub rotations: wgpu::Buffer,
+    pub opacity_logits: wgpu::Buffer,
+    pub sh: wgpu::Buffer,
+    /// [`ProjectedGrad`] per splat (9 `f32`).
+    pub projected: wgpu::Buffer,
+    /// Per splat `[grad2d_norm, radius_fraction]` (`f32` pairs): `grad2d_norm` is
+    /// ‖∂L/∂mean2d‖ in normalised device units (the pixel gradient times `width/2`, `height/2`),
+    /// `radius_fraction` the screen radius over `max(width, height)`, 0 when the splat was culled
+    /// (not visible). What [`crate::train::backend::DensifyStats`] accumulates.
+    pub densify: wgpu::Buffer,
+}
+
+impl GpuSplatGrads {
+    /// Reads the parameter gradients back.
+    pub fn read(&self, ctx: &GpuContext) -> Result<SplatGrads, GpuError> {
+        let n = self.len as usize;
+        Ok(SplatGrads {
+            means: ctx.read(&self.means, n)?,
+            log_scales: ctx.read(&self.log_scales, n)?,
+            rotations: ctx.read(&self.rotations, n)?,
+            opacity_logits: ctx.read(&self.opacity_logits, n)?,
+            sh: ctx.read::<ShCoeffs>(&self.sh, n)?,
+        })
+    }
+
+    /// Reads the projected-level gradients back.
+    pub fn read_projected(&self, ctx: &GpuContext) -> Result<Vec<ProjectedGrad>, GpuError> {
+        ctx.read(&self.projected, self.len as usize)
+    }
+
+    /// Reads the densification observations back (`[grad2d_norm, radius_fraction]` per splat).
+    pub fn read_densify(&self, ctx: &GpuContext) -> Result<Vec<[f32; 2]>, GpuError> {
+        ctx.read(&self.densify, self.len as usize)
+    }
+}
+
+/// The compiled render kernels (compile once, reuse for every frame).
+#[derive(Debug)]
+pub struct GpuRenderer {
+    ctx: GpuContext,
+    project: project::ProjectKernels,
+    sorter: sort::RadixSorter,
+    raster: raster::RasterKernels,
+}
+
+impl GpuRenderer {
+    pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
+        Ok(Self {
+            ctx: ctx.clone(),
+            project: project::ProjectKernels::new(ctx)?,
+            sorter: sort::RadixSorter::new(ctx)?,
+            raster: raster::RasterKernels::new(ctx)?,
+        })
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Projects, bins, sorts and composites `splats` as seen by `camera`.
+    pub fn forward(&self, splats: &GpuSplats, camera: &Camera, background: [f32; 3]) -> Result<GpuFrame, GpuError> {
+        self.ctx.checked("render forward", || self.forward_unchecked(splats, camera, background))?
+    }
+
+    /// Gradients of the loss for every parameter of `splats`, given the frame `forward` rendered
+    /// from them and `grad_image` (`∂L/∂image`, the layout of [`GpuFrame::image`]).
+    pub fn backward(&self, splats: &GpuSplats, frame: &GpuFrame, grad_image: &wgpu::Buffer) -> Result<GpuSplatGrads, GpuError> {
+        self.ctx.checked("render backward", || self.backward_unchecked(splats, frame, grad_image))?
+    }
+
+    fn forward_unchecked(&self, splats: &GpuSplats, camera: &Camera, background: [f32; 3]) -> Result<GpuFrame, GpuError> {
+        let ctx = &self.ctx;
+        let uniforms = project::FrameUniforms::new(camera, background, splats.len, splats.sh_degree);
+        let uniform_buffer = ctx.uniform("frame", &uniforms);
+        let projected_frame = self.project.forward(ctx, splats, &uniform_buffer)?;
+        let binned = self.raster.bin(ctx, &self.sorter, &uniforms, &uniform_buffer, &projected_frame)?;
+        let images = self.raster.forward(ctx, &uniforms, &uniform_buffer, &projected_frame.projected, &binned)?;
+        Ok(GpuFrame {
+            width: uniforms.width,
+            height: uniforms.height,
+            num_splats: splats.len,
+            num_intersections: binned.num_intersections,
+            uniforms: uniform_buffer,
+            projected: projected_frame.projected,
+            sorted_ids: binned.sorted_ids,
+            tile_ranges: binned.tile_ranges,
+            image: images.image,
+            alpha: images.alpha,
+            depth: images.depth,
+            median_depth: images.median_depth,
+            final_transmittance: images.final_transmittance,
+            last_contributor: images.last_contributor,
+        })
+    }
+
+    fn backward_unchecked(&self, splats: &GpuSplats, frame: &GpuFrame, grad_image: &wgpu::Buffer) -> Result<GpuSplatGrads, GpuError> {
+        let ctx = &self.ctx;
+        let expected = frame.num_pixels() as u64 * 12;
+        if grad_image.size() < expected {
+            return Err(GpuError::BufferSize { name: "grad_image", got: grad_image.size(), expected });
+        }
+        let projected_grads = self.raster.backward(ctx, frame, grad_image)?;
+        self.project.backward(ctx, splats, frame, projected_grads)
+    }
+}

@@ -44,10 +44,14 @@
 
 mod project;
 mod raster;
+mod real;
 pub mod sh;
+pub mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use project::{project, project_backward};
-pub use raster::{rasterize, rasterize_backward};
+pub use raster::{rasterize, rasterize_backward, tile_grid, tile_rect};
 
 use crate::camera::Camera;
 use crate::image_buf::{ImageGray, ImageRgb};
