@@ -5,17 +5,22 @@
 #![cfg(feature = "gpu")]
 
 use kiln_engine::gpu::sort::{RadixSorter, SortedKeys, bits_for};
-use kiln_engine::gpu::{DevicePreference, GpuContext, GpuError, GpuRenderer, GpuSplats};
+use kiln_engine::gpu::{DevicePreference, GpuContext, GpuError, GpuRenderer, GpuSplats, OptionalFeatures};
 use kiln_engine::image_buf::ImageRgb;
 use kiln_engine::render::{self, ProjectedGrad, ProjectedSplat, testing};
-use kiln_engine::splats::init::Pcg32;
 use kiln_engine::splats::SplatGrads;
+use kiln_engine::splats::init::Pcg32;
+
+/// A device on any adapter with every optional feature it has.
+fn context() -> Option<GpuContext> {
+    context_with(OptionalFeatures::ALL)
+}
 
 /// A device on any adapter, or `None` (printed loudly) when the machine has no adapter at all.
-fn context(float_atomics: bool) -> Option<GpuContext> {
-    match GpuContext::with_options(DevicePreference::AllowSoftware, float_atomics) {
+fn context_with(features: OptionalFeatures) -> Option<GpuContext> {
+    match GpuContext::with_options(DevicePreference::AllowSoftware, features) {
         Ok(ctx) => {
-            println!("adapter: {} (float atomics: {})", ctx.name(), ctx.float_atomics);
+            println!("adapter: {} (float atomics: {}, subgroups: {})", ctx.name(), ctx.float_atomics, ctx.subgroups);
             Some(ctx)
         }
         Err(GpuError::NoAdapter { .. }) => {
@@ -52,7 +57,7 @@ fn flat<const N: usize>(v: &[[f32; N]]) -> Vec<f32> {
 
 #[test]
 fn prefix_sum_matches_cpu() {
-    let Some(ctx) = context(true) else { return };
+    let Some(ctx) = context() else { return };
     check_prefix_sum(&ctx);
 }
 
@@ -80,7 +85,7 @@ fn check_prefix_sum(ctx: &GpuContext) {
 
 #[test]
 fn radix_sort_matches_cpu_stable_sort() {
-    let Some(ctx) = context(true) else { return };
+    let Some(ctx) = context() else { return };
     check_radix_sort(&ctx);
 }
 
@@ -99,7 +104,7 @@ fn check_radix_sort(ctx: &GpuContext) {
             values: ctx.upload("values", &values),
         };
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        let sorted = sorter.encode(&ctx, &mut encoder, input, n as u32, bits_for(num_tiles));
+        let sorted = sorter.encode(&ctx, &mut encoder, input, n as u32, u32::BITS, bits_for(num_tiles));
         ctx.queue.submit([encoder.finish()]);
         let gpu_values: Vec<u32> = ctx.read(&sorted.values, n).unwrap();
         let gpu_hi: Vec<u32> = ctx.read(&sorted.keys_hi, n).unwrap();
@@ -113,13 +118,18 @@ fn check_radix_sort(ctx: &GpuContext) {
     }
 }
 
-/// Scenes of the comparison: every shared edge case plus a random scene of a few thousand splats
-/// at 203×151 (not a multiple of 16).
+/// Scenes of the comparison: every shared edge case, a random scene of a few thousand splats at
+/// 203×151 (not a multiple of 16), and 2000 small opaque splats in one tile (eight batches of
+/// 256, every pixel saturated long before the last: the early exit between batches).
 fn scenes() -> Vec<testing::Scene> {
     let mut scenes = testing::edge_cases();
     scenes.push(testing::random(3, 3000, 203, 151));
+    scenes.push(testing::opaque_tile(9, 2000));
     scenes
 }
+
+/// Splats per batch of the compositing kernels (one per thread of a 16×16 workgroup).
+const BATCH: usize = 256;
 
 fn projected_fields(p: &[ProjectedSplat], visible: &[bool]) -> [Vec<f32>; 5] {
     let pick = |f: &dyn Fn(&ProjectedSplat) -> Vec<f32>| -> Vec<f32> {
@@ -142,7 +152,12 @@ fn check_projection(name: &str, gpu: &[ProjectedSplat], cpu: &[ProjectedSplat]) 
     for (i, (g, c)) in gpu.iter().zip(cpu).enumerate() {
         if g.radius != c.radius {
             radius_mismatches += 1;
-            assert!(g.radius.abs_diff(c.radius) <= 1 && g.radius > 0 && c.radius > 0, "{name}: splat {i}: radius {} vs {}", g.radius, c.radius);
+            assert!(
+                g.radius.abs_diff(c.radius) <= 1 && g.radius > 0 && c.radius > 0,
+                "{name}: splat {i}: radius {} vs {}",
+                g.radius,
+                c.radius
+            );
         }
     }
     println!("{name:>18} radius mismatches: {radius_mismatches} of {}", gpu.len());
@@ -156,7 +171,7 @@ fn check_projection(name: &str, gpu: &[ProjectedSplat], cpu: &[ProjectedSplat]) 
 
 #[test]
 fn forward_matches_cpu_reference() {
-    let Some(ctx) = context(true) else { return };
+    let Some(ctx) = context() else { return };
     check_forward(&ctx, scenes());
 }
 
@@ -185,16 +200,35 @@ fn check_forward(ctx: &GpuContext, scenes: Vec<testing::Scene>) {
             let cpu_ids = &cpu_state.sorted_ids[c[0] as usize..c[1] as usize];
             assert_eq!(gpu_ids, cpu_ids, "{name}: tile {tile}: depth-sorted splat lists differ");
         }
+        let longest_tile = state.tile_ranges.iter().map(|r| r[1] - r[0]).max().unwrap_or(0) as usize;
+        let deepest_pixel = state.last_contributor.iter().copied().max().unwrap_or(0) as usize;
+        println!("{name:>18} longest tile list {longest_tile}, deepest last contributor {deepest_pixel}");
+        if matches!(name, "random" | "opaque_tile") {
+            assert!(longest_tile > 2 * BATCH, "{name}: the scene no longer spans several batches");
+        }
+        if name == "opaque_tile" {
+            assert!(deepest_pixel < longest_tile - BATCH, "{name}: no batch is left after every pixel saturates");
+        }
         let mismatched = state.last_contributor.iter().zip(&cpu_state.last_contributor).filter(|(a, b)| a != b).count();
         println!("{name:>18} last_contributor mismatches: {mismatched} of {}", state.last_contributor.len());
-        assert!(mismatched * 1000 <= state.last_contributor.len(), "{name}: {mismatched} pixels stop at a different splat");
+        assert!(
+            mismatched * 1000 <= state.last_contributor.len(),
+            "{name}: {mismatched} pixels stop at a different splat"
+        );
 
         let out = frame.read_output(&ctx).unwrap();
         assert_close("image", name, &flat(&out.image.pixels), &flat(&cpu_out.image.pixels), 0.0, 2e-5);
         assert_close("alpha", name, &out.alpha.pixels, &cpu_out.alpha.pixels, 0.0, 2e-5);
         assert_close("depth", name, &out.depth.pixels, &cpu_out.depth.pixels, 1e-5, 0.0);
         assert_close("median_depth", name, &out.median_depth.pixels, &cpu_out.median_depth.pixels, 1e-5, 0.0);
-        assert_close("final_transmittance", name, &state.final_transmittance, &cpu_state.final_transmittance, 0.0, 2e-5);
+        assert_close(
+            "final_transmittance",
+            name,
+            &state.final_transmittance,
+            &cpu_state.final_transmittance,
+            0.0,
+            2e-5,
+        );
 
         // End to end against `render::render`.
         let reference = render::render(&scene.splats, &scene.camera, scene.background);
@@ -248,7 +282,8 @@ fn check_backward(ctx: &GpuContext, scenes: Vec<testing::Scene>) {
 
         // Compositing backward, against the reference fed the GPU's projection.
         let (_, cpu_state) = render::rasterize(&projected, w, h, scene.background);
-        let cpu_projected_grads = render::rasterize_backward(&projected, &cpu_state, w, h, scene.background, &grad_image);
+        let cpu_projected_grads =
+            render::rasterize_backward(&projected, &cpu_state, w, h, scene.background, &grad_image);
         let names = ["d mean2d", "d conic", "d color", "d opacity"];
         let gpu_p = projected_grad_fields(&gpu_projected_grads);
         for ((what, g), c) in names.iter().zip(&gpu_p).zip(projected_grad_fields(&cpu_projected_grads)) {
@@ -265,7 +300,8 @@ fn check_backward(ctx: &GpuContext, scenes: Vec<testing::Scene>) {
 
         // End to end against `render::render_backward`.
         let reference = render::render(&scene.splats, &scene.camera, scene.background);
-        let (ref_grads, _) = render::render_backward(&scene.splats, &scene.camera, &reference, scene.background, &grad_image);
+        let (ref_grads, _) =
+            render::render_backward(&scene.splats, &scene.camera, &reference, scene.background, &grad_image);
         for ((what, g), c) in names.iter().zip(&gpu_g).zip(param_grad_fields(&ref_grads)) {
             assert_close(&format!("{what} (end to end)"), name, g, &c, 1e-3, 1e-6);
         }
@@ -275,7 +311,11 @@ fn check_backward(ctx: &GpuContext, scenes: Vec<testing::Scene>) {
         for (i, (obs, p)) in densify.iter().zip(&projected).enumerate() {
             let g = gpu_projected_grads[i].mean2d;
             let expected = if p.radius > 0 { (g[0] * w as f32 * 0.5).hypot(g[1] * h as f32 * 0.5) } else { 0.0 };
-            assert!((obs[0] - expected).abs() <= 1e-5 * expected.max(1e-3), "{name}: splat {i} grad2d norm {} vs {expected}", obs[0]);
+            assert!(
+                (obs[0] - expected).abs() <= 1e-5 * expected.max(1e-3),
+                "{name}: splat {i} grad2d norm {} vs {expected}",
+                obs[0]
+            );
             assert_eq!(obs[1], p.radius as f32 / w.max(h) as f32, "{name}: splat {i} radius fraction");
         }
     }
@@ -283,13 +323,25 @@ fn check_backward(ctx: &GpuContext, scenes: Vec<testing::Scene>) {
 
 #[test]
 fn backward_matches_cpu_reference() {
-    let Some(ctx) = context(true) else { return };
+    let Some(ctx) = context() else { return };
     check_backward(&ctx, scenes());
 }
 
 #[test]
-fn backward_with_emulated_float_atomics_matches_cpu_reference() {
-    let Some(ctx) = context(false) else { return };
+fn backward_without_optional_features_matches_cpu_reference() {
+    let Some(ctx) = context_with(OptionalFeatures { float_atomics: false, subgroups: false }) else { return };
+    check_backward(&ctx, scenes());
+}
+
+#[test]
+fn backward_with_native_float_atomics_without_subgroups_matches_cpu_reference() {
+    let Some(ctx) = context_with(OptionalFeatures { float_atomics: true, subgroups: false }) else { return };
+    check_backward(&ctx, scenes());
+}
+
+#[test]
+fn backward_with_subgroups_and_emulated_float_atomics_matches_cpu_reference() {
+    let Some(ctx) = context_with(OptionalFeatures { float_atomics: false, subgroups: true }) else { return };
     check_backward(&ctx, scenes());
 }
 
@@ -297,10 +349,28 @@ fn backward_with_emulated_float_atomics_matches_cpu_reference() {
 /// large scenes), including grids with excess cells, still matches the reference.
 #[test]
 fn split_dispatch_grids_match_cpu_reference() {
-    let Some(mut ctx) = context(true) else { return };
+    let Some(mut ctx) = context() else { return };
     ctx.max_workgroups_per_dimension = 3;
     check_prefix_sum(&ctx);
     check_radix_sort(&ctx);
     check_forward(&ctx, vec![testing::tile_straddle(), testing::random(3, 3000, 203, 151)]);
     check_backward(&ctx, vec![testing::tile_straddle(), testing::random(3, 3000, 203, 151)]);
+}
+
+/// Inconsistent inputs are errors, not panics or silent garbage.
+#[test]
+fn bad_inputs_are_errors() {
+    let Some(ctx) = context() else { return };
+    let mut scene = testing::tile_straddle();
+    scene.splats.opacity_logits.pop();
+    let err = GpuSplats::upload(&ctx, &scene.splats).unwrap_err();
+    assert!(matches!(err, GpuError::SplatFieldLength { field: "opacity_logits", .. }), "{err}");
+
+    let scene = testing::tile_straddle();
+    let renderer = GpuRenderer::new(&ctx).unwrap();
+    let splats = GpuSplats::upload(&ctx, &scene.splats).unwrap();
+    let frame = renderer.forward(&splats, &scene.camera, scene.background).unwrap();
+    let short = ctx.upload("short grad image", &vec![[0.0f32; 3]; frame.num_pixels() - 1]);
+    let err = renderer.backward(&splats, &frame, &short).unwrap_err();
+    assert!(matches!(err, GpuError::BufferSize { name: "grad_image", .. }), "{err}");
 }

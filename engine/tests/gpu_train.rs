@@ -277,24 +277,34 @@ mod gpu_train {
         a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
     }
 
+    /// 30 steps driven directly through [`TrainBackend`] (fixed rates, views in turn) from the
+    /// same state on both backends, then the whole states compared: parameters, and the
+    /// densification statistics accumulated on the GPU.
     #[test]
     fn gpu_backend_steps_match_the_cpu_backend() {
         let Some(ctx) = context() else { return };
         let Some((cameras, images)) = bunny_mini(64) else { return };
-        let splats = random_in_view(&cameras, &images, 2_000, 3);
+        let splats = random_in_view(&cameras, &images, [0.0; 3], 2_000, 3);
         let n = splats.len();
         let init = TrainState { splats, adam: AdamMoments::zeros(n), stats: DensifyStats::zeros(n) };
         let lr = learning_rates(&TrainConfig::for_steps(30), scene_extent(&cameras), 1);
         let mut cpu_backend = CpuBackend::new([0.0; 3], 0.2);
         let mut gpu_backend = GpuBackend::new(&ctx, [0.0; 3], 0.2).unwrap();
+        let mut renders = Vec::new();
         let [cpu, gpu] = [&mut cpu_backend as &mut dyn TrainBackend, &mut gpu_backend].map(|backend| {
             backend.set_views(&cameras, &images).unwrap();
             backend.set_state(&init).unwrap();
+            renders.push(backend.render(&cameras[0], [0.2, 0.5, 0.9]).unwrap().image);
             for step in 1..=30 {
                 backend.step(step as usize % cameras.len(), &lr, step).unwrap();
             }
             backend.state().unwrap()
         });
+        // The evaluation render (another background than training's) of the initial splats: the
+        // same f32 compositing in another order, measured 5e-7 apart on lavapipe.
+        let render_err = max_abs_diff(flat(&renders[1].pixels), flat(&renders[0].pixels));
+        eprintln!("evaluation render: max |gpu − cpu| {render_err:e}");
+        assert!(render_err <= 1e-4, "evaluation renders differ by {render_err}");
         let moved = max_abs_diff(flat(&cpu.splats.means), flat(&init.splats.means));
         assert!(moved > 5.0 * lr.means, "the CPU run must move the splats ({moved})");
         let groups: [(&str, &[f32], &[f32], f32); 5] = [
@@ -333,7 +343,8 @@ mod gpu_train {
         assert!(c.visible_count.iter().any(|&v| v > 0), "splats must be visible");
         // A splat at the frustum edge can flip between culled and visible as the parameters drift
         // by the rounding above, and one right at the near plane has a radius that changes by
-        // many pixels with it. Measured on lavapipe: 2 of 2000 and 1 of 2000.
+        // many pixels with it. Measured on lavapipe over repeated runs (GPU atomics make each run
+        // round differently): ≤ 3 and ≤ 2 of 2000.
         assert!(count_mismatches <= n / 200, "visible counts differ for {count_mismatches} of {n} splats");
         assert!(radius_mismatches <= n / 200, "max radii differ for {radius_mismatches} of {n} splats");
         // Measured: 3e-4 of the largest sum.
@@ -406,15 +417,16 @@ mod gpu_train {
         eprintln!("relative loss difference: steps 1-50 max {early:e}; all steps max {whole:e}, mean {average:e}");
         // The views come in a shuffled order with very different losses: compare 20-step means.
         let (first, last) = (mean(&cpu[..20]), mean(&cpu[cpu.len() - 20..]));
-        assert!(last < 0.8 * first, "the CPU run itself must learn: {first} -> {last}");
+        assert!(last < 0.9 * first, "the CPU run itself must learn: {first} -> {last}");
         // Both runs start from the same splats and see the same views in the same order, so they
         // differ only by f32 rounding: summation order (GPU atomics and workgroup trees vs CPU
         // loops and f64 sums) gives ~1e-6 relative differences per gradient, which Adam amplifies
         // step after step (ε = 1e-15 turns even a sign flip of a near-zero gradient into a
-        // full-size step the other way). Measured on lavapipe: ≤ 2e-5 over the first 50 steps,
-        // ≤ 1.1e-3 (mean 1.7e-4) over all 200. The bounds leave 5-10× for another device's
-        // rounding, and stay far below the effect of a real bug: a wrong gradient, learning rate
-        // or bias correction changes the loss by percents within tens of steps.
+        // full-size step the other way). Measured on lavapipe over several runs and
+        // initialisations: ≤ 4e-5 over the first 50 steps, ≤ 1.4e-3 (mean ≤ 2e-4) over all 200.
+        // The bounds leave 5-10× for another device's rounding, and stay far below the effect of
+        // a real bug: a wrong gradient, learning rate or bias correction changes the loss by
+        // percents within tens of steps.
         assert!(early <= 2e-4, "steps 1-50: largest relative loss difference {early}");
         assert!(whole <= 1e-2, "largest relative loss difference {whole}");
         assert!(average <= 1e-3, "mean relative loss difference {average}");
@@ -441,8 +453,8 @@ mod gpu_train {
         // Afterwards a splat whose mean gradient sits at the threshold can be cloned in one run
         // and not the other, which shifts the shared random stream (split samples, view order):
         // the runs become two different samples of the same training. Splat counts then agree to
-        // a few percent and the late losses to the spread of per-view losses (measured on
-        // lavapipe: see the line above).
+        // a few percent and the late losses to the spread of per-view losses. Measured on
+        // lavapipe: 2401 vs 2394-2400 splats, late losses within 3 %.
         assert!(cpu_n.abs_diff(gpu_n) as f32 <= 0.05 * cpu_n as f32, "splat counts: cpu {cpu_n} gpu {gpu_n}");
         assert!((gpu_late - cpu_late).abs() <= 0.1 * cpu_late, "late mean loss: cpu {cpu_late} gpu {gpu_late}");
     }

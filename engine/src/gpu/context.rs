@@ -17,6 +17,22 @@ pub enum DevicePreference {
     AllowSoftware,
 }
 
+/// Optional device features the kernels use when the adapter has them (each has a portable
+/// fallback; tests switch them off to exercise it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptionalFeatures {
+    /// Native `atomic<f32>` add (`SHADER_FLOAT32_ATOMIC`); else a compare-exchange loop.
+    pub float_atomics: bool,
+    /// Subgroup operations (`SUBGROUP`): the backward rasteriser sums a subgroup's gradients before
+    /// one atomic add per value; else every pixel adds its own.
+    pub subgroups: bool,
+}
+
+impl OptionalFeatures {
+    /// Everything the adapter offers.
+    pub const ALL: Self = Self { float_atomics: true, subgroups: true };
+}
+
 /// Errors of the GPU backend.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -32,6 +48,8 @@ pub enum GpuError {
     Readback { label: String, message: String },
     #[error("buffer {name}: {got} bytes, expected {expected}")]
     BufferSize { name: &'static str, got: u64, expected: u64 },
+    #[error("splats: field {field} has {got} entries but there are {expected} means")]
+    SplatFieldLength { field: &'static str, got: usize, expected: usize },
     #[error("{what} is {got}, larger than this device can hold ({max})")]
     TooLarge { what: &'static str, got: u64, max: u64 },
 }
@@ -57,6 +75,8 @@ pub struct GpuContext {
     /// Whether the device has native `atomic<f32>` add (`SHADER_FLOAT32_ATOMIC`). Without it, the
     /// backward rasteriser emulates float atomics with a compare-exchange loop.
     pub float_atomics: bool,
+    /// Whether subgroup operations are enabled (`SUBGROUP`).
+    pub subgroups: bool,
     /// Largest workgroup count per dispatch dimension; longer 1D dispatches are split over a 2D
     /// grid. The device limit by default; tests lower it (before creating kernels) to exercise
     /// the split on small inputs.
@@ -64,15 +84,15 @@ pub struct GpuContext {
 }
 
 impl GpuContext {
-    /// Picks an adapter by `preference` and opens a device, using native float atomics if the
-    /// adapter has them.
+    /// Picks an adapter by `preference` and opens a device with every optional feature the
+    /// adapter has.
     pub fn new(preference: DevicePreference) -> Result<Self, GpuError> {
-        Self::with_options(preference, true)
+        Self::with_options(preference, OptionalFeatures::ALL)
     }
 
-    /// As [`GpuContext::new`]; `use_float_atomics = false` forces the compare-exchange emulation
-    /// (tests exercise both paths on one adapter).
-    pub fn with_options(preference: DevicePreference, use_float_atomics: bool) -> Result<Self, GpuError> {
+    /// As [`GpuContext::new`], using at most the optional features in `wanted` (tests exercise
+    /// the fallbacks on one adapter).
+    pub fn with_options(preference: DevicePreference, wanted: OptionalFeatures) -> Result<Self, GpuError> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
         let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
         let seen = adapters
@@ -87,9 +107,11 @@ impl GpuContext {
             .ok_or(GpuError::NoAdapter { preference, seen })?;
         let adapter_info = adapter.get_info();
         let limits = required_limits(&adapter)?;
-        let float_atomics = use_float_atomics && adapter.features().contains(wgpu::Features::SHADER_FLOAT32_ATOMIC);
-        let required_features =
-            if float_atomics { wgpu::Features::SHADER_FLOAT32_ATOMIC } else { wgpu::Features::empty() };
+        let float_atomics = wanted.float_atomics && adapter.features().contains(wgpu::Features::SHADER_FLOAT32_ATOMIC);
+        let subgroups = wanted.subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
+        let mut required_features = wgpu::Features::empty();
+        required_features.set(wgpu::Features::SHADER_FLOAT32_ATOMIC, float_atomics);
+        required_features.set(wgpu::Features::SUBGROUP, subgroups);
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features,
@@ -105,10 +127,11 @@ impl GpuContext {
             backend = ?adapter_info.backend,
             device_type = ?adapter_info.device_type,
             float_atomics,
+            subgroups,
             "GPU device opened"
         );
         let max_workgroups_per_dimension = device.limits().max_compute_workgroups_per_dimension;
-        Ok(Self { device, queue, adapter_info, float_atomics, max_workgroups_per_dimension })
+        Ok(Self { device, queue, adapter_info, float_atomics, subgroups, max_workgroups_per_dimension })
     }
 
     /// Adapter name and backend, for logs and `TrainBackend::device_name`.
@@ -162,7 +185,12 @@ impl GpuContext {
 
     /// Copies elements `start..start + count` of `buffer` back to the host (blocks until the GPU
     /// is done). `start · size_of::<T>()` must be a multiple of 4.
-    pub fn read_range<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, start: usize, count: usize) -> Result<Vec<T>, GpuError> {
+    pub fn read_range<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        start: usize,
+        count: usize,
+    ) -> Result<Vec<T>, GpuError> {
         let label = format!("{buffer:?}");
         let offset = (start * size_of::<T>()) as u64;
         let bytes = (count * size_of::<T>()) as u64;
@@ -182,7 +210,8 @@ impl GpuContext {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
         self.queue.submit([encoder.finish()]);
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -314,7 +343,8 @@ impl Kernel {
         if workgroups == 0 {
             return;
         }
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.label), timestamp_writes: None });
+        let mut pass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.label), timestamp_writes: None });
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, bind_group, &[]);
         let [x, y] = grid_for(workgroups, self.max_workgroups_per_dimension);
@@ -353,9 +383,15 @@ const PRELUDE: &str = include_str!("shaders/prelude.wgsl");
 /// WGSL defining `GradAtomic` and `add_grad(index, value)` on the kernel's `projected_grads`
 /// buffer: native `atomic<f32>` adds, or a compare-exchange loop on the bit pattern.
 pub fn atomic_add_source(ctx: &GpuContext) -> &'static str {
-    if ctx.float_atomics {
-        include_str!("shaders/atomic_native.wgsl")
+    if ctx.float_atomics { include_str!("shaders/atomic_native.wgsl") } else { include_str!("shaders/atomic_cas.wgsl") }
+}
+
+/// WGSL defining `accumulate_grads(splat, contributes, …)` for the backward rasteriser: a
+/// subgroup sum and one atomic add per value, or one atomic add per contributing pixel.
+pub fn accumulate_source(ctx: &GpuContext) -> &'static str {
+    if ctx.subgroups {
+        include_str!("shaders/accumulate_subgroup.wgsl")
     } else {
-        include_str!("shaders/atomic_cas.wgsl")
+        include_str!("shaders/accumulate_thread.wgsl")
     }
 }

@@ -4,30 +4,19 @@
 //! derived in `loss_common.wgsl`) matches the CPU reference `crate::train::loss` and
 //! `crate::train::ssim`, whose constants it uses.
 
-use crate::train::ssim::{C1, C2, SIGMA, WINDOW};
+use crate::train::ssim;
 
 use super::context::{GpuContext, GpuError, Kernel, workgroups_for};
 
 /// Taps of SSIM's window the shaders are written for (`LOSS_RADIUS = 5` in `loss_common.wgsl`).
 const SHADER_WINDOW: usize = 11;
-const _: () = assert!(WINDOW == SHADER_WINDOW, "loss_common.wgsl hard-codes an 11-tap window");
+const _: () = assert!(ssim::WINDOW == SHADER_WINDOW, "loss_common.wgsl hard-codes an 11-tap window");
 /// Forward intermediates per pixel and channel: μx, μy, E[x²], E[y²], E[xy].
 const BLUR_PLANES: u64 = 5;
 /// Backward intermediates per pixel and channel: ∂L/∂μx, ∂L/∂E[x²], ∂L/∂E[xy].
 const PARTIAL_PLANES: u64 = 3;
 /// Bytes of one f32.
 const F32_BYTES: u64 = 4;
-
-/// The normalised 1D Gaussian window of SSIM, computed in f64 like the CPU reference and rounded.
-fn ssim_window() -> [f32; WINDOW] {
-    let half = (WINDOW / 2) as f64;
-    let w: [f64; WINDOW] = std::array::from_fn(|i| {
-        let d = i as f64 - half;
-        (-(d * d) / (2.0 * SIGMA * SIGMA)).exp()
-    });
-    let sum: f64 = w.iter().sum();
-    w.map(|v| (v / sum) as f32)
-}
 
 /// The shader's `Dims` uniform.
 #[repr(C)]
@@ -76,10 +65,10 @@ impl LossBuffers {
         let pixels = u32::try_from(n).map_err(|_| GpuError::TooLarge { what: "loss image pixels", got: n, max: u32::MAX.into() })?;
         ctx.check_binding_size("loss blur planes", BLUR_PLANES * 3 * n * F32_BYTES)?;
         let num_partials = workgroups_for(pixels);
-        let window = ssim_window();
+        // The CPU reference's f64 window, rounded once.
         let mut packed = [[0.0f32; 4]; 3];
-        for (i, w) in window.iter().enumerate() {
-            packed[i / 4][i % 4] = *w;
+        for (i, w) in ssim::kernel().iter().enumerate() {
+            packed[i / 4][i % 4] = *w as f32;
         }
         let dims = Dims {
             width,
@@ -88,8 +77,8 @@ impl LossBuffers {
             inv_count: 1.0 / (3 * n).max(1) as f32,
             l1_weight: 1.0 - ssim_weight,
             ssim_weight,
-            c1: C1 as f32,
-            c2: C2 as f32,
+            c1: ssim::C1 as f32,
+            c2: ssim::C2 as f32,
             window: packed,
         };
         Ok(Self {
@@ -116,14 +105,14 @@ impl LossBuffers {
 
 impl LossKernels {
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
-        let kernel = |label: &'static str, source: &str| Kernel::new(ctx, label, &[COMMON, source]);
+        let compile = |label: &'static str, source: &str| Kernel::new(ctx, label, &[COMMON, source]);
         Ok(Self {
             ctx: ctx.clone(),
-            blur_inputs: kernel("loss blur inputs", include_str!("shaders/loss_blur_inputs.wgsl"))?,
-            ssim_map: kernel("loss ssim map", include_str!("shaders/loss_ssim_map.wgsl"))?,
-            reduce: kernel("loss reduce", include_str!("shaders/loss_reduce.wgsl"))?,
-            blur_partials: kernel("loss blur partials", include_str!("shaders/loss_blur_partials.wgsl"))?,
-            grad: kernel("loss grad", include_str!("shaders/loss_grad.wgsl"))?,
+            blur_inputs: compile("loss blur inputs", include_str!("shaders/loss_blur_inputs.wgsl"))?,
+            ssim_map: compile("loss ssim map", include_str!("shaders/loss_ssim_map.wgsl"))?,
+            reduce: compile("loss reduce", include_str!("shaders/loss_reduce.wgsl"))?,
+            blur_partials: compile("loss blur partials", include_str!("shaders/loss_blur_partials.wgsl"))?,
+            grad: compile("loss grad", include_str!("shaders/loss_grad.wgsl"))?,
         })
     }
 

@@ -3,10 +3,16 @@
 //!
 //! # Public API
 //!
-//! - [`GpuContext`] (`context`): adapter + device + queue. [`GpuContext::new`] with
+//! - [`GpuContext`] ([`context`]): adapter + device + queue. [`GpuContext::new`] with
 //!   [`DevicePreference::HardwareOnly`] (training: a real GPU or [`GpuError::NoAdapter`]) or
-//!   [`DevicePreference::AllowSoftware`] (tests/CI: falls back to Mesa lavapipe). Also the
-//!   readback helper [`GpuContext::read`] and upload helpers.
+//!   [`DevicePreference::AllowSoftware`] (tests/CI: falls back to Mesa lavapipe). Optional
+//!   adapter features ([`OptionalFeatures`]: native `f32` atomics, subgroups) are used when present,
+//!   with portable fallbacks. Also the readback helpers [`GpuContext::read`] /
+//!   [`GpuContext::read_range`] and the upload/zeroed/uniform buffer helpers.
+//! - Kernels of sibling modules use `context::Kernel` (prelude + sources, entry point `main`,
+//!   bindings `0..n` in order) and must index with the prelude's `linear_workgroup` /
+//!   `linear_thread`: 1D dispatches over `max_workgroups_per_dimension` are split over a 2D grid
+//!   whose last row may have excess workgroups to ignore.
 //! - [`GpuSplats`]: the parameters of [`Splats`] in device buffers, one flat `f32` array per field
 //!   in exactly the host layout (`means` 3 per splat, `log_scales` 3, `rotations` 4 as
 //!   `w, x, y, z`, `opacity_logits` 1, `sh` 48 as `[coefficient][channel]`). Buffers have usage
@@ -25,25 +31,29 @@
 //!
 //! # Pipeline
 //!
-//! 1. `project` (per splat): [`crate::render::ProjectedSplat`] and the number of tiles touched.
-//! 2. Exclusive prefix sum of the tile counts (`sort::Scanner`), then `emit_keys` writes one
-//!    `(tile id, depth bits)` key per intersection, valued by the splat index, in splat order.
-//! 3. A stable LSD radix sort (`sort::RadixSorter`, 8-bit digits) on the depth bits, then the
-//!    tile bits: tiles grouped, depth-ordered within, ties by splat index.
+//! 1. `project` (per splat): [`crate::render::ProjectedSplat`], the number of tiles touched and a
+//!    depth sort key.
+//! 2. The splats sorted by depth (stable LSD radix sort, [`sort::RadixSorter`], 8-bit digits, ties
+//!    by splat index), their tile counts gathered in that order and exclusive-scanned
+//!    ([`sort::Scanner`]); `emit_keys` then writes one `tile id → splat index` entry per
+//!    intersection, in depth order.
+//! 3. A stable radix sort of the entries by tile id alone (1–2 passes): tiles grouped,
+//!    depth-ordered within, ties by splat index (far fewer keys than sorting `(tile, depth)`).
 //! 4. `tile_ranges`, then `raster_forward` (one 16×16 workgroup per tile, splats batched through
-//!    workgroup memory).
-//! 5. Backward: `raster_backward` (back to front per pixel, float atomics into
-//!    [`crate::render::ProjectedGrad`]s), then `project_backward` to the parameters.
+//!    workgroup memory). Each batch is compacted to the splats whose `α ≥ MIN_ALPHA` ellipse can reach the tile.
+//! 5. Backward: `raster_backward` (back to front per pixel; gradients summed over each subgroup
+//!    when subgroups are available, then float atomics into [`crate::render::ProjectedGrad`]s),
+//!    then `project_backward` to the parameters and the densification observations.
 
 pub mod adam;
 pub mod backend;
-mod context;
+pub mod context;
 pub mod loss;
 mod project;
 mod raster;
 pub mod sort;
 
-pub use context::{DevicePreference, GpuContext, GpuError};
+pub use context::{DevicePreference, GpuContext, GpuError, OptionalFeatures};
 
 use crate::camera::Camera;
 use crate::image_buf::{ImageGray, ImageRgb};
@@ -67,10 +77,24 @@ pub struct GpuSplats {
 }
 
 impl GpuSplats {
-    /// Uploads `splats`.
+    /// Uploads `splats` (every field must have one entry per mean).
     pub fn upload(ctx: &GpuContext, splats: &Splats) -> Result<Self, GpuError> {
-        let len = u32::try_from(splats.len())
-            .map_err(|_| GpuError::TooLarge { what: "splat count", got: splats.len() as u64, max: u32::MAX.into() })?;
+        let expected = splats.len();
+        for (field, got) in [
+            ("log_scales", splats.log_scales.len()),
+            ("rotations", splats.rotations.len()),
+            ("opacity_logits", splats.opacity_logits.len()),
+            ("sh", splats.sh.len()),
+        ] {
+            if got != expected {
+                return Err(GpuError::SplatFieldLength { field, got, expected });
+            }
+        }
+        let len = u32::try_from(splats.len()).map_err(|_| GpuError::TooLarge {
+            what: "splat count",
+            got: splats.len() as u64,
+            max: u32::MAX.into(),
+        })?;
         ctx.check_binding_size("SH buffer", splats.len() as u64 * SH_FLOATS as u64 * 4)?;
         Ok(Self {
             means: ctx.upload("means", &splats.means),
@@ -111,7 +135,7 @@ pub struct GpuFrame {
     pub projected: wgpu::Buffer,
     /// Splat indices grouped by tile (row-major), depth-sorted within each tile.
     pub sorted_ids: wgpu::Buffer,
-    /// `[start, end)` into `sorted_ids` per tile, `u32` pairs.
+    /// `[start, end)` into `sorted_ids` per tile, `u32` pairs (`[0, 0]` for an empty tile).
     pub tile_ranges: wgpu::Buffer,
     /// RGB per pixel (`f32` × 3, row-major), background composited.
     pub image: wgpu::Buffer,
@@ -239,11 +263,21 @@ impl GpuRenderer {
 
     /// Gradients of the loss for every parameter of `splats`, given the frame `forward` rendered
     /// from them and `grad_image` (`∂L/∂image`, the layout of [`GpuFrame::image`]).
-    pub fn backward(&self, splats: &GpuSplats, frame: &GpuFrame, grad_image: &wgpu::Buffer) -> Result<GpuSplatGrads, GpuError> {
+    pub fn backward(
+        &self,
+        splats: &GpuSplats,
+        frame: &GpuFrame,
+        grad_image: &wgpu::Buffer,
+    ) -> Result<GpuSplatGrads, GpuError> {
         self.ctx.checked("render backward", || self.backward_unchecked(splats, frame, grad_image))?
     }
 
-    fn forward_unchecked(&self, splats: &GpuSplats, camera: &Camera, background: [f32; 3]) -> Result<GpuFrame, GpuError> {
+    fn forward_unchecked(
+        &self,
+        splats: &GpuSplats,
+        camera: &Camera,
+        background: [f32; 3],
+    ) -> Result<GpuFrame, GpuError> {
         let ctx = &self.ctx;
         let uniforms = project::FrameUniforms::new(camera, background, splats.len, splats.sh_degree);
         let uniform_buffer = ctx.uniform("frame", &uniforms);
@@ -268,7 +302,12 @@ impl GpuRenderer {
         })
     }
 
-    fn backward_unchecked(&self, splats: &GpuSplats, frame: &GpuFrame, grad_image: &wgpu::Buffer) -> Result<GpuSplatGrads, GpuError> {
+    fn backward_unchecked(
+        &self,
+        splats: &GpuSplats,
+        frame: &GpuFrame,
+        grad_image: &wgpu::Buffer,
+    ) -> Result<GpuSplatGrads, GpuError> {
         let ctx = &self.ctx;
         let expected = frame.num_pixels() as u64 * 12;
         if grad_image.size() < expected {

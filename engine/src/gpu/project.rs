@@ -67,9 +67,13 @@ impl FrameUniforms {
 pub struct ProjectedFrame {
     /// [`ProjectedSplat`] per splat.
     pub projected: wgpu::Buffer,
-    /// Tiles touched per splat, plus one trailing zero so that an exclusive scan of the whole
-    /// buffer leaves the total in its last element.
+    /// Tiles touched per splat.
     pub tiles_touched: wgpu::Buffer,
+    /// Per splat, its depth's IEEE bits (`u32::MAX` when culled): the key that orders splats by
+    /// depth.
+    pub depth_keys: wgpu::Buffer,
+    /// `0, 1, …, n − 1`: the values of the depth sort.
+    pub splat_ids: wgpu::Buffer,
 }
 
 #[derive(Debug)]
@@ -84,25 +88,51 @@ const PROJECT_COMMON: &str = include_str!("shaders/project_common.wgsl");
 impl ProjectKernels {
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
         Ok(Self {
-            forward: Kernel::new(ctx, "project_forward", &[PROJECT_COMMON, include_str!("shaders/project_forward.wgsl")])?,
-            backward: Kernel::new(ctx, "project_backward", &[PROJECT_COMMON, include_str!("shaders/project_backward.wgsl")])?,
+            forward: Kernel::new(
+                ctx,
+                "project_forward",
+                &[PROJECT_COMMON, include_str!("shaders/project_forward.wgsl")],
+            )?,
+            backward: Kernel::new(
+                ctx,
+                "project_backward",
+                &[PROJECT_COMMON, include_str!("shaders/project_backward.wgsl")],
+            )?,
         })
     }
 
     /// Projects every splat of `splats` with the camera in `uniforms`.
-    pub fn forward(&self, ctx: &GpuContext, splats: &GpuSplats, uniforms: &wgpu::Buffer) -> Result<ProjectedFrame, GpuError> {
+    pub fn forward(
+        &self,
+        ctx: &GpuContext,
+        splats: &GpuSplats,
+        uniforms: &wgpu::Buffer,
+    ) -> Result<ProjectedFrame, GpuError> {
         let n = u64::from(splats.len);
         ctx.check_binding_size("projected splats", n * size_of::<ProjectedSplat>() as u64)?;
         let projected = ctx.zeroed("projected", n * size_of::<ProjectedSplat>() as u64);
-        let tiles_touched = ctx.zeroed("tiles_touched", (n + 1) * 4);
+        let tiles_touched = ctx.zeroed("tiles_touched", n * 4);
+        let depth_keys = ctx.zeroed("depth keys", n * 4);
+        let splat_ids = ctx.zeroed("splat ids", n * 4);
         let bind_group = self.forward.bind(
             ctx,
-            &[uniforms, &splats.means, &splats.log_scales, &splats.rotations, &splats.opacity_logits, &splats.sh, &projected, &tiles_touched],
+            &[
+                uniforms,
+                &splats.means,
+                &splats.log_scales,
+                &splats.rotations,
+                &splats.opacity_logits,
+                &splats.sh,
+                &projected,
+                &tiles_touched,
+                &depth_keys,
+                &splat_ids,
+            ],
         );
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         self.forward.dispatch(&mut encoder, &bind_group, workgroups_for(splats.len));
         ctx.queue.submit([encoder.finish()]);
-        Ok(ProjectedFrame { projected, tiles_touched })
+        Ok(ProjectedFrame { projected, tiles_touched, depth_keys, splat_ids })
     }
 
     /// Parameter gradients from the projected gradients of `frame` (rendered from `splats`).

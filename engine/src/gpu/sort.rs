@@ -10,8 +10,6 @@ pub const SCAN_BLOCK: u32 = WORKGROUP_SIZE * 4;
 pub const RADIX_BLOCK: u32 = WORKGROUP_SIZE * 16;
 /// Bits per radix digit: 256 buckets, one per thread of a workgroup.
 const RADIX_BITS: u32 = 8;
-/// Passes over the 32 depth bits.
-const DEPTH_PASSES: u32 = 32 / RADIX_BITS;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -93,18 +91,23 @@ impl RadixSorter {
         &self.scanner
     }
 
-    /// Records a sort of the first `n` entries by `(keys_hi, keys_lo)`, where only the low
-    /// `hi_bits` bits of `keys_hi` may be set. Equal keys keep their input order. The input
-    /// buffers are reused as ping-pong storage; the result is in the returned buffers.
+    /// Records a sort of the first `n` entries by `(keys_hi, keys_lo)` where only the low
+    /// `hi_bits` bits of `keys_hi` and the low `lo_bits` bits of `keys_lo` may be set (bits above,
+    /// within the last 8-bit digit, would take part; beyond it they are ignored). Equal keys keep
+    /// their input order. The input buffers are reused as ping-pong storage; the result is in the
+    /// returned buffers.
     pub fn encode(
         &self,
         ctx: &GpuContext,
         encoder: &mut wgpu::CommandEncoder,
         input: SortedKeys,
         n: u32,
+        lo_bits: u32,
         hi_bits: u32,
     ) -> SortedKeys {
-        if n == 0 {
+        let lo_passes = lo_bits.div_ceil(RADIX_BITS);
+        let hi_passes = hi_bits.div_ceil(RADIX_BITS);
+        if n == 0 || lo_passes + hi_passes == 0 {
             return input;
         }
         let bytes = u64::from(n) * 4;
@@ -116,9 +119,7 @@ impl RadixSorter {
         };
         let num_blocks = n.div_ceil(RADIX_BLOCK);
         let hist = ctx.zeroed("radix histogram", u64::from(num_blocks) * 256 * 4);
-        let passes = (0..DEPTH_PASSES)
-            .map(|p| (p * RADIX_BITS, 0))
-            .chain((0..hi_bits.div_ceil(RADIX_BITS)).map(|p| (p * RADIX_BITS, 1)));
+        let passes = (0..lo_passes).map(|p| (p * RADIX_BITS, 0)).chain((0..hi_passes).map(|p| (p * RADIX_BITS, 1)));
         for (shift, use_hi) in passes {
             let params = ctx.uniform("radix params", &RadixParams { n, shift, use_hi, num_blocks });
             let bind_group = self.histogram.bind(ctx, &[&params, &src.keys_hi, &src.keys_lo, &hist]);

@@ -96,7 +96,7 @@ impl From<&ProjectedSplat> for Footprint<f32> {
 }
 
 impl<T: Real> Footprint<T> {
-    pub fn to_projected(&self) -> ProjectedSplat {
+    pub fn to_projected(self) -> ProjectedSplat {
         ProjectedSplat {
             mean2d: arr_f32(self.mean2d),
             conic: arr_f32(self.conic),
@@ -129,7 +129,7 @@ impl<T: Real> FootprintGrad<T> {
         self.opacity += other.opacity;
     }
 
-    pub fn to_projected(&self) -> ProjectedGrad {
+    pub fn to_projected(self) -> ProjectedGrad {
         ProjectedGrad {
             mean2d: arr_f32(self.mean2d),
             conic: arr_f32(self.conic),
@@ -242,35 +242,29 @@ fn forward_geometry<T: Real>(params: &SplatParams<T>, cam: &CameraModel<T>) -> O
 
     let z = p[2];
     let slack = T::c(FRUSTUM_SLACK);
-    let (u, u_free) = clamp_free(p[0] / z, -slack * cam.cx / cam.fx, slack * (T::c(cam.width as f64) - cam.cx) / cam.fx);
-    let (v, v_free) = clamp_free(p[1] / z, -slack * cam.cy / cam.fy, slack * (T::c(cam.height as f64) - cam.cy) / cam.fy);
+    let (u, u_free) =
+        clamp_free(p[0] / z, -slack * cam.cx / cam.fx, slack * (T::c(cam.width as f64) - cam.cx) / cam.fx);
+    let (v, v_free) =
+        clamp_free(p[1] / z, -slack * cam.cy / cam.fy, slack * (T::c(cam.height as f64) - cam.cy) / cam.fy);
     let o = T::ZERO;
     let jac = [[cam.fx / z, o, -cam.fx * u / z], [o, cam.fy / z, -cam.fy * v / z]];
     let js: [[T; 3]; 2] = jac.map(|row| vec_mat(row, &sigma_cam));
     let low_pass = T::from_f32(LOW_PASS);
     let cov2d = [dot3(js[0], jac[0]) + low_pass, dot3(js[0], jac[1]), dot3(js[1], jac[1]) + low_pass];
-    Some(Intermediates {
-        p,
-        q_norm,
-        q,
-        rq,
-        scale,
-        m,
-        sigma_cam,
-        uv: [u, v],
-        uv_free: [u_free, v_free],
-        jac,
-        cov2d,
-    })
+    Some(Intermediates { p, q_norm, q, rq, scale, m, sigma_cam, uv: [u, v], uv_free: [u_free, v_free], jac, cov2d })
 }
 
 /// Projects one splat; `None` when culled.
-pub(crate) fn project_one<T: Real>(params: &SplatParams<T>, cam: &CameraModel<T>, sh_degree: u32) -> Option<Footprint<T>> {
+pub(crate) fn project_one<T: Real>(
+    params: &SplatParams<T>,
+    cam: &CameraModel<T>,
+    sh_degree: u32,
+) -> Option<Footprint<T>> {
     let g = forward_geometry(params, cam)?;
     let [s00, s01, s11] = g.cov2d;
     let det = s00 * s11 - s01 * s01;
-    // `!(det > 0)` rather than `det <= 0` also culls a NaN (e.g. a zero quaternion).
-    if !(det > T::ZERO) {
+    // Anything but `det > 0` is culled, a NaN (e.g. from a zero quaternion) included.
+    if det.partial_cmp(&T::ZERO) != Some(std::cmp::Ordering::Greater) {
         return None;
     }
     let conic = [s11 / det, -s01 / det, s00 / det];
@@ -371,10 +365,10 @@ pub(crate) fn project_one_backward<T: Real>(
     let grad_sigma = mat_mul(&mat_mul(&transpose(&cam.rotation), &grad_sigma_cam), &cam.rotation);
     let grad_m = mat_mul(&grad_sigma, &g.m).map(|row| row.map(|v| two * v));
     let grad_rq: Mat3<T> = std::array::from_fn(|i| std::array::from_fn(|j| grad_m[i][j] * g.scale[j]));
-    for j in 0..3 {
+    out.log_scale = std::array::from_fn(|j| {
         let grad_s = grad_m[0][j] * g.rq[0][j] + grad_m[1][j] * g.rq[1][j] + grad_m[2][j] * g.rq[2][j];
-        out.log_scale[j] = grad_s * g.scale[j];
-    }
+        grad_s * g.scale[j]
+    });
     let grad_q = quat_to_mat_backward(g.q, &grad_rq);
     let q_dot_g = g.q[0] * grad_q[0] + g.q[1] * grad_q[1] + g.q[2] * grad_q[2] + g.q[3] * grad_q[3];
     out.rotation = std::array::from_fn(|k| (grad_q[k] - g.q[k] * q_dot_g) / g.q_norm);
@@ -420,7 +414,8 @@ fn quat_to_mat_backward<T: Real>(q: [T; 4], g: &Mat3<T>) -> [T; 4] {
         - two * x * g[2][2];
     let gy = -two * y * g[0][0] + x * g[0][1] + w * g[0][2] + x * g[1][0] + z * g[1][2] - w * g[2][0] + z * g[2][1]
         - two * y * g[2][2];
-    let gz = -two * z * g[0][0] - w * g[0][1] + x * g[0][2] + w * g[1][0] - two * z * g[1][1] + y * g[1][2]
+    let gz = -two * z * g[0][0] - w * g[0][1] + x * g[0][2] + w * g[1][0] - two * z * g[1][1]
+        + y * g[1][2]
         + x * g[2][0]
         + y * g[2][1];
     [gw, gx, gy, gz].map(|v| two * v)

@@ -16,7 +16,9 @@ use rayon::prelude::*;
 
 use super::project::{Footprint, FootprintGrad};
 use super::real::{Real, arr_f32};
-use super::{MAX_ALPHA, MIN_ALPHA, MIN_TRANSMITTANCE, ProjectedGrad, ProjectedSplat, RasterOutput, RasterState, TILE_SIZE};
+use super::{
+    MAX_ALPHA, MIN_ALPHA, MIN_TRANSMITTANCE, ProjectedGrad, ProjectedSplat, RasterOutput, RasterState, TILE_SIZE,
+};
 use crate::image_buf::{ImageGray, ImageRgb};
 
 /// Pixels in one tile.
@@ -25,7 +27,12 @@ const TILE_PIXELS: usize = (TILE_SIZE * TILE_SIZE) as usize;
 const MEDIAN_TRANSMITTANCE: f64 = 0.5;
 
 /// Composites the projected splats into a `width × height` image over `background`.
-pub fn rasterize(projected: &[ProjectedSplat], width: u32, height: u32, background: [f32; 3]) -> (RasterOutput, RasterState) {
+pub fn rasterize(
+    projected: &[ProjectedSplat],
+    width: u32,
+    height: u32,
+    background: [f32; 3],
+) -> (RasterOutput, RasterState) {
     let footprints: Vec<Footprint<f32>> = projected.par_iter().map(Footprint::from).collect();
     let bins = bin(&footprints, width, height);
     let c = composite(&footprints, &bins, width, height, background);
@@ -64,15 +71,20 @@ pub fn rasterize_backward(
         && state.tile_ranges.len() == (tiles_x * tiles_y) as usize
         && grad_image.pixels.len() == pixels;
     if !consistent {
-        tracing::error!(width, height, "rasterize_backward: raster state or image gradient does not match the image size");
+        tracing::error!(
+            width,
+            height,
+            "rasterize_backward: raster state or image gradient does not match the image size"
+        );
         return vec![ProjectedGrad::default(); projected.len()];
     }
     let footprints: Vec<Footprint<f32>> = projected.par_iter().map(Footprint::from).collect();
     let bins = BinsRef { sorted_ids: &state.sorted_ids, tile_ranges: &state.tile_ranges };
-    let forward = ForwardRef { final_transmittance: &state.final_transmittance, last_contributor: &state.last_contributor };
+    let forward =
+        ForwardRef { final_transmittance: &state.final_transmittance, last_contributor: &state.last_contributor };
     composite_backward(&footprints, bins, forward, width, height, background, &grad_image.pixels)
         .iter()
-        .map(FootprintGrad::to_projected)
+        .map(|g| g.to_projected())
         .collect()
 }
 
@@ -225,53 +237,66 @@ impl TileGeom {
         }
     }
 
-    /// Where in this tile splat `f` can reach `MIN_ALPHA`, or `None` when it cannot anywhere.
-    fn visible<T: Real>(&self, f: &Footprint<T>) -> Option<Visible> {
-        if f.opacity < T::from_f32(MIN_ALPHA) {
-            return None;
-        }
-        // α ≥ MIN_ALPHA needs ΔᵀQΔ ≤ level = 2 ln(opacity / MIN_ALPHA). The level is widened so
-        // that float rounding in the per-pixel test can never put a visible pixel outside.
-        let level = 2.0 * (f.opacity.to_f64() / MIN_ALPHA as f64).ln() * (1.0 + LEVEL_SLACK) + LEVEL_SLACK;
-        let [a, b, c] = f.conic.map(T::to_f64);
-        let det = a * c - b * b;
-        let mean = f.mean2d.map(T::to_f64);
-        let conic = (a > 0.0 && det > 0.0).then_some([a, b, c]);
-        // The ellipse's half-height is √(level · (Q⁻¹)₁₁) = √(level · a / det).
-        let half_height = if conic.is_some() { (level * a / det).sqrt() } else { f64::INFINITY };
-        let (y0, y1) = span(mean[1], half_height, self.origin[1], self.size[1]);
-        (y0 < y1).then_some(Visible { rows: [y0, y1], mean, conic, level, geom: *self })
+    /// Local rows `[y0, y1)` of this tile that splat `p` can reach.
+    fn rows<T: Real>(&self, p: &Prepared<T>) -> (u32, u32) {
+        span(p.f.mean2d[1].to_f64(), p.half_height, self.origin[1], self.size[1])
+    }
+
+    /// Pixel-centre `x` of every column of the tile (columns past the image edge included: the
+    /// live masks exclude them).
+    fn column_centres<T: Real>(&self) -> Row<T> {
+        std::array::from_fn(|lx| centre(self.origin[0], lx as u32))
     }
 }
 
-/// Relative and absolute widening of the visibility ellipse's level (see [`TileGeom::visible`]):
+/// Relative and absolute widening of the visibility ellipse's level (see [`Prepared::new`]):
 /// far above `f32` rounding in the exponent, far below a pixel.
 const LEVEL_SLACK: f64 = 1e-3;
+/// How far below `ln(MIN_ALPHA / opacity)` a pixel's `power` may be and still be evaluated (see
+/// [`Prepared::min_power`]): far above the few-ulp rounding of `opacity · exp(power)`.
+const POWER_SLACK: f64 = 1e-3;
 
-/// The pixels of one tile where a splat can reach `MIN_ALPHA` (a superset: the per-pixel test
-/// still decides), row by row.
-struct Visible {
-    /// Local rows `[y0, y1)`.
-    rows: [u32; 2],
-    mean: [f64; 2],
-    /// `None` for a conic that is not positive definite: every pixel is tried.
-    conic: Option<[f64; 3]>,
-    level: f64,
-    geom: TileGeom,
+/// One splat as the compositor reads it: its footprint and where it can reach `MIN_ALPHA`.
+#[derive(Clone, Copy, Debug)]
+struct Prepared<T> {
+    f: Footprint<T>,
+    /// Pixels whose `power` is below this cannot reach `MIN_ALPHA`: `opacity · exp(power) ≥
+    /// MIN_ALPHA` needs `power ≥ ln(MIN_ALPHA / opacity)`, lowered by [`POWER_SLACK`] so that the
+    /// rounding of `exp` and of the product never skips a pixel the contract keeps.
+    min_power: T,
+    /// Half-height in pixels of the visibility ellipse `ΔᵀQΔ ≤ level`; infinite when the conic
+    /// is not positive definite (every row is tried).
+    half_height: f64,
 }
 
-impl Visible {
-    /// Local columns `[x0, x1)` of local row `ly`: where `a dx² + 2b dx dy + c dy² ≤ level`.
-    fn row(&self, ly: u32) -> (u32, u32) {
-        let (origin, len) = (self.geom.origin[0], self.geom.size[0]);
-        let Some([a, b, c]) = self.conic else { return (0, len) };
-        let dy = self.geom.origin[1] as f64 + ly as f64 + 0.5 - self.mean[1];
-        let disc = b * b * dy * dy - a * (c * dy * dy - self.level);
-        if disc < 0.0 {
-            return (0, 0);
+impl<T: Real> Prepared<T> {
+    /// `None` when the splat cannot reach `MIN_ALPHA` anywhere.
+    fn new(f: &Footprint<T>) -> Option<Self> {
+        if f.radius == 0 || f.opacity < T::from_f32(MIN_ALPHA) {
+            return None;
         }
-        span(self.mean[0] - b * dy / a, disc.sqrt() / a, origin, len)
+        let log_ratio = (f.opacity.to_f64() / MIN_ALPHA as f64).ln();
+        // α ≥ MIN_ALPHA needs ΔᵀQΔ ≤ level = 2 ln(opacity / MIN_ALPHA). The level is widened so
+        // that float rounding in the per-pixel test can never put a visible pixel outside.
+        let level = 2.0 * log_ratio * (1.0 + LEVEL_SLACK) + LEVEL_SLACK;
+        let [a, b, c] = f.conic.map(T::to_f64);
+        let det = a * c - b * b;
+        // The ellipse's half-height is √(level · (Q⁻¹)₁₁) = √(level · a / det).
+        let half_height = if a > 0.0 && det > 0.0 { (level * a / det).sqrt() } else { f64::INFINITY };
+        Some(Self { f: *f, min_power: T::c(-log_ratio - POWER_SLACK), half_height })
     }
+}
+
+/// The prepared splats `ids`, copied into one contiguous list first: the copies are independent
+/// loads that the CPU overlaps, where loading each splat inside the compositing loop stalls on
+/// every cache miss.
+fn gather<T: Real>(prepared: &[Option<Prepared<T>>], ids: &[u32]) -> Vec<Option<Prepared<T>>> {
+    ids.iter().map(|&id| prepared.get(id as usize).copied().flatten()).collect()
+}
+
+/// [`Prepared::new`] of every footprint.
+fn prepare<T: Real>(footprints: &[Footprint<T>]) -> Vec<Option<Prepared<T>>> {
+    footprints.par_iter().map(Prepared::new).collect()
 }
 
 /// Local pixels `[lo, hi)` of a tile row/column starting at `origin` with `len` pixels whose
@@ -292,6 +317,82 @@ fn span(centre: f64, extent: f64, origin: u32, len: u32) -> (u32, u32) {
     (clamp(ceil_lo), clamp(floor(hi) + 1))
 }
 
+/// One bit per pixel of a tile row.
+type RowMask = u16;
+const _: () = assert!(TILE_SIZE <= RowMask::BITS, "a tile row must fit in a RowMask");
+
+/// One value per pixel of a tile row: plain arrays, so that the per-row loops vectorise.
+type Row<T> = [T; TILE_SIZE as usize];
+
+/// Bits `[x0, x1)` of a row mask.
+fn row_mask(x0: u32, x1: u32) -> RowMask {
+    let below = |x: u32| ((1u32 << x.min(TILE_SIZE)) - 1) as RowMask;
+    below(x1) & !below(x0)
+}
+
+/// A splat's `power` at every pixel of one tile row, and which of them the contract may keep.
+struct RowPowers<T> {
+    /// `pixel_centre.y − mean2d.y`.
+    dy: T,
+    power: Row<T>,
+    /// Pixels with `power ≤ 0` and `power ≥ min_power` (or NaN, which the contract keeps with
+    /// `α = MAX_ALPHA`): a superset of the pixels where `α ≥ MIN_ALPHA`.
+    candidates: RowMask,
+}
+
+impl<T: Real> RowPowers<T> {
+    /// The contract's `power`, computed with exactly its operations and order for all columns
+    /// at once (`xs`: the column centres), then masked.
+    #[inline]
+    fn new(p: &Prepared<T>, xs: &Row<T>, py: T) -> Self {
+        let f = &p.f;
+        let [a, b, c] = f.conic;
+        let dy = py - f.mean2d[1];
+        let c_dy2 = c * dy * dy;
+        let half = -T::c(0.5);
+        let mut power = [T::ZERO; TILE_SIZE as usize];
+        for (out, &x) in power.iter_mut().zip(xs) {
+            let dx = x - f.mean2d[0];
+            *out = half * (a * dx * dx + c_dy2) - b * dx * dy;
+        }
+        Self { dy, power, candidates: candidates(&power, p.min_power) }
+    }
+
+    /// The contract's opacity at column `lx`; `None` when skipped.
+    #[inline]
+    fn hit(&self, f: &Footprint<T>, xs: &Row<T>, lx: usize) -> Option<Hit<T>> {
+        let gauss = self.power[lx].exp();
+        let raw = f.opacity * gauss;
+        let max_alpha = T::from_f32(MAX_ALPHA);
+        let alpha = raw.min(max_alpha);
+        if alpha < T::from_f32(MIN_ALPHA) {
+            return None;
+        }
+        Some(Hit { alpha, gauss, delta: [xs[lx] - f.mean2d[0], self.dy], clamped: raw > max_alpha })
+    }
+}
+
+/// Bit `lx` set unless `power[lx] > 0` or `power[lx] < min_power` (so NaN sets its bit). Written
+/// as a select-and-or reduction over constant bit weights so that it vectorises.
+#[inline]
+fn candidates<T: Real>(power: &Row<T>, min_power: T) -> RowMask {
+    const BITS: [RowMask; TILE_SIZE as usize] = {
+        let mut bits = [0; TILE_SIZE as usize];
+        let mut i = 0;
+        while i < bits.len() {
+            bits[i] = 1 << i;
+            i += 1;
+        }
+        bits
+    };
+    let mut mask = 0;
+    for (&pw, &bit) in power.iter().zip(&BITS) {
+        let skip = pw > T::ZERO || pw < min_power;
+        mask |= if skip { 0 } else { bit };
+    }
+    mask
+}
+
 /// One splat evaluated at one pixel centre.
 #[derive(Clone, Copy, Debug)]
 struct Hit<T> {
@@ -304,30 +405,11 @@ struct Hit<T> {
     clamped: bool,
 }
 
-/// The contract's per-pixel opacity of splat `f` at pixel centre `(px, py)`; `None` when skipped.
-#[inline]
-fn alpha_at<T: Real>(f: &Footprint<T>, px: T, py: T) -> Option<Hit<T>> {
-    let dx = px - f.mean2d[0];
-    let dy = py - f.mean2d[1];
-    let [a, b, c] = f.conic;
-    let power = -T::c(0.5) * (a * dx * dx + c * dy * dy) - b * dx * dy;
-    if power > T::ZERO {
-        return None;
-    }
-    let gauss = power.exp();
-    let raw = f.opacity * gauss;
-    let max_alpha = T::from_f32(MAX_ALPHA);
-    let alpha = raw.min(max_alpha);
-    if alpha < T::from_f32(MIN_ALPHA) {
-        return None;
-    }
-    Some(Hit { alpha, gauss, delta: [dx, dy], clamped: raw > max_alpha })
-}
-
 /// Pixel centre coordinate of local pixel `l` in a tile starting at `origin`.
 fn centre<T: Real>(origin: u32, l: u32) -> T {
     T::c(origin as f64 + l as f64 + 0.5)
 }
+
 
 /// One tile's forward results, indexed by local pixel.
 struct TileOut<T> {
@@ -347,9 +429,13 @@ pub(crate) fn composite<T: Real>(
     background: [T; 3],
 ) -> Composite<T> {
     let bins = bins.as_ref();
+    let prepared = prepare(footprints);
     let tiles: Vec<TileOut<T>> = (0..bins.tile_ranges.len())
         .into_par_iter()
-        .map(|tile| composite_tile(footprints, bins.tile(tile), TileGeom::new(tile, width, height), background))
+        .map(|tile| {
+            let geom = TileGeom::new(tile, width, height);
+            composite_tile(&prepared, bins.tile(tile), geom, background)
+        })
         .collect();
     let pixels = width as usize * height as usize;
     let mut out = Composite {
@@ -373,7 +459,14 @@ pub(crate) fn composite<T: Real>(
     out
 }
 
-fn composite_tile<T: Real>(footprints: &[Footprint<T>], ids: &[u32], geom: TileGeom, background: [T; 3]) -> TileOut<T> {
+/// Front-to-back compositing of one tile: splat by splat over the live pixels of the rows it
+/// reaches.
+fn composite_tile<T: Real>(
+    prepared: &[Option<Prepared<T>>],
+    ids: &[u32],
+    geom: TileGeom,
+    background: [T; 3],
+) -> TileOut<T> {
     let mut out = TileOut {
         color: [[T::ZERO; 3]; TILE_PIXELS],
         transmittance: [T::ONE; TILE_PIXELS],
@@ -383,28 +476,33 @@ fn composite_tile<T: Real>(footprints: &[Footprint<T>], ids: &[u32], geom: TileG
     };
     let mut weight = [T::ZERO; TILE_PIXELS];
     let mut median_set = [false; TILE_PIXELS];
-    let mut done = [false; TILE_PIXELS];
-    let live = (geom.size[0] * geom.size[1]) as usize;
-    let mut n_done = 0;
+    // Per row, the pixels still compositing (inside the image and not stopped early).
+    let mut live = [0 as RowMask; TILE_SIZE as usize];
+    live[..geom.size[1] as usize].fill(row_mask(0, geom.size[0]));
+    let mut n_live = geom.size[0] * geom.size[1];
     let min_t = T::from_f32(MIN_TRANSMITTANCE);
     let median_t = T::c(MEDIAN_TRANSMITTANCE);
-    for (pos, &id) in ids.iter().enumerate() {
-        let Some(f) = footprints.get(id as usize) else { continue };
-        let Some(visible) = geom.visible(f) else { continue };
-        for ly in visible.rows[0]..visible.rows[1] {
-            let py = centre(geom.origin[1], ly);
-            let (x0, x1) = visible.row(ly);
-            for lx in x0..x1 {
+    let xs = geom.column_centres::<T>();
+    for (pos, p) in gather(prepared, ids).iter().enumerate() {
+        let Some(p) = p else { continue };
+        let f = &p.f;
+        let (y0, y1) = geom.rows(p);
+        for ly in y0..y1 {
+            if live[ly as usize] == 0 {
+                continue;
+            }
+            let row = RowPowers::new(p, &xs, centre(geom.origin[1], ly));
+            let mut bits = live[ly as usize] & row.candidates;
+            while bits != 0 {
+                let lx = bits.trailing_zeros();
+                bits &= bits - 1;
                 let k = (ly * TILE_SIZE + lx) as usize;
-                if done[k] {
-                    continue;
-                }
-                let Some(hit) = alpha_at(f, centre(geom.origin[0], lx), py) else { continue };
+                let Some(hit) = row.hit(f, &xs, lx as usize) else { continue };
                 let t = out.transmittance[k];
                 let next_t = t * (T::ONE - hit.alpha);
                 if next_t < min_t {
-                    done[k] = true;
-                    n_done += 1;
+                    live[ly as usize] &= !(1 << lx);
+                    n_live -= 1;
                     continue;
                 }
                 let w = hit.alpha * t;
@@ -421,16 +519,17 @@ fn composite_tile<T: Real>(footprints: &[Footprint<T>], ids: &[u32], geom: TileG
                 }
             }
         }
-        if n_done == live {
+        if n_live == 0 {
             break;
         }
     }
-    for k in 0..TILE_PIXELS {
-        for c in 0..3 {
-            out.color[k][c] += out.transmittance[k] * background[c];
+    for (k, &w) in weight.iter().enumerate() {
+        let t = out.transmittance[k];
+        for (color, bg) in out.color[k].iter_mut().zip(background) {
+            *color += t * bg;
         }
-        if weight[k] > T::ZERO {
-            out.depth[k] = out.depth[k] / weight[k];
+        if w > T::ZERO {
+            out.depth[k] = out.depth[k] / w;
         }
     }
     out
@@ -447,6 +546,7 @@ pub(crate) fn composite_backward<T: Real>(
     grad_image: &[[T; 3]],
 ) -> Vec<FootprintGrad<T>> {
     let tile_ids: Vec<&[u32]> = (0..bins.tile_ranges.len()).map(|t| bins.tile(t)).collect();
+    let prepared = prepare(footprints);
     let mut entries = vec![FootprintGrad::<T>::default(); tile_ids.iter().map(|ids| ids.len()).sum()];
     let mut slices = Vec::with_capacity(tile_ids.len());
     let mut rest = entries.as_mut_slice();
@@ -457,7 +557,8 @@ pub(crate) fn composite_backward<T: Real>(
     }
     slices.into_par_iter().enumerate().for_each(|(tile, out)| {
         let geom = TileGeom::new(tile, width, height);
-        backward_tile(footprints, tile_ids[tile], geom, width, forward, background, grad_image, out);
+        let inputs = TileInputs { prepared: &prepared, ids: tile_ids[tile], geom, width };
+        backward_tile(&inputs, forward, background, grad_image, out);
     });
     let mut grads = vec![FootprintGrad::<T>::default(); footprints.len()];
     let mut entry = entries.iter();
@@ -472,6 +573,7 @@ pub(crate) fn composite_backward<T: Real>(
 }
 
 /// Per-pixel state of the backward pass within one tile.
+#[derive(Clone, Copy, Default)]
 struct PixelState<T> {
     /// Transmittance in front of the splat being processed (starts at the final transmittance).
     transmittance: T,
@@ -485,53 +587,70 @@ struct PixelState<T> {
     grad: [T; 3],
     /// `final transmittance · (background · grad)`: the background's share of `∂L/∂α`.
     background_term: T,
-    last_contributor: u32,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn backward_tile<T: Real>(
-    footprints: &[Footprint<T>],
-    ids: &[u32],
+/// The splats of one tile, as the backward pass reads them.
+struct TileInputs<'a, T> {
+    prepared: &'a [Option<Prepared<T>>],
+    /// The tile's depth-sorted splat ids.
+    ids: &'a [u32],
     geom: TileGeom,
+    /// Image width, to index the per-pixel buffers.
     width: u32,
+}
+
+/// Back-to-front pass over one tile; `out[pos]` receives the gradient of the splat at position
+/// `pos` of the tile's list.
+fn backward_tile<T: Real>(
+    tile: &TileInputs<'_, T>,
     forward: ForwardRef<'_, T>,
     background: [T; 3],
     grad_image: &[[T; 3]],
     out: &mut [FootprintGrad<T>],
 ) {
-    let zero3 = [T::ZERO; 3];
-    let mut px = [const { None }; TILE_PIXELS];
-    let mut max_last = 0;
+    let TileInputs { prepared, ids, geom, width } = *tile;
+    let mut px = [PixelState::<T>::default(); TILE_PIXELS];
+    // In-image pixels by decreasing last contributor: walking the list back to front, a pixel
+    // becomes active once the position drops below its last contributor.
+    let mut order = [(0u32, 0u16); TILE_PIXELS];
+    let mut n_order = 0;
     geom.for_each_pixel(width, |k, i| {
         let (t, grad, last) = (forward.final_transmittance[i], grad_image[i], forward.last_contributor[i]);
         let bg_dot = background[0] * grad[0] + background[1] * grad[1] + background[2] * grad[2];
-        max_last = max_last.max(last);
-        px[k] = Some(PixelState {
-            transmittance: t,
-            behind: zero3,
-            prev_alpha: T::ZERO,
-            prev_color: zero3,
-            grad,
-            background_term: t * bg_dot,
-            last_contributor: last,
-        });
+        px[k] = PixelState { transmittance: t, grad, background_term: t * bg_dot, ..PixelState::default() };
+        order[n_order] = (last, k as u16);
+        n_order += 1;
     });
+    let order = &mut order[..n_order];
+    order.sort_unstable_by_key(|o| std::cmp::Reverse(o.0));
+    let mut next_active = 0;
+    let mut active = [0 as RowMask; TILE_SIZE as usize];
     let half = T::c(0.5);
-    for pos in (0..(max_last as usize).min(ids.len())).rev() {
-        let Some(f) = footprints.get(ids[pos] as usize) else { continue };
-        let Some(visible) = geom.visible(f) else { continue };
+    let xs = geom.column_centres::<T>();
+    let max_last = order.first().map_or(0, |o| o.0) as usize;
+    let splats = gather(prepared, &ids[..max_last.min(ids.len())]);
+    for pos in (0..splats.len()).rev() {
+        while let Some(&(_, k)) = order.get(next_active).filter(|o| o.0 as usize > pos) {
+            active[k as usize / TILE_SIZE as usize] |= 1 << (u32::from(k) % TILE_SIZE);
+            next_active += 1;
+        }
+        let Some(p) = &splats[pos] else { continue };
+        let f = &p.f;
         let [a, b, c] = f.conic;
         let mut acc = FootprintGrad::<T>::default();
-        for ly in visible.rows[0]..visible.rows[1] {
-            let py = centre(geom.origin[1], ly);
-            let (x0, x1) = visible.row(ly);
-            for lx in x0..x1 {
+        let (y0, y1) = geom.rows(p);
+        for ly in y0..y1 {
+            if active[ly as usize] == 0 {
+                continue;
+            }
+            let row = RowPowers::new(p, &xs, centre(geom.origin[1], ly));
+            let mut bits = active[ly as usize] & row.candidates;
+            while bits != 0 {
+                let lx = bits.trailing_zeros();
+                bits &= bits - 1;
                 let k = (ly * TILE_SIZE + lx) as usize;
-                let Some(s) = px[k].as_mut() else { continue };
-                if pos as u32 >= s.last_contributor {
-                    continue;
-                }
-                let Some(hit) = alpha_at(f, centre(geom.origin[0], lx), py) else { continue };
+                let s = &mut px[k];
+                let Some(hit) = row.hit(f, &xs, lx as usize) else { continue };
                 let one_minus = T::ONE - hit.alpha;
                 let t = s.transmittance / one_minus;
                 s.transmittance = t;
@@ -560,3 +679,4 @@ fn backward_tile<T: Real>(
         out[pos] = acc;
     }
 }
+

@@ -7,6 +7,9 @@
 //! borders, whole-image and sub-pixel splats, the `MIN_ALPHA`/`MAX_ALPHA` clamps, the
 //! transmittance early stop, an empty scene); [`random`] and [`translucent`] are general scenes.
 //!
+//! A culled splat projects to an all-zero `ProjectedSplat` (`radius == 0`); compare only the radius
+//! for those.
+//!
 //! For finite-difference tests of positions and scales, use [`translucent`]: its opacities stay
 //! at or below [`TRANSLUCENT_MAX_OPACITY`], so a pixel outside a splat's `3σ` square (where tile
 //! binning changes discontinuously) never reaches `MIN_ALPHA`.
@@ -124,7 +127,8 @@ pub fn random_splats(seed: u64, camera: &Camera, spec: &RandomSpec) -> Splats {
 /// 6 % of the image width, SH degree 3, on a `width × height` image.
 pub fn random(seed: u64, count: usize, width: u32, height: u32) -> Scene {
     let camera = default_camera(width, height);
-    let spec = RandomSpec { count, max_opacity: MAX_RANDOM_OPACITY, sigma_px: [0.5, 0.06 * width as f32], sh_degree: 3 };
+    let spec =
+        RandomSpec { count, max_opacity: MAX_RANDOM_OPACITY, sigma_px: [0.5, 0.06 * width as f32], sh_degree: 3 };
     Scene { name: "random", splats: random_splats(seed, &camera, &spec), camera, background: [0.1, 0.2, 0.3] }
 }
 
@@ -145,8 +149,9 @@ pub fn opaque_tile(seed: u64, count: usize) -> Scene {
     Scene { name: "opaque_tile", splats: random_splats(seed, &camera, &spec), camera, background: [0.6, 0.4, 0.5] }
 }
 
-/// Width and height of the edge-case images: 4 × 3 tiles, the last row of tiles partial.
+/// Width of the edge-case images: exactly 4 tiles.
 const EDGE_W: u32 = 64;
+/// Height of the edge-case images: 3 tiles, the last one partial (8 rows).
 const EDGE_H: u32 = 40;
 
 /// One splat of colour `rgb` and opacity `opacity`, isotropic with world standard deviation

@@ -2,7 +2,9 @@
 //! (run in `f64` through the generic kernels), the fast tile compositor against a literal
 //! per-pixel reading of the contract, and the edge cases of [`super::testing`].
 
-use super::project::{CameraModel, Footprint, FootprintGrad, ParamGrads, SplatParams, project_one, project_one_backward};
+use super::project::{
+    CameraModel, Footprint, FootprintGrad, ParamGrads, SplatParams, project_one, project_one_backward,
+};
 use super::raster::{Bins, Composite, bin, composite, composite_backward};
 use super::real::Real;
 use super::testing::{self, Scene};
@@ -77,8 +79,8 @@ fn literal_composite<T: Real>(
                     break;
                 }
                 let w = alpha * t;
-                for ch in 0..3 {
-                    c[ch] += f.color[ch] * w;
+                for (acc, col) in c.iter_mut().zip(f.color) {
+                    *acc += col * w;
                 }
                 d += f.depth * w;
                 wsum += w;
@@ -153,15 +155,12 @@ impl Check {
     }
 
     fn finish(&self, max_skipped_fraction: f64) {
-        println!("{}: {} compared, {} skipped, worst rel err {:e} at {}", self.name, self.compared, self.skipped, self.worst, self.worst_at);
-        assert!(self.compared > 0, "{}: nothing compared", self.name);
-        assert!(
-            self.worst < REL_TOL,
-            "{}: gradient mismatch {:e} at {}",
-            self.name,
-            self.worst,
-            self.worst_at
+        println!(
+            "{}: {} compared, {} skipped, worst rel err {:e} at {}",
+            self.name, self.compared, self.skipped, self.worst, self.worst_at
         );
+        assert!(self.compared > 0, "{}: nothing compared", self.name);
+        assert!(self.worst < REL_TOL, "{}: gradient mismatch {:e} at {}", self.name, self.worst, self.worst_at);
         let total = (self.compared + self.skipped) as f64;
         assert!(
             self.skipped as f64 <= max_skipped_fraction * total,
@@ -192,9 +191,7 @@ fn for_each_param(p: &mut SplatParams<f64>, mut f: impl FnMut(String, &mut f64))
 
 /// The analytic gradient matching [`for_each_param`]'s label.
 fn param_grad(g: &ParamGrads<f64>, label: &str) -> f64 {
-    let idx = |s: &str| -> Vec<usize> {
-        s.split(['[', ']']).filter_map(|t| t.parse().ok()).collect()
-    };
+    let idx = |s: &str| -> Vec<usize> { s.split(['[', ']']).filter_map(|t| t.parse().ok()).collect() };
     let i = idx(label);
     match label.split('[').next().unwrap_or("") {
         "mean" => g.mean[i[0]],
@@ -208,7 +205,8 @@ fn param_grad(g: &ParamGrads<f64>, label: &str) -> f64 {
 
 /// Largest absolute derivative in `g`.
 fn param_scale(g: &ParamGrads<f64>) -> f64 {
-    let all = g.mean.iter().chain(&g.log_scale).chain(&g.rotation).chain([&g.opacity_logit]).chain(g.sh.iter().flatten());
+    let all =
+        g.mean.iter().chain(&g.log_scale).chain(&g.rotation).chain([&g.opacity_logit]).chain(g.sh.iter().flatten());
     all.fold(0.0, |m, v| m.max(v.abs()))
 }
 
@@ -351,12 +349,8 @@ fn check_projection(scene: &Scene, check: &mut Check) {
             let mut f = project_one(p, &cam, degree)?;
             Some(footprint_scalars(&mut f).iter().zip(w).map(|((_, v), w)| **v * w).sum::<f64>())
         };
-        let grad = FootprintGrad {
-            mean2d: [w[0], w[1]],
-            conic: [w[2], w[3], w[4]],
-            color: [w[5], w[6], w[7]],
-            opacity: w[8],
-        };
+        let grad =
+            FootprintGrad { mean2d: [w[0], w[1]], conic: [w[2], w[3], w[4]], color: [w[5], w[6], w[7]], opacity: w[8] };
         let analytic = project_one_backward(&base, &cam, degree, &grad);
         let scale = param_scale(&analytic);
         let mut hi = base;
@@ -376,7 +370,12 @@ fn check_projection(scene: &Scene, check: &mut Check) {
             match (loss(&hi), loss(&lo)) {
                 (Some(h), Some(l)) => {
                     let fd = (h - l) / (2.0 * EPS);
-                    check.compare(|| format!("{} splat {i} {label}", scene.name), param_grad(&analytic, &label), fd, scale);
+                    check.compare(
+                        || format!("{} splat {i} {label}", scene.name),
+                        param_grad(&analytic, &label),
+                        fd,
+                        scale,
+                    );
                 }
                 _ => check.skipped += 1,
             }
@@ -509,7 +508,8 @@ fn tile_compositor_equals_the_literal_contract() {
         let rendered = render(&scene.splats, &scene.camera, scene.background);
         let fps: Vec<Footprint<f32>> = rendered.projected.iter().map(Footprint::from).collect();
         let (w, h) = (scene.camera.width(), scene.camera.height());
-        let bins = Bins { sorted_ids: rendered.state.sorted_ids.clone(), tile_ranges: rendered.state.tile_ranges.clone() };
+        let bins =
+            Bins { sorted_ids: rendered.state.sorted_ids.clone(), tile_ranges: rendered.state.tile_ranges.clone() };
         let (literal, _) = literal_composite(&fps, &bins, w, h, scene.background);
         let out = &rendered.output;
         assert_same(scene.name, "image", &out.image.pixels, &literal.image);
@@ -562,14 +562,21 @@ fn binning_follows_tile_rects_and_sorts_by_depth_then_index() {
 fn max_alpha_clamp_blocks_gradients() {
     // One splat on pixel (8, 8)'s centre, so narrow that only that pixel sees it, and so opaque
     // that its α is capped at MAX_ALPHA there.
-    let f = Footprint { mean2d: [8.5, 8.5], conic: [50.0, 0.0, 50.0], depth: 2.0, color: [0.2, 0.4, 0.6], opacity: 0.9999, radius: 1 };
+    let f = Footprint {
+        mean2d: [8.5, 8.5],
+        conic: [50.0, 0.0, 50.0],
+        depth: 2.0,
+        color: [0.2, 0.4, 0.6],
+        opacity: 0.9999,
+        radius: 1,
+    };
     let weights = random_weights(1, 16 * 16);
     let grads = raster_grads(&[f], 16, 16, [0.5; 3], &weights);
     let g = grads[0];
     assert_eq!((g.opacity, g.mean2d, g.conic), (0.0, [0.0; 2], [0.0; 3]), "no gradient through the clamp");
     let i = 8 * 16 + 8;
-    for c in 0..3 {
-        assert!((g.color[c] - f64::from(MAX_ALPHA) * weights[i][c]).abs() < 1e-12, "colour still gets α·T");
+    for (got, w) in g.color.iter().zip(weights[i]) {
+        assert!((got - f64::from(MAX_ALPHA) * w).abs() < 1e-12, "colour still gets α·T");
     }
     let bins = bin(&[f], 16, 16);
     let (c, _) = literal_composite(&[f], &bins, 16, 16, [0.5; 3]);
@@ -651,7 +658,8 @@ fn render_f32_matches_f64() {
     for (a, b) in rendered.output.image.pixels.iter().zip(&c.image) {
         assert!((0..3).all(|k| (a[k] as f64 - b[k]).abs() < 1e-4), "{a:?} vs {b:?}");
     }
-    let fp_grads = composite_backward(&fps, bins.as_ref(), c.as_forward_ref(), w, h, scene.background.map(f64::from), &weights);
+    let fp_grads =
+        composite_backward(&fps, bins.as_ref(), c.as_forward_ref(), w, h, scene.background.map(f64::from), &weights);
     let mut worst = 0.0f64;
     let mut scale = 0.0f64;
     for (i, p) in params.iter().enumerate() {
@@ -694,8 +702,14 @@ fn edge_case_scenes_render_finite_images_and_gradients() {
         let (grads, pgrads) = render_backward(&scene.splats, &scene.camera, &rendered, scene.background, &grad_image);
         assert_eq!(grads.means.len(), scene.splats.len());
         assert_eq!(pgrads.len(), scene.splats.len());
-        let finite = grads.means.iter().flatten().chain(grads.log_scales.iter().flatten())
-            .chain(grads.rotations.iter().flatten()).chain(&grads.opacity_logits).chain(grads.sh.iter().flatten().flatten())
+        let finite = grads
+            .means
+            .iter()
+            .flatten()
+            .chain(grads.log_scales.iter().flatten())
+            .chain(grads.rotations.iter().flatten())
+            .chain(&grads.opacity_logits)
+            .chain(grads.sh.iter().flatten().flatten())
             .all(|v| v.is_finite());
         assert!(finite, "{}: non-finite gradient", scene.name);
         for (p, g) in rendered.projected.iter().zip(&grads.means) {

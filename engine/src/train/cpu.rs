@@ -41,9 +41,10 @@ impl TrainBackend for CpuBackend {
     }
 
     fn set_views(&mut self, cameras: &[Camera], targets: &[ImageRgb]) -> Result<(), TrainError> {
-        if cameras.is_empty() || cameras.len() != targets.len() {
+        if cameras.is_empty() {
             return Err(TrainError::NoViews);
         }
+        super::check_count(cameras, targets)?;
         for (index, (camera, target)) in cameras.iter().zip(targets).enumerate() {
             super::check_size(index, camera, target)?;
         }

@@ -50,6 +50,7 @@ pub fn eval(
     targets: &[ImageRgb],
     background: [f32; 3],
 ) -> Result<EvalMetrics, TrainError> {
+    super::check_count(cameras, targets)?;
     let (mut psnr_sum, mut ssim_sum) = (0.0f64, 0.0f64);
     for (index, (camera, target)) in cameras.iter().zip(targets).enumerate() {
         super::check_size(index, camera, target)?;
@@ -58,7 +59,7 @@ pub fn eval(
         psnr_sum += p as f64;
         ssim_sum += s as f64;
     }
-    let views = cameras.len().min(targets.len());
+    let views = cameras.len();
     let d = views.max(1) as f64;
     Ok(EvalMetrics { psnr: (psnr_sum / d) as f32, ssim: (ssim_sum / d) as f32, views })
 }

@@ -59,8 +59,8 @@ mod tests {
         // Offsets of at least 0.05 keep every pixel away from the L1 kink at r = t.
         let mut rendered = target.clone();
         for (i, p) in rendered.pixels.iter_mut().enumerate() {
-            for c in 0..3 {
-                p[c] += if (i + c) % 2 == 0 { 0.1 } else { -0.07 };
+            for (c, v) in p.iter_mut().enumerate() {
+                *v += if (i + c) % 2 == 0 { 0.1 } else { -0.07 };
             }
         }
         let (loss, grad) = loss_with_grad(&rendered, &target, 0.2);

@@ -30,6 +30,8 @@ pub enum TrainError {
     NoViews,
     #[error("view {index}: image is {got_w}×{got_h} but its camera expects {want_w}×{want_h}")]
     ImageSize { index: usize, got_w: u32, got_h: u32, want_w: u32, want_h: u32 },
+    #[error("{cameras} cameras but {images} images")]
+    ViewCount { cameras: usize, images: usize },
     #[error("view index {index} out of range ({count} views)")]
     ViewIndex { index: usize, count: usize },
     #[error("no loss yet: no training step has run")]
@@ -38,6 +40,14 @@ pub enum TrainError {
     EmptyInit,
     #[error("GPU: {0}")]
     Gpu(String),
+}
+
+/// Checks that there is one image per camera.
+pub(crate) fn check_count(cameras: &[Camera], images: &[ImageRgb]) -> Result<(), TrainError> {
+    if cameras.len() == images.len() {
+        return Ok(());
+    }
+    Err(TrainError::ViewCount { cameras: cameras.len(), images: images.len() })
 }
 
 /// Checks that `target` has the size `camera` expects.
@@ -99,13 +109,19 @@ pub fn run(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<TrainResult, TrainError> {
     let cameras = input.train_cameras;
-    if cameras.is_empty() || cameras.len() != input.train_images.len() {
+    if cameras.is_empty() {
         return Err(TrainError::NoViews);
+    }
+    for (views, images) in [(cameras, input.train_images), (input.test_cameras, input.test_images)] {
+        check_count(views, images)?;
+        for (index, (camera, image)) in views.iter().zip(images).enumerate() {
+            check_size(index, camera, image)?;
+        }
     }
     let extent = scene_extent(cameras);
     let mut splats = match input.points {
         Some(cloud) if !cloud.positions.is_empty() => from_point_cloud(cloud),
-        _ => random_in_view(cameras, input.train_images, config.init_random_splats, config.seed),
+        _ => random_in_view(cameras, input.train_images, config.background, config.init_random_splats, config.seed),
     };
     if splats.is_empty() {
         return Err(TrainError::EmptyInit);
@@ -190,4 +206,31 @@ fn control_density(
     }
     backend.set_state(&state)?;
     Ok(Some(state.splats.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::{Intrinsics, WorldFromCameraCv};
+    use cpu::CpuBackend;
+
+    fn camera() -> Camera {
+        let intrinsics = Intrinsics { fx: 20.0, fy: 20.0, cx: 8.0, cy: 6.0, width: 16, height: 12 };
+        Camera { intrinsics, world_from_camera: WorldFromCameraCv { rotation: glam::Mat3::IDENTITY, translation: glam::Vec3::ZERO } }
+    }
+
+    fn run_on(cameras: &[Camera], images: &[ImageRgb]) -> Result<TrainResult, TrainError> {
+        let input = TrainInput { train_cameras: cameras, train_images: images, test_cameras: &[], test_images: &[], points: None };
+        let config = TrainConfig::for_steps(10);
+        run(&input, &config, &mut CpuBackend::new(config.background, config.ssim_weight), &mut |_| {})
+    }
+
+    #[test]
+    fn run_rejects_missing_mismatched_and_missized_views() {
+        assert!(matches!(run_on(&[], &[]), Err(TrainError::NoViews)));
+        let image = ImageRgb::new(16, 12, [0.5; 3]);
+        assert!(matches!(run_on(&[camera()], &[]), Err(TrainError::ViewCount { cameras: 1, images: 0 })));
+        let wrong = ImageRgb::new(8, 12, [0.5; 3]);
+        assert!(matches!(run_on(&[camera(), camera()], &[image, wrong]), Err(TrainError::ImageSize { index: 1, got_w: 8, .. })));
+    }
 }

@@ -35,13 +35,13 @@ pub fn gathers_stats(config: &TrainConfig, step: u32) -> bool {
 /// Whether to clone, split and prune after step `step`.
 pub fn densifies(config: &TrainConfig, step: u32) -> bool {
     let d = &config.densify;
-    step > d.start && step < d.end && d.interval > 0 && step % d.interval == 0
+    step > d.start && step < d.end && d.interval > 0 && step.is_multiple_of(d.interval)
 }
 
 /// Whether to reset opacities after step `step`.
 pub fn resets_opacity(config: &TrainConfig, step: u32) -> bool {
     let d = &config.densify;
-    d.opacity_reset_interval > 0 && step < d.end && step % d.opacity_reset_interval == 0
+    d.opacity_reset_interval > 0 && step < d.end && step.is_multiple_of(d.opacity_reset_interval)
 }
 
 /// Whether the pruning of oversized splats is active after step `step` (3DGS starts it after the

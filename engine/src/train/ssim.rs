@@ -37,7 +37,7 @@ pub const C2: f64 = 0.03 * 0.03;
 const HALF: usize = WINDOW / 2;
 
 /// The normalised 1D Gaussian window.
-fn kernel() -> [f64; WINDOW] {
+pub(crate) fn kernel() -> [f64; WINDOW] {
     let mut k = [0.0; WINDOW];
     for (i, v) in k.iter_mut().enumerate() {
         let d = i as f64 - HALF as f64;

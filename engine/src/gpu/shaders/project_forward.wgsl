@@ -1,5 +1,5 @@
-// Projection forward (render::project): one thread per splat writes its ProjectedSplat and the
-// number of tiles it touches (0 when culled).
+// Projection forward (render::project): one thread per splat writes its ProjectedSplat, the
+// number of tiles it touches (0 when culled) and its depth sort key.
 
 @group(0) @binding(0) var<uniform> frame: Frame;
 @group(0) @binding(1) var<storage, read> means: array<f32>;
@@ -9,6 +9,9 @@
 @group(0) @binding(5) var<storage, read> sh: array<f32>;
 @group(0) @binding(6) var<storage, read_write> projected: array<Projected>;
 @group(0) @binding(7) var<storage, read_write> tiles_touched: array<u32>;
+// Sort keys and values that put the splats in depth order (culled ones last).
+@group(0) @binding(8) var<storage, read_write> depth_keys: array<u32>;
+@group(0) @binding(9) var<storage, read_write> splat_ids: array<u32>;
 
 fn culled() -> Projected {
     return Projected(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0u);
@@ -22,6 +25,8 @@ fn main(@builtin(workgroup_id) wg_id: vec3<u32>, @builtin(num_workgroups) num_wg
     }
     projected[i] = culled();
     tiles_touched[i] = 0u;
+    depth_keys[i] = 0xffffffffu;
+    splat_ids[i] = i;
 
     // 1. Camera frame; near-plane cull.
     let mean = splat_mean(i);
@@ -71,4 +76,6 @@ fn main(@builtin(workgroup_id) wg_id: vec3<u32>, @builtin(num_workgroups) num_wg
     let opacity = 1.0 / (1.0 + exp(-opacity_logits[i]));
     projected[i] = Projected(mean_x, mean_y, c / det, -b / det, a / det, p.z, color.r, color.g, color.b, opacity, radius);
     tiles_touched[i] = area;
+    // Depth is positive (≥ NEAR_PLANE), so its IEEE bits order like the floats.
+    depth_keys[i] = bitcast<u32>(p.z);
 }

@@ -18,6 +18,8 @@ var<workgroup> batch_mean: array<vec2<f32>, 256>;
 var<workgroup> batch_conic: array<vec3<f32>, 256>;
 var<workgroup> batch_opacity: array<f32, 256>;
 var<workgroup> batch_color: array<vec3<f32>, 256>;
+// Position of each batch entry in the tile's list (the batch is compacted, see tile_cull.wgsl).
+var<workgroup> batch_position: array<u32, 256>;
 var<workgroup> shared_range: vec2<u32>;
 // Largest last_contributor of the tile: positions at or past it touched no pixel.
 var<workgroup> max_contributor: atomic<u32>;
@@ -32,6 +34,7 @@ fn main(@builtin(workgroup_id) wg_id: vec3<u32>, @builtin(num_workgroups) num_wg
     let py = tile_y * TILE_SIZE + local_index / TILE_SIZE;
     let inside = tile < frame.tiles_x * frame.tiles_y && px < frame.width && py < frame.height;
     let pixel_centre = vec2<f32>(f32(px) + 0.5, f32(py) + 0.5);
+    let centres = tile_centres(tile_x, tile_y);
 
     if local_index == 0u {
         var range = vec2<u32>(0u);
@@ -71,68 +74,65 @@ fn main(@builtin(workgroup_id) wg_id: vec3<u32>, @builtin(num_workgroups) num_wg
     for (var b = 0u; b < batches; b++) {
         workgroupBarrier();
         // Batch b holds tile-list positions count-1-b·WG down to count-(b+1)·WG.
+        // Only splats that can touch the tile are kept (compacted in order, see tile_cull.wgsl).
         let load = b * WG + local_index;
+        var id = 0u;
+        var p: Projected;
+        var keep = false;
         if load < count {
-            let id = sorted_ids[range.x + count - 1u - load];
-            let p = projected[id];
-            batch_id[local_index] = id;
-            batch_mean[local_index] = vec2<f32>(p.mean_x, p.mean_y);
-            batch_conic[local_index] = vec3<f32>(p.conic_a, p.conic_b, p.conic_c);
-            batch_opacity[local_index] = p.opacity;
-            batch_color[local_index] = vec3<f32>(p.color_r, p.color_g, p.color_b);
+            id = sorted_ids[range.x + count - 1u - load];
+            p = projected[id];
+            keep = splat_touches(p, centres[0], centres[1]);
+        }
+        let slot = compact_slot(keep, local_index);
+        if keep {
+            let k = slot.x;
+            batch_id[k] = id;
+            batch_mean[k] = vec2<f32>(p.mean_x, p.mean_y);
+            batch_conic[k] = vec3<f32>(p.conic_a, p.conic_b, p.conic_c);
+            batch_opacity[k] = p.opacity;
+            batch_color[k] = vec3<f32>(p.color_r, p.color_g, p.color_b);
+            batch_position[k] = count - 1u - load;
         }
         workgroupBarrier();
 
-        let batch_len = min(WG, count - b * WG);
+        let batch_len = slot.y;
+        // Every thread runs every iteration (no early `continue`), so that the subgroup variant of
+        // accumulate_grads sees whole subgroups.
         for (var j = 0u; j < batch_len; j++) {
-            let position = count - 1u - (b * WG + j);
-            if !inside || position >= last {
-                continue;
-            }
             let delta = pixel_centre - batch_mean[j];
             let conic = batch_conic[j];
             let power = -0.5 * (conic.x * delta.x * delta.x + conic.z * delta.y * delta.y) - conic.y * delta.x * delta.y;
-            if power > 0.0 {
-                continue;
-            }
-            let gaussian = exp(power);
+            let gaussian = exp(min(power, 0.0));
             let opacity = batch_opacity[j];
             let raw_alpha = opacity * gaussian;
             let alpha = min(MAX_ALPHA, raw_alpha);
-            if alpha < MIN_ALPHA {
-                continue;
-            }
-            transmittance = transmittance / (1.0 - alpha);
-            let color = batch_color[j];
-            let grad_color = alpha * transmittance * grad_pixel;
+            let contributes = inside && batch_position[j] < last && !(power > 0.0) && !(alpha < MIN_ALPHA);
 
-            accum_behind = behind_alpha * behind_color + (1.0 - behind_alpha) * accum_behind;
-            behind_alpha = alpha;
-            behind_color = color;
-            let grad_alpha = dot(color - accum_behind, grad_pixel) * transmittance - t_final / (1.0 - alpha) * background_dot;
-
-            // α = min(MAX_ALPHA, o·G): no gradient through a clamped α.
-            var grad_gaussian = 0.0;
+            var grad_mean = vec2<f32>(0.0);
+            var grad_conic = vec3<f32>(0.0);
+            var grad_color = vec3<f32>(0.0);
             var grad_opacity = 0.0;
-            if raw_alpha <= MAX_ALPHA {
-                grad_gaussian = opacity * grad_alpha;
-                grad_opacity = gaussian * grad_alpha;
-            }
-            let grad_power = grad_gaussian * gaussian;
-            // power = −½(a Δx² + c Δy²) − b Δx Δy with Δ = pixel − mean.
-            let grad_mean = grad_power * vec2<f32>(conic.x * delta.x + conic.y * delta.y, conic.z * delta.y + conic.y * delta.x);
-            let grad_conic = grad_power * vec3<f32>(-0.5 * delta.x * delta.x, -delta.x * delta.y, -0.5 * delta.y * delta.y);
+            if contributes {
+                transmittance = transmittance / (1.0 - alpha);
+                let color = batch_color[j];
+                grad_color = alpha * transmittance * grad_pixel;
 
-            let base = GRAD_STRIDE * batch_id[j];
-            add_grad(base + GRAD_MEAN_X, grad_mean.x);
-            add_grad(base + GRAD_MEAN_Y, grad_mean.y);
-            add_grad(base + GRAD_CONIC_A, grad_conic.x);
-            add_grad(base + GRAD_CONIC_B, grad_conic.y);
-            add_grad(base + GRAD_CONIC_C, grad_conic.z);
-            add_grad(base + GRAD_COLOR_R, grad_color.x);
-            add_grad(base + GRAD_COLOR_G, grad_color.y);
-            add_grad(base + GRAD_COLOR_B, grad_color.z);
-            add_grad(base + GRAD_OPACITY, grad_opacity);
+                accum_behind = behind_alpha * behind_color + (1.0 - behind_alpha) * accum_behind;
+                behind_alpha = alpha;
+                behind_color = color;
+                let grad_alpha = dot(color - accum_behind, grad_pixel) * transmittance - t_final / (1.0 - alpha) * background_dot;
+
+                // α = min(MAX_ALPHA, o·G): no gradient through a clamped α.
+                if raw_alpha <= MAX_ALPHA {
+                    let grad_power = opacity * grad_alpha * gaussian;
+                    grad_opacity = gaussian * grad_alpha;
+                    // power = −½(a Δx² + c Δy²) − b Δx Δy with Δ = pixel − mean.
+                    grad_mean = grad_power * vec2<f32>(conic.x * delta.x + conic.y * delta.y, conic.z * delta.y + conic.y * delta.x);
+                    grad_conic = grad_power * vec3<f32>(-0.5 * delta.x * delta.x, -delta.x * delta.y, -0.5 * delta.y * delta.y);
+                }
+            }
+            accumulate_grads(local_index, batch_id[j], contributes, grad_mean, grad_conic, grad_color, grad_opacity);
         }
     }
 }

@@ -19,6 +19,8 @@ var<workgroup> batch_conic: array<vec3<f32>, 256>;
 var<workgroup> batch_opacity: array<f32, 256>;
 var<workgroup> batch_color: array<vec3<f32>, 256>;
 var<workgroup> batch_depth: array<f32, 256>;
+// Position of each batch entry in the tile's list (the batch is compacted, see tile_cull.wgsl).
+var<workgroup> batch_position: array<u32, 256>;
 // The tile's range, broadcast so that loop bounds are workgroup-uniform.
 var<workgroup> shared_range: vec2<u32>;
 // Pixels (threads) that need no more splats.
@@ -34,6 +36,7 @@ fn main(@builtin(workgroup_id) wg_id: vec3<u32>, @builtin(num_workgroups) num_wg
     let py = tile_y * TILE_SIZE + local_index / TILE_SIZE;
     let inside = tile < frame.tiles_x * frame.tiles_y && px < frame.width && py < frame.height;
     let pixel_centre = vec2<f32>(f32(px) + 0.5, f32(py) + 0.5);
+    let centres = tile_centres(tile_x, tile_y);
 
     if local_index == 0u {
         var range = vec2<u32>(0u);
@@ -71,19 +74,27 @@ fn main(@builtin(workgroup_id) wg_id: vec3<u32>, @builtin(num_workgroups) num_wg
             break;
         }
 
-        // Load this batch (one splat per thread).
+        // Load this batch (one splat per thread), keeping only splats that can touch the tile.
         let pos = range.x + b * WG + local_index;
+        var p: Projected;
+        var keep = false;
         if pos < range.y {
-            let p = projected[sorted_ids[pos]];
-            batch_mean[local_index] = vec2<f32>(p.mean_x, p.mean_y);
-            batch_conic[local_index] = vec3<f32>(p.conic_a, p.conic_b, p.conic_c);
-            batch_opacity[local_index] = p.opacity;
-            batch_color[local_index] = vec3<f32>(p.color_r, p.color_g, p.color_b);
-            batch_depth[local_index] = p.depth;
+            p = projected[sorted_ids[pos]];
+            keep = splat_touches(p, centres[0], centres[1]);
+        }
+        let slot = compact_slot(keep, local_index);
+        if keep {
+            let k = slot.x;
+            batch_mean[k] = vec2<f32>(p.mean_x, p.mean_y);
+            batch_conic[k] = vec3<f32>(p.conic_a, p.conic_b, p.conic_c);
+            batch_opacity[k] = p.opacity;
+            batch_color[k] = vec3<f32>(p.color_r, p.color_g, p.color_b);
+            batch_depth[k] = p.depth;
+            batch_position[k] = b * WG + local_index;
         }
         workgroupBarrier();
 
-        let batch_len = min(WG, count - b * WG);
+        let batch_len = slot.y;
         for (var j = 0u; j < batch_len && !done; j++) {
             let delta = pixel_centre - batch_mean[j];
             let conic = batch_conic[j];
@@ -109,7 +120,7 @@ fn main(@builtin(workgroup_id) wg_id: vec3<u32>, @builtin(num_workgroups) num_wg
                 median_depth = batch_depth[j];
                 median_found = true;
             }
-            last_contributor = b * WG + j + 1u;
+            last_contributor = batch_position[j] + 1u;
         }
     }
 
