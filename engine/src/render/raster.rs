@@ -33,9 +33,8 @@ pub fn rasterize(
     height: u32,
     background: [f32; 3],
 ) -> (RasterOutput, RasterState) {
-    let footprints: Vec<Footprint<f32>> = projected.par_iter().map(Footprint::from).collect();
-    let bins = bin(&footprints, width, height);
-    let c = composite(&footprints, &bins, width, height, background);
+    let bins = bin(projected, width, height);
+    let c = composite_prepared(&prepare_projected(projected), &bins, width, height, background);
     let gray = |pixels| ImageGray { width, height, pixels };
     let output = RasterOutput {
         image: ImageRgb { width, height, pixels: c.image },
@@ -78,13 +77,14 @@ pub fn rasterize_backward(
         );
         return vec![ProjectedGrad::default(); projected.len()];
     }
-    let footprints: Vec<Footprint<f32>> = projected.par_iter().map(Footprint::from).collect();
+    let prepared = prepare_projected(projected);
     let bins = BinsRef { sorted_ids: &state.sorted_ids, tile_ranges: &state.tile_ranges };
     let forward =
         ForwardRef { final_transmittance: &state.final_transmittance, last_contributor: &state.last_contributor };
-    composite_backward(&footprints, bins, forward, width, height, background, &grad_image.pixels)
-        .iter()
-        .map(|g| g.to_projected())
+    // `into_iter` (not `iter`): same size and alignment, so the collect reuses the allocation.
+    composite_backward_prepared(&prepared, bins, forward, width, height, background, &grad_image.pixels)
+        .into_iter()
+        .map(FootprintGrad::to_projected)
         .collect()
 }
 
@@ -136,12 +136,9 @@ impl<'a> BinsRef<'a> {
 
 /// Bins the visible footprints (`radius > 0`) into tiles and sorts each tile by depth, ties by
 /// splat index.
-pub(crate) fn bin<T: Real>(footprints: &[Footprint<T>], width: u32, height: u32) -> Bins {
+pub(crate) fn bin<S: Binned>(splats: &[S], width: u32, height: u32) -> Bins {
     let (tiles_x, tiles_y) = tile_grid(width, height);
-    let rects: Vec<[u32; 4]> = footprints
-        .par_iter()
-        .map(|f| if f.radius == 0 { [0; 4] } else { tile_rect(arr_f32(f.mean2d), f.radius, width, height) })
-        .collect();
+    let rects: Vec<[u32; 4]> = splats.par_iter().map(|s| s.tiles(width, height)).collect();
     let mut counts = vec![0u32; (tiles_x * tiles_y) as usize];
     for_each_tile(&rects, tiles_x, |_, tile| counts[tile] += 1);
     let mut tile_ranges = Vec::with_capacity(counts.len());
@@ -153,7 +150,7 @@ pub(crate) fn bin<T: Real>(footprints: &[Footprint<T>], width: u32, height: u32)
     let mut cursor: Vec<u32> = tile_ranges.iter().map(|r| r[0]).collect();
     let mut keys = vec![0u64; total as usize];
     for_each_tile(&rects, tiles_x, |i, tile| {
-        keys[cursor[tile] as usize] = (u64::from(depth_key(footprints[i].depth.to_f32())) << 32) | i as u64;
+        keys[cursor[tile] as usize] = (u64::from(depth_key(splats[i].depth_f32())) << 32) | i as u64;
         cursor[tile] += 1;
     });
     let mut slices = Vec::with_capacity(tile_ranges.len());
@@ -167,6 +164,33 @@ pub(crate) fn bin<T: Real>(footprints: &[Footprint<T>], width: u32, height: u32)
     // The low 32 bits of a key are the splat index.
     let sorted_ids = keys.iter().map(|&k| k as u32).collect();
     Bins { sorted_ids, tile_ranges }
+}
+
+/// What binning reads from a splat.
+pub(crate) trait Binned: Sync {
+    /// The splat's [`tile_rect`]; empty when it is culled (`radius == 0`).
+    fn tiles(&self, width: u32, height: u32) -> [u32; 4];
+    fn depth_f32(&self) -> f32;
+}
+
+impl<T: Real> Binned for Footprint<T> {
+    fn tiles(&self, width: u32, height: u32) -> [u32; 4] {
+        if self.radius == 0 { [0; 4] } else { tile_rect(arr_f32(self.mean2d), self.radius, width, height) }
+    }
+
+    fn depth_f32(&self) -> f32 {
+        self.depth.to_f32()
+    }
+}
+
+impl Binned for ProjectedSplat {
+    fn tiles(&self, width: u32, height: u32) -> [u32; 4] {
+        if self.radius == 0 { [0; 4] } else { tile_rect(self.mean2d, self.radius, width, height) }
+    }
+
+    fn depth_f32(&self) -> f32 {
+        self.depth
+    }
 }
 
 /// Calls `f(splat, tile)` for every tile of every splat's rectangle, in splat order.
@@ -299,6 +323,11 @@ fn prepare<T: Real>(footprints: &[Footprint<T>]) -> Vec<Option<Prepared<T>>> {
     footprints.par_iter().map(Prepared::new).collect()
 }
 
+/// [`Prepared::new`] of every projected splat.
+fn prepare_projected(projected: &[ProjectedSplat]) -> Vec<Option<Prepared<f32>>> {
+    projected.par_iter().map(|p| Prepared::new(&Footprint::from(p))).collect()
+}
+
 /// Local pixels `[lo, hi)` of a tile row/column starting at `origin` with `len` pixels whose
 /// centres lie within `extent` of `centre`. A non-finite extent means the whole range, a NaN
 /// centre an empty one.
@@ -428,13 +457,23 @@ pub(crate) fn composite<T: Real>(
     height: u32,
     background: [T; 3],
 ) -> Composite<T> {
+    composite_prepared(&prepare(footprints), bins, width, height, background)
+}
+
+/// [`composite`] of already prepared splats.
+fn composite_prepared<T: Real>(
+    prepared: &[Option<Prepared<T>>],
+    bins: &Bins,
+    width: u32,
+    height: u32,
+    background: [T; 3],
+) -> Composite<T> {
     let bins = bins.as_ref();
-    let prepared = prepare(footprints);
     let tiles: Vec<TileOut<T>> = (0..bins.tile_ranges.len())
         .into_par_iter()
         .map(|tile| {
             let geom = TileGeom::new(tile, width, height);
-            composite_tile(&prepared, bins.tile(tile), geom, background)
+            composite_tile(prepared, bins.tile(tile), geom, background)
         })
         .collect();
     let pixels = width as usize * height as usize;
@@ -545,25 +584,33 @@ pub(crate) fn composite_backward<T: Real>(
     background: [T; 3],
     grad_image: &[[T; 3]],
 ) -> Vec<FootprintGrad<T>> {
+    composite_backward_prepared(&prepare(footprints), bins, forward, width, height, background, grad_image)
+}
+
+/// [`composite_backward`] of already prepared splats.
+fn composite_backward_prepared<T: Real>(
+    prepared: &[Option<Prepared<T>>],
+    bins: BinsRef<'_>,
+    forward: ForwardRef<'_, T>,
+    width: u32,
+    height: u32,
+    background: [T; 3],
+    grad_image: &[[T; 3]],
+) -> Vec<FootprintGrad<T>> {
     let tile_ids: Vec<&[u32]> = (0..bins.tile_ranges.len()).map(|t| bins.tile(t)).collect();
-    let prepared = prepare(footprints);
-    let mut entries = vec![FootprintGrad::<T>::default(); tile_ids.iter().map(|ids| ids.len()).sum()];
-    let mut slices = Vec::with_capacity(tile_ids.len());
-    let mut rest = entries.as_mut_slice();
-    for ids in &tile_ids {
-        let (head, tail) = rest.split_at_mut(ids.len());
-        slices.push(head);
-        rest = tail;
-    }
-    slices.into_par_iter().enumerate().for_each(|(tile, out)| {
-        let geom = TileGeom::new(tile, width, height);
-        let inputs = TileInputs { prepared: &prepared, ids: tile_ids[tile], geom, width };
-        backward_tile(&inputs, forward, background, grad_image, out);
-    });
-    let mut grads = vec![FootprintGrad::<T>::default(); footprints.len()];
-    let mut entry = entries.iter();
-    for ids in &tile_ids {
-        for (&id, g) in ids.iter().zip(entry.by_ref()) {
+    // Per-tile gradient lists (small allocations that the allocator recycles, where one
+    // image-sized list would be fresh, page-faulting memory on every call).
+    let entries: Vec<Vec<FootprintGrad<T>>> = tile_ids
+        .par_iter()
+        .enumerate()
+        .map(|(tile, &ids)| {
+            let geom = TileGeom::new(tile, width, height);
+            backward_tile(&TileInputs { prepared, ids, geom, width }, forward, background, grad_image)
+        })
+        .collect();
+    let mut grads = vec![FootprintGrad::<T>::default(); prepared.len()];
+    for (ids, tile_grads) in tile_ids.iter().zip(&entries) {
+        for (&id, g) in ids.iter().zip(tile_grads) {
             if let Some(total) = grads.get_mut(id as usize) {
                 total.add(g);
             }
@@ -599,15 +646,14 @@ struct TileInputs<'a, T> {
     width: u32,
 }
 
-/// Back-to-front pass over one tile; `out[pos]` receives the gradient of the splat at position
-/// `pos` of the tile's list.
+/// Back-to-front pass over one tile: element `pos` is the gradient of the splat at position `pos`
+/// of the tile's list (the list stops after the last splat that contributed anywhere).
 fn backward_tile<T: Real>(
     tile: &TileInputs<'_, T>,
     forward: ForwardRef<'_, T>,
     background: [T; 3],
     grad_image: &[[T; 3]],
-    out: &mut [FootprintGrad<T>],
-) {
+) -> Vec<FootprintGrad<T>> {
     let TileInputs { prepared, ids, geom, width } = *tile;
     let mut px = [PixelState::<T>::default(); TILE_PIXELS];
     // In-image pixels by decreasing last contributor: walking the list back to front, a pixel
@@ -629,6 +675,7 @@ fn backward_tile<T: Real>(
     let xs = geom.column_centres::<T>();
     let max_last = order.first().map_or(0, |o| o.0) as usize;
     let splats = gather(prepared, &ids[..max_last.min(ids.len())]);
+    let mut out = vec![FootprintGrad::<T>::default(); splats.len()];
     for pos in (0..splats.len()).rev() {
         while let Some(&(_, k)) = order.get(next_active).filter(|o| o.0 as usize > pos) {
             active[k as usize / TILE_SIZE as usize] |= 1 << (u32::from(k) % TILE_SIZE);
@@ -678,5 +725,6 @@ fn backward_tile<T: Real>(
         }
         out[pos] = acc;
     }
+    out
 }
 

@@ -29,14 +29,22 @@ pub enum TrainError {
     #[error("no training views")]
     NoViews,
     #[error("view {index}: image is {got_w}×{got_h} but its camera expects {want_w}×{want_h}")]
-    ImageSize { index: usize, got_w: u32, got_h: u32, want_w: u32, want_h: u32 },
+    ImageSize {
+        index: usize,
+        got_w: u32,
+        got_h: u32,
+        want_w: u32,
+        want_h: u32,
+    },
     #[error("{cameras} cameras but {images} images")]
     ViewCount { cameras: usize, images: usize },
     #[error("view index {index} out of range ({count} views)")]
     ViewIndex { index: usize, count: usize },
     #[error("no loss yet: no training step has run")]
     NoStepYet,
-    #[error("initialisation produced no splats (no point cloud, and no camera sees the sampled region)")]
+    #[error(
+        "initialisation produced no splats (no point cloud, and no camera sees the sampled region)"
+    )]
     EmptyInit,
     #[error("GPU: {0}")]
     Gpu(String),
@@ -47,11 +55,18 @@ pub(crate) fn check_count(cameras: &[Camera], images: &[ImageRgb]) -> Result<(),
     if cameras.len() == images.len() {
         return Ok(());
     }
-    Err(TrainError::ViewCount { cameras: cameras.len(), images: images.len() })
+    Err(TrainError::ViewCount {
+        cameras: cameras.len(),
+        images: images.len(),
+    })
 }
 
 /// Checks that `target` has the size `camera` expects.
-pub(crate) fn check_size(index: usize, camera: &Camera, target: &ImageRgb) -> Result<(), TrainError> {
+pub(crate) fn check_size(
+    index: usize,
+    camera: &Camera,
+    target: &ImageRgb,
+) -> Result<(), TrainError> {
     if (target.width, target.height) == (camera.width(), camera.height()) {
         return Ok(());
     }
@@ -112,7 +127,10 @@ pub fn run(
     if cameras.is_empty() {
         return Err(TrainError::NoViews);
     }
-    for (views, images) in [(cameras, input.train_images), (input.test_cameras, input.test_images)] {
+    for (views, images) in [
+        (cameras, input.train_images),
+        (input.test_cameras, input.test_images),
+    ] {
         check_count(views, images)?;
         for (index, (camera, image)) in views.iter().zip(images).enumerate() {
             check_size(index, camera, image)?;
@@ -121,16 +139,31 @@ pub fn run(
     let extent = scene_extent(cameras);
     let mut splats = match input.points {
         Some(cloud) if !cloud.positions.is_empty() => from_point_cloud(cloud),
-        _ => random_in_view(cameras, input.train_images, config.background, config.init_random_splats, config.seed),
+        _ => random_in_view(
+            cameras,
+            input.train_images,
+            config.background,
+            config.init_random_splats,
+            config.seed,
+        ),
     };
     if splats.is_empty() {
         return Err(TrainError::EmptyInit);
     }
     splats.sh_degree = 0;
     let n = splats.len();
-    tracing::info!(splats = n, scene_extent = extent, views = cameras.len(), "training starts");
+    tracing::info!(
+        splats = n,
+        scene_extent = extent,
+        views = cameras.len(),
+        "training starts"
+    );
     backend.set_views(cameras, input.train_images)?;
-    backend.set_state(&TrainState { splats, adam: AdamMoments::zeros(n), stats: DensifyStats::zeros(n) })?;
+    backend.set_state(&TrainState {
+        splats,
+        adam: AdamMoments::zeros(n),
+        stats: DensifyStats::zeros(n),
+    })?;
 
     let mut rng = Pcg32::new(config.seed.wrapping_add(1));
     let mut order: Vec<usize> = Vec::new();
@@ -154,22 +187,39 @@ pub fn run(
         if let Some(count) = control_density(config, step, extent, backend, &mut rng)? {
             num_splats = count;
         }
-        let wants_loss = (config.loss_every > 0 && step % config.loss_every == 0) || step == config.steps;
-        let loss = if wants_loss { Some(backend.last_loss()?) } else { None };
+        let wants_loss =
+            (config.loss_every > 0 && step % config.loss_every == 0) || step == config.steps;
+        let loss = if wants_loss {
+            Some(backend.last_loss()?)
+        } else {
+            None
+        };
         let psnr = if config.psnr_every > 0 && step % config.psnr_every == 0 {
             let rendered = backend.render(&cameras[view], config.background)?;
             Some(eval::psnr(&rendered.image, &input.train_images[view]))
         } else {
             None
         };
-        progress(&Progress { step, total: config.steps, loss, psnr, num_splats, elapsed: start.elapsed() });
+        progress(&Progress {
+            step,
+            total: config.steps,
+            loss,
+            psnr,
+            num_splats,
+            elapsed: start.elapsed(),
+        });
     }
     let train_seconds = start.elapsed().as_secs_f64();
     let state = backend.state()?;
     let test = if input.test_cameras.is_empty() {
         None
     } else {
-        Some(eval::eval(backend, input.test_cameras, input.test_images, config.background)?)
+        Some(eval::eval(
+            backend,
+            input.test_cameras,
+            input.test_images,
+            config.background,
+        )?)
     };
     Ok(TrainResult {
         num_splats: state.splats.len(),
@@ -198,7 +248,14 @@ fn control_density(
     let mut state = backend.state()?;
     if densify {
         let prune_large = schedule::prunes_large(config, step);
-        let report = densify::densify_and_prune(&mut state, &config.densify, config.max_splats, extent, prune_large, rng);
+        let report = densify::densify_and_prune(
+            &mut state,
+            &config.densify,
+            config.max_splats,
+            extent,
+            prune_large,
+            rng,
+        );
         tracing::debug!(step, ?report, splats = state.splats.len(), "densified");
     }
     if reset {
@@ -215,22 +272,59 @@ mod tests {
     use cpu::CpuBackend;
 
     fn camera() -> Camera {
-        let intrinsics = Intrinsics { fx: 20.0, fy: 20.0, cx: 8.0, cy: 6.0, width: 16, height: 12 };
-        Camera { intrinsics, world_from_camera: WorldFromCameraCv { rotation: glam::Mat3::IDENTITY, translation: glam::Vec3::ZERO } }
+        let intrinsics = Intrinsics {
+            fx: 20.0,
+            fy: 20.0,
+            cx: 8.0,
+            cy: 6.0,
+            width: 16,
+            height: 12,
+        };
+        Camera {
+            intrinsics,
+            world_from_camera: WorldFromCameraCv {
+                rotation: glam::Mat3::IDENTITY,
+                translation: glam::Vec3::ZERO,
+            },
+        }
     }
 
     fn run_on(cameras: &[Camera], images: &[ImageRgb]) -> Result<TrainResult, TrainError> {
-        let input = TrainInput { train_cameras: cameras, train_images: images, test_cameras: &[], test_images: &[], points: None };
+        let input = TrainInput {
+            train_cameras: cameras,
+            train_images: images,
+            test_cameras: &[],
+            test_images: &[],
+            points: None,
+        };
         let config = TrainConfig::for_steps(10);
-        run(&input, &config, &mut CpuBackend::new(config.background, config.ssim_weight), &mut |_| {})
+        run(
+            &input,
+            &config,
+            &mut CpuBackend::new(config.background, config.ssim_weight),
+            &mut |_| {},
+        )
     }
 
     #[test]
     fn run_rejects_missing_mismatched_and_missized_views() {
         assert!(matches!(run_on(&[], &[]), Err(TrainError::NoViews)));
         let image = ImageRgb::new(16, 12, [0.5; 3]);
-        assert!(matches!(run_on(&[camera()], &[]), Err(TrainError::ViewCount { cameras: 1, images: 0 })));
+        assert!(matches!(
+            run_on(&[camera()], &[]),
+            Err(TrainError::ViewCount {
+                cameras: 1,
+                images: 0
+            })
+        ));
         let wrong = ImageRgb::new(8, 12, [0.5; 3]);
-        assert!(matches!(run_on(&[camera(), camera()], &[image, wrong]), Err(TrainError::ImageSize { index: 1, got_w: 8, .. })));
+        assert!(matches!(
+            run_on(&[camera(), camera()], &[image, wrong]),
+            Err(TrainError::ImageSize {
+                index: 1,
+                got_w: 8,
+                ..
+            })
+        ));
     }
 }
