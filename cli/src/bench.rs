@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use kiln_engine::dataset::{Dataset, OpenOptions};
+use kiln_engine::train::background::auto_background;
 use kiln_engine::train::config::TrainConfig;
 
 use crate::device::Device;
@@ -46,7 +47,8 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
     let options = OpenOptions { skip_missing_images: true, ..Default::default() };
     let dataset = Dataset::open_with(&path, &options).with_context(|| format!("benchmark dataset {}", path.display()))?;
     let views = load_dataset_views(&dataset, args.max_side)?;
-    let config = TrainConfig::for_steps(args.steps);
+    let mut config = TrainConfig::for_steps(args.steps);
+    config.background = auto_background(&views.train_images);
     let mut rows = Vec::new();
     for &device in &args.devices {
         let result = train_with_progress(&dataset, &views, &config, device)

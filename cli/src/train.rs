@@ -8,6 +8,7 @@ use kiln_engine::camera::Camera;
 use kiln_engine::dataset::{Dataset, OpenOptions, View, load_views};
 use kiln_engine::image_buf::ImageRgb;
 use kiln_engine::splats::ply::write_splats;
+use kiln_engine::train::background::auto_background;
 use kiln_engine::train::config::TrainConfig;
 use kiln_engine::train::{Progress, TrainInput, TrainResult};
 
@@ -29,6 +30,10 @@ pub struct TrainArgs {
     pub max_side: u32,
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     pub device: Device,
+    /// Colour behind the splats: `auto` (the photos' uniform border colour if they have one, else
+    /// black), `black`, `white`, or `R,G,B` in 0..1.
+    #[arg(long, default_value = "auto", value_parser = parse_background)]
+    pub background: Background,
     /// Seed for initialisation and view order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -54,6 +59,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let views = load_dataset_views(&dataset, args.max_side)?;
     let mut config = TrainConfig::for_steps(args.steps);
     config.seed = args.seed;
+    config.background = args.background.resolve(&views.train_images);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
     let result = train_with_progress(&dataset, &views, &config, args.device)?;
@@ -65,6 +71,38 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         print_summary(&args.out, &result);
     }
     Ok(())
+}
+
+/// `--background`.
+#[derive(Clone, Copy, Debug)]
+pub enum Background {
+    Auto,
+    Fixed([f32; 3]),
+}
+
+impl Background {
+    pub fn resolve(self, train_images: &[ImageRgb]) -> [f32; 3] {
+        match self {
+            Background::Auto => auto_background(train_images),
+            Background::Fixed(colour) => colour,
+        }
+    }
+}
+
+fn parse_background(text: &str) -> Result<Background, String> {
+    match text {
+        "auto" => Ok(Background::Auto),
+        "black" => Ok(Background::Fixed([0.0; 3])),
+        "white" => Ok(Background::Fixed([1.0; 3])),
+        _ => {
+            let values: Vec<f32> = text.split(',').map(|v| v.trim().parse::<f32>()).collect::<Result<_, _>>()
+                .map_err(|e| format!("{text:?}: {e}"))?;
+            match values[..] {
+                [r, g, b] if values.iter().all(|v| (0.0..=1.0).contains(v)) => Ok(Background::Fixed([r, g, b])),
+                _ => Err(format!("{text:?}: expected auto, black, white or R,G,B with values in 0..1")),
+            }
+        }
+    }
 }
 
 pub fn load_dataset_views(dataset: &Dataset, max_side: u32) -> Result<LoadedViews> {
@@ -124,6 +162,7 @@ pub fn metrics_json(
         "train_views": views.train_cameras.len(),
         "test_views": views.test_cameras.len(),
         "max_side": max_side,
+        "background": config.background,
         "image_size": views.train_images.first().map(|i| [i.width, i.height]),
         "config": config,
     })

@@ -8,6 +8,7 @@ mod train {
     use kiln_engine::dataset::{Dataset, Split, load_view};
     use kiln_engine::image_buf::ImageRgb;
     use kiln_engine::render::render;
+    use kiln_engine::train::background::auto_background;
     use kiln_engine::train::config::TrainConfig;
     use kiln_engine::train::cpu::CpuBackend;
     use kiln_engine::train::eval::psnr;
@@ -50,17 +51,6 @@ mod train {
         psnr(&ImageRgb::new(target.width, target.height, mean), target)
     }
 
-    /// bunny-synth's backdrop is Blender's uniform world colour, visible in every image corner: the
-    /// per-channel median of the training images' top-left pixels. Training over it (a configured
-    /// background, as 3DGS uses white for the Blender scenes) leaves the splats to model the scene.
-    fn backdrop_colour(images: &[ImageRgb]) -> [f32; 3] {
-        [0, 1, 2].map(|c| {
-            let mut values: Vec<f32> = images.iter().map(|image| image.get(0, 0)[c]).collect();
-            values.sort_by(f32::total_cmp);
-            values[values.len() / 2]
-        })
-    }
-
     fn train(
         dir: &Path,
         max_side: u32,
@@ -72,7 +62,7 @@ mod train {
             load(&dataset, Split::Test, max_side),
         );
         let config = &TrainConfig {
-            background: backdrop_colour(&train_views.images),
+            background: auto_background(&train_views.images),
             ..config.clone()
         };
         let input = TrainInput {

@@ -33,8 +33,9 @@ pub fn rasterize(
     height: u32,
     background: [f32; 3],
 ) -> (RasterOutput, RasterState) {
-    let bins = bin(projected, width, height);
-    let c = composite_prepared(&prepare_projected(projected), &bins, width, height, background);
+    let footprints: Vec<Footprint<f32>> = projected.par_iter().map(Footprint::from).collect();
+    let bins = bin(&footprints, width, height);
+    let c = composite(&footprints, &bins, width, height, background);
     let gray = |pixels| ImageGray { width, height, pixels };
     let output = RasterOutput {
         image: ImageRgb { width, height, pixels: c.image },
@@ -77,12 +78,12 @@ pub fn rasterize_backward(
         );
         return vec![ProjectedGrad::default(); projected.len()];
     }
-    let prepared = prepare_projected(projected);
+    let footprints: Vec<Footprint<f32>> = projected.par_iter().map(Footprint::from).collect();
     let bins = BinsRef { sorted_ids: &state.sorted_ids, tile_ranges: &state.tile_ranges };
     let forward =
         ForwardRef { final_transmittance: &state.final_transmittance, last_contributor: &state.last_contributor };
     // `into_iter` (not `iter`): same size and alignment, so the collect reuses the allocation.
-    composite_backward_prepared(&prepared, bins, forward, width, height, background, &grad_image.pixels)
+    composite_backward(&footprints, bins, forward, width, height, background, &grad_image.pixels)
         .into_iter()
         .map(FootprintGrad::to_projected)
         .collect()
@@ -136,9 +137,12 @@ impl<'a> BinsRef<'a> {
 
 /// Bins the visible footprints (`radius > 0`) into tiles and sorts each tile by depth, ties by
 /// splat index.
-pub(crate) fn bin<S: Binned>(splats: &[S], width: u32, height: u32) -> Bins {
+pub(crate) fn bin<T: Real>(footprints: &[Footprint<T>], width: u32, height: u32) -> Bins {
     let (tiles_x, tiles_y) = tile_grid(width, height);
-    let rects: Vec<[u32; 4]> = splats.par_iter().map(|s| s.tiles(width, height)).collect();
+    let rects: Vec<[u32; 4]> = footprints
+        .par_iter()
+        .map(|f| if f.radius == 0 { [0; 4] } else { tile_rect(arr_f32(f.mean2d), f.radius, width, height) })
+        .collect();
     let mut counts = vec![0u32; (tiles_x * tiles_y) as usize];
     for_each_tile(&rects, tiles_x, |_, tile| counts[tile] += 1);
     let mut tile_ranges = Vec::with_capacity(counts.len());
@@ -150,7 +154,7 @@ pub(crate) fn bin<S: Binned>(splats: &[S], width: u32, height: u32) -> Bins {
     let mut cursor: Vec<u32> = tile_ranges.iter().map(|r| r[0]).collect();
     let mut keys = vec![0u64; total as usize];
     for_each_tile(&rects, tiles_x, |i, tile| {
-        keys[cursor[tile] as usize] = (u64::from(depth_key(splats[i].depth_f32())) << 32) | i as u64;
+        keys[cursor[tile] as usize] = (u64::from(depth_key(footprints[i].depth.to_f32())) << 32) | i as u64;
         cursor[tile] += 1;
     });
     let mut slices = Vec::with_capacity(tile_ranges.len());
@@ -164,33 +168,6 @@ pub(crate) fn bin<S: Binned>(splats: &[S], width: u32, height: u32) -> Bins {
     // The low 32 bits of a key are the splat index.
     let sorted_ids = keys.iter().map(|&k| k as u32).collect();
     Bins { sorted_ids, tile_ranges }
-}
-
-/// What binning reads from a splat.
-pub(crate) trait Binned: Sync {
-    /// The splat's [`tile_rect`]; empty when it is culled (`radius == 0`).
-    fn tiles(&self, width: u32, height: u32) -> [u32; 4];
-    fn depth_f32(&self) -> f32;
-}
-
-impl<T: Real> Binned for Footprint<T> {
-    fn tiles(&self, width: u32, height: u32) -> [u32; 4] {
-        if self.radius == 0 { [0; 4] } else { tile_rect(arr_f32(self.mean2d), self.radius, width, height) }
-    }
-
-    fn depth_f32(&self) -> f32 {
-        self.depth.to_f32()
-    }
-}
-
-impl Binned for ProjectedSplat {
-    fn tiles(&self, width: u32, height: u32) -> [u32; 4] {
-        if self.radius == 0 { [0; 4] } else { tile_rect(self.mean2d, self.radius, width, height) }
-    }
-
-    fn depth_f32(&self) -> f32 {
-        self.depth
-    }
 }
 
 /// Calls `f(splat, tile)` for every tile of every splat's rectangle, in splat order.
@@ -323,11 +300,6 @@ fn prepare<T: Real>(footprints: &[Footprint<T>]) -> Vec<Option<Prepared<T>>> {
     footprints.par_iter().map(Prepared::new).collect()
 }
 
-/// [`Prepared::new`] of every projected splat.
-fn prepare_projected(projected: &[ProjectedSplat]) -> Vec<Option<Prepared<f32>>> {
-    projected.par_iter().map(|p| Prepared::new(&Footprint::from(p))).collect()
-}
-
 /// Local pixels `[lo, hi)` of a tile row/column starting at `origin` with `len` pixels whose
 /// centres lie within `extent` of `centre`. A non-finite extent means the whole range, a NaN
 /// centre an empty one.
@@ -457,23 +429,13 @@ pub(crate) fn composite<T: Real>(
     height: u32,
     background: [T; 3],
 ) -> Composite<T> {
-    composite_prepared(&prepare(footprints), bins, width, height, background)
-}
-
-/// [`composite`] of already prepared splats.
-fn composite_prepared<T: Real>(
-    prepared: &[Option<Prepared<T>>],
-    bins: &Bins,
-    width: u32,
-    height: u32,
-    background: [T; 3],
-) -> Composite<T> {
     let bins = bins.as_ref();
+    let prepared = prepare(footprints);
     let tiles: Vec<TileOut<T>> = (0..bins.tile_ranges.len())
         .into_par_iter()
         .map(|tile| {
             let geom = TileGeom::new(tile, width, height);
-            composite_tile(prepared, bins.tile(tile), geom, background)
+            composite_tile(&prepared, bins.tile(tile), geom, background)
         })
         .collect();
     let pixels = width as usize * height as usize;
@@ -584,20 +546,8 @@ pub(crate) fn composite_backward<T: Real>(
     background: [T; 3],
     grad_image: &[[T; 3]],
 ) -> Vec<FootprintGrad<T>> {
-    composite_backward_prepared(&prepare(footprints), bins, forward, width, height, background, grad_image)
-}
-
-/// [`composite_backward`] of already prepared splats.
-fn composite_backward_prepared<T: Real>(
-    prepared: &[Option<Prepared<T>>],
-    bins: BinsRef<'_>,
-    forward: ForwardRef<'_, T>,
-    width: u32,
-    height: u32,
-    background: [T; 3],
-    grad_image: &[[T; 3]],
-) -> Vec<FootprintGrad<T>> {
     let tile_ids: Vec<&[u32]> = (0..bins.tile_ranges.len()).map(|t| bins.tile(t)).collect();
+    let prepared = prepare(footprints);
     // Per-tile gradient lists (small allocations that the allocator recycles, where one
     // image-sized list would be fresh, page-faulting memory on every call).
     let entries: Vec<Vec<FootprintGrad<T>>> = tile_ids
@@ -605,10 +555,10 @@ fn composite_backward_prepared<T: Real>(
         .enumerate()
         .map(|(tile, &ids)| {
             let geom = TileGeom::new(tile, width, height);
-            backward_tile(&TileInputs { prepared, ids, geom, width }, forward, background, grad_image)
+            backward_tile(&TileInputs { prepared: &prepared, ids, geom, width }, forward, background, grad_image)
         })
         .collect();
-    let mut grads = vec![FootprintGrad::<T>::default(); prepared.len()];
+    let mut grads = vec![FootprintGrad::<T>::default(); footprints.len()];
     for (ids, tile_grads) in tile_ids.iter().zip(&entries) {
         for (&id, g) in ids.iter().zip(tile_grads) {
             if let Some(total) = grads.get_mut(id as usize) {

@@ -67,8 +67,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Colour behind the splats, in training and evaluation renders (black by default). Where the
     /// photos show a uniform backdrop, set it to that colour: on bunny-synth (grey Blender world
-    /// colour) black left the loss at ~0.18 after 600 steps where the backdrop colour reached
-    /// ~0.03, because splats must then paint the whole backdrop.
+    /// colour, 200 px, 2000 steps) black reached 16.4 dB on the test views where the backdrop
+    /// colour reached 36.6 dB, because the splats must then paint the whole backdrop.
     pub background: [f32; 3],
     /// `λ` in `L = (1 − λ)·L1 + λ·(1 − SSIM)`.
     pub ssim_weight: f32,

@@ -3,6 +3,7 @@
 
 pub mod adam;
 pub mod backend;
+pub mod background;
 pub mod config;
 pub mod cpu;
 pub mod densify;
