@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KILN_DATASETS="${KILN_DATASETS:-$(cd .. && pwd)/shared/datasets}"
-# Tests run on lavapipe when there is no GPU: allow wgpu a software adapter.
-export KILN_ALLOW_SOFTWARE_GPU=1
+
+# Unit, integration, GPU-vs-CPU (on lavapipe when there is no GPU) and CLI tests.
 cargo test --workspace --locked
+
+# Quality gates that need optimised code: held-out PSNR on the shared datasets (ignored in debug
+# builds). The CPU build alone, so this compiles no wgpu.
+cargo test --release --locked -p kiln-engine --no-default-features --test train -- --ignored --nocapture

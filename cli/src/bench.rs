@@ -28,6 +28,9 @@ pub struct BenchTrainArgs {
     pub steps: u32,
     #[arg(long, default_value_t = 200)]
     pub max_side: u32,
+    /// Splat cap (the bunny quality test's 40 000 by default).
+    #[arg(long, default_value_t = 40_000)]
+    pub max_splats: usize,
     /// Backends to compare, in order (`gpu` takes any adapter, lavapipe included).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,gpu")]
     pub devices: Vec<Device>,
@@ -49,6 +52,7 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
     let views = load_dataset_views(&dataset, args.max_side)?;
     let mut config = TrainConfig::for_steps(args.steps);
     config.background = auto_background(&views.train_images);
+    config.max_splats = args.max_splats;
     let mut rows = Vec::new();
     for &device in &args.devices {
         let result = train_with_progress(&dataset, &views, &config, device)

@@ -34,6 +34,9 @@ pub struct TrainArgs {
     /// black), `black`, `white`, or `R,G,B` in 0..1.
     #[arg(long, default_value = "auto", value_parser = parse_background)]
     pub background: Background,
+    /// Densification never grows the model beyond this many splats.
+    #[arg(long, default_value_t = 200_000)]
+    pub max_splats: usize,
     /// Seed for initialisation and view order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -59,6 +62,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let views = load_dataset_views(&dataset, args.max_side)?;
     let mut config = TrainConfig::for_steps(args.steps);
     config.seed = args.seed;
+    config.max_splats = args.max_splats;
     config.background = args.background.resolve(&views.train_images);
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 

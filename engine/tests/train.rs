@@ -185,10 +185,6 @@ mod train {
         );
         assert_eq!(test.views, 10);
         assert!(test.psnr >= 30.0, "test PSNR {}", test.psnr);
-        assert!(
-            result.train_seconds < 600.0,
-            "took {}s",
-            result.train_seconds
-        );
+        // Wall time is a benchmark figure (`kiln bench train`), not an assertion.
     }
 }
