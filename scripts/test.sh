@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KILN_DATASETS="${KILN_DATASETS:-$(cd .. && pwd)/shared/datasets}"
+# Mesa's Vulkan loader wants a private runtime folder; without one it prints an error per device.
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  XDG_RUNTIME_DIR="$(mktemp -d)"
+  export XDG_RUNTIME_DIR
+fi
 
 # Unit, integration, GPU-vs-CPU (on lavapipe when there is no GPU) and CLI tests.
 cargo test --workspace --locked
