@@ -374,3 +374,47 @@ fn bad_inputs_are_errors() {
     let err = renderer.backward(&splats, &frame, &short).unwrap_err();
     assert!(matches!(err, GpuError::BufferSize { name: "grad_image", .. }), "{err}");
 }
+
+/// An intersection capacity far below a frame's total: `forward_resident` keeps exactly the
+/// capacity's worth of entries (the nearest, in depth order) and records the overflow, which the
+/// next sync reports and grows past; `forward` detects it itself and re-renders the exact frame.
+#[test]
+fn undersized_intersection_capacity_is_detected_and_recovered() {
+    let Some(ctx) = context() else { return };
+    let scene = testing::random(3, 3000, 203, 151);
+    let splats = GpuSplats::upload(&ctx, &scene.splats).unwrap();
+    let reference = GpuRenderer::new(&ctx).unwrap();
+    let exact = reference.forward(&splats, &scene.camera, scene.background).unwrap();
+    let exact_state = exact.read_state(&ctx).unwrap();
+    let exact_image = exact.read_output(&ctx).unwrap().image.pixels;
+    let total = exact_state.sorted_ids.len() as u32;
+    assert!(total > 1000, "the scene must have many intersections ({total})");
+
+    let renderer = GpuRenderer::new(&ctx).unwrap();
+    let small = total / 4;
+    renderer.set_intersection_capacity(small);
+    let truncated = renderer.forward_resident(&splats, &scene.camera, scene.background).unwrap();
+    assert_eq!(truncated.intersection_capacity, small);
+    assert_eq!(truncated.read_num_intersections(&ctx).unwrap(), total, "the true total is still counted");
+    let kept = truncated.read_state(&ctx).unwrap();
+    assert_eq!(kept.sorted_ids.len() as u32, small);
+    // Every kept tile list is a prefix (the nearest splats) of the exact one.
+    for (tile, (k, e)) in kept.tile_ranges.iter().zip(&exact_state.tile_ranges).enumerate() {
+        let kept_ids = &kept.sorted_ids[k[0] as usize..k[1] as usize];
+        let exact_ids = &exact_state.sorted_ids[e[0] as usize..e[1] as usize];
+        assert!(exact_ids.starts_with(kept_ids), "tile {tile}: kept list is not a prefix of the exact one");
+    }
+    assert_eq!(renderer.sync_intersections().unwrap(), 1, "one overflowed frame");
+    assert!(renderer.intersection_capacity() >= total, "capacity grown past the total");
+    assert_eq!(renderer.sync_intersections().unwrap(), 0, "the overflow count is cleared");
+
+    // `forward` re-renders an overflowing frame: the result is exact.
+    renderer.set_intersection_capacity(small);
+    let frame = renderer.forward(&splats, &scene.camera, scene.background).unwrap();
+    assert!(frame.intersection_capacity >= total);
+    let state = frame.read_state(&ctx).unwrap();
+    assert_eq!(state.sorted_ids, exact_state.sorted_ids);
+    assert_eq!(state.tile_ranges, exact_state.tile_ranges);
+    let diff = max_abs_diff(&flat(&frame.read_output(&ctx).unwrap().image.pixels), &flat(&exact_image));
+    assert!(diff <= 1e-6, "re-rendered image differs by {diff}");
+}

@@ -351,6 +351,66 @@ mod gpu_train {
         assert!(grad_err <= 5e-3 * grad_max, "grad2d_sum error {grad_err} vs largest {grad_max}");
     }
 
+    /// A backend on bunny-mini (64 px) from 2000 random splats, state set, plus the rates.
+    fn bunny_backend(ctx: &GpuContext) -> Option<(GpuBackend, usize, LearningRates)> {
+        let (cameras, images) = bunny_mini(64)?;
+        let splats = random_in_view(&cameras, &images, [0.0; 3], 2_000, 3);
+        let n = splats.len();
+        let init = TrainState { splats, adam: AdamMoments::zeros(n), stats: DensifyStats::zeros(n) };
+        let lr = learning_rates(&TrainConfig::for_steps(30), scene_extent(&cameras), 1);
+        let mut backend = GpuBackend::new(ctx, [0.0; 3], 0.2).unwrap();
+        backend.set_views(&cameras, &images).unwrap();
+        backend.set_state(&init).unwrap();
+        Some((backend, cameras.len(), lr))
+    }
+
+    /// Between syncs (`last_loss`, `state`), training steps map no buffer: the intersection count
+    /// stays on the device. Only the first step after `set_state` reads one back (calibration).
+    #[test]
+    fn training_steps_read_nothing_back_between_syncs() {
+        let Some(ctx) = context() else { return };
+        let Some((mut backend, views, lr)) = bunny_backend(&ctx) else { return };
+        let before_calibration = ctx.readback_count();
+        backend.step(0, &lr, 1).unwrap();
+        assert!(ctx.readback_count() > before_calibration, "the first step after set_state calibrates");
+        let before = ctx.readback_count();
+        for step in 2..=11 {
+            backend.step(step as usize % views, &lr, step).unwrap();
+        }
+        assert_eq!(ctx.readback_count(), before, "training steps read buffers back");
+        let loss = backend.last_loss().unwrap();
+        assert!(loss.total.is_finite() && loss.total > 0.0, "loss {loss:?}");
+        assert!(ctx.readback_count() > before, "last_loss is a sync point that reads back");
+        assert_eq!(backend.renderer().sync_intersections().unwrap(), 0, "no step overflowed");
+    }
+
+    /// A capacity forced far below the steps' intersection totals: the steps still read nothing
+    /// back, the next sync reports every overflowed step and grows the capacity past the largest
+    /// total, after which steps no longer overflow.
+    #[test]
+    fn undersized_intersection_capacity_in_training_is_detected_and_grown() {
+        let Some(ctx) = context() else { return };
+        let Some((mut backend, views, lr)) = bunny_backend(&ctx) else { return };
+        backend.step(0, &lr, 1).unwrap();
+        let calibrated = backend.renderer().intersection_capacity();
+        assert!(calibrated > 64, "calibrated capacity {calibrated}");
+        backend.renderer().set_intersection_capacity(64);
+        let before = ctx.readback_count();
+        for step in 2..=6 {
+            backend.step(step as usize % views, &lr, step).unwrap();
+        }
+        assert_eq!(ctx.readback_count(), before, "overflowing steps read buffers back");
+        assert_eq!(backend.renderer().sync_intersections().unwrap(), 5, "every step overflowed");
+        let grown = backend.renderer().intersection_capacity();
+        assert!(grown > 64, "capacity not grown ({grown})");
+        for step in 7..=11 {
+            backend.step(step as usize % views, &lr, step).unwrap();
+        }
+        assert_eq!(backend.renderer().sync_intersections().unwrap(), 0, "steps still overflow after growing");
+        let loss = backend.last_loss().unwrap();
+        assert!(loss.total.is_finite(), "loss {loss:?}");
+    }
+
     /// The training views of the bunny-mini fixture at `max_side` pixels, or `None` (after a
     /// loud line) when the fixture is absent.
     fn bunny_mini(max_side: u32) -> Option<(Vec<Camera>, Vec<ImageRgb>)> {

@@ -1,7 +1,10 @@
 //! The GPU training backend: [`GpuBackend`] implements [`TrainBackend`] with the parameters,
 //! Adam moments, densification statistics and target images all resident on the device. A step is
 //! render forward → loss forward/backward → render backward → Adam → statistics, with no
-//! readback beyond the renderer's intersection count; [`TrainBackend::state`] and
+//! readback at all, except in the first step after each [`TrainBackend::set_state`], which renders
+//! through the exact [`GpuRenderer::forward`] to size the intersection capacity (the module doc of
+//! [`super`]: later overflows are detected and the capacity grown at the syncs, `last_loss` and
+//! `state`, which read back anyway). [`TrainBackend::state`] and
 //! [`TrainBackend::set_state`] move everything through [`TrainState`] for the CPU-side
 //! densification every few hundred steps.
 
@@ -87,6 +90,9 @@ pub struct GpuBackend {
     /// Index into `loss_buffers` of the last step's loss.
     last_loss: Option<usize>,
     state: Option<DeviceState>,
+    /// Whether the next step renders through the exact (reading back) forward, to size the
+    /// renderer's intersection capacity for a new state.
+    calibrate: bool,
 }
 
 impl GpuBackend {
@@ -104,7 +110,13 @@ impl GpuBackend {
             loss_buffers: Vec::new(),
             last_loss: None,
             state: None,
+            calibrate: true,
         })
+    }
+
+    /// The renderer, whose intersection capacity tests inspect and force.
+    pub fn renderer(&self) -> &GpuRenderer {
+        &self.renderer
     }
 
     fn device_state(&self) -> Result<&DeviceState, TrainError> {
@@ -149,7 +161,11 @@ impl GpuBackend {
         };
         let loss_index = self.loss_buffers_index(width, height)?;
         let state = self.device_state()?;
-        let frame = self.renderer.forward(&state.splats, &camera, self.background)?;
+        let frame = if self.calibrate {
+            self.renderer.forward(&state.splats, &camera, self.background)?
+        } else {
+            self.renderer.forward_resident(&state.splats, &camera, self.background)?
+        };
         let loss_buffers = &self.loss_buffers[loss_index];
         let mut encoder = self.encoder("train loss");
         self.loss.encode(&mut encoder, loss_buffers, &frame.image, &self.views[view].target);
@@ -159,6 +175,7 @@ impl GpuBackend {
         self.encode_update(&mut encoder, &grads, lr, adam_step)?;
         self.ctx.queue.submit([encoder.finish()]);
         self.last_loss = Some(loss_index);
+        self.calibrate = false;
         Ok(())
     }
 
@@ -226,10 +243,12 @@ impl TrainBackend for GpuBackend {
                 max_radius: ctx.upload("max_radius", &stats.max_radius),
             },
         });
+        self.calibrate = true;
         Ok(())
     }
 
     fn state(&mut self) -> Result<TrainState, TrainError> {
+        self.renderer.sync_intersections()?;
         let ctx = &self.ctx;
         let state = self.device_state()?;
         let n = state.splats.len as usize;
@@ -262,6 +281,7 @@ impl TrainBackend for GpuBackend {
 
     fn last_loss(&mut self) -> Result<StepLoss, TrainError> {
         let index = self.last_loss.ok_or(TrainError::NoStepYet)?;
+        self.renderer.sync_intersections()?;
         let values: Vec<f32> = self.ctx.read(&self.loss_buffers[index].loss, 3)?;
         match values[..] {
             [total, l1, ssim] => Ok(StepLoss { total, l1, ssim }),

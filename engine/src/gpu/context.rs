@@ -2,6 +2,7 @@
 //! shares (uploads, readbacks, compute kernels bound by position, dispatches split over 2D grids).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wgpu::util::DeviceExt;
 
@@ -81,6 +82,9 @@ pub struct GpuContext {
     /// grid. The device limit by default; tests lower it (before creating kernels) to exercise
     /// the split on small inputs.
     pub max_workgroups_per_dimension: u32,
+    /// Buffer maps done by [`GpuContext::read_range`] on this device (shared by clones), so that
+    /// tests can assert that a training step reads nothing back.
+    readbacks: Arc<AtomicU64>,
 }
 
 impl GpuContext {
@@ -131,7 +135,20 @@ impl GpuContext {
             "GPU device opened"
         );
         let max_workgroups_per_dimension = device.limits().max_compute_workgroups_per_dimension;
-        Ok(Self { device, queue, adapter_info, float_atomics, subgroups, max_workgroups_per_dimension })
+        Ok(Self {
+            device,
+            queue,
+            adapter_info,
+            float_atomics,
+            subgroups,
+            max_workgroups_per_dimension,
+            readbacks: Arc::default(),
+        })
+    }
+
+    /// Buffer readbacks (maps) done so far on this device, by this context and its clones.
+    pub fn readback_count(&self) -> u64 {
+        self.readbacks.load(Ordering::Relaxed)
     }
 
     /// Adapter name and backend, for logs and `TrainBackend::device_name`.
@@ -214,6 +231,7 @@ impl GpuContext {
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
         self.queue.submit([encoder.finish()]);
+        self.readbacks.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
             // The receiver outlives this callback: it is dropped only after recv() below.

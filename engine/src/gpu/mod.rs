@@ -8,7 +8,8 @@
 //!   [`DevicePreference::AllowSoftware`] (tests/CI: falls back to Mesa lavapipe). Optional
 //!   adapter features ([`OptionalFeatures`]: native `f32` atomics, subgroups) are used when present,
 //!   with portable fallbacks. Also the readback helpers [`GpuContext::read`] /
-//!   [`GpuContext::read_range`] and the upload/zeroed/uniform buffer helpers.
+//!   [`GpuContext::read_range`] (counted: [`GpuContext::readback_count`]) and the
+//!   upload/zeroed/uniform buffer helpers.
 //! - Kernels of sibling modules use `context::Kernel` (prelude + sources, entry point `main`,
 //!   bindings `0..n` in order) and must index with the prelude's `linear_workgroup` /
 //!   `linear_thread`: 1D dispatches over `max_workgroups_per_dimension` are split over a 2D grid
@@ -23,11 +24,38 @@
 //!   [`GpuSplatGrads`], in the [`SplatGrads`] layout (same flat arrays as [`GpuSplats`]) plus the
 //!   projected-level gradients and per-splat densification observations.
 //! - Readbacks for tests and checkpoints: [`GpuSplats::download`], [`GpuFrame::read_output`],
-//!   [`GpuFrame::read_projected`], [`GpuFrame::read_state`], [`GpuSplatGrads::read`],
+//!   [`GpuFrame::read_projected`], [`GpuFrame::read_state`], [`GpuFrame::read_num_intersections`],
+//!   [`GpuSplatGrads::read`],
 //!   [`GpuSplatGrads::read_projected`], [`GpuSplatGrads::read_densify`].
 //!
-//! Each `forward` reads back one `u32` (the number of tile–splat intersections, to size the sort
-//! buffers, as the CUDA reference does); nothing else leaves the device.
+//! # Intersection capacity, and what leaves the device
+//!
+//! The CUDA reference reads back the number of tile–splat intersections every frame to size the
+//! sort buffers. Here the renderer keeps an intersection *capacity* instead ([`GpuRenderer`]), and
+//! binning runs entirely on the device (`raster.rs`, "Intersection capacity"): buffers and
+//! dispatches are sized by the capacity, the kernels read the true count from the device, entries
+//! past the capacity are dropped, and a small persistent monitor buffer records the largest total
+//! seen and how many frames overflowed.
+//!
+//! - [`GpuRenderer::forward`] (evaluation, tests) is always exact: it renders, reads the frame's
+//!   total back (one `u32`), and on overflow grows the capacity and renders again.
+//! - [`GpuRenderer::forward_resident`] (the training step) reads nothing back. If the frame
+//!   overflows, the farthest splats' entries (the last in depth order) are missing from their
+//!   tiles' lists; forward and backward both use the same truncated lists, so the step is the exact
+//!   gradient of that slightly truncated image, not garbage. The overflow is only *detected* at the
+//!   next [`GpuRenderer::sync_intersections`] (the training backend calls it whenever it reads back
+//!   anyway: [`crate::train::backend::TrainBackend::last_loss`] and `state`), which logs a warning
+//!   with the number of truncated frames and grows the capacity. Truncation is kept rare by sizing:
+//!   the first step after every `set_state` (densification, SH degree change) renders through the
+//!   exact `forward`, which makes the capacity at least [`INTERSECTION_HEADROOM`] times that
+//!   frame's real total, and each sync restores that headroom over the largest total observed
+//!   since the renderer was created. The capacity never shrinks, except that the very first
+//!   observed total replaces the initial guess.
+//!
+//! The cost: dispatches after the scan cover the capacity rather than the count (no indirect
+//! dispatch), so at least [`INTERSECTION_HEADROOM`]× the needed workgroups start; the excess ones
+//! exit at once (the radix histogram still writes its zero counts), and the scans of the
+//! histograms cover the capacity's blocks.
 //!
 //! # Pipeline
 //!
@@ -52,6 +80,8 @@ pub mod loss;
 mod project;
 mod raster;
 pub mod sort;
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use context::{DevicePreference, GpuContext, GpuError, OptionalFeatures};
 
@@ -127,8 +157,11 @@ pub struct GpuFrame {
     pub width: u32,
     pub height: u32,
     pub num_splats: u32,
-    /// Tile–splat pairs (length of `sorted_ids`).
-    pub num_intersections: u32,
+    /// Length of `sorted_ids`: at most this many tile–splat pairs are kept.
+    pub intersection_capacity: u32,
+    /// Exclusive scan of the tile counts in depth order; entry `num_splats` is the true number of
+    /// tile–splat pairs ([`GpuFrame::read_num_intersections`]).
+    pub intersection_offsets: wgpu::Buffer,
     /// The camera block every kernel of this frame reads (`project::FrameUniforms`).
     pub uniforms: wgpu::Buffer,
     /// [`ProjectedSplat`] per splat (44 bytes each).
@@ -179,10 +212,18 @@ impl GpuFrame {
         ctx.read(&self.projected, self.num_splats as usize)
     }
 
-    /// Reads the compositor state back, in the CPU reference's layout.
+    /// Reads back the number of tile–splat pairs the frame has (it exceeds
+    /// [`GpuFrame::intersection_capacity`] when the tile lists were truncated).
+    pub fn read_num_intersections(&self, ctx: &GpuContext) -> Result<u32, GpuError> {
+        let total = ctx.read_range::<u32>(&self.intersection_offsets, self.num_splats as usize, 1)?;
+        Ok(total.first().copied().unwrap_or(0))
+    }
+
+    /// Reads the compositor state back, in the CPU reference's layout (the kept pairs only).
     pub fn read_state(&self, ctx: &GpuContext) -> Result<RasterState, GpuError> {
+        let kept = self.read_num_intersections(ctx)?.min(self.intersection_capacity);
         Ok(RasterState {
-            sorted_ids: ctx.read(&self.sorted_ids, self.num_intersections as usize)?,
+            sorted_ids: ctx.read(&self.sorted_ids, kept as usize)?,
             tile_ranges: ctx.read(&self.tile_ranges, self.num_tiles())?,
             final_transmittance: ctx.read(&self.final_transmittance, self.num_pixels())?,
             last_contributor: ctx.read(&self.last_contributor, self.num_pixels())?,
@@ -233,13 +274,26 @@ impl GpuSplatGrads {
     }
 }
 
-/// The compiled render kernels (compile once, reuse for every frame).
+/// How much larger than the largest observed intersection total the capacity is made, so that
+/// views seen later and splats growing between syncs rarely overflow it (the price: up to this
+/// factor more, mostly idle, workgroups in the sort).
+pub const INTERSECTION_HEADROOM: f64 = 1.5;
+
+/// Capacity before any total was observed, per splat: a typical scene's splats touch a few tiles
+/// each; a wrong guess costs one re-render in [`GpuRenderer::forward`].
+const INITIAL_INTERSECTIONS_PER_SPLAT: u32 = 8;
+
+/// The compiled render kernels (compile once, reuse for every frame) and the intersection
+/// capacity (module doc).
 #[derive(Debug)]
 pub struct GpuRenderer {
     ctx: GpuContext,
     project: project::ProjectKernels,
     sorter: sort::RadixSorter,
     raster: raster::RasterKernels,
+    /// Tile–splat pairs a frame may hold; 0 until a total was observed or a capacity set.
+    capacity: AtomicU32,
+    monitor: raster::IntersectionMonitor,
 }
 
 impl GpuRenderer {
@@ -249,15 +303,93 @@ impl GpuRenderer {
             project: project::ProjectKernels::new(ctx)?,
             sorter: sort::RadixSorter::new(ctx)?,
             raster: raster::RasterKernels::new(ctx)?,
+            capacity: AtomicU32::new(0),
+            monitor: raster::IntersectionMonitor::new(ctx),
         })
+    }
+
+    /// The current intersection capacity (0 before the first frame or sync).
+    pub fn intersection_capacity(&self) -> u32 {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Sets the intersection capacity, clamped to at least 1 (0 means "not yet known") and to
+    /// what the device can bind (tests force overflows with a small one).
+    pub fn set_intersection_capacity(&self, capacity: u32) {
+        let device_max = self.ctx.device.limits().max_storage_buffer_binding_size / 4;
+        let clamped = u64::from(capacity.max(1)).min(device_max);
+        self.capacity.store(u32::try_from(clamped).unwrap_or(u32::MAX), Ordering::Relaxed);
+    }
+
+    /// Reads the intersection monitor back (two `u32`), warns about frames rendered with truncated
+    /// tile lists since the last sync and grows the capacity once the largest observed total comes
+    /// within [`INTERSECTION_HEADROOM`] of it. Returns how many frames overflowed.
+    pub fn sync_intersections(&self) -> Result<u32, GpuError> {
+        let (largest, overflowed) = self.monitor.take(&self.ctx)?;
+        let capacity = self.intersection_capacity();
+        if overflowed > 0 {
+            tracing::warn!(
+                overflowed,
+                capacity,
+                largest,
+                "frames rendered with truncated tile lists (the farthest splats' tile entries dropped); \
+                 growing the intersection capacity"
+            );
+        }
+        if f64::from(largest) * INTERSECTION_HEADROOM > f64::from(capacity) {
+            self.set_intersection_capacity(Self::capacity_for(largest));
+        }
+        Ok(overflowed)
+    }
+
+    /// [`INTERSECTION_HEADROOM`] × `total` (saturating).
+    fn capacity_for(total: u32) -> u32 {
+        (f64::from(total) * INTERSECTION_HEADROOM).ceil().min(f64::from(u32::MAX)) as u32
     }
 
     pub fn context(&self) -> &GpuContext {
         &self.ctx
     }
 
-    /// Projects, bins, sorts and composites `splats` as seen by `camera`.
+    /// Projects, bins, sorts and composites `splats` as seen by `camera`, exactly: reads the
+    /// frame's intersection total back, restores the [`INTERSECTION_HEADROOM`] over it and, when
+    /// the frame overflowed, syncs (logging it) and renders again.
     pub fn forward(&self, splats: &GpuSplats, camera: &Camera, background: [f32; 3]) -> Result<GpuFrame, GpuError> {
+        let first = self.intersection_capacity() == 0;
+        let frame = self.forward_resident(splats, camera, background)?;
+        let total = frame.read_num_intersections(&self.ctx)?;
+        let wanted = Self::capacity_for(total);
+        // The first observed total replaces the guess; later ones only grow the capacity.
+        if first || wanted > frame.intersection_capacity {
+            self.set_intersection_capacity(wanted);
+        }
+        if total <= frame.intersection_capacity {
+            return Ok(frame);
+        }
+        self.sync_intersections()?;
+        let frame = self.forward_resident(splats, camera, background)?;
+        if total > frame.intersection_capacity {
+            return Err(GpuError::TooLarge {
+                what: "tile-splat intersections",
+                got: total.into(),
+                max: frame.intersection_capacity.into(),
+            });
+        }
+        Ok(frame)
+    }
+
+    /// As [`GpuRenderer::forward`] with no readback at all: a frame over the intersection capacity
+    /// keeps truncated tile lists, recorded for the next [`GpuRenderer::sync_intersections`]
+    /// (module doc). Before any capacity is known, it guesses one from the splat count.
+    pub fn forward_resident(
+        &self,
+        splats: &GpuSplats,
+        camera: &Camera,
+        background: [f32; 3],
+    ) -> Result<GpuFrame, GpuError> {
+        if self.intersection_capacity() == 0 {
+            self.set_intersection_capacity(splats.len.saturating_mul(INITIAL_INTERSECTIONS_PER_SPLAT));
+        }
         self.ctx.checked("render forward", || self.forward_unchecked(splats, camera, background))?
     }
 
@@ -282,13 +414,16 @@ impl GpuRenderer {
         let uniforms = project::FrameUniforms::new(camera, background, splats.len, splats.sh_degree);
         let uniform_buffer = ctx.uniform("frame", &uniforms);
         let projected_frame = self.project.forward(ctx, splats, &uniform_buffer)?;
-        let binned = self.raster.bin(ctx, &self.sorter, &uniforms, &uniform_buffer, &projected_frame)?;
+        let inputs =
+            raster::FrameInputs { uniforms: &uniforms, uniform_buffer: &uniform_buffer, projected: &projected_frame };
+        let binned = self.raster.bin(ctx, &self.sorter, inputs, self.intersection_capacity(), &self.monitor)?;
         let images = self.raster.forward(ctx, &uniforms, &uniform_buffer, &projected_frame.projected, &binned)?;
         Ok(GpuFrame {
             width: uniforms.width,
             height: uniforms.height,
             num_splats: splats.len,
-            num_intersections: binned.num_intersections,
+            intersection_capacity: binned.capacity,
+            intersection_offsets: binned.offsets,
             uniforms: uniform_buffer,
             projected: projected_frame.projected,
             sorted_ids: binned.sorted_ids,

@@ -25,6 +25,18 @@ struct RadixParams {
     shift: u32,
     use_hi: u32,
     num_blocks: u32,
+    count_index: u32,
+    _pad: [u32; 3],
+}
+
+/// How many keys a sort covers: at most `capacity` (the size of the key buffers, which sizes the
+/// dispatches), and exactly `count[index]` when that is smaller. The count is read on the device,
+/// so that a sort can follow the kernel that computes it without a readback.
+#[derive(Clone, Copy, Debug)]
+pub struct SortLength<'a> {
+    pub capacity: u32,
+    pub count: &'a wgpu::Buffer,
+    pub index: u32,
 }
 
 /// In-place exclusive prefix sum of `u32`s (multi-level: block scans, recursive scan of the block
@@ -91,7 +103,7 @@ impl RadixSorter {
         &self.scanner
     }
 
-    /// Records a sort of the first `n` entries by `(keys_hi, keys_lo)` where only the low
+    /// Records a sort of the first `n` entries (a length known on the host) by `(keys_hi, keys_lo)` where only the low
     /// `hi_bits` bits of `keys_hi` and the low `lo_bits` bits of `keys_lo` may be set (bits above,
     /// within the last 8-bit digit, would take part; beyond it they are ignored). Equal keys keep
     /// their input order. The input buffers are reused as ping-pong storage; the result is in the
@@ -105,6 +117,21 @@ impl RadixSorter {
         lo_bits: u32,
         hi_bits: u32,
     ) -> SortedKeys {
+        let count = ctx.upload("sort count", &[n]);
+        self.encode_counted(ctx, encoder, input, SortLength { capacity: n, count: &count, index: 0 }, lo_bits, hi_bits)
+    }
+
+    /// As [`RadixSorter::encode`], for a length held on the device (see [`SortLength`]).
+    pub fn encode_counted(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        input: SortedKeys,
+        length: SortLength<'_>,
+        lo_bits: u32,
+        hi_bits: u32,
+    ) -> SortedKeys {
+        let n = length.capacity;
         let lo_passes = lo_bits.div_ceil(RADIX_BITS);
         let hi_passes = hi_bits.div_ceil(RADIX_BITS);
         if n == 0 || lo_passes + hi_passes == 0 {
@@ -121,13 +148,23 @@ impl RadixSorter {
         let hist = ctx.zeroed("radix histogram", u64::from(num_blocks) * 256 * 4);
         let passes = (0..lo_passes).map(|p| (p * RADIX_BITS, 0)).chain((0..hi_passes).map(|p| (p * RADIX_BITS, 1)));
         for (shift, use_hi) in passes {
-            let params = ctx.uniform("radix params", &RadixParams { n, shift, use_hi, num_blocks });
-            let bind_group = self.histogram.bind(ctx, &[&params, &src.keys_hi, &src.keys_lo, &hist]);
+            let params = ctx.uniform("radix params", &RadixParams { n, shift, use_hi, num_blocks, count_index: length.index, _pad: [0; 3] });
+            let bind_group = self.histogram.bind(ctx, &[&params, &src.keys_hi, &src.keys_lo, &hist, length.count]);
             self.histogram.dispatch(encoder, &bind_group, num_blocks);
             self.scanner.encode(ctx, encoder, &hist, num_blocks * 256);
             let bind_group = self.scatter.bind(
                 ctx,
-                &[&params, &src.keys_hi, &src.keys_lo, &src.values, &hist, &dst.keys_hi, &dst.keys_lo, &dst.values],
+                &[
+                    &params,
+                    &src.keys_hi,
+                    &src.keys_lo,
+                    &src.values,
+                    &hist,
+                    &dst.keys_hi,
+                    &dst.keys_lo,
+                    &dst.values,
+                    length.count,
+                ],
             );
             self.scatter.dispatch(encoder, &bind_group, num_blocks);
             std::mem::swap(&mut src, &mut dst);
