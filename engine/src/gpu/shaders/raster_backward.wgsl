@@ -27,19 +27,15 @@ var<workgroup> max_contributor_snapshot: u32;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg_id: vec3<u32>, @builtin(num_workgroups) num_wg: vec3<u32>, @builtin(local_invocation_index) local_index: u32) {
-    let tile = linear_workgroup(wg_id, num_wg);
-    let tile_x = tile % frame.tiles_x;
-    let tile_y = tile / frame.tiles_x;
-    let px = tile_x * TILE_SIZE + local_index % TILE_SIZE;
-    let py = tile_y * TILE_SIZE + local_index / TILE_SIZE;
-    let inside = tile < frame.tiles_x * frame.tiles_y && px < frame.width && py < frame.height;
-    let pixel_centre = vec2<f32>(f32(px) + 0.5, f32(py) + 0.5);
-    let centres = tile_centres(tile_x, tile_y);
+    let here = tile_pixel(linear_workgroup(wg_id, num_wg), local_index);
+    let inside = here.inside;
+    let pixel_centre = here.centre;
+    let centres = array<vec2<f32>, 2>(here.tile_lo, here.tile_hi);
 
     if local_index == 0u {
         var range = vec2<u32>(0u);
-        if tile < frame.tiles_x * frame.tiles_y {
-            range = tile_ranges[tile];
+        if here.tile_exists {
+            range = tile_ranges[here.tile];
         }
         shared_range = range;
         atomicStore(&max_contributor, 0u);
@@ -50,7 +46,7 @@ fn main(@builtin(workgroup_id) wg_id: vec3<u32>, @builtin(num_workgroups) num_wg
     var last = 0u;
     var grad_pixel = vec3<f32>(0.0);
     if inside {
-        let pixel = py * frame.width + px;
+        let pixel = here.index;
         t_final = final_transmittance[pixel];
         last = last_contributors[pixel];
         grad_pixel = vec3<f32>(grad_image[3u * pixel], grad_image[3u * pixel + 1u], grad_image[3u * pixel + 2u]);

@@ -29,19 +29,15 @@ var<workgroup> done_snapshot: u32;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg_id: vec3<u32>, @builtin(num_workgroups) num_wg: vec3<u32>, @builtin(local_invocation_index) local_index: u32) {
-    let tile = linear_workgroup(wg_id, num_wg);
-    let tile_x = tile % frame.tiles_x;
-    let tile_y = tile / frame.tiles_x;
-    let px = tile_x * TILE_SIZE + local_index % TILE_SIZE;
-    let py = tile_y * TILE_SIZE + local_index / TILE_SIZE;
-    let inside = tile < frame.tiles_x * frame.tiles_y && px < frame.width && py < frame.height;
-    let pixel_centre = vec2<f32>(f32(px) + 0.5, f32(py) + 0.5);
-    let centres = tile_centres(tile_x, tile_y);
+    let here = tile_pixel(linear_workgroup(wg_id, num_wg), local_index);
+    let inside = here.inside;
+    let pixel_centre = here.centre;
+    let centres = array<vec2<f32>, 2>(here.tile_lo, here.tile_hi);
 
     if local_index == 0u {
         var range = vec2<u32>(0u);
-        if tile < frame.tiles_x * frame.tiles_y {
-            range = tile_ranges[tile];
+        if here.tile_exists {
+            range = tile_ranges[here.tile];
         }
         shared_range = range;
         atomicStore(&done_count, 0u);
@@ -125,7 +121,7 @@ fn main(@builtin(workgroup_id) wg_id: vec3<u32>, @builtin(num_workgroups) num_wg
     }
 
     if inside {
-        let pixel = py * frame.width + px;
+        let pixel = here.index;
         let rgb = color + transmittance * frame.background.xyz;
         out_image[3u * pixel] = rgb.x;
         out_image[3u * pixel + 1u] = rgb.y;

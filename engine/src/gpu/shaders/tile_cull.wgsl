@@ -1,4 +1,4 @@
-// Shared by the two compositing kernels: which splats of a batch can touch a tile, and an
+// Shared by the two compositing kernels: each thread's pixel of its 16×16 tile, which splats of a batch can touch a tile, and an
 // order-preserving compaction of the batch to those.
 //
 // A pixel gets α ≥ MIN_ALPHA from a splat only inside the ellipse ΔᵀQΔ ≤ 2·ln(opacity/MIN_ALPHA)
@@ -22,6 +22,33 @@ fn splat_touches(p: Projected, lo: vec2<f32>, hi: vec2<f32>) -> bool {
     let extent = vec2<f32>(sqrt(level * p.conic_c / det), sqrt(level * p.conic_a / det)) + 1.0;
     let mean = vec2<f32>(p.mean_x, p.mean_y);
     return all(mean + extent >= lo) && all(mean - extent <= hi);
+}
+
+// One thread's pixel in a tile workgroup (row-major tiles, row-major pixels within a tile).
+struct TilePixel {
+    tile: u32,
+    // The workgroup maps to a real tile (2D dispatch grids may overshoot).
+    tile_exists: bool,
+    // The pixel lies in the image (edge tiles' extra threads still help load batches).
+    inside: bool,
+    // Row-major pixel index in the image; meaningful only when `inside`.
+    index: u32,
+    centre: vec2<f32>,
+    // Pixel centres of the tile's corners inside the image, see tile_centres.
+    tile_lo: vec2<f32>,
+    tile_hi: vec2<f32>,
+}
+
+fn tile_pixel(tile: u32, local_index: u32) -> TilePixel {
+    let tile_x = tile % frame.tiles_x;
+    let tile_y = tile / frame.tiles_x;
+    let px = tile_x * TILE_SIZE + local_index % TILE_SIZE;
+    let py = tile_y * TILE_SIZE + local_index / TILE_SIZE;
+    let tile_exists = tile < frame.tiles_x * frame.tiles_y;
+    let inside = tile_exists && px < frame.width && py < frame.height;
+    let centres = tile_centres(tile_x, tile_y);
+    let centre = vec2<f32>(f32(px) + 0.5, f32(py) + 0.5);
+    return TilePixel(tile, tile_exists, inside, py * frame.width + px, centre, centres[0], centres[1]);
 }
 
 // Pixel centres of the tile's pixels inside the image: (lo, hi) corners.
