@@ -4,9 +4,13 @@
 pub mod atomic_file;
 pub mod camera;
 pub mod dataset;
+pub mod export;
 pub mod image_buf;
+pub mod mesh;
 pub mod render;
+pub mod sfm;
 pub mod splats;
+pub mod texture;
 pub mod train;
 
 #[cfg(feature = "gpu")]

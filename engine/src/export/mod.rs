@@ -1,0 +1,7 @@
+//! Exported files: GLB, USDZ, OBJ + MTL + PNG, and the frame change from the input's world to
+//! the exported metres-and-+Y-up frame (`export_from_world`).
+
+pub mod frame;
+pub mod glb;
+pub mod obj;
+pub mod usdz;

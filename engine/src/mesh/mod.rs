@@ -1,0 +1,57 @@
+//! Triangle meshes: the surface extracted from trained splats, its cleanup and decimation, and
+//! the geometric metrics that compare it with a reference.
+//!
+//! Stage flow: [`surface`] (median depth renders → TSDF → marching cubes) → [`cleanup`] (main
+//! component, floaters, support plane) → [`decimate`] (quadric, to a triangle budget) → the
+//! [`crate::texture`] module (UV atlas, baking from the photos) → [`crate::export`].
+//! [`pipeline`] runs them for `kiln mesh`; [`metrics`] holds Chamfer distance and F-score.
+
+pub mod cleanup;
+pub mod decimate;
+pub mod marching_cubes;
+pub mod metrics;
+pub mod pipeline;
+pub mod ply;
+pub mod surface;
+pub mod tsdf;
+
+/// An indexed triangle mesh. Optional per-vertex attributes are empty or one per position.
+///
+/// Triangles are counter-clockwise seen from outside (glTF's front face). `uvs` follow glTF:
+/// `(0, 0)` is the top-left of the texture image, `v` grows downwards.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TriMesh {
+    pub positions: Vec<[f32; 3]>,
+    pub triangles: Vec<[u32; 3]>,
+    pub normals: Vec<[f32; 3]>,
+    pub uvs: Vec<[f32; 2]>,
+    /// Linear-light RGB in `[0, 1]`, when a vertex colour is known.
+    pub colors: Vec<[f32; 3]>,
+}
+
+impl TriMesh {
+    pub fn num_vertices(&self) -> usize {
+        self.positions.len()
+    }
+
+    pub fn num_triangles(&self) -> usize {
+        self.triangles.len()
+    }
+
+    /// Axis-aligned bounds `(min, max)`, or `None` for an empty mesh.
+    pub fn bounds(&self) -> Option<([f32; 3], [f32; 3])> {
+        let first = *self.positions.first()?;
+        Some(self.positions.iter().fold((first, first), |(lo, hi), p| {
+            (std::array::from_fn(|k| lo[k].min(p[k])), std::array::from_fn(|k| hi[k].max(p[k])))
+        }))
+    }
+}
+
+/// A mesh with a UV atlas and its baked textures (sRGB 8-bit, glTF UV orientation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TexturedMesh {
+    pub mesh: TriMesh,
+    pub base_color: image::RgbImage,
+    /// Tangent-space normal map (OpenGL / glTF convention, +Y up in texture space), if baked.
+    pub normal_map: Option<image::RgbImage>,
+}
