@@ -12,6 +12,12 @@ for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+# The exported-file validators (scripts/validators.sh) need node + npm (Khronos glTF-Validator)
+# and python3 with venv (OpenUSD's usd-core). Checked by command, not package: node may come from
+# another repository whose package already ships npm.
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
+
 if ((${#missing[@]})); then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

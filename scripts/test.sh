@@ -10,6 +10,12 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
   export XDG_RUNTIME_DIR
 fi
 
+# Third-party validators of exported files (Khronos glTF-Validator, OpenUSD ComplianceChecker),
+# installed into a cache outside the clone; the export tests run them through these wrappers.
+VALIDATORS="$(scripts/validators.sh | tail -n1)"
+export KILN_GLTF_VALIDATOR="$VALIDATORS/validate-gltf"
+export KILN_USDZ_VALIDATOR="$VALIDATORS/validate-usdz"
+
 # Unit, integration, GPU-vs-CPU (on lavapipe when there is no GPU) and CLI tests.
 cargo test --workspace --locked
 

@@ -1,5 +1,7 @@
 //! `kiln bench`: end-to-end benchmarks on the shared datasets, each backend in the same run.
 
+pub mod poses;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -14,6 +16,8 @@ use crate::train::{load_dataset_views, train_with_progress};
 pub enum BenchCommand {
     /// Splat training: steps/s and held-out PSNR for each backend on one dataset.
     Train(BenchTrainArgs),
+    /// Structure from motion beside COLMAP (Debian's `colmap`): wall times, ratio, accuracy.
+    Poses(poses::BenchPosesArgs),
 }
 
 #[derive(clap::Args)]
@@ -42,6 +46,7 @@ pub struct BenchTrainArgs {
 pub fn run(command: &BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Train(args) => bench_train(args),
+        BenchCommand::Poses(args) => poses::bench_poses(args),
     }
 }
 

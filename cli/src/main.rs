@@ -4,12 +4,16 @@
 
 mod bench;
 mod device;
+mod export;
+mod mesh;
+mod poses;
 mod progress;
 mod train;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kiln_engine::sfm::SfmError;
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "Photos to 3D models: Gaussian splats, meshes, GLB/USDZ")]
@@ -23,8 +27,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Camera poses from a folder of photos: COLMAP model, transforms.json, poses-report.json.
+    Poses(poses::PosesArgs),
     /// Train Gaussian splats on a posed dataset (transforms.json or COLMAP).
     Train(train::TrainArgs),
+    /// Textured mesh from trained splats: mesh.ply, basecolor.png, mesh.json (metres, +Y up).
+    Mesh(mesh::MeshArgs),
+    /// GLB, USDZ, OBJ or PLY files from a mesh folder.
+    Export(export::ExportArgs),
     /// Benchmarks on the shared datasets.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -37,7 +47,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
     let result = match cli.command {
+        Command::Poses(args) => poses::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Mesh(args) => mesh::run(&args),
+        Command::Export(args) => export::run(&args),
         Command::Bench(command) => bench::run(&command),
     };
     match result {
@@ -58,6 +71,17 @@ fn init_logging(filter: &str) {
 /// Whether the error comes from input Kiln was given rather than from Kiln or the machine.
 fn is_bad_input(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        cause.is::<kiln_engine::dataset::DatasetError>() || cause.is::<kiln_engine::splats::ply::PlyError>()
+        cause.is::<kiln_engine::dataset::DatasetError>()
+            || cause.is::<kiln_engine::splats::ply::PlyError>()
+            || cause.downcast_ref::<kiln_engine::mesh::pipeline::MeshStageError>().is_some_and(|e| e.is_bad_input())
+            || cause.downcast_ref::<SfmError>().is_some_and(is_bad_photos)
     })
+}
+
+/// The SfM errors that are about the photos given (not Kiln's fault, nor the machine's).
+fn is_bad_photos(error: &SfmError) -> bool {
+    match error {
+        SfmError::BadPhoto { .. } | SfmError::Unusable { .. } | SfmError::Decode { .. } => true,
+        SfmError::Io { .. } | SfmError::Internal(_) => false,
+    }
 }

@@ -48,15 +48,15 @@ pub fn load_views(views: &[View], max_side: u32) -> Result<Vec<(Camera, ImageRgb
     views.par_iter().map(|view| load_view(view, max_side)).collect()
 }
 
+/// Decodes a photo with its EXIF orientation applied (the same pixels structure from motion sees).
 fn decode(path: &Path) -> Result<image::DynamicImage, DatasetError> {
-    let reader = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|source| DatasetError::Io { path: path.to_path_buf(), source })?;
-    let decoded = reader.decode().map_err(|source| DatasetError::Decode { path: path.to_path_buf(), source })?;
-    if decoded.width() == 0 || decoded.height() == 0 {
-        return Err(DatasetError::BadImage { path: path.to_path_buf(), problem: "image has zero size".into() });
-    }
-    Ok(decoded)
+    use crate::sfm::SfmError;
+    crate::sfm::photos::decode_oriented(path).map_err(|error| match error {
+        SfmError::Io { path, source } => DatasetError::Io { path, source },
+        SfmError::Decode { path, source } => DatasetError::Decode { path, source },
+        SfmError::BadPhoto { path, problem } => DatasetError::BadImage { path, problem },
+        other => DatasetError::BadImage { path: path.to_path_buf(), problem: other.to_string() },
+    })
 }
 
 fn decode_rgb(path: &Path) -> Result<ImageRgb, DatasetError> {

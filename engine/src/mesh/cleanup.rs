@@ -1,1 +1,506 @@
-//! (being written)
+//! Mesh cleanup after extraction: merged duplicate vertices, no degenerate triangles, the
+//! support plane cut away, only the main connected component(s), manifold edges and vertices,
+//! and, when asked, every hole capped so that the mesh is watertight.
+//!
+//! The support plane is found by RANSAC over the vertices, restricted to planes whose normal is
+//! within [`MAX_GROUND_TILT_DEG`] of an "up" hint (the capture's cameras give one, see
+//! [`camera_up`]); everything below `ground_margin` above it is clipped off (triangles crossing
+//! the cut are split, so the cut is exactly planar). Holes are capped by ear clipping each
+//! boundary loop in its best-fit plane (Newell normal), which makes the planar bottom cut a flat,
+//! exact cap. Cleanup keeps positions only: normals are recomputed ([`vertex_normals`]), other
+//! attributes are dropped (cleanup runs before texturing).
+
+use std::collections::HashMap;
+
+use glam::Vec3;
+
+use super::TriMesh;
+use super::error::MeshError;
+use crate::camera::Camera;
+
+/// Largest angle between the support plane's normal and the up hint.
+pub const MAX_GROUND_TILT_DEG: f32 = 25.0;
+/// RANSAC hypotheses for the support plane: with inlier fractions above 20 % a few hundred
+/// draws find it with overwhelming probability.
+const RANSAC_ITERATIONS: usize = 400;
+/// Vertices RANSAC scores each plane on (an even subsample of large meshes).
+const RANSAC_SAMPLE: usize = 20_000;
+/// A plane is only taken as the support when this fraction of the vertices lies on it.
+const MIN_GROUND_FRACTION: f32 = 0.05;
+
+/// Rounds of (fix non-manifold edges and vertices, cap holes): a cap can meet an existing edge
+/// and make it non-manifold, whose fix opens a smaller hole; three rounds settle real meshes.
+const MANIFOLD_PASSES: usize = 4;
+/// Histogram bin for the heights of vertices above the support plane, in units of the margin.
+const HEIGHT_BIN_MARGINS: f32 = 0.25;
+/// The ground layer ends where the height histogram falls below this fraction of its peak.
+const GROUND_TAIL_FRACTION: f32 = 0.05;
+
+/// What cleanup does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CleanupOptions {
+    /// Detect the support plane and cut away it and everything under it.
+    pub remove_ground: bool,
+    /// Cap every hole (after the cut) so that the mesh is closed.
+    pub watertight: bool,
+    /// Connected components smaller than this fraction of the largest one's area are dropped
+    /// (1.0 keeps the largest only).
+    pub min_component_fraction: f32,
+    /// World "up" for finding the support plane (see [`camera_up`]); `None` accepts any plane
+    /// orientation and takes the side with more of the mesh as up.
+    pub up: Option<[f32; 3]>,
+    /// Distance from a vertex to the support plane under which it belongs to the plane, and how
+    /// far above the plane the cut is made (world units). About twice the extraction's voxel.
+    pub ground_margin: f32,
+}
+
+impl CleanupOptions {
+    /// Defaults for a surface extracted with voxels of side `voxel_size`: ground removed, closed,
+    /// floaters below 5 % of the main component dropped, cut two voxels above the ground.
+    pub fn for_voxel_size(voxel_size: f32) -> Self {
+        Self { remove_ground: true, watertight: true, min_component_fraction: 0.05, up: None, ground_margin: 2.0 * voxel_size }
+    }
+}
+
+/// A plane `normal · p + offset = 0` with a unit normal pointing up (to the object's side).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Plane {
+    pub normal: [f32; 3],
+    pub offset: f32,
+}
+
+impl Plane {
+    pub fn signed_distance(&self, p: [f32; 3]) -> f32 {
+        Vec3::from_array(self.normal).dot(Vec3::from_array(p)) + self.offset
+    }
+}
+
+/// What [`cleanup`] did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CleanupReport {
+    pub ground: Option<Plane>,
+    pub components_dropped: usize,
+    pub holes_capped: usize,
+    pub non_manifold_edges_fixed: usize,
+    pub non_manifold_vertices_split: usize,
+}
+
+/// The cameras' mean up direction (OpenCV −Y in world), normalised; `None` when they disagree
+/// so much that it cancels out. For a capture walked around an object on a table this is the
+/// table's normal to within the cameras' pitch.
+pub fn camera_up(cameras: &[Camera]) -> Option<[f32; 3]> {
+    let sum: Vec3 = cameras.iter().map(|c| -c.world_from_camera.rotation.y_axis).sum();
+    (sum.length() > 0.3 * cameras.len() as f32).then(|| sum.normalize().to_array())
+}
+
+/// Runs every cleanup step of `options` on `mesh` (see the module docs).
+pub fn cleanup(mesh: &TriMesh, options: &CleanupOptions) -> Result<(TriMesh, CleanupReport), MeshError> {
+    let mut report = CleanupReport::default();
+    let mut mesh = TriMesh { positions: mesh.positions.clone(), triangles: mesh.triangles.clone(), ..Default::default() };
+    merge_duplicate_vertices(&mut mesh);
+    remove_degenerate_triangles(&mut mesh);
+    if options.remove_ground {
+        report.ground = detect_ground(&mesh, options.up, options.ground_margin);
+        match report.ground {
+            Some(plane) => {
+                let height = ground_cut_height(&mesh, &plane, options.ground_margin);
+                tracing::info!("support plane {plane:?}: cutting {height} above it");
+                mesh = clip_above(&mesh, &plane, height);
+                remove_degenerate_triangles(&mut mesh);
+            }
+            None => tracing::warn!("no support plane found: the ground is left in the mesh"),
+        }
+    }
+    report.components_dropped = keep_main_components(&mut mesh, options.min_component_fraction);
+    for _ in 0..MANIFOLD_PASSES {
+        report.non_manifold_edges_fixed += fix_non_manifold_edges(&mut mesh);
+        report.non_manifold_vertices_split += split_non_manifold_vertices(&mut mesh);
+        if !options.watertight {
+            break;
+        }
+        let capped = cap_holes(&mut mesh);
+        report.holes_capped += capped;
+        if capped == 0 {
+            break;
+        }
+    }
+    remove_unreferenced_vertices(&mut mesh);
+    if mesh.triangles.is_empty() {
+        return Err(MeshError::NoSurface("nothing is left after cleanup".into()));
+    }
+    mesh.normals = vertex_normals(&mesh);
+    Ok((mesh, report))
+}
+
+/// Area-weighted vertex normals (unit length; zero for an isolated vertex).
+pub fn vertex_normals(mesh: &TriMesh) -> Vec<[f32; 3]> {
+    let mut sums = vec![Vec3::ZERO; mesh.positions.len()];
+    for t in &mesh.triangles {
+        let [a, b, c] = t.map(|i| Vec3::from_array(mesh.positions[i as usize]));
+        let n = (b - a).cross(c - a);
+        for &i in t {
+            sums[i as usize] += n;
+        }
+    }
+    sums.iter().map(|n| n.normalize_or_zero().to_array()).collect()
+}
+
+/// Merges vertices at bit-identical positions.
+pub fn merge_duplicate_vertices(mesh: &mut TriMesh) {
+    let mut first: HashMap<[u32; 3], u32> = HashMap::with_capacity(mesh.positions.len());
+    let mut positions = Vec::with_capacity(mesh.positions.len());
+    let remap: Vec<u32> = mesh
+        .positions
+        .iter()
+        .map(|p| {
+            *first.entry(p.map(f32::to_bits)).or_insert_with(|| {
+                positions.push(*p);
+                (positions.len() - 1) as u32
+            })
+        })
+        .collect();
+    mesh.positions = positions;
+    for t in &mut mesh.triangles {
+        *t = t.map(|i| remap[i as usize]);
+    }
+}
+
+/// Drops triangles with a repeated corner, zero area, or the same corners as an earlier one.
+pub fn remove_degenerate_triangles(mesh: &mut TriMesh) {
+    let mut seen = std::collections::HashSet::new();
+    let positions = &mesh.positions;
+    mesh.triangles.retain(|t| {
+        if t[0] == t[1] || t[1] == t[2] || t[0] == t[2] {
+            return false;
+        }
+        let [a, b, c] = t.map(|i| Vec3::from_array(positions[i as usize]));
+        let mut key = *t;
+        key.sort_unstable();
+        (b - a).cross(c - a).length_squared() > 0.0 && seen.insert(key)
+    });
+}
+
+/// Finds the support plane by RANSAC (see the module docs).
+pub fn detect_ground(mesh: &TriMesh, up: Option<[f32; 3]>, inlier_distance: f32) -> Option<Plane> {
+    let n = mesh.positions.len();
+    if n < 3 {
+        return None;
+    }
+    let stride = n.div_ceil(RANSAC_SAMPLE);
+    let sample: Vec<Vec3> = mesh.positions.iter().step_by(stride).map(|p| Vec3::from_array(*p)).collect();
+    let up = up.map(|u| Vec3::from_array(u).normalize_or_zero());
+    let min_cos = MAX_GROUND_TILT_DEG.to_radians().cos();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = |m: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % m as u64) as usize
+    };
+    let mut best: Option<(usize, Vec3, f32)> = None;
+    for _ in 0..RANSAC_ITERATIONS {
+        let [a, b, c] = [next(sample.len()), next(sample.len()), next(sample.len())].map(|i| sample[i]);
+        let normal = (b - a).cross(c - a).normalize_or_zero();
+        if normal == Vec3::ZERO || up.is_some_and(|u| normal.dot(u).abs() < min_cos) {
+            continue;
+        }
+        let offset = -normal.dot(a);
+        let inliers = sample.iter().filter(|p| (normal.dot(**p) + offset).abs() <= inlier_distance).count();
+        if best.is_none_or(|(count, ..)| inliers > count) {
+            best = Some((inliers, normal, offset));
+        }
+    }
+    let (count, normal, offset) = best?;
+    if (count as f32) < MIN_GROUND_FRACTION * sample.len() as f32 {
+        return None;
+    }
+    let inliers: Vec<Vec3> = sample.iter().copied().filter(|p| (normal.dot(*p) + offset).abs() <= inlier_distance).collect();
+    let (normal, offset) = fit_plane(&inliers).unwrap_or((normal, offset));
+    let above = sample.iter().filter(|p| normal.dot(**p) + offset > inlier_distance).count();
+    let below = sample.iter().filter(|p| normal.dot(**p) + offset < -inlier_distance).count();
+    let flip = match up {
+        Some(u) => normal.dot(u) < 0.0,
+        None => below > above,
+    };
+    let (normal, offset) = if flip { (-normal, -offset) } else { (normal, offset) };
+    Some(Plane { normal: normal.to_array(), offset })
+}
+
+/// How far above `plane` to cut: the reconstructed ground is a layer of some thickness (noise,
+/// depth bias), so the cut goes `margin` above the height at which the histogram of vertex
+/// heights near the plane drops below [`GROUND_TAIL_FRACTION`] of the ground peak.
+pub fn ground_cut_height(mesh: &TriMesh, plane: &Plane, margin: f32) -> f32 {
+    let bin = (HEIGHT_BIN_MARGINS * margin).max(f32::MIN_POSITIVE);
+    let bins = 80usize;
+    let lowest = -(bins as f32 / 2.0) * bin;
+    let mut histogram = vec![0usize; bins];
+    for p in &mesh.positions {
+        let k = ((plane.signed_distance(*p) - lowest) / bin).floor();
+        if k >= 0.0 && (k as usize) < bins {
+            histogram[k as usize] += 1;
+        }
+    }
+    let Some((peak, &peak_count)) = histogram.iter().enumerate().max_by_key(|(_, c)| **c) else { return margin };
+    let tail = (GROUND_TAIL_FRACTION * peak_count as f32) as usize;
+    let end = (peak..bins).find(|&k| histogram[k] <= tail).unwrap_or(bins);
+    (lowest + end as f32 * bin).max(0.0) + margin
+}
+
+/// Least-squares plane through points: the centroid and the covariance's smallest eigenvector.
+fn fit_plane(points: &[Vec3]) -> Option<(Vec3, f32)> {
+    if points.len() < 3 {
+        return None;
+    }
+    let centroid = points.iter().copied().sum::<Vec3>() / points.len() as f32;
+    let mut cov = nalgebra::Matrix3::<f64>::zeros();
+    for p in points {
+        let d = (*p - centroid).as_dvec3();
+        let v = nalgebra::Vector3::new(d.x, d.y, d.z);
+        cov += v * v.transpose();
+    }
+    let eigen = cov.symmetric_eigen();
+    let (k, _) = eigen.eigenvalues.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1))?;
+    let e = eigen.eigenvectors.column(k);
+    let normal = Vec3::new(e[0] as f32, e[1] as f32, e[2] as f32).normalize_or_zero();
+    (normal != Vec3::ZERO).then(|| (normal, -normal.dot(centroid)))
+}
+
+/// The part of `mesh` at least `height` above `plane`; triangles crossing the cut are split.
+pub fn clip_above(mesh: &TriMesh, plane: &Plane, height: f32) -> TriMesh {
+    let s: Vec<f32> = mesh.positions.iter().map(|p| plane.signed_distance(*p) - height).collect();
+    let mut out = TriMesh { positions: mesh.positions.clone(), ..Default::default() };
+    let mut cut_vertex: HashMap<(u32, u32), u32> = HashMap::new();
+    let mut on_edge = |a: u32, b: u32, positions: &mut Vec<[f32; 3]>| -> u32 {
+        let key = (a.min(b), a.max(b));
+        *cut_vertex.entry(key).or_insert_with(|| {
+            let (pa, pb) = (Vec3::from_array(positions[key.0 as usize]), Vec3::from_array(positions[key.1 as usize]));
+            let (sa, sb) = (s[key.0 as usize], s[key.1 as usize]);
+            positions.push(pa.lerp(pb, sa / (sa - sb)).to_array());
+            (positions.len() - 1) as u32
+        })
+    };
+    for t in &mesh.triangles {
+        let keep = t.map(|i| s[i as usize] >= 0.0);
+        if keep.iter().all(|&k| k) {
+            out.triangles.push(*t);
+            continue;
+        }
+        // Sutherland–Hodgman on one triangle, keeping the corner order (and so the winding).
+        let mut polygon: Vec<u32> = Vec::with_capacity(4);
+        for k in 0..3 {
+            let (a, b) = (t[k], t[(k + 1) % 3]);
+            if keep[k] {
+                polygon.push(a);
+            }
+            if keep[k] != keep[(k + 1) % 3] {
+                polygon.push(on_edge(a, b, &mut out.positions));
+            }
+        }
+        for k in 1..polygon.len().saturating_sub(1) {
+            out.triangles.push([polygon[0], polygon[k], polygon[k + 1]]);
+        }
+    }
+    remove_unreferenced_vertices(&mut out);
+    out
+}
+
+fn find(parent: &mut [u32], mut i: u32) -> u32 {
+    while parent[i as usize] != i {
+        parent[i as usize] = parent[parent[i as usize] as usize];
+        i = parent[i as usize];
+    }
+    i
+}
+
+/// Keeps the connected components (through shared vertices) whose area is at least `fraction`
+/// of the largest one's; returns how many were dropped.
+pub fn keep_main_components(mesh: &mut TriMesh, fraction: f32) -> usize {
+    let mut parent: Vec<u32> = (0..mesh.positions.len() as u32).collect();
+    for t in &mesh.triangles {
+        let r0 = find(&mut parent, t[0]);
+        for &v in &t[1..] {
+            let r = find(&mut parent, v);
+            parent[r as usize] = r0;
+        }
+    }
+    let mut area: HashMap<u32, f64> = HashMap::new();
+    let roots: Vec<u32> = mesh.triangles.iter().map(|t| find(&mut parent, t[0])).collect();
+    for (t, root) in mesh.triangles.iter().zip(&roots) {
+        let [a, b, c] = t.map(|i| Vec3::from_array(mesh.positions[i as usize]));
+        *area.entry(*root).or_default() += 0.5 * (b - a).cross(c - a).length() as f64;
+    }
+    let largest = area.values().copied().fold(0.0, f64::max);
+    let keep = |root: &u32| area[root] >= fraction as f64 * largest;
+    let dropped = area.keys().filter(|r| !keep(r)).count();
+    let mut kept = roots.iter().map(keep);
+    mesh.triangles.retain(|_| kept.next().unwrap_or(false));
+    remove_unreferenced_vertices(mesh);
+    dropped
+}
+
+/// Removes triangles so that no edge has more than two; returns how many edges were fixed.
+pub fn fix_non_manifold_edges(mesh: &mut TriMesh) -> usize {
+    let mut users: HashMap<(u32, u32), Vec<usize>> = HashMap::new();
+    for (i, t) in mesh.triangles.iter().enumerate() {
+        for k in 0..3 {
+            let (a, b) = (t[k], t[(k + 1) % 3]);
+            users.entry((a.min(b), a.max(b))).or_default().push(i);
+        }
+    }
+    let mut remove = vec![false; mesh.triangles.len()];
+    let mut fixed = 0;
+    for list in users.values().filter(|l| l.len() > 2) {
+        fixed += 1;
+        for &i in &list[2..] {
+            remove[i] = true;
+        }
+    }
+    let mut flags = remove.into_iter();
+    mesh.triangles.retain(|_| !flags.next().unwrap_or(false));
+    fixed
+}
+
+/// Gives each fan of triangles around a vertex (triangles linked through edges at that vertex)
+/// its own copy of the vertex; returns how many vertices were split.
+pub fn split_non_manifold_vertices(mesh: &mut TriMesh) -> usize {
+    let mut incident: Vec<Vec<usize>> = vec![Vec::new(); mesh.positions.len()];
+    for (i, t) in mesh.triangles.iter().enumerate() {
+        for &v in t {
+            incident[v as usize].push(i);
+        }
+    }
+    let mut split = 0;
+    for (v, tris) in incident.iter().enumerate() {
+        if tris.len() < 2 {
+            continue;
+        }
+        let mut group: Vec<u32> = (0..tris.len() as u32).collect();
+        for a in 0..tris.len() {
+            for b in a + 1..tris.len() {
+                let (ta, tb) = (mesh.triangles[tris[a]], mesh.triangles[tris[b]]);
+                let shares_edge = ta.iter().any(|&w| w != v as u32 && tb.contains(&w));
+                if shares_edge {
+                    let (ra, rb) = (find(&mut group, a as u32), find(&mut group, b as u32));
+                    group[ra as usize] = rb;
+                }
+            }
+        }
+        let roots: Vec<u32> = (0..tris.len() as u32).map(|i| find(&mut group, i)).collect();
+        let first_root = roots[0];
+        let mut copies: HashMap<u32, u32> = HashMap::new();
+        for (k, root) in roots.iter().enumerate() {
+            if *root == first_root {
+                continue;
+            }
+            let copy = *copies.entry(*root).or_insert_with(|| {
+                mesh.positions.push(mesh.positions[v]);
+                (mesh.positions.len() - 1) as u32
+            });
+            for corner in mesh.triangles[tris[k]].iter_mut() {
+                if *corner == v as u32 {
+                    *corner = copy;
+                }
+            }
+        }
+        split += usize::from(!copies.is_empty());
+    }
+    split
+}
+
+/// Closes every boundary loop with an ear-clipped cap; returns how many were capped.
+pub fn cap_holes(mesh: &mut TriMesh) -> usize {
+    let mut directed: HashMap<(u32, u32), usize> = HashMap::new();
+    for t in &mesh.triangles {
+        for k in 0..3 {
+            *directed.entry((t[k], t[(k + 1) % 3])).or_insert(0) += 1;
+        }
+    }
+    let mut next: HashMap<u32, u32> = HashMap::new();
+    for &(a, b) in directed.keys() {
+        if !directed.contains_key(&(b, a)) {
+            next.insert(a, b);
+        }
+    }
+    let mut starts: Vec<u32> = next.keys().copied().collect();
+    starts.sort_unstable();
+    let mut capped = 0;
+    for start in starts {
+        let mut ring = Vec::new();
+        let mut v = start;
+        while let Some(w) = next.remove(&v) {
+            ring.push(v);
+            v = w;
+        }
+        if v != start || ring.len() < 3 {
+            continue;
+        }
+        // The cap runs against the boundary's direction, so each boundary edge gets its twin.
+        ring.reverse();
+        let cap = ear_clip(&ring, &mesh.positions);
+        mesh.triangles.extend(cap);
+        capped += 1;
+    }
+    capped
+}
+
+/// Triangulates a closed polygon of mesh vertices (in order) in its best-fit plane; the
+/// triangles follow the polygon's order, so their winding matches it.
+fn ear_clip(ring: &[u32], positions: &[[f32; 3]]) -> Vec<[u32; 3]> {
+    let p3: Vec<Vec3> = ring.iter().map(|&i| Vec3::from_array(positions[i as usize])).collect();
+    let centroid = p3.iter().copied().sum::<Vec3>() / p3.len() as f32;
+    // Newell's normal: the polygon's area vector, robust for non-planar loops.
+    let normal: Vec3 = (0..p3.len()).map(|i| (p3[i] - centroid).cross(p3[(i + 1) % p3.len()] - centroid)).sum();
+    let normal = normal.normalize_or_zero();
+    let u = normal.any_orthonormal_vector();
+    let w = normal.cross(u);
+    let p2: Vec<[f32; 2]> = p3.iter().map(|p| [(*p - centroid).dot(u), (*p - centroid).dot(w)]).collect();
+    let cross = |a: [f32; 2], b: [f32; 2], c: [f32; 2]| (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]);
+    // In (u, w) the polygon runs counter-clockwise, as its Newell normal is u × w.
+    let mut idx: Vec<usize> = (0..ring.len()).collect();
+    let mut out = Vec::with_capacity(ring.len() - 2);
+    while idx.len() > 3 {
+        let m = idx.len();
+        let ear = (0..m).find(|&k| {
+            let (a, b, c) = (idx[(k + m - 1) % m], idx[k], idx[(k + 1) % m]);
+            if cross(p2[a], p2[b], p2[c]) <= 0.0 {
+                return false;
+            }
+            idx.iter().all(|&o| {
+                o == a
+                    || o == b
+                    || o == c
+                    || cross(p2[a], p2[b], p2[o]) < 0.0
+                    || cross(p2[b], p2[c], p2[o]) < 0.0
+                    || cross(p2[c], p2[a], p2[o]) < 0.0
+            })
+        });
+        // No ear (a self-overlapping projection): fall back to a fan from the current vertex.
+        let k = ear.unwrap_or(0);
+        let (a, b, c) = (idx[(k + m - 1) % m], idx[k], idx[(k + 1) % m]);
+        out.push([ring[a], ring[b], ring[c]]);
+        idx.remove(k);
+    }
+    if let [a, b, c] = idx[..] {
+        out.push([ring[a], ring[b], ring[c]]);
+    }
+    out
+}
+
+/// Drops vertices no triangle uses and renumbers the rest.
+pub fn remove_unreferenced_vertices(mesh: &mut TriMesh) {
+    let mut remap = vec![u32::MAX; mesh.positions.len()];
+    let mut positions = Vec::new();
+    for t in &mut mesh.triangles {
+        for v in t.iter_mut() {
+            if remap[*v as usize] == u32::MAX {
+                remap[*v as usize] = positions.len() as u32;
+                positions.push(mesh.positions[*v as usize]);
+            }
+            *v = remap[*v as usize];
+        }
+    }
+    mesh.positions = positions;
+    mesh.normals.clear();
+    mesh.uvs.clear();
+    mesh.colors.clear();
+}

@@ -8,10 +8,12 @@
 
 pub mod cleanup;
 pub mod decimate;
+pub mod error;
 pub mod marching_cubes;
 pub mod metrics;
 pub mod pipeline;
 pub mod ply;
+pub mod preset;
 pub mod surface;
 pub mod tsdf;
 

@@ -1,1 +1,249 @@
-//! (being written)
+//! Trained splats → a triangle surface: median-depth renders from every view, fused into a
+//! sparse TSDF ([`super::tsdf`]) over a region of interest, then marching cubes and vertex
+//! normals.
+//!
+//! Each view is rendered with the CPU reference renderer at most `depth_max_side` pixels on its
+//! longer side; a pixel gives a depth when its accumulated alpha reaches `min_alpha` and its
+//! median depth (where transmittance first falls to ½) exists. The median, unlike the
+//! alpha-weighted mean depth, never lands between a foreground and a background surface, so
+//! silhouettes do not smear into "flying" geometry. When a view has a mask, its background
+//! pixels are fused as seen-empty space, which carves away what is not the object.
+//!
+//! Region of interest ([`Region`]): `Object` is the point the cameras' optical axes converge on
+//! (least squares) with a radius of the median camera distance times the tangent of the
+//! narrower half field of view (what an object framed by the photos can occupy); `Auto` takes
+//! `Object` when at least [`INWARD_FRACTION`] of the cameras see that point in their image
+//! (an object capture), else the central 96 % of the splats along each axis (a scene).
+
+mod depth;
+
+use glam::{Mat3, Vec3};
+
+use super::TriMesh;
+use super::cleanup::vertex_normals;
+use super::error::MeshError;
+use super::tsdf::{DepthFrame, SEEN_EMPTY, TsdfVolume};
+use crate::camera::Camera;
+use crate::image_buf::ImageGray;
+use crate::render::render;
+use crate::splats::Splats;
+
+/// Fraction of cameras that must see the axes' convergence point for `Auto` to treat the
+/// capture as an object walked around (rather than a scene looked out at).
+pub const INWARD_FRACTION: f32 = 0.8;
+/// Fraction of splats cut at each end of each axis for a scene's region (outlier floaters far
+/// out would otherwise stretch it).
+const SCENE_PERCENTILE: f32 = 0.02;
+/// Mask values below this mark background.
+const MASK_THRESHOLD: f32 = 0.5;
+
+/// One view for surface extraction: its camera (any resolution) and optionally an object mask
+/// (1 = object) at any resolution with the same aspect ratio.
+#[derive(Clone, Debug)]
+pub struct SurfaceView {
+    pub camera: Camera,
+    pub mask: Option<ImageGray>,
+}
+
+/// Which depth each pixel of a depth render gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepthMode {
+    /// The renderer's `median_depth`: the centre depth of the splat where transmittance
+    /// reaches ½.
+    SplatCentre,
+    /// Where the ray peaks in that splat's density (see `depth`): on the splat's plane.
+    RayPeak,
+}
+
+/// Where to build the surface.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Region {
+    /// `Object` for inward-facing captures, else the splats' extent (see the module docs).
+    Auto,
+    /// Around the point the cameras look at.
+    Object,
+    /// An explicit world-space box.
+    Aabb { min: [f32; 3], max: [f32; 3] },
+}
+
+/// Surface extraction settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SurfaceOptions {
+    /// Side of a TSDF voxel, world units.
+    pub voxel_size: f32,
+    /// TSDF truncation distance in voxels.
+    pub truncation_voxels: f32,
+    pub region: Region,
+    /// Longer side of the depth renders, pixels (capped at each view's own resolution).
+    pub depth_max_side: u32,
+    /// Accumulated alpha below which a rendered pixel gives no depth.
+    pub min_alpha: f32,
+    /// Observations a voxel needs before it takes part in the surface.
+    pub min_weight: f32,
+    pub depth_mode: DepthMode,
+}
+
+impl SurfaceOptions {
+    /// Settings for voxels of side `voxel_size`: a 4-voxel truncation band, depth rendered at
+    /// 800 pixels, pixels at least 90 % opaque, voxels seen by at least 2 views.
+    pub fn for_voxel_size(voxel_size: f32) -> Self {
+        Self {
+            voxel_size,
+            truncation_voxels: 4.0,
+            region: Region::Auto,
+            depth_max_side: 800,
+            min_alpha: 0.9,
+            min_weight: 2.0,
+            depth_mode: DepthMode::RayPeak,
+        }
+    }
+}
+
+/// Extracts the surface of `splats` as seen from `views` (see the module docs). `progress` gets
+/// `(views rendered, views)` as depth maps are made.
+pub fn extract_surface(
+    splats: &Splats,
+    views: &[SurfaceView],
+    options: &SurfaceOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<TriMesh, MeshError> {
+    if views.is_empty() || splats.is_empty() {
+        return Err(MeshError::InvalidInput(format!("{} views and {} splats: need both", views.len(), splats.len())));
+    }
+    let (min, max) = region_of_interest(splats, views, options.region)?;
+    let truncation = options.truncation_voxels * options.voxel_size;
+    let mut volume = TsdfVolume::new(min, max, options.voxel_size, truncation)?;
+    let mut frames = Vec::with_capacity(views.len());
+    for (i, view) in views.iter().enumerate() {
+        frames.push(render_depth(splats, view, options));
+        progress(i + 1, views.len());
+    }
+    volume.allocate(&frames);
+    tracing::info!("surface: region {min:?}..{max:?}, {} blocks allocated", volume.num_blocks());
+    volume.integrate(&frames);
+    let mut mesh = volume.extract_mesh(options.min_weight);
+    if mesh.triangles.is_empty() {
+        return Err(MeshError::NoSurface(format!("the fused volume over {min:?}..{max:?} has no zero crossing")));
+    }
+    mesh.normals = vertex_normals(&mesh);
+    Ok(mesh)
+}
+
+/// The world-space box that `region` means for these splats and views.
+pub fn region_of_interest(splats: &Splats, views: &[SurfaceView], region: Region) -> Result<([f32; 3], [f32; 3]), MeshError> {
+    let cameras: Vec<Camera> = views.iter().map(|v| v.camera).collect();
+    match region {
+        Region::Aabb { min, max } => Ok((min, max)),
+        Region::Object => object_region(&cameras).ok_or_else(|| {
+            MeshError::InvalidInput("the cameras' optical axes do not converge on an object".into())
+        }),
+        Region::Auto => match object_region(&cameras) {
+            Some(roi) if sees_convergence(&cameras) => Ok(roi),
+            _ => scene_region(splats),
+        },
+    }
+}
+
+/// Least-squares point closest to every camera's optical axis.
+fn convergence_point(cameras: &[Camera]) -> Option<Vec3> {
+    let (mut a, mut b) = (Mat3::ZERO, Vec3::ZERO);
+    for camera in cameras {
+        let d = camera.world_from_camera.forward().normalize();
+        let projector = Mat3::IDENTITY - Mat3::from_cols(d * d.x, d * d.y, d * d.z);
+        a += projector;
+        b += projector * camera.center();
+    }
+    (a.determinant().abs() > 1e-6).then(|| a.inverse() * b)
+}
+
+fn object_region(cameras: &[Camera]) -> Option<([f32; 3], [f32; 3])> {
+    let center = convergence_point(cameras)?;
+    let mut distances: Vec<f32> = cameras.iter().map(|c| (c.center() - center).length()).collect();
+    distances.sort_by(f32::total_cmp);
+    let median = *distances.get(distances.len() / 2)?;
+    let half_fov_tan = cameras
+        .iter()
+        .map(|c| {
+            let k = c.intrinsics;
+            (k.cx.min(k.width as f32 - k.cx) / k.fx).min(k.cy.min(k.height as f32 - k.cy) / k.fy)
+        })
+        .fold(f32::INFINITY, f32::min);
+    let radius = median * half_fov_tan;
+    (radius.is_finite() && radius > 0.0).then(|| ((center - radius).to_array(), (center + radius).to_array()))
+}
+
+fn sees_convergence(cameras: &[Camera]) -> bool {
+    let Some(center) = convergence_point(cameras) else { return false };
+    let seeing = cameras
+        .iter()
+        .filter(|c| {
+            let p = c.camera_from_world().transform_point(center);
+            let [u, v] = c.intrinsics.project(p);
+            p.z > 0.0 && u >= 0.0 && v >= 0.0 && u < c.width() as f32 && v < c.height() as f32
+        })
+        .count();
+    seeing as f32 >= INWARD_FRACTION * cameras.len() as f32
+}
+
+fn scene_region(splats: &Splats) -> Result<([f32; 3], [f32; 3]), MeshError> {
+    let n = splats.len();
+    let cut = (SCENE_PERCENTILE * n as f32) as usize;
+    let mut min = [0.0; 3];
+    let mut max = [0.0; 3];
+    for k in 0..3 {
+        let mut values: Vec<f32> = splats.means.iter().map(|m| m[k]).filter(|v| v.is_finite()).collect();
+        if values.len() <= 2 * cut {
+            return Err(MeshError::InvalidInput("too few finite splats for a region".into()));
+        }
+        values.sort_by(f32::total_cmp);
+        min[k] = values[cut];
+        max[k] = values[values.len() - 1 - cut];
+    }
+    Ok((min, max))
+}
+
+/// Median depth of `splats` seen from `view` at `options.depth_max_side`, the way
+/// `options.depth_mode` says; mask background becomes [`SEEN_EMPTY`], pixels less opaque than
+/// `options.min_alpha` unknown (0).
+pub fn render_depth(splats: &Splats, view: &SurfaceView, options: &SurfaceOptions) -> DepthFrame {
+    let camera = fit_camera(&view.camera, options.depth_max_side);
+    let (median_depth, alpha) = match options.depth_mode {
+        DepthMode::SplatCentre => {
+            let output = render(splats, &camera, [0.0; 3]).output;
+            (output.median_depth, output.alpha)
+        }
+        DepthMode::RayPeak => depth::render_ray_depth(splats, &camera),
+    };
+    let (w, h) = (camera.width(), camera.height());
+    let mut depth = ImageGray::new(w, h, 0.0);
+    for j in 0..h {
+        for i in 0..w {
+            let k = (j * w + i) as usize;
+            let background = view.mask.as_ref().is_some_and(|m| {
+                let (x, y) = ((i as f32 + 0.5) * m.width as f32 / w as f32, (j as f32 + 0.5) * m.height as f32 / h as f32);
+                let index = (y as usize).min(m.height as usize - 1) * m.width as usize + (x as usize).min(m.width as usize - 1);
+                m.pixels.get(index).is_some_and(|&v| v < MASK_THRESHOLD)
+            });
+            let d = median_depth.pixels[k];
+            depth.pixels[k] = if background {
+                SEEN_EMPTY
+            } else if alpha.pixels[k] >= options.min_alpha && d > 0.0 {
+                d
+            } else {
+                0.0
+            };
+        }
+    }
+    DepthFrame { camera, depth }
+}
+
+/// `camera` scaled to at most `max_side` pixels on its longer side (never enlarged).
+fn fit_camera(camera: &Camera, max_side: u32) -> Camera {
+    let (w, h) = (camera.width(), camera.height());
+    let longer = w.max(h);
+    if longer <= max_side || max_side == 0 {
+        return *camera;
+    }
+    let scale = max_side as f32 / longer as f32;
+    camera.resized(((w as f32 * scale).round() as u32).max(1), ((h as f32 * scale).round() as u32).max(1))
+}

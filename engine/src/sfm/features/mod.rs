@@ -1,4 +1,17 @@
 //! Local features: SIFT keypoints and descriptors, per photo.
+//!
+//! [`sift`] runs Lowe's detector and descriptor (the accuracy refinements of VLFeat / COLMAP
+//! included) on a grey image; [`extract_features`] on a photo. The stages live in
+//! `scale_space` (octaves, blur, DoG), `detect` (extrema, sub-pixel refinement), `orientation`
+//! and `descriptor`.
+
+mod descriptor;
+mod detect;
+mod orientation;
+mod scale_space;
+mod sift;
+
+pub use sift::{SiftOptions, extract_features, sift};
 
 /// Length of a SIFT descriptor (4×4 spatial cells × 8 orientation bins).
 pub const DESCRIPTOR_LEN: usize = 128;

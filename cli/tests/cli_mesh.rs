@@ -1,0 +1,114 @@
+//! `kiln mesh` and `kiln export` end to end, as a user runs them: a short `kiln train` on the
+//! repository's bunny-mini fixture, then a preview mesh, then GLB / USDZ / OBJ / PLY exports. The
+//! GLB and USDZ go through the third-party validators (`KILN_GLTF_VALIDATOR`,
+//! `KILN_USDZ_VALIDATOR`, set by scripts/test.sh; SKIPPED when unset).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use glam::DVec3;
+use kiln_engine::export::frame::ExportFrame;
+use kiln_engine::mesh::metrics::compare;
+use kiln_engine::mesh::ply::read_mesh;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/bunny-mini")
+}
+
+fn kiln() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command.env("KILN_LOG", "warn");
+    command
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-cli-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn run_ok(command: &mut Command) -> std::process::Output {
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{command:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn validate(variable: &str, file: &Path) {
+    let Ok(wrapper) = std::env::var(variable) else {
+        println!("SKIPPED: {variable} is not set (scripts/test.sh sets it); {} not validated", file.display());
+        return;
+    };
+    let output = Command::new(&wrapper).arg(file).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{wrapper} rejected {}:\n{}",
+        file.display(),
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[test]
+fn mesh_and_export_from_a_trained_bunny() {
+    let root = fresh_dir("mesh");
+    let (train, mesh, exported) = (root.join("train"), root.join("mesh"), root.join("export"));
+    run_ok(kiln().args(["train", "--steps", "400", "--max-side", "100", "--device", "cpu", "--out"]).arg(&train).arg(fixture()));
+
+    let output = run_ok(
+        kiln()
+            .args(["mesh", "--preset", "preview", "--max-triangles", "4000", "--texture-size", "256", "--json", "--out"])
+            .arg(&mesh)
+            .arg(&train),
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(mesh.join("mesh.json")).unwrap()).unwrap();
+    assert_eq!(printed, summary, "--json prints exactly mesh.json");
+    assert_eq!(summary["preset"], "preview");
+    assert_eq!(summary["texture_size"], 256);
+    let triangles = summary["triangles"].as_u64().unwrap();
+    assert!(triangles > 200 && triangles <= 4000, "{triangles} triangles");
+
+    // The mesh folder's mesh is in the export frame: base on y = 0, centred in x/z.
+    let model = read_mesh(&mesh.join("mesh.ply")).unwrap();
+    assert_eq!(model.num_triangles() as u64, triangles);
+    assert_eq!(model.uvs.len(), model.num_vertices());
+    let (lo, hi) = model.bounds().unwrap();
+    assert!(lo[1].abs() < 1e-5, "base at y = 0: {lo:?}");
+    assert!((lo[0] + hi[0]).abs() < 1e-4 && (lo[2] + hi[2]).abs() < 1e-4, "centred: {lo:?} {hi:?}");
+
+    // export_from_world carries the ground-truth bunny (Z-up world, metres) onto the mesh: its
+    // height becomes +Y and the reconstruction lies on it.
+    let rows: Vec<f64> = summary["export_from_world"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let frame = ExportFrame::from_row_major(&rows.try_into().unwrap());
+    let up = frame.export_from_world.transform_vector3(DVec3::Z);
+    assert!(up.normalize().y > 0.99, "world +Z (the bunny's up) exports as +Y: {up}");
+    let mut gt = read_mesh(&fixture().join("gt_mesh.ply")).unwrap();
+    gt = frame.apply(&gt);
+    let metrics = compare(&model, &gt, 20_000, 0.01);
+    println!("bunny-mini preview mesh vs ground truth: {metrics:?}");
+    assert!(metrics.fscore > 0.5, "F-score at 1 cm {:.3}", metrics.fscore);
+
+    let output = run_ok(kiln().args(["export", "--format", "glb,usdz,obj,ply", "--out"]).arg(&exported).arg(&mesh));
+    let listed = String::from_utf8_lossy(&output.stdout);
+    for name in ["model.glb", "model.usdz", "model.obj", "model.mtl", "model.png", "splats.ply"] {
+        assert!(exported.join(name).is_file(), "{name} missing");
+        assert!(listed.contains(name), "{name} not listed in:\n{listed}");
+    }
+    assert_eq!(std::fs::read(exported.join("splats.ply")).unwrap(), std::fs::read(train.join("splats.ply")).unwrap());
+    validate("KILN_GLTF_VALIDATOR", &exported.join("model.glb"));
+    validate("KILN_USDZ_VALIDATOR", &exported.join("model.usdz"));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn mesh_of_a_folder_that_is_not_a_training_run_is_bad_input() {
+    let empty = fresh_dir("not-trained");
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = kiln().args(["mesh", "--out"]).arg(empty.join("mesh")).arg(&empty).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "exit code 2 for bad input");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("metrics.json"), "the message names the missing file: {stderr}");
+    let output = kiln().args(["export", "--format", "glb"]).arg(&empty).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("mesh.json"));
+    std::fs::remove_dir_all(&empty).unwrap();
+}
