@@ -13,12 +13,7 @@ fn camera() -> RadialCamera {
     RadialCamera { k1: -0.06, k2: 0.01, ..RadialCamera::pinhole(1280, 960, 1100.0) }
 }
 
-fn normal3(rng: &mut Pcg32) -> DVec3 {
-    DVec3::new(f64::from(rng.normal()), f64::from(rng.normal()), f64::from(rng.normal()))
-}
-
 struct Scene {
-    camera_j_from_camera_i: RigidCv,
     keypoints_i: Vec<Keypoint>,
     keypoints_j: Vec<Keypoint>,
     matches: Vec<(u32, u32)>,
@@ -68,7 +63,7 @@ fn build_scene(
         }
     }
     let matches = (0..count as u32).map(|k| (k, k)).collect();
-    Scene { camera_j_from_camera_i, keypoints_i, keypoints_j, matches, is_inlier }
+    Scene { keypoints_i, keypoints_j, matches, is_inlier }
 }
 
 /// Camera `j` orbits the scene centre (0, 0, 6.5) in camera `i`'s frame by 6–20° about a random

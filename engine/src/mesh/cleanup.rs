@@ -112,13 +112,15 @@ pub fn cleanup(mesh: &TriMesh, options: &CleanupOptions) -> Result<(TriMesh, Cle
         }
     }
     report.components_dropped = keep_main_components(&mut mesh, options.min_component_fraction);
-    for _ in 0..MANIFOLD_PASSES {
+    for pass in 0..MANIFOLD_PASSES {
         report.non_manifold_edges_fixed += fix_non_manifold_edges(&mut mesh);
         report.non_manifold_vertices_split += split_non_manifold_vertices(&mut mesh);
         if !options.watertight {
             break;
         }
-        let capped = cap_holes(&mut mesh);
+        // Ear clipping gives flat, tidy caps; later passes close what is left with fans around
+        // a new centre vertex, whose edges cannot collide with existing ones.
+        let capped = cap_holes(&mut mesh, if pass == 0 { CapStyle::EarClip } else { CapStyle::CentreFan });
         report.holes_capped += capped;
         if capped == 0 {
             break;
@@ -338,20 +340,26 @@ pub fn keep_main_components(mesh: &mut TriMesh, fraction: f32) -> usize {
     dropped
 }
 
-/// Removes triangles so that no edge has more than two; returns how many edges were fixed.
+/// Removes triangles so that no edge has more than two, and no two run along an edge in the
+/// same direction (an orientation conflict); returns how many edges were fixed.
 pub fn fix_non_manifold_edges(mesh: &mut TriMesh) -> usize {
-    let mut users: HashMap<(u32, u32), Vec<usize>> = HashMap::new();
+    let mut users: HashMap<(u32, u32), Vec<(usize, bool)>> = HashMap::new();
     for (i, t) in mesh.triangles.iter().enumerate() {
         for k in 0..3 {
             let (a, b) = (t[k], t[(k + 1) % 3]);
-            users.entry((a.min(b), a.max(b))).or_default().push(i);
+            users.entry((a.min(b), a.max(b))).or_default().push((i, a < b));
         }
     }
     let mut remove = vec![false; mesh.triangles.len()];
     let mut fixed = 0;
-    for list in users.values().filter(|l| l.len() > 2) {
+    for list in users.values() {
+        let conflict = list.len() == 2 && list[0].1 == list[1].1;
+        if list.len() <= 2 && !conflict {
+            continue;
+        }
         fixed += 1;
-        for &i in &list[2..] {
+        let keep = if conflict { 1 } else { 2 };
+        for &(i, _) in &list[keep..] {
             remove[i] = true;
         }
     }
@@ -407,8 +415,17 @@ pub fn split_non_manifold_vertices(mesh: &mut TriMesh) -> usize {
     split
 }
 
-/// Closes every boundary loop with an ear-clipped cap; returns how many were capped.
-pub fn cap_holes(mesh: &mut TriMesh) -> usize {
+/// How [`cap_holes`] triangulates a hole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapStyle {
+    /// Ear clipping in the loop's best-fit plane (no new vertices).
+    EarClip,
+    /// A fan around a new vertex at the loop's centroid.
+    CentreFan,
+}
+
+/// Closes every boundary loop with a cap; returns how many were capped.
+pub fn cap_holes(mesh: &mut TriMesh, style: CapStyle) -> usize {
     let mut directed: HashMap<(u32, u32), usize> = HashMap::new();
     for t in &mesh.triangles {
         for k in 0..3 {
@@ -436,8 +453,21 @@ pub fn cap_holes(mesh: &mut TriMesh) -> usize {
         }
         // The cap runs against the boundary's direction, so each boundary edge gets its twin.
         ring.reverse();
-        let cap = ear_clip(&ring, &mesh.positions);
-        mesh.triangles.extend(cap);
+        match style {
+            CapStyle::EarClip => {
+                let cap = ear_clip(&ring, &mesh.positions);
+                mesh.triangles.extend(cap);
+            }
+            CapStyle::CentreFan => {
+                let centroid =
+                    ring.iter().map(|&i| Vec3::from_array(mesh.positions[i as usize])).sum::<Vec3>() / ring.len() as f32;
+                let centre = mesh.positions.len() as u32;
+                mesh.positions.push(centroid.to_array());
+                for k in 0..ring.len() {
+                    mesh.triangles.push([ring[k], ring[(k + 1) % ring.len()], centre]);
+                }
+            }
+        }
         capped += 1;
     }
     capped
@@ -503,4 +533,93 @@ pub fn remove_unreferenced_vertices(mesh: &mut TriMesh) {
     mesh.normals.clear();
     mesh.uvs.clear();
     mesh.colors.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::marching_cubes::{Lattice, marching_cubes_dense};
+    use crate::mesh::metrics::enclosed_volume;
+
+    /// A ball of radius `r` centred at height `c` sunk into a ground half-space (z < 0), plus a
+    /// small floating ball, sampled on a grid over [-1, 1]³.
+    fn ball_on_ground(n: usize, r: f32, c: f32) -> TriMesh {
+        let spacing = 2.0 / (n - 1) as f32;
+        let mut values = Vec::with_capacity(n * n * n);
+        for z in 0..n {
+            for y in 0..n {
+                for x in 0..n {
+                    let p = [x, y, z].map(|i| -1.0 + spacing * i as f32);
+                    let ball = (p[0] * p[0] + p[1] * p[1] + (p[2] - c) * (p[2] - c)).sqrt() - r;
+                    let floater = ((p[0] - 0.7).powi(2) + (p[1] + 0.7).powi(2) + (p[2] - 0.7).powi(2)).sqrt() - 0.06;
+                    values.push(ball.min(p[2]).min(floater));
+                }
+            }
+        }
+        marching_cubes_dense(&values, [n; 3], Lattice { origin: [-1.0; 3], spacing })
+    }
+
+    fn bad_edges(mesh: &TriMesh) -> usize {
+        let mut directed = HashMap::new();
+        for t in &mesh.triangles {
+            for k in 0..3 {
+                *directed.entry((t[k], t[(k + 1) % 3])).or_insert(0usize) += 1;
+            }
+        }
+        directed.iter().filter(|&(&(a, b), &n)| !(n == 1 && directed.get(&(b, a)) == Some(&1))).count()
+    }
+
+    #[test]
+    fn ground_is_cut_floaters_dropped_and_the_object_closed() {
+        let (r, c) = (0.4f32, 0.2f32);
+        let mesh = ball_on_ground(81, r, c);
+        let margin = 0.05;
+        let options =
+            CleanupOptions { up: Some([0.0, 0.0, 1.0]), ground_margin: margin, ..CleanupOptions::for_voxel_size(0.025) };
+        let (clean, report) = cleanup(&mesh, &options).unwrap();
+        let ground = report.ground.unwrap();
+        assert!(ground.normal[2] > 0.999 && ground.offset.abs() < 0.1 * 0.025, "{ground:?}");
+        assert!(report.components_dropped >= 1, "the floater goes: {report:?}");
+        assert_eq!(bad_edges(&clean), 0, "closed and oriented: {report:?}");
+        // What is left: the ball above the flat cut z = h, a spherical cap of height r + c − h.
+        // The cut is `margin` above the top of the ground layer (one histogram bin thick here).
+        let h = clean.positions.iter().map(|p| p[2]).fold(f32::INFINITY, f32::min) as f64;
+        assert!(h >= margin as f64 - 1e-3 && h <= 1.5 * margin as f64, "cut at {h}");
+        let cap = (r + c) as f64 - h;
+        let expected = std::f64::consts::PI * cap * cap * (3.0 * r as f64 - cap) / 3.0;
+        let volume = enclosed_volume(&clean);
+        assert!((volume / expected - 1.0).abs() < 0.03, "volume {volume} vs {expected}");
+        let on_cut = clean.positions.iter().filter(|p| (p[2] as f64 - h).abs() < 1e-5).count();
+        assert!(on_cut > 20, "the bottom is a flat cap: {on_cut} vertices on the cut");
+        assert_eq!(clean.normals.len(), clean.positions.len());
+    }
+
+    #[test]
+    fn without_ground_removal_only_floaters_go() {
+        let mesh = ball_on_ground(41, 0.4, 0.2);
+        let options = CleanupOptions { remove_ground: false, watertight: false, ..CleanupOptions::for_voxel_size(0.05) };
+        let (clean, report) = cleanup(&mesh, &options).unwrap();
+        assert!(report.ground.is_none() && report.holes_capped == 0);
+        assert!(clean.positions.iter().any(|p| p[2].abs() < 1e-3 && p[0].abs() > 0.9), "the ground stays");
+        assert!(clean.positions.iter().all(|p| (p[0] - 0.7).abs() > 0.1 || (p[2] - 0.7).abs() > 0.1), "no floater");
+    }
+
+    #[test]
+    fn centre_fan_closes_a_square_hole() {
+        // An open box (no top), CCW from outside.
+        let positions = vec![
+            [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0],
+            [0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0],
+        ];
+        let triangles = vec![
+            [0, 2, 1], [0, 3, 2], [0, 1, 5], [0, 5, 4], [1, 2, 6], [1, 6, 5],
+            [2, 3, 7], [2, 7, 6], [3, 0, 4], [3, 4, 7],
+        ];
+        for style in [CapStyle::EarClip, CapStyle::CentreFan] {
+            let mut mesh = TriMesh { positions: positions.clone(), triangles: triangles.clone(), ..Default::default() };
+            assert_eq!(cap_holes(&mut mesh, style), 1);
+            assert_eq!(bad_edges(&mesh), 0, "{style:?}");
+            assert!((enclosed_volume(&mesh) - 1.0).abs() < 1e-6, "{style:?}");
+        }
+    }
 }

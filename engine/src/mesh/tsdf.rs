@@ -138,7 +138,7 @@ impl TsdfVolume {
         let block_side = voxel_size * BLOCK as f32;
         let dims_blocks: [usize; 3] = std::array::from_fn(|k| ((max[k] - min[k]) / block_side).ceil().max(1.0) as usize);
         let total = dims_blocks.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).unwrap_or(usize::MAX);
-        if total > MAX_BLOCK_TABLE || min.iter().zip(&max).any(|(a, b)| !(b > a)) {
+        if total > MAX_BLOCK_TABLE || min.iter().zip(&max).any(|(a, b)| b.partial_cmp(a) != Some(std::cmp::Ordering::Greater)) {
             return Err(MeshError::InvalidInput(format!(
                 "region {min:?}..{max:?} at voxel size {voxel_size} needs {dims_blocks:?} blocks: empty or too large"
             )));

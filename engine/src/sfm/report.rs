@@ -177,8 +177,8 @@ fn photo_name(photos: &PhotoSet, index: usize) -> String {
 fn split_sentence(components: &[Vec<usize>]) -> String {
     let sizes: Vec<String> = components.iter().map(|c| c.len().to_string()).collect();
     format!(
-        "The photos split into {} groups that share no matches (of {} photos); only the largest \
-         group has poses. Photos of different objects, or gaps in the capture, cause this: add \
+        "The photos split into {} groups that share no matches (of {} photos); the model holds \
+         one group only. Photos of different objects, or gaps in the capture, cause this: add \
          photos that bridge the groups, or process each group on its own.",
         components.len(),
         sizes.join(", ")

@@ -18,6 +18,12 @@ const MAX_REFINE_STEPS: usize = 5;
 /// half-way between two samples converges from either instead of oscillating (VLFeat: 0.6).
 const MAX_FIT_OFFSET: f32 = 0.6;
 
+/// Newton steps of [`polished`]; it converges in two or three.
+const POLISH_STEPS: usize = 4;
+
+/// A Newton step shorter than this (samples) ends [`polished`].
+const POLISH_TOLERANCE: f32 = 1e-3;
+
 /// Refined extrema closer than this (samples and levels) are one extremum found from two
 /// neighbouring samples.
 const DUPLICATE_DISTANCE: f32 = 0.5;
@@ -132,18 +138,38 @@ fn refine(
             if response.abs() < peak_threshold || fit.is_edge(edge_threshold) {
                 return None;
             }
-            return Some(Extremum {
-                x: x as f32 + offset[0],
-                y: y as f32 + offset[1],
-                level: level as f32 + offset[2],
-                response,
-            });
+            let start = [x as f32 + offset[0], y as f32 + offset[1], level as f32 + offset[2]];
+            let [x, y, level] = polished(dogs, levels, start);
+            return Some(Extremum { x, y, level, response });
         }
         x = step(x, offset[0], BORDER, width - BORDER)?;
         y = step(y, offset[1], BORDER, height - BORDER)?;
         level = step(level, offset[2], 1, levels + 1)?;
     }
     None
+}
+
+/// The zero of the DoG's gradient, by Newton steps on the trilinear interpolation of the
+/// derivatives at the surrounding samples, starting from the quadratic fit's peak `start`
+/// (x, y, level). The single quadratic fit is biased by up to ~0.1 sample when the peak lies
+/// between samples in several directions at once (its cross derivatives are taken away from the
+/// peak); the interpolated gradient is exact for peaks half-way between samples and close
+/// elsewhere. Returns `start` if the steps leave its neighbourhood.
+fn polished(dogs: &[Plane], levels: usize, start: [f32; 3]) -> [f32; 3] {
+    let mut point = start;
+    for _ in 0..POLISH_STEPS {
+        let Some(offset) = Fit::interpolated(dogs, levels, point).peak_offset() else { return start };
+        for (p, o) in point.iter_mut().zip(offset) {
+            *p += o;
+        }
+        if point.iter().zip(start).any(|(p, s)| (p - s).abs() > MAX_FIT_OFFSET) {
+            return start;
+        }
+        if offset.iter().all(|o| o.abs() < POLISH_TOLERANCE) {
+            break;
+        }
+    }
+    point
 }
 
 /// Moves an index by the rounded offset, or `None` when it leaves `[low, high)`.
@@ -182,6 +208,29 @@ impl Fit {
             ],
             hessian: [[dxx, dxy, dxs], [dxy, dyy, dys], [dxs, dys, dss]],
         }
+    }
+
+    /// Value and derivatives at a fractional point, interpolated trilinearly from the samples
+    /// around it (extrapolated slightly when the point is within a sample of the usable range).
+    fn interpolated(dogs: &[Plane], levels: usize, point: [f32; 3]) -> Fit {
+        let (width, height) = (dogs[0].width, dogs[0].height);
+        let base = |p: f32, low: usize, high: usize| (p.floor().max(low as f32) as usize).min(high);
+        let (x0, y0, l0) = (base(point[0], 1, width - 3), base(point[1], 1, height - 3), base(point[2], 1, levels - 1));
+        let fraction = [point[0] - x0 as f32, point[1] - y0 as f32, point[2] - l0 as f32];
+        let mut sum = Fit { value: 0.0, gradient: [0.0; 3], hessian: [[0.0; 3]; 3] };
+        for corner in 0..8 {
+            let bit = |axis: usize| (corner >> axis) & 1;
+            let weight: f32 = (0..3).map(|a| if bit(a) == 1 { fraction[a] } else { 1.0 - fraction[a] }).product();
+            let fit = Fit::at(dogs, x0 + bit(0), y0 + bit(1), l0 + bit(2));
+            sum.value += weight * fit.value;
+            for i in 0..3 {
+                sum.gradient[i] += weight * fit.gradient[i];
+                for j in 0..3 {
+                    sum.hessian[i][j] += weight * fit.hessian[i][j];
+                }
+            }
+        }
+        sum
     }
 
     /// The offset `-H⁻¹ g` to the quadratic's stationary point, or `None` when `H` is singular.

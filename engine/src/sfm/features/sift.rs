@@ -21,6 +21,13 @@ const SIGMA0: f32 = 1.6;
 /// Blur a camera's image is assumed to have already, in input pixels (Lowe: 0.5).
 const INPUT_BLUR: f32 = 0.5;
 
+/// Reported keypoint scale over the scale the windows use. DoG level `l` is the difference of
+/// Gaussian levels `l` and `l + 1`, so it responds most to blobs of the σ half-way between them
+/// (geometric mean: `2^(1 / (2 × LEVELS))` above level `l`'s), not level `l`'s σ that Lowe,
+/// VLFeat and COLMAP report (≈ 11 % small). Windows keep Lowe's convention, which their constants
+/// were tuned for; only the reported σ is calibrated, so it matches the blob's.
+const REPORTED_SCALE_FACTOR: f32 = 1.122_462; // 2^(1/6) for LEVELS = 3
+
 /// No octave is built whose shorter side would have fewer samples: with the detection border
 /// nothing would be left to detect.
 const MIN_OCTAVE_SIDE: usize = 16;
@@ -107,7 +114,7 @@ pub fn sift(image: &ImageGray, options: &SiftOptions) -> (Vec<Keypoint>, Vec<f32
             Keypoint {
                 x: octave.to_input(k.extremum.x),
                 y: octave.to_input(k.extremum.y),
-                scale: octave.step * k.sigma,
+                scale: octave.step * k.sigma * REPORTED_SCALE_FACTOR,
                 orientation: k.angle,
             }
         })
@@ -217,3 +224,13 @@ fn oriented_keypoints(octaves: &[OctaveFeatures], candidates: &[(usize, Extremum
     oriented
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reported_scale_factor_is_half_a_level() {
+        assert!((REPORTED_SCALE_FACTOR - (0.5 / LEVELS as f32).exp2()).abs() < 1e-6);
+    }
+}

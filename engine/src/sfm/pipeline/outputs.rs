@@ -175,10 +175,8 @@ pub fn transforms_json(photos: &PhotoSet, rec: &Reconstruction, out: &Path) -> R
         frame.insert("file_path".into(), json!(path_from(out, &photo.path)?));
         frame.insert("transform_matrix".into(), json!(world_from_camera_gl_rows(&pose)));
         frame.insert("colmap_im_id".into(), json!(image_id(index)));
-        if shared_camera.is_none()
-            && let Some(camera) = rec.cameras.get(image.camera)
-        {
-            frame.extend(opencv_intrinsics(camera));
+        if shared_camera.is_none() {
+            frame.extend(rec.cameras.get(image.camera).map(opencv_intrinsics).unwrap_or_default());
         }
         frames.push(Value::Object(frame));
     }
