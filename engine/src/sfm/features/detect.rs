@@ -102,10 +102,10 @@ fn is_extremum(dogs: &[Plane], level: usize, x: usize, y: usize, threshold: f32)
     if value.abs() < threshold {
         return false;
     }
-    for (l, plane) in dogs[level - 1..=level + 1].iter().enumerate() {
+    for plane in &dogs[level - 1..=level + 1] {
         for row in y - 1..=y + 1 {
             let start = row * width + x - 1;
-            for (column, &n) in plane.data[start..start + 3].iter().enumerate() {
+            for &n in &plane.data[start..start + 3] {
                 let beaten = if value > 0.0 { value >= n } else { value <= n };
                 if !beaten {
                     return false;
