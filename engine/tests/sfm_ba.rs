@@ -333,29 +333,3 @@ fn degenerate_inputs_return_cleanly() {
     // Invalid loss scale is an error, not a panic.
     assert!(bundle_adjust(&mut fixed, &BaOptions { loss: RobustLoss::Cauchy { scale_px: 0.0 }, ..BaOptions::default() }).is_err());
 }
-
-/// Timing of one global BA at the size of an 80-photo capture (~50k points, ~300k observations).
-/// Run: `cargo test --release -p kiln-engine --no-default-features --test sfm_ba -- --ignored --nocapture`.
-#[test]
-#[ignore = "benchmark; run in release"]
-fn timing_global_ba_80_photos() {
-    let scene = make_scene(&SceneSpec { cameras: 80, points: 52_000, max_track: 6, noise_px: NOISE_PX, outlier_fraction: 0.01, seed: 3 });
-    let mut estimate = perturbed(&scene.truth, 5, false);
-    let observations: usize = estimate.points.values().map(|p| p.track.len()).sum();
-    let options = BaOptions { max_iterations: 50, ..BaOptions::default() };
-    let started = std::time::Instant::now();
-    let summary = bundle_adjust(&mut estimate, &options).expect("bundle adjustment");
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "global BA: {} photos, {} points, {observations} observations: {} iterations in {seconds:.2} s, RMS {:.3} -> {:.3} px, threads {}",
-        estimate.images.len(),
-        estimate.points.len(),
-        summary.iterations,
-        summary.initial_rms_px,
-        summary.final_rms_px,
-        rayon::current_num_threads()
-    );
-    let errors = rotation_errors_deg(&estimate, &scene.truth);
-    println!("rotation error vs truth: median {}°, max {}°", errors[errors.len() / 2], errors[errors.len() - 1]);
-    assert!(errors[errors.len() / 2] < 0.05);
-}

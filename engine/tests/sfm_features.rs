@@ -386,38 +386,3 @@ fn dataset_photos_exif_report() {
         }
     }
 }
-
-/// Timing on dataset photos (a measurement, not a check): run in release with `--ignored`.
-#[test]
-#[ignore]
-fn time_extraction_on_dataset_photos() {
-    let root = datasets();
-    let cases = [("bunny-synth/images", 3200u32), ("fox/images", 1600), ("sceaux-castle/images", 3200)];
-    for (folder, side) in cases {
-        let dir = root.join(folder);
-        if !dir.exists() {
-            println!("SKIPPED: {} absent", dir.display());
-            continue;
-        }
-        let set = list_photos(&dir).unwrap();
-        let photo = &set.photos[0];
-        for first_octave in [-1, 0] {
-            let options = SiftOptions { max_image_side: side, first_octave, ..SiftOptions::default() };
-            let start = std::time::Instant::now();
-            let decoded = decode_oriented(&photo.path).unwrap();
-            let decode_time = start.elapsed();
-            let features = extract_features(photo, &options).unwrap();
-            let total = start.elapsed() - decode_time;
-            println!(
-                "{folder}/{} {}×{} max side {side} first octave {first_octave}: {} keypoints, extract {:.0} ms (decode alone {:.0} ms)",
-                photo.name,
-                photo.width,
-                photo.height,
-                features.len(),
-                total.as_secs_f64() * 1e3,
-                decode_time.as_secs_f64() * 1e3
-            );
-            drop(decoded);
-        }
-    }
-}

@@ -254,62 +254,6 @@ fn mismatched_inputs_are_an_error_not_a_panic() {
     assert!(reconstruct(&photos, &features, &[], &MapperOptions::default(), &mut |_| {}).is_err());
 }
 
-/// The dataset folder, or `None` (with `SKIPPED`) when absent.
-fn dataset(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
-    let dir = root.join(name);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: dataset {name} not found at {} (set KILN_DATASETS)", dir.display());
-        None
-    }
-}
-
-/// The whole SfM chain (features, matching, verification, mapper) on the 80 Blender renders,
-/// compared with the exact poses. Slow in debug builds: run with `--ignored` (release advised).
-#[test]
-#[ignore = "minutes: SIFT and matching of 80 photos"]
-fn bunny_synth_registers_every_photo_against_ground_truth() {
-    use kiln_engine::sfm::eval::{poses_by_file_name, registered_poses_by_file_name};
-    use kiln_engine::sfm::features::{SiftOptions, extract_features};
-    use kiln_engine::sfm::matching::{MatchOptions, match_pairs, select_pairs};
-    use kiln_engine::sfm::photos::list_photos;
-    use kiln_engine::sfm::verify::{VerifyOptions, verify_pairs};
-    use rayon::prelude::*;
-
-    let Some(dir) = dataset("bunny-synth") else { return };
-    let photos = list_photos(&dir.join("images")).unwrap();
-    let start = std::time::Instant::now();
-    let sift = SiftOptions::default();
-    let features: Vec<Features> = photos.photos.par_iter().map(|p| extract_features(p, &sift).unwrap()).collect();
-    let pairs = select_pairs(&features, 0);
-    let matches = match_pairs(&features, &pairs, &MatchOptions::default(), &|_, _| {});
-    let cameras: Vec<RadialCamera> = photos.photos.iter().map(|p| photos.groups[p.group].prior).collect();
-    let verified = verify_pairs(&features, &cameras, &matches, &VerifyOptions::default(), &|_, _| {});
-    println!("front end: {} pairs verified of {} in {:.1?}", verified.len(), pairs.len(), start.elapsed());
-    let start = std::time::Instant::now();
-    let result = reconstruct(&photos, &features, &verified, &MapperOptions::default(), &mut |_| {}).unwrap();
-    let rec = &result.reconstruction;
-    let (mean_error, observations) = rec.mean_reprojection_error();
-    println!(
-        "mapper: {} of {} registered, {} points, {observations} observations, {mean_error:.3} px, {:.1?}, camera {:?}",
-        rec.num_registered(),
-        photos.photos.len(),
-        rec.points.len(),
-        start.elapsed(),
-        rec.cameras[0]
-    );
-    let truth = kiln_engine::dataset::Dataset::open(&dir).unwrap();
-    let errors = compare_poses(&registered_poses_by_file_name(&photos, rec), &poses_by_file_name(&truth.views)).unwrap();
-    println!("{errors:?}");
-    assert_eq!(rec.num_registered(), 80, "dropped: {:?}", result.dropped);
-    assert!(errors.median_relative_rotation_deg <= 0.05, "{errors:?}");
-    assert!(mean_error < 0.8, "{mean_error}");
-}
-
 /// A focal prior 8 % off (no EXIF): every photo still registers and the final adjustment
 /// recovers the focal length.
 #[test]

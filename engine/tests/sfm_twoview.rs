@@ -1,10 +1,8 @@
 //! Two-view verification on synthetic scenes with known ground truth: random 3D points seen by
 //! two OpenCV cameras with radial distortion, 0.5 px keypoint noise and random outlier matches.
-//! Also a release-mode timing probe (ignored by default) for matching and verification.
 
 use glam::{DMat3, DVec2, DVec3};
 use kiln_engine::sfm::features::{DESCRIPTOR_LEN, Features, Keypoint};
-use kiln_engine::sfm::matching::{MatchOptions, match_features};
 use kiln_engine::sfm::model::{RadialCamera, RigidCv};
 use kiln_engine::sfm::verify::{TwoViewConfig, TwoViewGeometry, VerifyOptions, verify_pair, verify_pairs};
 use kiln_engine::splats::init::Pcg32;
@@ -189,45 +187,4 @@ fn verify_pairs_runs_every_pair() {
     assert_eq!(result.len(), 1, "only the real pair verifies");
     assert_eq!((result[0].i, result[0].j, result[0].config), (0, 1, TwoViewConfig::Calibrated));
     assert_eq!(done.into_inner(), 3);
-}
-
-fn random_features(rng: &mut Pcg32, n: usize) -> Features {
-    let mut descriptors = Vec::with_capacity(n * DESCRIPTOR_LEN);
-    for _ in 0..n {
-        let v: Vec<f32> = (0..DESCRIPTOR_LEN).map(|_| rng.normal()).collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        descriptors.extend(v.iter().map(|x| x / norm));
-    }
-    let keypoints = (0..n).map(|k| Keypoint { x: k as f32, y: 0.0, scale: 1.0, orientation: 0.0 }).collect();
-    Features { keypoints, descriptors, colors: Vec::new() }
-}
-
-/// Single-threaded timings (run with `--release -- --ignored --nocapture`).
-#[test]
-#[ignore = "timing probe, run in release by hand"]
-fn timing_probe() {
-    let mut rng = Pcg32::new(1);
-    for n in [4096, 8192] {
-        let (a, b) = (random_features(&mut rng, n), random_features(&mut rng, n));
-        let start = std::time::Instant::now();
-        let repeats = 3;
-        for _ in 0..repeats {
-            std::hint::black_box(match_features(&a, &b, &MatchOptions::default()));
-        }
-        println!("match {n}x{n}: {:.1} ms per pair", start.elapsed().as_secs_f64() * 1000.0 / f64::from(repeats));
-    }
-    for outliers in [0.3, 0.6] {
-        let motion = random_motion(&mut rng);
-        let scene = build_scene(&mut rng, motion, &mut general_points, 2000, 0.5, outliers);
-        let start = std::time::Instant::now();
-        let repeats = 5;
-        for _ in 0..repeats {
-            std::hint::black_box(verify(&scene));
-        }
-        println!(
-            "verify 2000 matches, {:.0}% outliers: {:.1} ms per pair",
-            outliers * 100.0,
-            start.elapsed().as_secs_f64() * 1000.0 / f64::from(repeats)
-        );
-    }
 }

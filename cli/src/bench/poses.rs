@@ -210,23 +210,25 @@ fn report(args: &BenchPosesArgs, photos: usize, runs: &[Run]) -> Result<()> {
     }
     println!("poses benchmark: {} ({photos} photos)", args.dataset);
     println!(
-        "{:<18} {:>9} {:>11} {:>12} {:>12} {:>12} {:>10}",
-        "tool", "wall s", "registered", "rel.rot °", "abs.rot °", "centre err", "reproj px"
+        "{:<18} {:>9} {:>11} {:>10} {:>10} {:>10} {:>12} {:>10}",
+        "tool", "wall s", "registered", "rel.rot °", "rot/C °", "rot/R °", "centre err", "reproj px"
     );
     for run in runs {
         let e = run.errors.as_ref();
         let field = |f: fn(&PoseErrors) -> f64, digits: usize| e.map_or("-".to_string(), |e| format!("{:.*}", digits, f(e)));
         println!(
-            "{:<18} {:>9.1} {:>11} {:>12} {:>12} {:>12} {:>10.3}",
+            "{:<18} {:>9.1} {:>11} {:>10} {:>10} {:>10} {:>12} {:>10.3}",
             run.tool,
             run.wall_seconds,
             format!("{}/{}", run.registered, run.photos),
             field(|e| e.median_relative_rotation_deg, 4),
             field(|e| e.median_rotation_deg, 4),
+            field(|e| e.median_rotation_orientation_aligned_deg, 4),
             field(|e| e.median_center_error, 6),
             run.mean_reprojection_px,
         );
     }
+    println!("medians: rel.rot = pairwise relative rotation; rot/C, rot/R = absolute rotation after aligning centres (Umeyama) or orientations; centre err in reference units");
     if let Some(ratio) = ratio {
         println!("COLMAP wall time / Kiln wall time = {ratio:.2}×");
     }
