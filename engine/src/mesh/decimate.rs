@@ -189,43 +189,7 @@ mod tests {
 
     /// A UV sphere of radius `r` with `rings × segments` quads, closed at the poles.
     fn uv_sphere(r: f32, rings: u32, segments: u32) -> TriMesh {
-        let mut positions = vec![[0.0, 0.0, r]];
-        for i in 1..rings {
-            let theta = std::f32::consts::PI * i as f32 / rings as f32;
-            for j in 0..segments {
-                let phi = std::f32::consts::TAU * j as f32 / segments as f32;
-                positions.push([
-                    r * theta.sin() * phi.cos(),
-                    r * theta.sin() * phi.sin(),
-                    r * theta.cos(),
-                ]);
-            }
-        }
-        positions.push([0.0, 0.0, -r]);
-        let south = positions.len() as u32 - 1;
-        let ring = |i: u32, j: u32| 1 + (i - 1) * segments + j % segments;
-        let mut triangles = Vec::new();
-        for j in 0..segments {
-            triangles.push([0, ring(1, j), ring(1, j + 1)]);
-            triangles.push([south, ring(rings - 1, j + 1), ring(rings - 1, j)]);
-        }
-        for i in 1..rings - 1 {
-            for j in 0..segments {
-                let (a, b, c, d) = (
-                    ring(i, j),
-                    ring(i, j + 1),
-                    ring(i + 1, j),
-                    ring(i + 1, j + 1),
-                );
-                triangles.push([a, c, d]);
-                triangles.push([a, d, b]);
-            }
-        }
-        TriMesh {
-            positions,
-            triangles,
-            ..TriMesh::default()
-        }
+        TriMesh::uv_sphere(rings, segments, |_| r)
     }
 
     /// The unit icosahedron subdivided `levels` times, vertices pushed onto the sphere: nearly

@@ -274,28 +274,9 @@ pub(crate) mod tests {
 
     /// A UV sphere with `rings × segments` quads (poles as fans), CCW seen from outside.
     pub(crate) fn uv_sphere(center: [f32; 3], radius: f32, rings: u32, segments: u32) -> TriMesh {
-        let mut mesh = TriMesh::default();
-        let c = vec(center);
-        mesh.positions.push((c + Vec3::Z * radius).to_array());
-        for r in 1..rings {
-            let theta = std::f32::consts::PI * r as f32 / rings as f32;
-            for s in 0..segments {
-                let phi = std::f32::consts::TAU * s as f32 / segments as f32;
-                let d = Vec3::new(theta.sin() * phi.cos(), theta.sin() * phi.sin(), theta.cos());
-                mesh.positions.push((c + d * radius).to_array());
-            }
-        }
-        mesh.positions.push((c - Vec3::Z * radius).to_array());
-        let ring = |r: u32, s: u32| 1 + (r - 1) * segments + s % segments;
-        let south = mesh.positions.len() as u32 - 1;
-        for s in 0..segments {
-            mesh.triangles.push([0, ring(1, s), ring(1, s + 1)]);
-            mesh.triangles.push([south, ring(rings - 1, s + 1), ring(rings - 1, s)]);
-            for r in 1..rings - 1 {
-                let (a, b, cc, d) = (ring(r, s), ring(r + 1, s), ring(r + 1, s + 1), ring(r, s + 1));
-                mesh.triangles.push([a, b, cc]);
-                mesh.triangles.push([a, cc, d]);
-            }
+        let mut mesh = TriMesh::uv_sphere(rings, segments, |_| radius);
+        for p in &mut mesh.positions {
+            *p = (vec(*p) + vec(center)).to_array();
         }
         mesh
     }

@@ -40,6 +40,35 @@ impl TriMesh {
         self.triangles.len()
     }
 
+    /// A closed UV sphere around the origin for tests and synthetic scenes: `rings` latitude
+    /// bands (the poles as triangle fans) × `segments` longitudes, each vertex at
+    /// `radius(direction)` along its unit direction. Counter-clockwise seen from outside.
+    pub fn uv_sphere(rings: u32, segments: u32, radius: impl Fn(glam::Vec3) -> f32) -> TriMesh {
+        let at = |dir: glam::Vec3| (dir * radius(dir)).to_array();
+        let mut positions = vec![at(glam::Vec3::Z)];
+        for i in 1..rings {
+            let theta = std::f32::consts::PI * i as f32 / rings as f32;
+            for j in 0..segments {
+                let phi = std::f32::consts::TAU * j as f32 / segments as f32;
+                positions.push(at(glam::Vec3::new(theta.sin() * phi.cos(), theta.sin() * phi.sin(), theta.cos())));
+            }
+        }
+        positions.push(at(glam::Vec3::NEG_Z));
+        let south = positions.len() as u32 - 1;
+        let ring = |i: u32, j: u32| 1 + (i - 1) * segments + j % segments;
+        let mut triangles = Vec::new();
+        for j in 0..segments {
+            triangles.push([0, ring(1, j), ring(1, j + 1)]);
+            triangles.push([south, ring(rings - 1, j + 1), ring(rings - 1, j)]);
+            for i in 1..rings - 1 {
+                let (a, b, c, d) = (ring(i, j), ring(i + 1, j), ring(i + 1, j + 1), ring(i, j + 1));
+                triangles.push([a, b, c]);
+                triangles.push([a, c, d]);
+            }
+        }
+        TriMesh { positions, triangles, ..TriMesh::default() }
+    }
+
     /// Axis-aligned bounds `(min, max)`, or `None` for an empty mesh.
     pub fn bounds(&self) -> Option<([f32; 3], [f32; 3])> {
         let first = *self.positions.first()?;

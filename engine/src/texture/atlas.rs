@@ -512,44 +512,10 @@ mod tests {
 
     /// A closed, bumpy sphere: radius modulated so charts are irregular.
     fn bumpy_sphere(rings: u32, segments: u32) -> TriMesh {
-        let mut positions = vec![[0.0, 0.0, 1.0]];
-        for i in 1..rings {
-            let theta = std::f32::consts::PI * i as f32 / rings as f32;
-            for j in 0..segments {
-                let phi = std::f32::consts::TAU * j as f32 / segments as f32;
-                let r = 1.0 + 0.15 * (3.0 * phi).sin() * (4.0 * theta).sin();
-                positions.push([
-                    r * theta.sin() * phi.cos(),
-                    r * theta.sin() * phi.sin(),
-                    r * theta.cos(),
-                ]);
-            }
-        }
-        positions.push([0.0, 0.0, -1.0]);
-        let south = positions.len() as u32 - 1;
-        let ring = |i: u32, j: u32| 1 + (i - 1) * segments + j % segments;
-        let mut triangles = Vec::new();
-        for j in 0..segments {
-            triangles.push([0, ring(1, j), ring(1, j + 1)]);
-            triangles.push([south, ring(rings - 1, j + 1), ring(rings - 1, j)]);
-        }
-        for i in 1..rings - 1 {
-            for j in 0..segments {
-                let (a, b, c, d) = (
-                    ring(i, j),
-                    ring(i, j + 1),
-                    ring(i + 1, j),
-                    ring(i + 1, j + 1),
-                );
-                triangles.push([a, c, d]);
-                triangles.push([a, d, b]);
-            }
-        }
-        TriMesh {
-            positions,
-            triangles,
-            ..TriMesh::default()
-        }
+        TriMesh::uv_sphere(rings, segments, |dir| {
+            let (theta, phi) = (dir.z.clamp(-1.0, 1.0).acos(), dir.y.atan2(dir.x));
+            1.0 + 0.15 * (3.0 * phi).sin() * (4.0 * theta).sin()
+        })
     }
 
     /// Chart id per triangle, recovered from the output alone: triangles sharing a UV-space

@@ -336,45 +336,7 @@ mod tests {
 
     /// A sphere with a bump: radius `1 + 0.1 exp(−|p − north|² / 0.05)`, as a fine UV sphere.
     fn bumpy(rings: u32, segments: u32) -> TriMesh {
-        let mut positions = vec![[0.0, 0.0, 1.1]];
-        for i in 1..rings {
-            let theta = std::f32::consts::PI * i as f32 / rings as f32;
-            for j in 0..segments {
-                let phi = std::f32::consts::TAU * j as f32 / segments as f32;
-                let dir = Vec3::new(
-                    theta.sin() * phi.cos(),
-                    theta.sin() * phi.sin(),
-                    theta.cos(),
-                );
-                let r = 1.0 + 0.1 * (-(dir - Vec3::Z).length_squared() / 0.05).exp();
-                positions.push((dir * r).to_array());
-            }
-        }
-        positions.push([0.0, 0.0, -1.0]);
-        let south = positions.len() as u32 - 1;
-        let ring = |i: u32, j: u32| 1 + (i - 1) * segments + j % segments;
-        let mut triangles = Vec::new();
-        for j in 0..segments {
-            triangles.push([0, ring(1, j), ring(1, j + 1)]);
-            triangles.push([south, ring(rings - 1, j + 1), ring(rings - 1, j)]);
-        }
-        for i in 1..rings - 1 {
-            for j in 0..segments {
-                let (a, b, c, d) = (
-                    ring(i, j),
-                    ring(i, j + 1),
-                    ring(i + 1, j),
-                    ring(i + 1, j + 1),
-                );
-                triangles.push([a, c, d]);
-                triangles.push([a, d, b]);
-            }
-        }
-        TriMesh {
-            positions,
-            triangles,
-            ..TriMesh::default()
-        }
+        TriMesh::uv_sphere(rings, segments, |dir| 1.0 + 0.1 * (-(dir - Vec3::Z).length_squared() / 0.05).exp())
     }
 
     #[test]
