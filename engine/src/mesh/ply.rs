@@ -21,6 +21,7 @@ use std::path::Path;
 use super::TriMesh;
 use super::error::MeshError;
 use crate::atomic_file::write_atomically;
+use crate::texture::bake::{linear_to_srgb, srgb_to_linear};
 
 /// Header lines accepted before `end_header`: real headers have a few dozen.
 const MAX_HEADER_LINES: usize = 4096;
@@ -306,17 +307,6 @@ fn read_faces(body: &mut Body, element: &Element, mesh: &mut TriMesh) -> Result<
     Ok(())
 }
 
-/// The sRGB transfer function's inverse (IEC 61966-2-1).
-fn srgb_to_linear(v: f32) -> f32 {
-    if v <= 0.04045 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
-}
-
-/// The sRGB transfer function (IEC 61966-2-1).
-fn linear_to_srgb(v: f32) -> f32 {
-    let v = v.clamp(0.0, 1.0);
-    if v <= 0.003_130_8 { v * 12.92 } else { 1.055 * v.powf(1.0 / 2.4) - 0.055 }
-}
-
 /// Writes `mesh` as binary little-endian PLY (see the module docs), atomically.
 pub fn write_mesh(path: &Path, mesh: &TriMesh) -> Result<(), MeshError> {
     let n = mesh.positions.len();
@@ -344,7 +334,7 @@ pub fn write_mesh(path: &Path, mesh: &TriMesh) -> Result<(), MeshError> {
                 w.write_all(&(1.0 - uv[1]).to_le_bytes())?;
             }
             if let Some(color) = mesh.colors.get(i) {
-                w.write_all(&color.map(|c| (linear_to_srgb(c) * 255.0).round() as u8))?;
+                w.write_all(&color.map(|c| (linear_to_srgb(c.clamp(0.0, 1.0)) * 255.0).round() as u8))?;
             }
         }
         for triangle in &mesh.triangles {
@@ -410,7 +400,7 @@ mod tests {
         // 8-bit sRGB storage: within half a code value after the transfer function.
         for (a, b) in back.colors.iter().zip(&mesh.colors) {
             for k in 0..3 {
-                assert!((linear_to_srgb(a[k]) - linear_to_srgb(b[k])).abs() <= 0.5 / 255.0 + 1e-6, "{a:?} vs {b:?}");
+                assert!((linear_to_srgb(a[k].clamp(0.0, 1.0)) - linear_to_srgb(b[k].clamp(0.0, 1.0))).abs() <= 0.5 / 255.0 + 1e-6, "{a:?} vs {b:?}");
             }
         }
     }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use glam::{DMat3, DVec3};
 
+use super::geometry::linalg::{from_nalgebra, to_nalgebra};
 use super::model::{Reconstruction, RigidCv};
 use super::photos::PhotoSet;
 
@@ -61,7 +62,7 @@ pub fn umeyama(source: &[DVec3], target: &[DVec3]) -> Option<Similarity> {
     }
     let rotation_na = u * signs * v_t;
     let scale = (singular[0] * signs[(0, 0)] + singular[1] * signs[(1, 1)] + singular[2] * signs[(2, 2)]) / source_variance;
-    let rotation = DMat3::from_cols_array(&std::array::from_fn(|k| rotation_na[(k % 3, k / 3)]));
+    let rotation = from_nalgebra(&rotation_na);
     let translation = mean_target - scale * (rotation * mean_source);
     Some(Similarity { scale, rotation, translation })
 }
@@ -162,8 +163,7 @@ pub fn compare_poses(
 fn rotation_alignment(common: &[(&RigidCv, &RigidCv)]) -> DMat3 {
     let mut sum = nalgebra::Matrix3::<f64>::zeros();
     for (e, r) in common {
-        let m = r.rotation.transpose() * e.rotation;
-        sum += nalgebra::Matrix3::from_fn(|row, col| m.col(col)[row]);
+        sum += to_nalgebra(r.rotation.transpose() * e.rotation);
     }
     let svd = sum.svd(true, true);
     let (Some(u), Some(v_t)) = (svd.u, svd.v_t) else { return DMat3::IDENTITY };
@@ -171,8 +171,7 @@ fn rotation_alignment(common: &[(&RigidCv, &RigidCv)]) -> DMat3 {
     if (u * v_t).determinant() < 0.0 {
         signs[(2, 2)] = -1.0;
     }
-    let rotation = u * signs * v_t;
-    DMat3::from_cols_array(&std::array::from_fn(|k| rotation[(k % 3, k / 3)]))
+    from_nalgebra(&(u * signs * v_t))
 }
 
 /// Reference poses of a dataset, keyed by image file name (the last path component), so that

@@ -91,12 +91,8 @@ pub struct HomographyEstimator {
 
 impl HomographyEstimator {
     pub fn new(xi_pixels: &[DVec2], xj_pixels: &[DVec2]) -> Option<Self> {
-        let normalization = Normalization::of_points(xi_pixels.iter().chain(xj_pixels))?;
-        Some(Self {
-            normalization,
-            xi: xi_pixels.iter().map(|&p| normalization.apply(p)).collect(),
-            xj: xj_pixels.iter().map(|&p| normalization.apply(p)).collect(),
-        })
+        let (normalization, xi, xj) = Normalization::of_pairs(xi_pixels, xj_pixels)?;
+        Some(Self { normalization, xi, xj })
     }
 
     /// A model of this estimator as a homography in pixel coordinates.

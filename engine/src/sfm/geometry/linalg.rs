@@ -157,6 +157,13 @@ impl Normalization {
             .then(|| Self { centroid, scale: std::f64::consts::SQRT_2 / mean_distance })
     }
 
+    /// The normalisation of both views' points together, and the points normalised by it.
+    pub fn of_pairs(xi: &[DVec2], xj: &[DVec2]) -> Option<(Self, Vec<DVec2>, Vec<DVec2>)> {
+        let normalization = Self::of_points(xi.iter().chain(xj))?;
+        let apply = |points: &[DVec2]| points.iter().map(|&p| normalization.apply(p)).collect();
+        Some((normalization, apply(xi), apply(xj)))
+    }
+
     pub fn apply(&self, p: DVec2) -> DVec2 {
         (p - self.centroid) * self.scale
     }
