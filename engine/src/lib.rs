@@ -3,9 +3,11 @@
 
 pub mod atomic_file;
 pub mod camera;
+pub mod check;
 pub mod dataset;
 pub mod export;
 pub mod image_buf;
+pub mod job;
 pub mod mesh;
 pub mod render;
 pub mod sfm;

@@ -386,7 +386,8 @@ fn write_png(path: &Path, image: &image::RgbImage) -> Result<(), ExportError> {
 }
 
 /// A file format [`export_mesh_dir`] writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Format {
     Glb,
     Usdz,

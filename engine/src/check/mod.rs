@@ -1,0 +1,72 @@
+//! The capture check: verdicts on a photo set before any compute is spent on it.
+//!
+//! Per photo: blur, exposure clipping, resolution, near-duplicates, EXIF (camera, focal length,
+//! orientation). For the set: the count, mixed cameras, an overlap and coverage estimate from a
+//! quick match pass, a predicted outcome and advice the user can act on. `kiln check` prints it;
+//! a job runs it first, refuses a set that cannot work and leaves out photos that fail.
+
+use std::path::{Path, PathBuf};
+
+/// How bad one finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Good,
+    /// Usable, but quality may suffer.
+    Warn,
+    /// Left out of a job unless the user insists (`--keep-all`).
+    Reject,
+}
+
+/// What the check predicts for the whole set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Expect a complete model.
+    Good,
+    /// A model is likely, with gaps or lower quality (the advice says where).
+    Risky,
+    /// This set cannot work; a job refuses to start.
+    WillFail,
+}
+
+/// One finding about one photo, in words the user acts on.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Finding {
+    pub verdict: Verdict,
+    /// A stable machine-readable code: `blur`, `underexposed`, `overexposed`, `low_resolution`,
+    /// `near_duplicate`, `no_exif_focal`, `unreadable`, `other_camera`, `isolated`, ...
+    pub code: String,
+    pub message: String,
+}
+
+/// The check of one photo.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PhotoCheck {
+    pub path: PathBuf,
+    /// The worst verdict of its findings ([`Verdict::Good`] without findings).
+    pub verdict: Verdict,
+    pub findings: Vec<Finding>,
+}
+
+/// The check of a photo set: `kiln check --json` prints this.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CheckReport {
+    pub input: PathBuf,
+    pub photos: Vec<PhotoCheck>,
+    pub outcome: Outcome,
+    /// Advice for the set, most important first ("12 photos are blurred: …").
+    pub advice: Vec<String>,
+}
+
+impl CheckReport {
+    /// Whether a job may start on this set.
+    pub fn can_proceed(&self) -> bool {
+        self.outcome != Outcome::WillFail
+    }
+
+    /// The photos a job uses: all but the rejected ones, or all with `keep_all`.
+    pub fn usable_photos(&self, keep_all: bool) -> Vec<&Path> {
+        self.photos.iter().filter(|p| keep_all || p.verdict != Verdict::Reject).map(|p| p.path.as_path()).collect()
+    }
+}

@@ -1,0 +1,6 @@
+//! (being written)
+#[derive(Debug, thiserror::Error)]
+pub enum ZipInputError {
+    #[error("{0}")]
+    Placeholder(String),
+}
