@@ -105,6 +105,8 @@ pub struct JobSettings {
     pub max_triangles: Option<usize>,
     pub texture_size: Option<u32>,
     pub seed: u64,
+    /// The last stage to run (`Export` for a full job; `Poses` for cameras only).
+    pub until: Stage,
 }
 
 /// A flag the caller sets to stop a job between steps (Ctrl-C, a cancel button). The job then
