@@ -1,6 +1,8 @@
 //! `kiln bench`: end-to-end benchmarks on the shared datasets, each backend in the same run.
 
 pub mod poses;
+#[cfg(feature = "gpu")]
+pub mod view;
 
 use std::path::PathBuf;
 
@@ -18,6 +20,9 @@ pub enum BenchCommand {
     Train(BenchTrainArgs),
     /// Structure from motion beside COLMAP (Debian's `colmap`): wall times, ratio, accuracy.
     Poses(poses::BenchPosesArgs),
+    /// The viewer's frame time with synthetic splat clouds (1080p, 100k and 1M splats).
+    #[cfg(feature = "gpu")]
+    View(view::BenchViewArgs),
 }
 
 #[derive(clap::Args)]
@@ -47,6 +52,8 @@ pub fn run(command: &BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Train(args) => bench_train(args),
         BenchCommand::Poses(args) => poses::bench_poses(args),
+        #[cfg(feature = "gpu")]
+        BenchCommand::View(args) => view::bench_view(args),
     }
 }
 

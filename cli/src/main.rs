@@ -2,13 +2,24 @@
 //!
 //! Exit codes: 0 success, 2 bad input (a dataset or file Kiln cannot use), 1 any other failure.
 
+#[cfg(feature = "queue")]
+mod batch;
 mod bench;
+mod check;
 mod device;
 mod export;
+#[cfg(feature = "queue")]
+mod interrupt;
 mod mesh;
 mod poses;
 mod progress;
+mod reconstruct;
+#[cfg(feature = "gpu")]
+mod render;
 mod train;
+#[cfg(feature = "queue")]
+mod watch;
+mod view;
 
 use std::process::ExitCode;
 
@@ -27,6 +38,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Capture check of a folder of photos: per-photo verdicts, overlap, predicted outcome, advice.
+    Check(check::CheckArgs),
     /// Camera poses from a folder of photos: COLMAP model, transforms.json, poses-report.json.
     Poses(poses::PosesArgs),
     /// Train Gaussian splats on a posed dataset (transforms.json or COLMAP).
@@ -35,9 +48,23 @@ enum Command {
     Mesh(mesh::MeshArgs),
     /// GLB, USDZ, OBJ or PLY files from a mesh folder.
     Export(export::ExportArgs),
+    /// Headless render of a model or job folder to PNG (a dataset or orbit camera, turntables).
+    #[cfg(feature = "gpu")]
+    Render(render::RenderArgs),
+    /// Photos (folder or .zip) to validated model in one resumable job: check, poses, train, mesh, export.
+    Reconstruct(reconstruct::ReconstructArgs),
     /// Benchmarks on the shared datasets.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Many jobs: a CSV manifest, a folder of photo folders or a ZIP of them; writes batch-report.json.
+    #[cfg(feature = "queue")]
+    Batch(batch::BatchArgs),
+    /// Watches a folder: each new photo subfolder or ZIP becomes a job once quiet (durable queue).
+    #[cfg(feature = "queue")]
+    Watch(watch::WatchArgs),
+    /// Opens a window on a model or job folder: splats, mesh, input cameras and their photos.
+    #[cfg(feature = "window")]
+    View(view::ViewArgs),
 }
 
 /// Exit code for input Kiln cannot use (as opposed to a failure while working).
@@ -47,11 +74,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
     let result = match cli.command {
+        Command::Check(args) => check::run(&args),
         Command::Poses(args) => poses::run(&args),
         Command::Train(args) => train::run(&args),
         Command::Mesh(args) => mesh::run(&args),
         Command::Export(args) => export::run(&args),
+        #[cfg(feature = "gpu")]
+        Command::Render(args) => render::run(&args),
+        Command::Reconstruct(args) => reconstruct::run(&args),
         Command::Bench(command) => bench::run(&command),
+        #[cfg(feature = "queue")]
+        Command::Batch(args) => batch::run(&args),
+        #[cfg(feature = "queue")]
+        Command::Watch(args) => watch::run(&args),
+        #[cfg(feature = "window")]
+        Command::View(args) => view::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,7 +112,27 @@ fn is_bad_input(error: &anyhow::Error) -> bool {
             || cause.is::<kiln_engine::splats::ply::PlyError>()
             || cause.downcast_ref::<kiln_engine::mesh::pipeline::MeshStageError>().is_some_and(|e| e.is_bad_input())
             || cause.downcast_ref::<SfmError>().is_some_and(is_bad_photos)
+            || cause.downcast_ref::<kiln_engine::job::JobError>().is_some_and(|e| e.is_bad_input())
+            || queue_bad_input(cause)
+            || view::is_bad_input(cause)
+            || render_bad_input(cause)
     })
+}
+
+#[cfg(feature = "queue")]
+use batch::is_bad_input as queue_bad_input;
+
+#[cfg(not(feature = "queue"))]
+fn queue_bad_input(_: &(dyn std::error::Error + 'static)) -> bool {
+    false
+}
+
+#[cfg(feature = "gpu")]
+use render::is_bad_input as render_bad_input;
+
+#[cfg(not(feature = "gpu"))]
+fn render_bad_input(_: &(dyn std::error::Error + 'static)) -> bool {
+    false
 }
 
 /// The SfM errors that are about the photos given (not Kiln's fault, nor the machine's).

@@ -3,16 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use kiln_engine::atomic_file::write_atomically;
-use kiln_engine::camera::Camera;
-use kiln_engine::dataset::{Dataset, OpenOptions, View, load_views};
+use kiln_engine::dataset::{Dataset, OpenOptions};
 use kiln_engine::image_buf::ImageRgb;
-use kiln_engine::splats::ply::write_splats;
+use kiln_engine::job::train_stage::{self, metrics_json, write_train_outputs};
 use kiln_engine::train::background::auto_background;
 use kiln_engine::train::config::TrainConfig;
-use kiln_engine::train::{Progress, TrainInput, TrainResult};
+use kiln_engine::train::{Progress, TrainResult};
 
-use crate::device::{Device, open_backend};
+pub use kiln_engine::job::train_stage::LoadedViews;
+
+use crate::device::Device;
 use crate::progress::StageBar;
 
 #[derive(clap::Args)]
@@ -48,14 +48,6 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
-/// Posed images loaded at training resolution.
-pub struct LoadedViews {
-    pub train_cameras: Vec<Camera>,
-    pub train_images: Vec<ImageRgb>,
-    pub test_cameras: Vec<Camera>,
-    pub test_images: Vec<ImageRgb>,
-}
-
 pub fn run(args: &TrainArgs) -> Result<()> {
     let options = OpenOptions { skip_missing_images: args.skip_missing_images, ..Default::default() };
     let dataset = Dataset::open_with(&args.dataset, &options)?;
@@ -68,7 +60,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 
     let result = train_with_progress(&dataset, &views, &config, args.device)?;
     let metrics = metrics_json(&result, &dataset, &views, &config, args.max_side);
-    write_outputs(&args.out, &result, &metrics)?;
+    write_train_outputs(&args.out, &result, &metrics)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&metrics)?);
     } else {
@@ -109,28 +101,16 @@ fn parse_background(text: &str) -> Result<Background, String> {
     }
 }
 
+/// Loads the dataset's views at training resolution, with a progress bar.
 pub fn load_dataset_views(dataset: &Dataset, max_side: u32) -> Result<LoadedViews> {
     let bar = StageBar::new("load", dataset.views.len() as u64);
-    let split = |views: Vec<View>| -> Result<(Vec<Camera>, Vec<ImageRgb>)> {
-        Ok(load_views(&views, max_side)?.into_iter().map(|(camera, image, _mask)| (camera, image)).unzip())
-    };
-    let (train_cameras, train_images) = split(dataset.train_views().cloned().collect())?;
-    bar.update(train_cameras.len() as u64, "train views".into());
-    let (test_cameras, test_images) = split(dataset.test_views().cloned().collect())?;
-    bar.finish(format!("{} train + {} test views", train_cameras.len(), test_cameras.len()));
-    Ok(LoadedViews { train_cameras, train_images, test_cameras, test_images })
+    let views = train_stage::load_dataset_views(dataset, max_side, &mut |done, _| bar.update(done as u64, "views".into()))?;
+    bar.finish(format!("{} train + {} test views", views.train_cameras.len(), views.test_cameras.len()));
+    Ok(views)
 }
 
+/// Trains on `device` with a progress bar (loss, PSNR, splat count).
 pub fn train_with_progress(dataset: &Dataset, views: &LoadedViews, config: &TrainConfig, device: Device) -> Result<TrainResult> {
-    let input = TrainInput {
-        train_cameras: &views.train_cameras,
-        train_images: &views.train_images,
-        test_cameras: &views.test_cameras,
-        test_images: &views.test_images,
-        points: dataset.points.as_ref(),
-    };
-    let mut backend = open_backend(device, config.background, config.ssim_weight)?;
-    tracing::info!(device = %backend.device_name(), "training backend");
     let bar = StageBar::new("train", u64::from(config.steps));
     let mut last_loss = None;
     let mut report = |p: &Progress| {
@@ -141,45 +121,9 @@ pub fn train_with_progress(dataset: &Dataset, views: &LoadedViews, config: &Trai
         let psnr = p.psnr.map_or_else(String::new, |v| format!("PSNR {v:.2} dB · "));
         bar.update(u64::from(p.step), format!("{loss}{psnr}{} splats", p.num_splats));
     };
-    let result = kiln_engine::train::run(&input, config, backend.as_mut(), &mut report)?;
+    let result = train_stage::train(dataset, views, config, device.into(), &mut report)?;
     bar.finish(format!("{} splats in {:.1} s", result.num_splats, result.train_seconds));
     Ok(result)
-}
-
-pub fn metrics_json(
-    result: &TrainResult,
-    dataset: &Dataset,
-    views: &LoadedViews,
-    config: &TrainConfig,
-    max_side: u32,
-) -> serde_json::Value {
-    let (psnr, ssim) = result.test.as_ref().map_or((None, None), |t| (Some(t.psnr), Some(t.ssim)));
-    serde_json::json!({
-        "psnr": psnr,
-        "ssim": ssim,
-        "steps": result.steps,
-        "num_splats": result.num_splats,
-        "train_seconds": result.train_seconds,
-        "steps_per_second": f64::from(result.steps) / result.train_seconds.max(1e-9),
-        "device": result.device,
-        "dataset": dataset.source.display().to_string(),
-        "train_views": views.train_cameras.len(),
-        "test_views": views.test_cameras.len(),
-        "max_side": max_side,
-        "background": config.background,
-        "image_size": views.train_images.first().map(|i| [i.width, i.height]),
-        "config": config,
-    })
-}
-
-fn write_outputs(out: &Path, result: &TrainResult, metrics: &serde_json::Value) -> Result<()> {
-    let ply = out.join("splats.ply");
-    write_splats(&ply, &result.splats)?;
-    let metrics_path = out.join("metrics.json");
-    let text = serde_json::to_string_pretty(metrics)?;
-    write_atomically(&metrics_path, |w| std::io::Write::write_all(w, text.as_bytes()))
-        .with_context(|| format!("writing {}", metrics_path.display()))?;
-    Ok(())
 }
 
 fn print_summary(out: &Path, result: &TrainResult) {

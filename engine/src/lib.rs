@@ -9,6 +9,7 @@ pub mod export;
 pub mod image_buf;
 pub mod job;
 pub mod mesh;
+pub mod ply;
 pub mod render;
 pub mod sfm;
 pub mod splats;
@@ -17,3 +18,5 @@ pub mod train;
 
 #[cfg(feature = "gpu")]
 pub mod gpu;
+#[cfg(feature = "queue")]
+pub mod queue;

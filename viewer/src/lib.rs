@@ -15,3 +15,13 @@
 //!   camera with [`render::RenderOptions`] and returns [`render::FrameStats`].
 //! - `headless`: renders to PNG on any adapter (lavapipe in CI), orbit and turntable cameras.
 //! - `app` (feature `window`): the eframe window.
+//! - `error`: [`ViewerError`].
+
+#[cfg(feature = "window")]
+pub mod app;
+mod error;
+pub mod headless;
+pub mod render;
+pub mod scene;
+
+pub use error::ViewerError;

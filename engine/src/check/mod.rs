@@ -5,7 +5,17 @@
 //! quick match pass, a predicted outcome and advice the user can act on. `kiln check` prints it;
 //! a job runs it first, refuses a set that cannot work and leaves out photos that fail.
 
+mod advice;
+mod image_quality;
+mod overlap;
+mod run;
+
 use std::path::{Path, PathBuf};
+
+pub use advice::Thresholds;
+pub use image_quality::{ImageMeasures, measure_image};
+pub use overlap::{OverlapGraph, QuickMatchOptions, loop_closes};
+pub use run::{CheckOptions, check_photos};
 
 /// How bad one finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -47,6 +57,52 @@ pub struct PhotoCheck {
     /// The worst verdict of its findings ([`Verdict::Good`] without findings).
     pub verdict: Verdict,
     pub findings: Vec<Finding>,
+    /// What was measured (absent when the photo could not be read).
+    #[serde(default)]
+    pub measures: Option<PhotoMeasures>,
+}
+
+/// The figures behind a photo's findings.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PhotoMeasures {
+    /// Size as displayed (EXIF orientation applied).
+    pub width: u32,
+    pub height: u32,
+    /// The camera group's key (camera, lens, focal length, size).
+    pub camera: String,
+    /// Whether EXIF gives the focal length.
+    pub focal_from_exif: bool,
+    /// EXIF orientation, 1–8.
+    pub orientation: u16,
+    /// Pixel statistics of the photo (sharpness, exposure).
+    pub image: ImageMeasures,
+    /// Sharpness over the set's median sharpness (1 = a typical photo of this set).
+    pub relative_sharpness: f64,
+    /// Photos that share verified matches with this one in the quick match pass.
+    pub overlapping_photos: usize,
+}
+
+/// Figures about the set as a whole.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SetSummary {
+    /// Photo files found (readable or not).
+    pub photos: usize,
+    /// Photos a job would use (not rejected).
+    pub usable: usize,
+    /// Files that are not photos (by extension), ignored.
+    pub ignored_files: Vec<PathBuf>,
+    /// Camera groups (camera, lens, focal length, size), with their photo counts.
+    pub cameras: Vec<(String, usize)>,
+    /// Photo pairs matched in the quick pass, and those verified as overlapping.
+    pub pairs_matched: usize,
+    pub pairs_overlapping: usize,
+    /// Groups of photos linked by overlap (names), largest first; photos with no overlap are not
+    /// listed here.
+    pub components: Vec<Vec<String>>,
+    /// Whether the overlap graph of the largest group closes a loop around the object.
+    pub loop_closed: bool,
+    /// Wall-clock seconds the check took.
+    pub seconds: f64,
 }
 
 /// The check of a photo set: `kiln check --json` prints this.
@@ -55,6 +111,8 @@ pub struct CheckReport {
     pub input: PathBuf,
     pub photos: Vec<PhotoCheck>,
     pub outcome: Outcome,
+    #[serde(default)]
+    pub summary: SetSummary,
     /// Advice for the set, most important first ("12 photos are blurred: …").
     pub advice: Vec<String>,
 }

@@ -146,6 +146,21 @@ impl GpuContext {
         })
     }
 
+    /// Wraps a device someone else opened (the viewer's window: eframe opens it), using the
+    /// optional features that device was opened with. Its limits must cover the kernels it runs.
+    pub fn from_device(device: &wgpu::Device, queue: &wgpu::Queue) -> Self {
+        let features = device.features();
+        Self {
+            device: device.clone(),
+            queue: queue.clone(),
+            adapter_info: device.adapter_info(),
+            float_atomics: features.contains(wgpu::Features::SHADER_FLOAT32_ATOMIC),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            max_workgroups_per_dimension: device.limits().max_compute_workgroups_per_dimension,
+            readbacks: Arc::default(),
+        }
+    }
+
     /// Buffer readbacks (maps) done so far on this device, by this context and its clones.
     pub fn readback_count(&self) -> u64 {
         self.readbacks.load(Ordering::Relaxed)

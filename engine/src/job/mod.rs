@@ -10,14 +10,32 @@
 //! The CLI (`kiln reconstruct`, `kiln batch`, `kiln watch`), the desktop app and the server's
 //! workers are all clients of [`run_job`] and its [`JobEvent`]s.
 
+pub mod capture;
+pub mod device;
+pub mod hash;
+pub mod manifest;
+mod progress;
+pub mod report;
+mod run;
+pub mod settings;
+mod stages;
+pub mod train_stage;
 pub mod zip_input;
 
-use std::path::{Path, PathBuf};
+pub use hash::hash_file;
+pub use report::JobReport;
+pub use run::{ZIP_INPUT_DIR, run_job};
+pub use stages::CHECKPOINT_FILE;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::mesh::pipeline::Format;
 use crate::mesh::preset::Preset;
+
+/// The engine's version, recorded in manifests, reports and stage records.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The stages of a job, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]

@@ -1,4 +1,5 @@
-//! Triangle meshes in PLY files: read what common tools write, write binary PLY atomically.
+//! Triangle meshes in PLY files: read what common tools write (through the shared container reader
+//! of [`crate::ply`]), write binary PLY atomically.
 //!
 //! Reading accepts `ascii`, `binary_little_endian` and `binary_big_endian`; any scalar type for
 //! any property; a `vertex` element with `x y z` and optionally `nx ny nz`, texture coordinates
@@ -15,16 +16,14 @@
 //! `texture_u texture_v` and `uchar red green blue` when the mesh has them) and `list uchar int
 //! vertex_indices` faces, atomically.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use super::TriMesh;
 use super::error::MeshError;
 use crate::atomic_file::write_atomically;
+use crate::ply::{Element, PlyError, PlyReader};
 use crate::texture::bake::{linear_to_srgb, srgb_to_linear};
-
-/// Header lines accepted before `end_header`: real headers have a few dozen.
-const MAX_HEADER_LINES: usize = 4096;
 
 /// Names of the list property holding a face's corners, as different tools spell it.
 const FACE_LIST_NAMES: [&str; 2] = ["vertex_indices", "vertex_index"];
@@ -32,240 +31,64 @@ const FACE_LIST_NAMES: [&str; 2] = ["vertex_indices", "vertex_index"];
 /// Texture-coordinate property pairs, in order of preference.
 const UV_NAMES: [[&str; 2]; 3] = [["texture_u", "texture_v"], ["u", "v"], ["s", "t"]];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Scalar {
-    I8,
-    U8,
-    I16,
-    U16,
-    I32,
-    U32,
-    F32,
-    F64,
-}
-
-impl Scalar {
-    fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "char" | "int8" => Self::I8,
-            "uchar" | "uint8" => Self::U8,
-            "short" | "int16" => Self::I16,
-            "ushort" | "uint16" => Self::U16,
-            "int" | "int32" => Self::I32,
-            "uint" | "uint32" => Self::U32,
-            "float" | "float32" => Self::F32,
-            "double" | "float64" => Self::F64,
-            _ => return None,
-        })
-    }
-
-    fn size(self) -> usize {
-        match self {
-            Self::I8 | Self::U8 => 1,
-            Self::I16 | Self::U16 => 2,
-            Self::I32 | Self::U32 | Self::F32 => 4,
-            Self::F64 => 8,
-        }
-    }
-
-    fn is_integer(self) -> bool {
-        !matches!(self, Self::F32 | Self::F64)
-    }
-
-    fn decode(self, b: &[u8], big_endian: bool) -> f64 {
-        macro_rules! num {
-            ($t:ty, $n:literal) => {{
-                let mut bytes = [0u8; $n];
-                bytes.copy_from_slice(&b[..$n]);
-                if big_endian { <$t>::from_be_bytes(bytes) as f64 } else { <$t>::from_le_bytes(bytes) as f64 }
-            }};
-        }
-        match self {
-            Self::I8 => num!(i8, 1),
-            Self::U8 => num!(u8, 1),
-            Self::I16 => num!(i16, 2),
-            Self::U16 => num!(u16, 2),
-            Self::I32 => num!(i32, 4),
-            Self::U32 => num!(u32, 4),
-            Self::F32 => num!(f32, 4),
-            Self::F64 => num!(f64, 8),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-enum Kind {
-    Scalar(Scalar),
-    List { count: Scalar, item: Scalar },
-}
-
-#[derive(Clone, Debug)]
-struct Property {
-    name: String,
-    kind: Kind,
-}
-
-#[derive(Clone, Debug)]
-struct Element {
-    name: String,
-    count: usize,
-    properties: Vec<Property>,
-}
-
-/// The body of the file after the header: binary bytes or ASCII tokens.
-enum Body {
-    Binary { bytes: Vec<u8>, pos: usize, big_endian: bool },
-    Ascii { text: String, pos: usize },
-}
-
-impl Body {
-    fn scalar(&mut self, ty: Scalar) -> Result<f64, String> {
-        match self {
-            Self::Binary { bytes, pos, big_endian } => {
-                let end = *pos + ty.size();
-                let slice = bytes.get(*pos..end).ok_or("file is truncated")?;
-                *pos = end;
-                Ok(ty.decode(slice, *big_endian))
-            }
-            Self::Ascii { text, pos } => {
-                let rest = &text[*pos..];
-                let start = rest.len() - rest.trim_start().len();
-                let token = rest[start..].split_ascii_whitespace().next().ok_or("file is truncated")?;
-                *pos += start + token.len();
-                token.parse::<f64>().map_err(|_| format!("'{token}' is not a number"))
-            }
-        }
-    }
-}
-
 /// Reads a triangle mesh from a PLY file (see the module docs for what is accepted).
 pub fn read_mesh(path: &Path) -> Result<TriMesh, MeshError> {
-    let ply_err = |problem: String| MeshError::Ply { path: path.to_path_buf(), problem };
-    let file = std::fs::File::open(path).map_err(|source| MeshError::Io { path: path.to_path_buf(), source })?;
-    let mut reader = BufReader::new(file);
-    let (format, elements) = parse_header(&mut reader).map_err(ply_err)?;
-    let mut bytes = Vec::new();
-    reader.read_to_end(&mut bytes).map_err(|source| MeshError::Io { path: path.to_path_buf(), source })?;
-    let mut body = match format.as_str() {
-        "ascii" => Body::Ascii { text: String::from_utf8_lossy(&bytes).into_owned(), pos: 0 },
-        "binary_little_endian" => Body::Binary { bytes, pos: 0, big_endian: false },
-        "binary_big_endian" => Body::Binary { bytes, pos: 0, big_endian: true },
-        other => return Err(ply_err(format!("unknown format '{other}'"))),
-    };
-    if !elements.iter().any(|e| e.name == "vertex") {
-        return Err(ply_err("no 'vertex' element".into()));
-    }
+    let mut ply = PlyReader::open(path).map_err(mesh_error)?;
+    let vertex = ply.element_index("vertex").map_err(mesh_error)?;
+    let face = ply.elements().iter().position(|e| e.name == "face");
+    // In file order (a face element may come first); other elements are skipped on the way.
+    let mut wanted: Vec<usize> = std::iter::once(vertex).chain(face).collect();
+    wanted.sort_unstable();
     let mut mesh = TriMesh::default();
-    for element in &elements {
-        let result = match element.name.as_str() {
-            "vertex" => read_vertices(&mut body, element, &mut mesh),
-            "face" => read_faces(&mut body, element, &mut mesh),
-            _ => skip_element(&mut body, element),
-        };
-        result.map_err(|problem| ply_err(format!("element '{}': {problem}", element.name)))?;
+    for index in wanted {
+        ply.start_element(index).map_err(mesh_error)?;
+        let element = ply.elements()[index].clone();
+        if index == vertex {
+            read_vertices(&mut ply, &element, &mut mesh)?;
+        } else {
+            read_faces(&mut ply, &element, &mut mesh)?;
+        }
     }
     let n = mesh.positions.len() as u32;
     if let Some(bad) = mesh.triangles.iter().flatten().find(|&&i| i >= n) {
-        return Err(ply_err(format!("face refers to vertex {bad} but there are only {n} vertices")));
+        let problem = format!("face refers to vertex {bad} but there are only {n} vertices");
+        return Err(MeshError::Ply { path: path.to_path_buf(), problem });
     }
     Ok(mesh)
 }
 
-fn parse_header(reader: &mut impl BufRead) -> Result<(String, Vec<Element>), String> {
-    let mut format = None;
-    let mut elements: Vec<Element> = Vec::new();
-    let mut raw = Vec::new();
-    for line_number in 1..=MAX_HEADER_LINES {
-        raw.clear();
-        let n = reader.read_until(b'\n', &mut raw).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err(format!("header line {line_number}: file ends before 'end_header'"));
+/// The mesh stage's error for a PLY container error (same path, same wording).
+fn mesh_error(error: PlyError) -> MeshError {
+    match error {
+        PlyError::Io { path, source } => MeshError::Io { path, source },
+        PlyError::Header { path, line, problem } => {
+            MeshError::Ply { path, problem: format!("PLY header line {line}: {problem}") }
         }
-        let line = String::from_utf8_lossy(&raw);
-        let words: Vec<&str> = line.split_ascii_whitespace().collect();
-        let at = |problem: String| format!("header line {line_number}: {problem}");
-        if line_number == 1 {
-            if words != ["ply"] {
-                return Err("not a PLY file (first line is not 'ply')".into());
-            }
-            continue;
-        }
-        match words.as_slice() {
-            ["end_header"] => return Ok((format.ok_or_else(|| at("no 'format' line".into()))?, elements)),
-            ["format", name, _version] => format = Some(name.to_string()),
-            ["comment", ..] | ["obj_info", ..] | [] => {}
-            ["element", name, count] => {
-                let count = count.parse().map_err(|_| at(format!("bad element count '{count}'")))?;
-                elements.push(Element { name: name.to_string(), count, properties: Vec::new() });
-            }
-            ["property", rest @ ..] => {
-                let property = parse_property(rest).map_err(at)?;
-                elements.last_mut().ok_or_else(|| at("property before any element".into()))?.properties.push(property);
-            }
-            _ => return Err(at(format!("unexpected line '{}'", line.trim()))),
+        PlyError::Layout { path, problem } => MeshError::Ply { path, problem },
+        PlyError::Body { path, element, row, problem } => {
+            MeshError::Ply { path, problem: format!("element '{element}' row {row}: {problem}") }
         }
     }
-    Err("header too long".into())
-}
-
-fn parse_property(words: &[&str]) -> Result<Property, String> {
-    let scalar = |name: &str| Scalar::parse(name).ok_or_else(|| format!("unknown property type '{name}'"));
-    match words {
-        ["list", count, item, name] => {
-            Ok(Property { name: name.to_string(), kind: Kind::List { count: scalar(count)?, item: scalar(item)? } })
-        }
-        [ty, name] => Ok(Property { name: name.to_string(), kind: Kind::Scalar(scalar(ty)?) }),
-        _ => Err(format!("malformed property line 'property {}'", words.join(" "))),
-    }
-}
-
-/// Reads one property; a list's items are appended to `items`, its count returned.
-fn read_property(body: &mut Body, kind: &Kind, items: &mut Vec<f64>) -> Result<f64, String> {
-    match kind {
-        Kind::Scalar(ty) => body.scalar(*ty),
-        Kind::List { count, item } => {
-            let n = body.scalar(*count)?;
-            for _ in 0..n as usize {
-                items.push(body.scalar(*item)?);
-            }
-            Ok(n)
-        }
-    }
-}
-
-fn skip_element(body: &mut Body, element: &Element) -> Result<(), String> {
-    let mut scratch = Vec::new();
-    for row in 0..element.count {
-        for property in &element.properties {
-            scratch.clear();
-            read_property(body, &property.kind, &mut scratch).map_err(|p| format!("row {row}: {p}"))?;
-        }
-    }
-    Ok(())
 }
 
 /// Index of each wanted name among the element's scalar properties.
 fn find_scalars(element: &Element, names: &[&str]) -> Option<Vec<usize>> {
-    names
-        .iter()
-        .map(|name| element.properties.iter().position(|p| p.name == *name && matches!(p.kind, Kind::Scalar(_))))
-        .collect()
+    names.iter().map(|name| element.scalar_index(name)).collect()
 }
 
-fn read_vertices(body: &mut Body, element: &Element, mesh: &mut TriMesh) -> Result<(), String> {
-    let position = find_scalars(element, &["x", "y", "z"]).ok_or("no scalar 'x', 'y' and 'z' properties")?;
+fn read_vertices(ply: &mut PlyReader, element: &Element, mesh: &mut TriMesh) -> Result<(), MeshError> {
+    let position = find_scalars(element, &["x", "y", "z"]).ok_or_else(|| {
+        mesh_error(ply.layout_error("element 'vertex': no scalar 'x', 'y' and 'z' properties".into()))
+    })?;
     let normal = find_scalars(element, &["nx", "ny", "nz"]);
     let uv = UV_NAMES.iter().find_map(|names| find_scalars(element, names));
     let color = find_scalars(element, &["red", "green", "blue"]);
-    let color_is_integer =
-        color.as_ref().is_some_and(|c| matches!(element.properties[c[0]].kind, Kind::Scalar(ty) if ty.is_integer()));
+    let color_is_integer = color
+        .as_ref()
+        .is_some_and(|c| element.properties[c[0]].kind.scalar().is_some_and(|ty| ty.is_integer()));
     let mut row = vec![0.0f64; element.properties.len()];
-    let mut scratch = Vec::new();
-    for r in 0..element.count {
-        for (value, property) in row.iter_mut().zip(&element.properties) {
-            scratch.clear();
-            *value = read_property(body, &property.kind, &mut scratch).map_err(|p| format!("row {r}: {p}"))?;
-        }
+    for _ in 0..element.count {
+        ply.read_row(&mut row, None).map_err(mesh_error)?;
         let pick = |idx: &[usize]| -> [f32; 3] { std::array::from_fn(|k| row[idx[k]] as f32) };
         mesh.positions.push(pick(&position));
         if let Some(idx) = &normal {
@@ -282,23 +105,17 @@ fn read_vertices(body: &mut Body, element: &Element, mesh: &mut TriMesh) -> Resu
     Ok(())
 }
 
-fn read_faces(body: &mut Body, element: &Element, mesh: &mut TriMesh) -> Result<(), String> {
-    let list = element
-        .properties
-        .iter()
-        .position(|p| FACE_LIST_NAMES.contains(&p.name.as_str()) && matches!(p.kind, Kind::List { .. }))
-        .ok_or("no list property 'vertex_indices' or 'vertex_index'")?;
+fn read_faces(ply: &mut PlyReader, element: &Element, mesh: &mut TriMesh) -> Result<(), MeshError> {
+    let list = element.list_index(&FACE_LIST_NAMES).ok_or_else(|| {
+        mesh_error(ply.layout_error("element 'face': no list property 'vertex_indices' or 'vertex_index'".into()))
+    })?;
     let mut corners = Vec::new();
-    let mut scratch = Vec::new();
     for r in 0..element.count {
         corners.clear();
-        for (i, property) in element.properties.iter().enumerate() {
-            let target = if i == list { &mut corners } else { &mut scratch };
-            read_property(body, &property.kind, target).map_err(|p| format!("row {r}: {p}"))?;
-            scratch.clear();
-        }
+        ply.read_row(&mut [], Some((list, &mut corners))).map_err(mesh_error)?;
         if corners.iter().any(|&c| c < 0.0 || c > u32::MAX as f64) {
-            return Err(format!("row {r}: negative or oversized vertex index"));
+            let problem = format!("element 'face' row {r}: negative or oversized vertex index");
+            return Err(MeshError::Ply { path: ply.path().to_path_buf(), problem });
         }
         for k in 1..corners.len().saturating_sub(1) {
             mesh.triangles.push([corners[0] as u32, corners[k] as u32, corners[k + 1] as u32]);

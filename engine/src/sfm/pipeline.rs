@@ -11,8 +11,8 @@
 pub mod outputs;
 mod screen;
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -29,6 +29,7 @@ use super::verify::{TwoViewGeometry, VerifyOptions, verify_pairs};
 use super::{Phase, PhaseProgress, SfmError};
 
 pub use outputs::write_outputs;
+pub use screen::truncated_jpeg_reason;
 
 /// Fewest photos that can give poses: two views fix a relative pose only up to scale and with no
 /// check; a third view is the first that can confirm it.
@@ -45,6 +46,10 @@ pub struct PosesOptions {
     pub mapper: MapperOptions,
     /// Photos with fewer keypoints are set aside as showing no texture.
     pub min_features: usize,
+    /// When given, only these photos of the input folder are used (e.g. those a capture check
+    /// kept); every other file in the folder is ignored. Paths are compared after resolving
+    /// symbolic links.
+    pub only: Option<Vec<PathBuf>>,
 }
 
 /// Default for [`PosesOptions::min_features`]: below COLMAP's 15-inlier minimum for a verified
@@ -61,6 +66,7 @@ impl Default for PosesOptions {
             verify: VerifyOptions::default(),
             mapper: MapperOptions::default(),
             min_features: DEFAULT_MIN_FEATURES,
+            only: None,
         }
     }
 }
@@ -83,7 +89,7 @@ pub fn estimate_poses(
 ) -> Result<PosesResult, SfmError> {
     let mut clock = PhaseClock::new(progress);
     clock.report(Phase::Photos, 0, 1, "listing".into());
-    let listed = list_photos(input)?;
+    let listed = keep_only(list_photos(input)?, options.only.as_deref());
     require_min_photos(input, listed.photos.len())?;
     clock.report(Phase::Photos, 1, 1, format!("{} photos", listed.photos.len()));
 
@@ -113,6 +119,27 @@ pub fn estimate_poses(
         return Err(SfmError::Unusable { input: input.to_path_buf(), problem: no_model_problem(&report) });
     }
     Ok(PosesResult { photos: screened.photos, reconstruction: mapped.reconstruction, report })
+}
+
+/// The photos of `set` that `only` names (all of them without `only`), with the camera groups
+/// they use renumbered.
+fn keep_only(mut set: PhotoSet, only: Option<&[PathBuf]>) -> PhotoSet {
+    let Some(only) = only else { return set };
+    let resolved = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let wanted: HashSet<PathBuf> = only.iter().map(|p| resolved(p)).collect();
+    set.photos.retain(|photo| wanted.contains(&resolved(&photo.path)));
+    set.rejected.retain(|photo| wanted.contains(&resolved(&photo.path)));
+    let mut renumbered: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut groups = Vec::new();
+    for photo in &mut set.photos {
+        let Some(group) = set.groups.get(photo.group) else { continue };
+        photo.group = *renumbered.entry(photo.group).or_insert_with(|| {
+            groups.push(group.clone());
+            groups.len() - 1
+        });
+    }
+    set.groups = groups;
+    set
 }
 
 fn require_min_photos(input: &Path, found: usize) -> Result<(), SfmError> {

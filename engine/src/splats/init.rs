@@ -67,6 +67,16 @@ impl Pcg32 {
         rng
     }
 
+    /// The generator's whole state, for checkpoints; [`Pcg32::from_state`] restores it.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
+    /// The generator that continues exactly where the one whose [`Pcg32::state`] this was stood.
+    pub fn from_state(state: u64) -> Self {
+        Self { state }
+    }
+
     pub fn next_u32(&mut self) -> u32 {
         let old = self.state;
         self.state = old.wrapping_mul(PCG_MULTIPLIER).wrapping_add(PCG_INCREMENT);

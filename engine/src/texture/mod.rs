@@ -1,12 +1,14 @@
 //! Texturing: a UV atlas for a mesh ([`atlas`]) and a base-colour texture baked from the input
 //! photos ([`bake`]), with exposure balancing and seam dilation, and a tangent-space normal map
-//! carrying a dense mesh's detail onto its decimated version ([`normal_map`]).
+//! carrying a dense mesh's detail onto its decimated version ([`normal_map`]); [`view`] renders
+//! a textured mesh from a camera to check it against photos.
 
 pub mod atlas;
 pub mod bake;
 mod error;
 pub mod normal_map;
 mod raster;
+pub mod view;
 
 pub use error::TextureError;
 

@@ -1,9 +1,11 @@
 //! Training Gaussian splats from posed images: the loss, the optimiser, densification and the
-//! loop ([`run`]) that drives a [`backend::TrainBackend`].
+//! loop ([`run`], and [`run_resumable`] with [`checkpoint`]s) that drives a
+//! [`backend::TrainBackend`].
 
 pub mod adam;
 pub mod backend;
 pub mod background;
+pub mod checkpoint;
 pub mod config;
 pub mod cpu;
 pub mod densify;
@@ -12,6 +14,7 @@ pub mod loss;
 pub mod schedule;
 pub mod ssim;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::camera::Camera;
@@ -21,6 +24,7 @@ use crate::splats::Splats;
 use crate::splats::init::{Pcg32, from_point_cloud, random_in_view, scene_extent};
 
 use backend::{AdamMoments, DensifyStats, StepLoss, TrainBackend, TrainState};
+use checkpoint::{Checkpoint, Fingerprint, LoopPosition};
 use config::TrainConfig;
 use eval::EvalMetrics;
 
@@ -49,6 +53,18 @@ pub enum TrainError {
     EmptyInit,
     #[error("GPU: {0}")]
     Gpu(String),
+    #[error("training stopped at step {step} (a checkpoint was written)")]
+    Stopped { step: u32 },
+    #[error("checkpoint {}: {source}", path.display())]
+    CheckpointIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checkpoint {}: {problem}", path.display())]
+    CheckpointCorrupt { path: PathBuf, problem: String },
+    #[error("checkpoint {} is from another run: the {what} differ", path.display())]
+    CheckpointMismatch { path: PathBuf, what: &'static str },
 }
 
 /// Checks that there is one image per camera.
@@ -116,6 +132,17 @@ pub struct TrainResult {
     pub device: String,
 }
 
+/// Where and how often a run saves its state, and when it should stop early.
+pub struct Checkpointing<'a> {
+    /// The checkpoint file (written atomically, replaced every `every` steps).
+    pub path: &'a Path,
+    /// Steps between checkpoints; 0: only when stopped.
+    pub every: u32,
+    /// Polled before every step; when true, a checkpoint is written and the run ends with
+    /// [`TrainError::Stopped`].
+    pub should_stop: &'a (dyn Fn() -> bool + Sync),
+}
+
 /// Trains splats on `input` with `backend` (see the module docs of [`schedule`] and [`densify`]
 /// for what happens when), then evaluates on the test views.
 pub fn run(
@@ -124,12 +151,55 @@ pub fn run(
     backend: &mut dyn TrainBackend,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<TrainResult, TrainError> {
-    let cameras = input.train_cameras;
-    if cameras.is_empty() {
+    check_input(input)?;
+    backend.set_views(input.train_cameras, input.train_images)?;
+    let (position, num_splats) = initialise(input, config, backend)?;
+    let session = Session { input, config, saver: None };
+    session.train(backend, progress, position, num_splats)
+}
+
+/// [`run`], resumable: continues from the checkpoint at `checkpointing.path` when it comes from
+/// the same configuration and views (otherwise warns and starts afresh), writes a checkpoint every
+/// `checkpointing.every` steps and stops with [`TrainError::Stopped`] when
+/// `checkpointing.should_stop` says so. A resumed run continues exactly as the uninterrupted run
+/// would have (bit for bit on the CPU backend). The checkpoint is left in place at the end: the
+/// caller removes it once it has saved the result.
+pub fn run_resumable(
+    input: &TrainInput,
+    config: &TrainConfig,
+    backend: &mut dyn TrainBackend,
+    progress: &mut dyn FnMut(&Progress),
+    checkpointing: &Checkpointing,
+) -> Result<TrainResult, TrainError> {
+    check_input(input)?;
+    let fingerprint = Fingerprint::of(config, input);
+    backend.set_views(input.train_cameras, input.train_images)?;
+    let (position, num_splats) = match checkpoint::load_matching(checkpointing.path, &fingerprint)
+    {
+        Some(Checkpoint { position, state, .. }) => {
+            tracing::info!(
+                step = position.step,
+                splats = state.splats.len(),
+                path = %checkpointing.path.display(),
+                "training resumes from its checkpoint"
+            );
+            backend.set_state(&state)?;
+            (position, state.splats.len())
+        }
+        None => initialise(input, config, backend)?,
+    };
+    let saver = Saver { checkpointing, fingerprint };
+    let session = Session { input, config, saver: Some(saver) };
+    session.train(backend, progress, position, num_splats)
+}
+
+/// Checks that there are training views and that every image fits its camera.
+fn check_input(input: &TrainInput) -> Result<(), TrainError> {
+    if input.train_cameras.is_empty() {
         return Err(TrainError::NoViews);
     }
     for (views, images) in [
-        (cameras, input.train_images),
+        (input.train_cameras, input.train_images),
         (input.test_cameras, input.test_images),
     ] {
         check_count(views, images)?;
@@ -137,7 +207,17 @@ pub fn run(
             check_size(index, camera, image)?;
         }
     }
-    let extent = scene_extent(cameras);
+    Ok(())
+}
+
+/// Creates the initial splats (from the point cloud, else at random in the views) and uploads
+/// them; returns the loop's starting position and the splat count.
+fn initialise(
+    input: &TrainInput,
+    config: &TrainConfig,
+    backend: &mut dyn TrainBackend,
+) -> Result<(LoopPosition, usize), TrainError> {
+    let cameras = input.train_cameras;
     let mut splats = match input.points {
         Some(cloud) if !cloud.positions.is_empty() => from_point_cloud(cloud),
         _ => random_in_view(
@@ -155,39 +235,115 @@ pub fn run(
     let n = splats.len();
     tracing::info!(
         splats = n,
-        scene_extent = extent,
+        scene_extent = scene_extent(cameras),
         views = cameras.len(),
         "training starts"
     );
-    backend.set_views(cameras, input.train_images)?;
     backend.set_state(&TrainState {
         splats,
         adam: AdamMoments::zeros(n),
         stats: DensifyStats::zeros(n),
     })?;
+    Ok((LoopPosition::start(config.seed), n))
+}
 
-    let mut rng = Pcg32::new(config.seed.wrapping_add(1));
-    let mut order: Vec<usize> = Vec::new();
-    let mut num_splats = n;
-    let mut sh_degree = 0;
-    let start = Instant::now();
-    for step in 1..=config.steps {
-        if order.is_empty() {
-            order = (0..cameras.len()).collect();
-            rng.shuffle(&mut order);
+/// Writes the checkpoints of a resumable run.
+struct Saver<'a> {
+    checkpointing: &'a Checkpointing<'a>,
+    fingerprint: Fingerprint,
+}
+
+impl Saver<'_> {
+    fn save(&self, backend: &mut dyn TrainBackend, position: &LoopPosition) -> Result<(), TrainError> {
+        let state = backend.state()?;
+        let path = self.checkpointing.path;
+        checkpoint::save(path, &self.fingerprint, position, &state)?;
+        tracing::debug!(step = position.step, path = %path.display(), "checkpoint written");
+        Ok(())
+    }
+
+    /// Whether the periodic schedule asks for a checkpoint after `step` (never after the last).
+    fn is_due(&self, step: u32, total: u32) -> bool {
+        let every = self.checkpointing.every;
+        every > 0 && step % every == 0 && step < total
+    }
+}
+
+/// The fixed parts of one training session.
+struct Session<'a> {
+    input: &'a TrainInput<'a>,
+    config: &'a TrainConfig,
+    saver: Option<Saver<'a>>,
+}
+
+impl Session<'_> {
+    /// The optimisation loop from `position` (the backend already holds the matching state) to
+    /// the last step, then the evaluation.
+    fn train(
+        &self,
+        backend: &mut dyn TrainBackend,
+        progress: &mut dyn FnMut(&Progress),
+        mut position: LoopPosition,
+        mut num_splats: usize,
+    ) -> Result<TrainResult, TrainError> {
+        let config = self.config;
+        let (before, start) = (position.elapsed, Instant::now());
+        while position.step < config.steps {
+            if let Some(saver) = self.saver.as_ref().filter(|s| (s.checkpointing.should_stop)()) {
+                position.elapsed = before + start.elapsed();
+                saver.save(backend, &position)?;
+                tracing::info!(step = position.step, "training stopped on request");
+                return Err(TrainError::Stopped { step: position.step });
+            }
+            let view = self.advance(backend, &mut position, &mut num_splats)?;
+            position.elapsed = before + start.elapsed();
+            progress(&self.report(backend, &position, view, num_splats)?);
+            if let Some(saver) = self.saver.as_ref().filter(|s| s.is_due(position.step, config.steps)) {
+                saver.save(backend, &position)?;
+            }
         }
-        let view = order.pop().unwrap_or(0);
+        self.finish(backend, position.elapsed)
+    }
+
+    /// One optimisation step (and the density control after it); returns the view it used.
+    fn advance(
+        &self,
+        backend: &mut dyn TrainBackend,
+        position: &mut LoopPosition,
+        num_splats: &mut usize,
+    ) -> Result<usize, TrainError> {
+        let (config, cameras) = (self.config, self.input.train_cameras);
+        let step = position.step + 1;
+        if position.order.is_empty() {
+            position.order = (0..cameras.len()).collect();
+            position.rng.shuffle(&mut position.order);
+        }
+        let view = position.order.pop().unwrap_or(0);
         let wanted_degree = schedule::sh_degree(config, step - 1);
-        if wanted_degree != sh_degree {
+        if wanted_degree != position.sh_degree {
             let mut state = backend.state()?;
             state.splats.sh_degree = wanted_degree;
             backend.set_state(&state)?;
-            sh_degree = wanted_degree;
+            position.sh_degree = wanted_degree;
         }
+        let extent = scene_extent(cameras);
         backend.step(view, &schedule::learning_rates(config, extent, step), step)?;
-        if let Some(count) = control_density(config, step, extent, backend, &mut rng)? {
-            num_splats = count;
+        if let Some(count) = control_density(config, step, extent, backend, &mut position.rng)? {
+            *num_splats = count;
         }
+        position.step = step;
+        Ok(view)
+    }
+
+    /// The progress report after the step that used `view`.
+    fn report(
+        &self,
+        backend: &mut dyn TrainBackend,
+        position: &LoopPosition,
+        view: usize,
+        num_splats: usize,
+    ) -> Result<Progress, TrainError> {
+        let (config, step) = (self.config, position.step);
         let wants_loss =
             (config.loss_every > 0 && step % config.loss_every == 0) || step == config.steps;
         let loss = if wants_loss {
@@ -196,40 +352,48 @@ pub fn run(
             None
         };
         let psnr = if config.psnr_every > 0 && step % config.psnr_every == 0 {
-            let rendered = backend.render(&cameras[view], config.background)?;
-            Some(eval::psnr(&rendered.image, &input.train_images[view]))
+            let rendered = backend.render(&self.input.train_cameras[view], config.background)?;
+            Some(eval::psnr(&rendered.image, &self.input.train_images[view]))
         } else {
             None
         };
-        progress(&Progress {
+        Ok(Progress {
             step,
             total: config.steps,
             loss,
             psnr,
             num_splats,
-            elapsed: start.elapsed(),
-        });
+            elapsed: position.elapsed,
+        })
     }
-    let train_seconds = start.elapsed().as_secs_f64();
-    let state = backend.state()?;
-    let test = if input.test_cameras.is_empty() {
-        None
-    } else {
-        Some(eval::eval(
-            backend,
-            input.test_cameras,
-            input.test_images,
-            config.background,
-        )?)
-    };
-    Ok(TrainResult {
-        num_splats: state.splats.len(),
-        splats: state.splats,
-        test,
-        steps: config.steps,
-        train_seconds,
-        device: backend.device_name(),
-    })
+
+    /// The trained splats, evaluated on the test views.
+    fn finish(
+        &self,
+        backend: &mut dyn TrainBackend,
+        elapsed: Duration,
+    ) -> Result<TrainResult, TrainError> {
+        let input = self.input;
+        let state = backend.state()?;
+        let test = if input.test_cameras.is_empty() {
+            None
+        } else {
+            Some(eval::eval(
+                backend,
+                input.test_cameras,
+                input.test_images,
+                self.config.background,
+            )?)
+        };
+        Ok(TrainResult {
+            num_splats: state.splats.len(),
+            splats: state.splats,
+            test,
+            steps: self.config.steps,
+            train_seconds: elapsed.as_secs_f64(),
+            device: backend.device_name(),
+        })
+    }
 }
 
 /// Densifies and/or resets opacities after `step` when the schedule says so; returns the new

@@ -1,6 +1,7 @@
-//! Depth maps for fusion: the renderer's compositing order and opacities, but each pixel's depth
-//! is where its ray passes closest (in the Gaussian's own metric) to the centre of the splat at
-//! which transmittance first falls to ½, not that splat's centre depth.
+//! Depth maps for fusion: the renderer's compositing order and opacities; each pixel's depth is
+//! taken at the splat where transmittance first falls to a given level (½ is the renderer's
+//! `median_depth`), either that splat's centre depth or, by default, where the pixel's ray passes
+//! closest (in the Gaussian's own metric) to the splat's centre.
 //!
 //! For a splat with camera-frame centre `p` and covariance `Σ`, the density along the ray
 //! `s · r` (`r = ((u − cx)/fx, (v − cy)/fy, 1)`, OpenCV axes, so `s` is the depth z) peaks at
@@ -17,8 +18,7 @@ use crate::image_buf::ImageGray;
 use crate::render::{MAX_ALPHA, MIN_ALPHA, MIN_TRANSMITTANCE, TILE_SIZE, project, tile_grid, tile_rect};
 use crate::splats::Splats;
 
-/// Transmittance at which the depth is taken (the median, as the renderer's `median_depth`).
-const MEDIAN_TRANSMITTANCE: f32 = 0.5;
+use super::DepthMode;
 
 /// What one pixel needs of a splat.
 struct DepthSplat {
@@ -33,7 +33,16 @@ struct DepthSplat {
 }
 
 impl DepthSplat {
-    /// Depth of the density peak along the ray through pixel coordinates `(u, v)`.
+    /// The depth `mode` asks for along `ray` (pixel coordinates `(u, v)` as `((u − cx)/fx,
+    /// (v − cy)/fy, 1)`).
+    fn depth_along(&self, ray: DVec3, mode: DepthMode) -> f32 {
+        match mode {
+            DepthMode::SplatCentre => self.depth,
+            DepthMode::RayPeak => self.ray_depth(ray),
+        }
+    }
+
+    /// Depth of the density peak along `ray`.
     fn ray_depth(&self, ray: DVec3) -> f32 {
         let den = ray.dot(self.inv_cov * ray);
         let s = ray.dot(self.inv_cov_p) / den;
@@ -41,9 +50,10 @@ impl DepthSplat {
     }
 }
 
-/// `(depth, alpha)` images of `splats` from `camera` (depth 0 where transmittance never reaches
-/// ½; alpha = 1 − final transmittance), compositing exactly as [`crate::render`].
-pub fn render_ray_depth(splats: &Splats, camera: &Camera) -> (ImageGray, ImageGray) {
+/// `(depth, alpha)` images of `splats` from `camera`, compositing exactly as [`crate::render`]:
+/// the depth (`mode`) of the splat at which transmittance first falls to `transmittance` (0
+/// where it never does); alpha = 1 − final transmittance.
+pub fn render_depth_at(splats: &Splats, camera: &Camera, mode: DepthMode, transmittance: f32) -> (ImageGray, ImageGray) {
     let (w, h) = (camera.width(), camera.height());
     let projected = project(splats, camera);
     let camera_from_world = camera.camera_from_world();
@@ -90,7 +100,7 @@ pub fn render_ray_depth(splats: &Splats, camera: &Camera) -> (ImageGray, ImageGr
                 for px in tx * TILE_SIZE..((tx + 1) * TILE_SIZE).min(w) {
                     let (u, v) = (px as f32 + 0.5, py as f32 + 0.5);
                     let ray = DVec3::new(((u - k.cx) / k.fx) as f64, ((v - k.cy) / k.fy) as f64, 1.0);
-                    let (depth, alpha) = composite_pixel(&list, &prepared, [u, v], ray);
+                    let (depth, alpha) = composite_pixel(&list, &prepared, [u, v], ray, (mode, transmittance));
                     out.push((py * w + px, depth, alpha));
                 }
             }
@@ -106,8 +116,15 @@ pub fn render_ray_depth(splats: &Splats, camera: &Camera) -> (ImageGray, ImageGr
     (depth, alpha)
 }
 
-/// Front-to-back compositing of one pixel: `(median ray depth or 0, alpha)`.
-fn composite_pixel(list: &[(f32, u32)], splats: &[DepthSplat], pixel: [f32; 2], ray: DVec3) -> (f32, f32) {
+/// Front-to-back compositing of one pixel: `(depth where transmittance reaches the level, or 0;
+/// alpha)`.
+fn composite_pixel(
+    list: &[(f32, u32)],
+    splats: &[DepthSplat],
+    pixel: [f32; 2],
+    ray: DVec3,
+    (mode, level): (DepthMode, f32),
+) -> (f32, f32) {
     let mut transmittance = 1.0f32;
     let mut depth = 0.0;
     for &(_, i) in list {
@@ -126,8 +143,8 @@ fn composite_pixel(list: &[(f32, u32)], splats: &[DepthSplat], pixel: [f32; 2], 
         if next < MIN_TRANSMITTANCE {
             break;
         }
-        if depth == 0.0 && next <= MEDIAN_TRANSMITTANCE {
-            depth = s.ray_depth(ray);
+        if depth == 0.0 && next <= level {
+            depth = s.depth_along(ray, mode);
         }
         transmittance = next;
     }
@@ -159,7 +176,7 @@ mod tests {
     #[test]
     fn depth_follows_the_tilted_plane_not_the_centre() {
         let splats = tilted_disc();
-        let (depth, alpha) = render_ray_depth(&splats, &camera());
+        let (depth, alpha) = render_depth_at(&splats, &camera(), DepthMode::RayPeak, 0.5);
         let reference = render(&splats, &camera(), [0.0; 3]).output;
         // Same compositing as the renderer: identical alpha, median found at the same pixels.
         for (a, b) in alpha.pixels.iter().zip(&reference.alpha.pixels) {

@@ -1,0 +1,121 @@
+//! `kiln batch`: many inputs (a CSV manifest, a folder of photo folders or a ZIP of them), each
+//! its own job in its own folder; a failing item does not stop the others. Prints a summary table
+//! and writes `batch-report.json` into the output folder. Exit code 0 when every item succeeded,
+//! 2 when the only failures were bad inputs, 1 otherwise. Ctrl-C cancels the running item (its
+//! folder stays resumable) and starts no other.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use kiln_engine::job::{CancelFlag, JobSettings, Stage};
+use kiln_engine::mesh::pipeline::Format;
+use kiln_engine::mesh::preset::Preset;
+use kiln_engine::queue::batch::{BatchReport, ItemResult, ItemStatus, plan_batch, run_batch, write_batch_report};
+use kiln_engine::queue::{QueueError, run_real_job};
+
+use crate::interrupt;
+
+#[derive(clap::Args)]
+pub struct BatchArgs {
+    /// A CSV manifest (header `input,output,preset,formats`; paths relative to the CSV), a folder
+    /// of photo folders, or a .zip of photo folders.
+    pub source: PathBuf,
+    /// Folder for the job folders (items without an `output`) and batch-report.json
+    /// (default: `<source name>-jobs` beside the source).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+/// Job settings shared by `kiln batch` and `kiln watch` (a CSV row or a `kiln.toml` overrides them).
+#[derive(clap::Args)]
+pub struct SettingsArgs {
+    /// Quality preset: preview, reduced, medium, full or raw.
+    #[arg(long, default_value = "medium")]
+    pub preset: Preset,
+    /// Comma-separated export formats: glb, usdz, obj, ply (default: the preset's).
+    #[arg(long, value_delimiter = ',')]
+    pub formats: Option<Vec<Format>>,
+    /// Last stage to run: check, poses, train, mesh or export.
+    #[arg(long, default_value = "export")]
+    pub until: Stage,
+}
+
+impl SettingsArgs {
+    pub fn job_settings(&self) -> JobSettings {
+        let mut settings = JobSettings::for_preset(self.preset);
+        if let Some(formats) = &self.formats {
+            settings.formats = formats.clone();
+        }
+        settings.until = self.until;
+        settings
+    }
+}
+
+pub fn run(args: &BatchArgs) -> Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| default_out(&args.source));
+    let items = plan_batch(&args.source, &out, &args.settings.job_settings())?;
+    eprintln!("{} item(s) from {}; results in {}", items.len(), args.source.display(), out.display());
+    let cancel = interrupt::cancel_on_ctrl_c();
+    let mut runner = kiln_engine::queue::run_real_job;
+    let count = items.len();
+    let report = run_batch(&args.source, &items, &mut runner, &cancel, &mut |index, result| {
+        eprintln!("[{}/{count}] {} {}", index + 1, status_name(result.status), result.input.display());
+    });
+    let path = write_batch_report(&out, &report)?;
+    print_table(&report);
+    println!("wrote {}", path.display());
+    outcome(&report, &cancel)
+}
+
+/// `<source stem>-jobs` beside the source.
+fn default_out(source: &Path) -> PathBuf {
+    let stem = source.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "batch".into());
+    source.with_file_name(format!("{stem}-jobs"))
+}
+
+fn outcome(report: &BatchReport, cancel: &CancelFlag) -> Result<()> {
+    if cancel.is_cancelled() {
+        bail!("interrupted after {} of the items; run the same command again to resume", report.items.len());
+    }
+    let failed: Vec<&ItemResult> = report.items.iter().filter(|i| i.status != ItemStatus::Done).collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let summary = format!("{} of {} item(s) failed (see batch-report.json)", failed.len(), report.items.len());
+    if failed.iter().all(|i| i.status == ItemStatus::BadInput) {
+        return Err(QueueError::BadInput { path: report.source.clone(), problem: summary }.into());
+    }
+    bail!(summary)
+}
+
+fn status_name(status: ItemStatus) -> &'static str {
+    match status {
+        ItemStatus::Done => "done",
+        ItemStatus::BadInput => "bad input",
+        ItemStatus::Failed => "failed",
+        ItemStatus::Cancelled => "cancelled",
+    }
+}
+
+fn print_table(report: &BatchReport) {
+    println!("{:<4} {:<10} {:>8} {:>11} {:>8} {:>10}  input / error", "#", "status", "seconds", "registered", "PSNR", "triangles");
+    for (index, item) in report.items.iter().enumerate() {
+        let metrics = item.metrics.clone().unwrap_or_default();
+        let registered = match (metrics.registered_images, metrics.photos) {
+            (Some(r), Some(p)) => format!("{r}/{p}"),
+            _ => "-".into(),
+        };
+        let psnr = metrics.psnr.map_or_else(|| "-".into(), |p| format!("{p:.2}"));
+        let triangles = metrics.triangles.map_or_else(|| "-".into(), |t| t.to_string());
+        let detail = item.error.as_deref().map_or_else(|| item.input.display().to_string(), |e| format!("{}: {e}", item.input.display()));
+        println!("{:<4} {:<10} {:>8.1} {:>11} {:>8} {:>10}  {detail}", index + 1, status_name(item.status), item.seconds, registered, psnr, triangles);
+    }
+    println!("{} done, {} failed in {:.1} s", report.done, report.failed, report.seconds);
+}
+
+/// Whether `cause` is a queue error about the input given.
+pub fn is_bad_input(cause: &(dyn std::error::Error + 'static)) -> bool {
+    cause.downcast_ref::<QueueError>().is_some_and(QueueError::is_bad_input)
+}

@@ -1,0 +1,210 @@
+//! `kiln reconstruct`: photos (a folder or a `.zip`) to exported models in one job folder, as
+//! [`kiln_engine::job::run_job`] runs it: check → poses → train → mesh → export. One progress
+//! line on stderr (stage, fraction, overall ETA), Ctrl-C stops the job resumably (a second Ctrl-C
+//! quits at once), and a summary at the end; `--json` prints `report.json` on stdout. Running the
+//! same command again goes on where the job stopped.
+//!
+//! When `KILN_GLTF_VALIDATOR` / `KILN_USDZ_VALIDATOR` name validator programs (each takes the
+//! file's path and exits 0 when it passes), the exported GLB / USDZ go through them and the
+//! results are added to `report.json`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kiln_engine::job::report::{JobReport, ValidatorResult};
+use kiln_engine::job::{CancelFlag, EventKind, JobEvent, JobSettings, Stage, run_job};
+use kiln_engine::mesh::pipeline::Format;
+use kiln_engine::mesh::preset::Preset;
+
+use crate::device::Device;
+
+#[derive(clap::Args)]
+pub struct ReconstructArgs {
+    /// A folder of photos (.jpg, .jpeg, .png, searched recursively) or a .zip of them. Only read.
+    pub input: PathBuf,
+    /// The job folder (created if missing). The same command on the same folder resumes the job.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Quality and cost: preview (CPU-sized, minutes), reduced, medium or full (GPU-sized).
+    #[arg(long, default_value = "medium")]
+    pub preset: Preset,
+    /// Comma-separated formats to deliver: glb, usdz, obj, ply (the training splats).
+    #[arg(long, value_delimiter = ',', default_value = "glb,usdz")]
+    pub formats: Vec<Format>,
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    pub device: Device,
+    /// Use the photos the capture check rejects too.
+    #[arg(long)]
+    pub keep_all: bool,
+    /// Training steps, instead of the preset's.
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// Longer image side for training and baking, pixels, instead of the preset's.
+    #[arg(long)]
+    pub max_side: Option<u32>,
+    /// Steps between training checkpoints, instead of the preset's.
+    #[arg(long)]
+    pub checkpoint_every: Option<u32>,
+    /// The last stage to run: check, poses, train, mesh or export.
+    #[arg(long, default_value = "export")]
+    pub until: Stage,
+    /// Print report.json on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Resolution of the progress bar (the job fraction is drawn in thousandths).
+const BAR_UNITS: u64 = 1000;
+
+pub fn run(args: &ReconstructArgs) -> Result<()> {
+    let settings = settings(args);
+    let cancel = CancelFlag::default();
+    install_ctrl_c(&cancel);
+    let mut display = Display::new();
+    let result = run_job(&args.input, &args.out, &settings, &cancel, &mut |event| display.show(event));
+    display.finish();
+    let mut report = result?;
+    validate_outputs(&mut report)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    print_summary(&report);
+    Ok(())
+}
+
+fn settings(args: &ReconstructArgs) -> JobSettings {
+    let mut settings = JobSettings::for_preset(args.preset);
+    settings.formats.clone_from(&args.formats);
+    settings.device = args.device.into();
+    settings.keep_all = args.keep_all;
+    settings.train_steps = args.steps;
+    settings.max_side = args.max_side;
+    if let Some(every) = args.checkpoint_every {
+        settings.checkpoint_every = every;
+    }
+    settings.until = args.until;
+    settings
+}
+
+/// First Ctrl-C: the job stops at its next check (training writes a checkpoint). Second: quit now.
+fn install_ctrl_c(cancel: &CancelFlag) {
+    let cancel = cancel.clone();
+    let pressed = AtomicBool::new(false);
+    let installed = ctrlc::set_handler(move || {
+        if pressed.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the current step (Ctrl-C again quits at once); the same command resumes");
+        cancel.cancel();
+    });
+    if let Err(error) = installed {
+        tracing::warn!("Ctrl-C will not stop the job cleanly: {error}");
+    }
+}
+
+/// The one progress line, with a line per stage as it ends.
+struct Display {
+    bar: ProgressBar,
+}
+
+impl Display {
+    fn new() -> Self {
+        let bar = ProgressBar::with_draw_target(Some(BAR_UNITS), ProgressDrawTarget::stderr());
+        // The template is a compile-time constant; a bad one would only lose the styling.
+        if let Ok(style) = ProgressStyle::with_template("{prefix:>7} [{bar:30}] {percent:>3}% · {msg}") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.enable_steady_tick(Duration::from_millis(250));
+        Self { bar }
+    }
+
+    fn show(&mut self, event: &JobEvent) {
+        self.bar.set_prefix(event.stage.to_string());
+        self.bar.set_position((event.job_fraction * BAR_UNITS as f64).round() as u64);
+        let eta = event.eta_s.map_or_else(String::new, |s| format!(" · ETA {}", duration(s)));
+        match event.kind {
+            EventKind::Started | EventKind::Progress => {
+                self.bar.set_message(format!("{:.0}% of {}: {}{eta}", 100.0 * event.stage_fraction, event.stage, event.message));
+            }
+            EventKind::Skipped => self.bar.println(format!("{:>7}: skipped, {}", event.stage, event.message)),
+            EventKind::Finished => self.bar.println(format!("{:>7}: {}", event.stage, event.message)),
+            EventKind::Failed => self.bar.println(format!("{:>7}: failed: {}", event.stage, event.message)),
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// `95 s`, `4 min 10 s`, `1 h 5 min`.
+fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// Runs the validators the environment names on the exported GLB / USDZ and records the results
+/// in `report.json`. A failing validator fails the command.
+fn validate_outputs(report: &mut JobReport) -> Result<()> {
+    let outputs: Vec<PathBuf> = report.outputs().iter().map(|o| o.path.clone()).collect();
+    for path in outputs {
+        let variable = match path.extension().and_then(|e| e.to_str()) {
+            Some("glb") => "KILN_GLTF_VALIDATOR",
+            Some("usdz") => "KILN_USDZ_VALIDATOR",
+            _ => continue,
+        };
+        let Ok(program) = std::env::var(variable) else { continue };
+        report.validators.push(validate(&program, &path)?);
+    }
+    if report.validators.is_empty() {
+        return Ok(());
+    }
+    report.write(&report.job_dir)?;
+    let failed: Vec<String> = report.validators.iter().filter(|v| !v.passed).map(|v| v.file.display().to_string()).collect();
+    anyhow::ensure!(failed.is_empty(), "the validator rejected {}; see report.json", failed.join(", "));
+    Ok(())
+}
+
+/// Lines of a validator's output kept in the report.
+const VALIDATOR_LINES_KEPT: usize = 5;
+
+fn validate(program: &str, file: &Path) -> Result<ValidatorResult> {
+    let output = Command::new(program).arg(file).output().with_context(|| format!("running the validator {program}"))?;
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let detail = lines[lines.len().saturating_sub(VALIDATOR_LINES_KEPT)..].join("\n");
+    Ok(ValidatorResult { file: file.to_path_buf(), validator: program.to_string(), passed: output.status.success(), detail })
+}
+
+fn print_summary(report: &JobReport) {
+    eprintln!("job {} in {}", report.job_dir.display(), duration(report.seconds));
+    for stage in &report.stages {
+        let seconds = stage.seconds.map_or_else(|| "-".to_string(), |s| format!("{s:.1} s"));
+        eprintln!("  {:<7} {:<13} {seconds:>9}  {}", stage.stage.to_string(), format!("{:?}", stage.status).to_lowercase(), stage.message);
+    }
+    let metrics = &report.metrics;
+    if let Some(poses) = &metrics.poses {
+        eprintln!("registered photos: {}/{}", poses.registered_images, poses.photos);
+    }
+    if let Some(train) = &metrics.train {
+        let psnr = train.psnr.map_or_else(|| "no test views".into(), |p| format!("{p:.2} dB"));
+        eprintln!("held-out PSNR: {psnr} ({} splats, {})", train.splats, train.device);
+    }
+    if let Some(mesh) = &metrics.mesh {
+        eprintln!("triangles: {}", mesh.triangles);
+    }
+    for file in report.outputs() {
+        eprintln!("wrote {} ({:.2} MB)", file.path.display(), file.bytes as f64 / 1e6);
+    }
+    for validator in &report.validators {
+        eprintln!("{} {}", if validator.passed { "valid:" } else { "INVALID:" }, validator.file.display());
+    }
+}

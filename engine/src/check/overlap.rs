@@ -1,0 +1,245 @@
+//! The quick match pass of the capture check and the overlap graph it gives: which photos share
+//! verified features, the graph's connected groups, and whether the photos close a loop around
+//! the object.
+//!
+//! It reuses the SfM stage's pieces ([`crate::sfm::features::sift`], pair selection, matching and
+//! two-view verification) at a small image size and a capped feature count, so it costs a small
+//! fraction of pose estimation while asking the same question: which photos can be tied together.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::sfm::features::{Features, SiftOptions};
+use crate::sfm::matching::{MatchOptions, PairSelection, match_pairs, select_pairs_with};
+use crate::sfm::model::RadialCamera;
+use crate::sfm::verify::{VerifyOptions, verify_pairs};
+
+/// Settings of the quick match pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuickMatchOptions {
+    /// SIFT settings; `max_image_side` is the quick pass's image size.
+    pub sift: SiftOptions,
+    pub pairs: PairSelection,
+    pub matching: MatchOptions,
+    pub verify: VerifyOptions,
+}
+
+/// Longer side of the quick pass's images. Large enough that an object filling a third of the
+/// frame still gives a few hundred keypoints; small enough that SIFT takes tens of milliseconds.
+const QUICK_IMAGE_SIDE: u32 = 640;
+
+/// Keypoints per photo in the quick pass: a pair of overlapping photos shares tens of verified
+/// matches out of a thousand, well above the 15 inliers verification needs.
+const QUICK_MAX_FEATURES: usize = 1024;
+
+/// Up to this many photos every pair is matched (40 photos: 780 pairs).
+const QUICK_MAX_EXHAUSTIVE: usize = 40;
+
+/// Beyond [`QUICK_MAX_EXHAUSTIVE`]: each photo with its next photos in name order (a walk around
+/// the object)…
+const QUICK_SEQUENTIAL_OVERLAP: usize = 6;
+
+/// …and with its best retrieved partners (loop closures, revisits).
+const QUICK_RETRIEVED_PER_PHOTO: usize = 8;
+
+/// Largest-scale descriptors per photo compared in retrieval.
+const QUICK_RETRIEVAL_DESCRIPTORS: usize = 128;
+
+/// RANSAC iterations per pair: with ≥ 25 % inliers, 1000 iterations of the 5- and 8-point
+/// solvers find the model with near certainty; pairs with fewer inliers hardly overlap.
+const QUICK_MAX_ITERATIONS: usize = 1000;
+
+impl Default for QuickMatchOptions {
+    fn default() -> Self {
+        Self {
+            sift: SiftOptions {
+                max_features: QUICK_MAX_FEATURES,
+                max_image_side: QUICK_IMAGE_SIDE,
+                first_octave: 0,
+                ..SiftOptions::default()
+            },
+            pairs: PairSelection {
+                max_exhaustive: QUICK_MAX_EXHAUSTIVE,
+                sequential_overlap: QUICK_SEQUENTIAL_OVERLAP,
+                retrieved_per_photo: QUICK_RETRIEVED_PER_PHOTO,
+                retrieval_descriptors: QUICK_RETRIEVAL_DESCRIPTORS,
+            },
+            matching: MatchOptions::default(),
+            verify: VerifyOptions { max_iterations: QUICK_MAX_ITERATIONS, ..VerifyOptions::default() },
+        }
+    }
+}
+
+/// Which photos overlap: an edge for every verified pair.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OverlapGraph {
+    /// Verified partners of each photo.
+    pub neighbours: Vec<BTreeSet<usize>>,
+    /// Pairs matched.
+    pub pairs_matched: usize,
+    /// Per verified pair `(i, j)`, `i < j`: median displacement of its inlier matches over the
+    /// image diagonal (near 0 for two shots from the same spot).
+    pub flow: BTreeMap<(usize, usize), f64>,
+}
+
+impl OverlapGraph {
+    /// Matches and verifies the pairs of `features` (keypoints in the pixels of the images the
+    /// features came from; `cameras[i]` in the same pixels). `progress(done, total)` as pairs
+    /// finish, matching then verification.
+    pub fn build(
+        features: &[Features],
+        cameras: &[RadialCamera],
+        options: &QuickMatchOptions,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Self {
+        let pairs = select_pairs_with(features, &options.pairs);
+        let total = 2 * pairs.len();
+        let matches = match_pairs(features, &pairs, &options.matching, &|done, _| progress(done, total));
+        let offset = pairs.len();
+        let verified =
+            verify_pairs(features, cameras, &matches, &options.verify, &|done, _| progress(offset + done, total));
+        let mut graph = Self::from_edges(features.len(), verified.iter().map(|g| (g.i, g.j)));
+        graph.pairs_matched = pairs.len();
+        for g in &verified {
+            let (Some(a), Some(b), Some(camera)) = (features.get(g.i), features.get(g.j), cameras.get(g.i)) else {
+                continue;
+            };
+            let diagonal = f64::from(camera.width).hypot(f64::from(camera.height));
+            let mut moves: Vec<f64> = g
+                .inliers
+                .iter()
+                .filter_map(|&(ki, kj)| Some((a.keypoints.get(ki as usize)?, b.keypoints.get(kj as usize)?)))
+                .map(|(p, q)| f64::from(p.x - q.x).hypot(f64::from(p.y - q.y)) / diagonal)
+                .collect();
+            if !moves.is_empty() {
+                let mid = moves.len() / 2;
+                graph.flow.insert((g.i, g.j), *moves.select_nth_unstable_by(mid, f64::total_cmp).1);
+            }
+        }
+        graph
+    }
+
+    /// A graph of `photos` nodes with the given edges (pairs naming a missing photo are ignored).
+    pub fn from_edges(photos: usize, edges: impl IntoIterator<Item = (usize, usize)>) -> Self {
+        let mut neighbours = vec![BTreeSet::new(); photos];
+        for (i, j) in edges {
+            if i != j && i < photos && j < photos {
+                neighbours[i].insert(j);
+                neighbours[j].insert(i);
+            }
+        }
+        Self { neighbours, pairs_matched: 0, flow: BTreeMap::new() }
+    }
+
+    /// Verified pairs.
+    pub fn overlapping_pairs(&self) -> usize {
+        self.neighbours.iter().map(BTreeSet::len).sum::<usize>() / 2
+    }
+
+    /// Connected groups of at least two photos, largest first (ties by first photo); photos
+    /// without partners are in none.
+    pub fn components(&self) -> Vec<Vec<usize>> {
+        components_without(&self.neighbours, &BTreeSet::new())
+    }
+}
+
+/// Connected groups (≥ 2 photos) of the graph with the `removed` photos taken out, largest first.
+fn components_without(neighbours: &[BTreeSet<usize>], removed: &BTreeSet<usize>) -> Vec<Vec<usize>> {
+    let mut seen = vec![false; neighbours.len()];
+    let mut groups = Vec::new();
+    for start in 0..neighbours.len() {
+        if seen[start] || removed.contains(&start) {
+            continue;
+        }
+        seen[start] = true;
+        let mut group = vec![start];
+        let mut queue = VecDeque::from([start]);
+        while let Some(node) = queue.pop_front() {
+            for &next in &neighbours[node] {
+                if !seen[next] && !removed.contains(&next) {
+                    seen[next] = true;
+                    group.push(next);
+                    queue.push_back(next);
+                }
+            }
+        }
+        if group.len() >= 2 {
+            group.sort_unstable();
+            groups.push(group);
+        }
+    }
+    groups.sort_by(|a, b| b.len().cmp(&a.len()).then(a[0].cmp(&b[0])));
+    groups
+}
+
+/// Fewest photos that can go around an object with overlap: one every 90° at most, and four
+/// views of a loop are the fewest whose neighbourhoods can leave a connected remainder.
+const MIN_LOOP_PHOTOS: usize = 4;
+
+/// Largest fraction of a group's photos whose neighbourhood may split the rest in two while the
+/// group still counts as a loop: a weak spot or two in a ring is still a ring, while in an open
+/// chain most photos (all but those near its ends) split it.
+const MAX_SPLITTING_FRACTION: f64 = 0.1;
+
+/// Whether the photos of `component` close a loop (a ring around the object, or a denser
+/// covering) rather than form an open chain.
+///
+/// The ring test: take a photo and every photo overlapping it out of the group. Around a closed
+/// loop the remaining photos still form one group (the rest of the ring); along an open chain
+/// they fall into two (the parts before and after it). The group is a loop when at most
+/// [`MAX_SPLITTING_FRACTION`] of its photos split it so.
+pub fn loop_closes(graph: &OverlapGraph, component: &[usize]) -> bool {
+    if component.len() < MIN_LOOP_PHOTOS {
+        return false;
+    }
+    let members: BTreeSet<usize> = component.iter().copied().collect();
+    let outside: BTreeSet<usize> = (0..graph.neighbours.len()).filter(|i| !members.contains(i)).collect();
+    let splitting = component
+        .iter()
+        .filter(|&&photo| {
+            let mut removed = outside.clone();
+            removed.insert(photo);
+            removed.extend(graph.neighbours[photo].iter().copied());
+            components_without(&graph.neighbours, &removed).len() >= 2
+        })
+        .count();
+    (splitting as f64) <= MAX_SPLITTING_FRACTION * component.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` photos in a ring, each overlapping its `reach` nearest on either side; `closed` links
+    /// the ends.
+    fn ring(n: usize, reach: usize, closed: bool) -> OverlapGraph {
+        let edges = (0..n).flat_map(|i| (1..=reach).map(move |d| (i, i + d))).filter_map(|(i, j)| {
+            if j < n {
+                Some((i, j))
+            } else {
+                closed.then_some((i, j % n))
+            }
+        });
+        OverlapGraph::from_edges(n, edges)
+    }
+
+    #[test]
+    fn closed_rings_are_loops_and_open_chains_are_not() {
+        for (n, reach) in [(12, 1), (40, 3), (80, 8)] {
+            let all: Vec<usize> = (0..n).collect();
+            assert!(loop_closes(&ring(n, reach, true), &all), "closed ring of {n}, reach {reach}");
+            assert!(!loop_closes(&ring(n, reach, false), &all), "open chain of {n}, reach {reach}");
+        }
+        // A complete graph (every photo sees every other) covers the object.
+        let full = OverlapGraph::from_edges(6, (0..6).flat_map(|i| (i + 1..6).map(move |j| (i, j))));
+        assert!(loop_closes(&full, &(0..6).collect::<Vec<_>>()));
+        assert!(!loop_closes(&ring(3, 1, true), &[0, 1, 2]));
+    }
+
+    #[test]
+    fn components_split_and_leave_isolated_photos_out() {
+        let graph = OverlapGraph::from_edges(7, [(0, 1), (1, 2), (4, 5), (9, 1)]);
+        assert_eq!(graph.components(), vec![vec![0, 1, 2], vec![4, 5]]);
+        assert_eq!(graph.overlapping_pairs(), 3);
+        assert!(graph.neighbours[3].is_empty() && graph.neighbours[6].is_empty());
+    }
+}

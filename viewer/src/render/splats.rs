@@ -1,0 +1,268 @@
+//! The splat layer: per frame, a compute pass projects every splat with the trainer's maths
+//! (the engine's own WGSL: its prelude and `project_common.wgsl`), the engine's GPU radix sort
+//! orders them by camera depth, and instanced quads are blended back to front with
+//! premultiplied "over" blending. Back to front over the background gives exactly the trainer's
+//! front-to-back sum `Σ cᵢ αᵢ Tᵢ + T · background`; the only difference is that the trainer
+//! stops a pixel once its transmittance would fall below `MIN_TRANSMITTANCE` (1e-4), which
+//! changes a pixel by at most that much.
+
+use glam::Mat3;
+use kiln_engine::camera::Camera;
+use kiln_engine::gpu::context::{Kernel, workgroups_for};
+use kiln_engine::gpu::sort::{RadixSorter, SortedKeys};
+use kiln_engine::gpu::{GpuContext, GpuSplats};
+use kiln_engine::render::{MAX_ALPHA, MIN_ALPHA, TILE_SIZE};
+
+use super::{ACCUM_FORMAT, DEPTH_FORMAT, VIEW_WGSL};
+use crate::ViewerError;
+use crate::scene::SplatLayer;
+
+/// Floats written per splat by the projection kernel (4 × vec4, see `splat_project.wgsl`).
+const PROJECTED_FLOATS: u64 = 16;
+/// Bits of the depth sort key: a whole `f32`.
+const DEPTH_KEY_BITS: u32 = 32;
+
+/// Mirrors the engine prelude's `struct Frame` (`gpu::project::FrameUniforms`, 144 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct FrameUniforms {
+    rotation_cols: [[f32; 4]; 3],
+    translation: [f32; 4],
+    camera_center: [f32; 4],
+    background: [f32; 4],
+    fx: f32,
+    fy: f32,
+    cx: f32,
+    cy: f32,
+    width: u32,
+    height: u32,
+    tiles_x: u32,
+    tiles_y: u32,
+    num_splats: u32,
+    sh_degree: u32,
+    _pad: [u32; 2],
+}
+
+impl FrameUniforms {
+    fn new(camera: &Camera, num_splats: u32, sh_degree: u32) -> Self {
+        let camera_from_world = camera.camera_from_world();
+        let r = camera_from_world.rotation;
+        let k = camera.intrinsics;
+        Self {
+            rotation_cols: [r.x_axis.extend(0.0).into(), r.y_axis.extend(0.0).into(), r.z_axis.extend(0.0).into()],
+            translation: camera_from_world.translation.extend(0.0).into(),
+            camera_center: camera.center().extend(0.0).into(),
+            background: [0.0; 4],
+            fx: k.fx,
+            fy: k.fy,
+            cx: k.cx,
+            cy: k.cy,
+            width: k.width,
+            height: k.height,
+            tiles_x: k.width.div_ceil(TILE_SIZE),
+            tiles_y: k.height.div_ceil(TILE_SIZE),
+            num_splats,
+            sh_degree,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// GPU state of one splat layer.
+pub(super) struct SplatRenderer {
+    len: u32,
+    sh_degree: u32,
+    frame: wgpu::Buffer,
+    project: Kernel,
+    project_bind_group: wgpu::BindGroup,
+    sorter: RadixSorter,
+    projected: wgpu::Buffer,
+    depth_keys: wgpu::Buffer,
+    splat_ids: wgpu::Buffer,
+    /// Unused high key words (the sort is by depth alone), bound because the sorter needs them.
+    keys_hi: wgpu::Buffer,
+    counts: wgpu::Buffer,
+    draw_pipeline: wgpu::RenderPipeline,
+    draw_layout: wgpu::BindGroupLayout,
+    /// Bound to the sorted order of the last [`SplatRenderer::prepare`].
+    draw_bind_group: Option<wgpu::BindGroup>,
+}
+
+impl SplatRenderer {
+    pub fn new(ctx: &GpuContext, view_layout: &wgpu::BindGroupLayout, layer: &SplatLayer) -> Result<Self, ViewerError> {
+        let gpu = GpuSplats::upload(ctx, &layer.splats)?;
+        let n = u64::from(gpu.len);
+        ctx.check_binding_size("projected splats", n * PROJECTED_FLOATS * 4)?;
+        let frame = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("splat frame"),
+            size: size_of::<FrameUniforms>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let sh_frame = ctx.uniform("splat SH frame", &sh_frame_columns(layer.sh_frame_from_world));
+        let projected = ctx.zeroed("projected splats", n * PROJECTED_FLOATS * 4);
+        let depth_keys = ctx.zeroed("splat depth keys", n * 4);
+        let splat_ids = ctx.zeroed("splat ids", n * 4);
+        let keys_hi = ctx.zeroed("splat keys hi", n * 4);
+        let project = Kernel::new(
+            ctx,
+            "viewer splat project",
+            &[
+                include_str!("../../../engine/src/gpu/shaders/project_common.wgsl"),
+                include_str!("shaders/splat_project.wgsl"),
+            ],
+        )?;
+        let project_bind_group = project.bind(
+            ctx,
+            &[
+                &frame,
+                &sh_frame,
+                &gpu.means,
+                &gpu.log_scales,
+                &gpu.rotations,
+                &gpu.opacity_logits,
+                &gpu.sh,
+                &projected,
+                &depth_keys,
+                &splat_ids,
+            ],
+        );
+        let counts = ctx.uniform("splat counts", &[gpu.len, 0, 0, 0]);
+        let (draw_pipeline, draw_layout) = draw_pipeline(&ctx.device, view_layout);
+        Ok(Self {
+            len: gpu.len,
+            sh_degree: gpu.sh_degree,
+            frame,
+            project,
+            project_bind_group,
+            sorter: RadixSorter::new(ctx)?,
+            projected,
+            depth_keys,
+            splat_ids,
+            keys_hi,
+            counts,
+            draw_pipeline,
+            draw_layout,
+            draw_bind_group: None,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Records projection and depth sort for `camera`.
+    pub fn prepare(&mut self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, camera: &Camera) -> Result<(), ViewerError> {
+        ctx.queue.write_buffer(&self.frame, 0, bytemuck::bytes_of(&FrameUniforms::new(camera, self.len, self.sh_degree)));
+        self.project.dispatch(encoder, &self.project_bind_group, workgroups_for(self.len));
+        let sorted = self.sorter.encode(
+            ctx,
+            encoder,
+            SortedKeys { keys_hi: self.keys_hi.clone(), keys_lo: self.depth_keys.clone(), values: self.splat_ids.clone() },
+            self.len,
+            DEPTH_KEY_BITS,
+            0,
+        );
+        self.draw_bind_group = Some(ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("splat draw"),
+            layout: &self.draw_layout,
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: self.projected.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 1, resource: sorted.values.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 2, resource: self.counts.as_entire_binding() },
+            ],
+        }));
+        Ok(())
+    }
+
+    /// Draws the splats sorted by the last [`SplatRenderer::prepare`] (nothing before one).
+    pub fn draw(&self, pass: &mut wgpu::RenderPass<'_>) {
+        let Some(bind_group) = &self.draw_bind_group else { return };
+        pass.set_pipeline(&self.draw_pipeline);
+        pass.set_bind_group(1, bind_group, &[]);
+        pass.draw(0..4, 0..self.len);
+    }
+}
+
+/// `sh_frame_from_world` as three vec4 columns (`ShFrame` in the shader).
+fn sh_frame_columns(m: Mat3) -> [[f32; 4]; 3] {
+    [m.x_axis.extend(0.0).into(), m.y_axis.extend(0.0).into(), m.z_axis.extend(0.0).into()]
+}
+
+fn draw_pipeline(device: &wgpu::Device, view_layout: &wgpu::BindGroupLayout) -> (wgpu::RenderPipeline, wgpu::BindGroupLayout) {
+    let storage = |binding| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::VERTEX,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only: true },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("splat draw"),
+        entries: &[
+            storage(0),
+            storage(1),
+            wgpu::BindGroupLayoutEntry {
+                binding: 2,
+                visibility: wgpu::ShaderStages::VERTEX,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            },
+        ],
+    });
+    let constants = format!("const MAX_ALPHA: f32 = {MAX_ALPHA:?};\nconst MIN_ALPHA: f32 = {MIN_ALPHA:?};\n");
+    let source = [VIEW_WGSL, &constants, include_str!("shaders/splat_draw.wgsl")].join("\n");
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("splat draw"),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some("splat draw"),
+        bind_group_layouts: &[Some(view_layout), Some(&layout)],
+        immediate_size: 0,
+    });
+    let premultiplied_over = wgpu::BlendComponent {
+        src_factor: wgpu::BlendFactor::One,
+        dst_factor: wgpu::BlendFactor::OneMinusSrcAlpha,
+        operation: wgpu::BlendOperation::Add,
+    };
+    let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+        label: Some("splat draw"),
+        layout: Some(&pipeline_layout),
+        vertex: wgpu::VertexState {
+            module: &module,
+            entry_point: Some("vs_main"),
+            compilation_options: Default::default(),
+            buffers: &[],
+        },
+        primitive: wgpu::PrimitiveState { topology: wgpu::PrimitiveTopology::TriangleStrip, ..Default::default() },
+        depth_stencil: Some(wgpu::DepthStencilState {
+            format: DEPTH_FORMAT,
+            depth_write_enabled: Some(false),
+            depth_compare: Some(wgpu::CompareFunction::Greater),
+            stencil: Default::default(),
+            bias: Default::default(),
+        }),
+        multisample: Default::default(),
+        fragment: Some(wgpu::FragmentState {
+            module: &module,
+            entry_point: Some("fs_main"),
+            compilation_options: Default::default(),
+            targets: &[Some(wgpu::ColorTargetState {
+                format: ACCUM_FORMAT,
+                blend: Some(wgpu::BlendState { color: premultiplied_over, alpha: premultiplied_over }),
+                write_mask: wgpu::ColorWrites::ALL,
+            })],
+        }),
+        multiview_mask: None,
+        cache: None,
+    });
+    (pipeline, layout)
+}

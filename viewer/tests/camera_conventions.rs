@@ -1,0 +1,79 @@
+//! Camera conventions, end to end: the bunny's ground-truth mesh goes through Kiln's exporter
+//! into a GLB in the export frame (metres, +Y up; here with an extra ×2 scale so that the
+//! similarity is not a rigid motion), the viewer loads that GLB, the dataset cameras are moved
+//! into the same frame with `Scene::transform`, and the headless render's coverage (alpha) from
+//! every camera, train and test, must match the dataset's silhouette masks with IoU ≥ 0.98.
+
+mod common;
+
+use std::path::Path;
+
+use glam::DVec3;
+use kiln_engine::dataset::Dataset;
+use kiln_engine::export::frame::{ExportFrame, FrameOptions};
+use kiln_engine::mesh::TexturedMesh;
+use kiln_viewer::headless::HeadlessRenderer;
+use kiln_viewer::render::RenderOptions;
+use kiln_viewer::scene::{Scene, SceneCamera};
+
+/// Every frame must reach this silhouette IoU (the bar).
+const MIN_IOU: f64 = 0.98;
+
+fn silhouettes_match(dir: &Path) {
+    let Some(ctx) = common::gpu() else { return };
+    let mesh = kiln_engine::mesh::ply::read_mesh(&dir.join("gt_mesh.ply")).unwrap();
+    // bunny-synth's world is Blender's: +Z up, metres.
+    let frame = ExportFrame::new(&mesh, DVec3::Z, &FrameOptions { scale: 2.0, known_distance: None }).unwrap();
+    let mut exported = frame.apply(&mesh);
+    exported.uvs = vec![[0.5, 0.5]; exported.positions.len()];
+    let model = TexturedMesh { mesh: exported, base_color: image::RgbImage::from_pixel(1, 1, image::Rgb([200, 180, 160])), normal_map: None };
+    let tmp = std::env::temp_dir().join(format!("kiln-viewer-conventions-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let glb = tmp.join("bunny.glb");
+    kiln_engine::export::glb::write_glb(&glb, &model).unwrap();
+
+    let scene = Scene::load(&glb).unwrap();
+    let dataset = Dataset::open(dir).unwrap();
+    let mut cameras = Scene {
+        cameras: dataset
+            .views
+            .iter()
+            .map(|v| SceneCamera { camera: v.camera, image: None, name: v.name.clone() })
+            .collect(),
+        ..Scene::default()
+    };
+    cameras.transform(&frame.export_from_world);
+    let mut renderer = HeadlessRenderer::with_context(&ctx, &scene).unwrap();
+    let options = RenderOptions { background: [0.0; 4], show_cameras: false, show_points: false, ..Default::default() };
+
+    let mut ious = Vec::new();
+    for (view, camera) in dataset.views.iter().zip(&cameras.cameras) {
+        let stem = view.image_path.file_stem().unwrap().to_string_lossy().into_owned();
+        let mask = image::open(dir.join("masks").join(format!("{stem}.png"))).unwrap().to_luma8();
+        let render = renderer.render(&camera.camera.resized(mask.width(), mask.height()), &options).unwrap();
+        let ours: Vec<bool> = render.pixels().map(|p| p[3] > 127).collect();
+        let theirs: Vec<bool> = mask.pixels().map(|p| p[0] > 127).collect();
+        let iou = common::iou(&ours, &theirs);
+        if iou < MIN_IOU {
+            render.save(tmp.join(format!("{stem}-render.png"))).unwrap();
+        }
+        ious.push((stem, iou));
+    }
+    let worst = ious.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+    let mean = ious.iter().map(|(_, v)| v).sum::<f64>() / ious.len() as f64;
+    eprintln!("{} frames: silhouette IoU mean {mean:.4}, worst {:.4} ({})", ious.len(), worst.1, worst.0);
+    assert_eq!(ious.len(), dataset.views.len());
+    assert!(worst.1 >= MIN_IOU, "frame {} IoU {:.4} < {MIN_IOU} (renders in {})", worst.0, worst.1, tmp.display());
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+#[test]
+fn bunny_silhouettes_match_masks_from_every_camera() {
+    let full = common::datasets_dir().join("bunny-synth");
+    if full.join("transforms.json").is_file() {
+        silhouettes_match(&full);
+    } else {
+        eprintln!("bunny-synth not found under {}: using the bunny-mini fixture instead", full.display());
+        silhouettes_match(&common::bunny_mini());
+    }
+}

@@ -1,0 +1,55 @@
+//! Shared by the viewer's integration tests: the GPU device (lavapipe in CI), data locations and
+//! image comparisons.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use kiln_engine::gpu::{DevicePreference, GpuContext};
+use kiln_engine::image_buf::ImageRgb;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn datasets_dir() -> PathBuf {
+    match std::env::var_os("KILN_DATASETS") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_root().join("../shared/datasets"),
+    }
+}
+
+pub fn bunny_mini() -> PathBuf {
+    workspace_root().join("engine/tests/fixtures/bunny-mini")
+}
+
+/// A device on any adapter, software included; `None` (with a loud SKIPPED line) when the
+/// machine has no wgpu adapter at all.
+pub fn gpu() -> Option<GpuContext> {
+    match GpuContext::new(DevicePreference::AllowSoftware) {
+        Ok(ctx) => {
+            eprintln!("adapter: {}", ctx.name());
+            Some(ctx)
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no wgpu adapter ({e}); install Mesa's lavapipe (Debian mesa-vulkan-drivers)");
+            None
+        }
+    }
+}
+
+/// The RGB of a viewer render as the trainer's float image.
+pub fn to_image_rgb(image: &image::RgbaImage) -> ImageRgb {
+    ImageRgb {
+        width: image.width(),
+        height: image.height(),
+        pixels: image.pixels().map(|p| [0, 1, 2].map(|c| f32::from(p[c]) / 255.0)).collect(),
+    }
+}
+
+/// Intersection over union of two boolean masks of the same size.
+pub fn iou(a: &[bool], b: &[bool]) -> f64 {
+    let inter = a.iter().zip(b).filter(|(x, y)| **x && **y).count();
+    let union = a.iter().zip(b).filter(|(x, y)| **x || **y).count();
+    if union == 0 { 1.0 } else { inter as f64 / union as f64 }
+}
