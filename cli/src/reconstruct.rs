@@ -130,10 +130,15 @@ impl Display {
             EventKind::Started | EventKind::Progress => {
                 self.bar.set_message(format!("{:.0}% of {}: {}{eta}", 100.0 * event.stage_fraction, event.stage, event.message));
             }
-            EventKind::Skipped => self.bar.println(format!("{:>7}: skipped, {}", event.stage, event.message)),
-            EventKind::Finished => self.bar.println(format!("{:>7}: {}", event.stage, event.message)),
-            EventKind::Failed => self.bar.println(format!("{:>7}: failed: {}", event.stage, event.message)),
+            EventKind::Skipped => self.line(format!("{:>7}: skipped, {}", event.stage, event.message)),
+            EventKind::Finished => self.line(format!("{:>7}: {}", event.stage, event.message)),
+            EventKind::Failed => self.line(format!("{:>7}: failed", event.stage)),
         }
+    }
+
+    /// A line above the bar (printed even where the bar is hidden, e.g. stderr is not a terminal).
+    fn line(&self, text: String) {
+        self.bar.suspend(|| eprintln!("{text}"));
     }
 
     fn finish(&self) {

@@ -7,7 +7,7 @@
 
 use glam::{Mat3, Vec3};
 use kiln_engine::camera::{Camera, Intrinsics, WorldFromCameraCv};
-use kiln_engine::gpu::{DevicePreference, GpuContext};
+use kiln_engine::gpu::GpuContext;
 
 use crate::ViewerError;
 use crate::render::{FrameStats, RenderOptions, SceneRenderer};
@@ -29,10 +29,9 @@ pub struct HeadlessRenderer {
 }
 
 impl HeadlessRenderer {
-    /// Opens a device (a hardware GPU if there is one, else a software adapter such as lavapipe)
-    /// and uploads `scene`.
+    /// Opens a device ([`open_device`]) and uploads `scene`.
     pub fn new(scene: &Scene) -> Result<Self, ViewerError> {
-        Self::with_context(&GpuContext::new(DevicePreference::AllowSoftware)?, scene)
+        Self::with_context(&open_device()?, scene)
     }
 
     /// Uploads `scene` to an existing device.
@@ -145,6 +144,39 @@ pub fn write_png(path: &std::path::Path, image: &image::RgbaImage) -> Result<(),
             .map_err(std::io::Error::other)
     })
     .map_err(io_error)
+}
+
+/// Opens a device for the viewer: a hardware GPU if there is one, else a software adapter such
+/// as lavapipe, with the limits and optional features of [`crate::render::device_limits`] and
+/// [`crate::render::device_features`].
+pub fn open_device() -> Result<GpuContext, ViewerError> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 1,
+        wgpu::DeviceType::Cpu => 0,
+    };
+    let Some(adapter) = adapters.into_iter().max_by_key(rank) else {
+        return Err(kiln_engine::gpu::GpuError::NoAdapter {
+            preference: kiln_engine::gpu::DevicePreference::AllowSoftware,
+            seen: "none".into(),
+        }
+        .into());
+    };
+    let descriptor = wgpu::DeviceDescriptor {
+        label: Some("kiln viewer"),
+        required_features: crate::render::device_features(adapter.features()),
+        required_limits: crate::render::device_limits(&adapter.limits()),
+        ..Default::default()
+    };
+    let name = adapter.get_info().name;
+    let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+        .map_err(|source| kiln_engine::gpu::GpuError::RequestDevice { adapter: name, source })?;
+    device.on_uncaptured_error(std::sync::Arc::new(|error| tracing::error!("uncaptured wgpu error: {error}")));
+    Ok(GpuContext::from_device(&device, &queue))
 }
 
 /// Renders `scene` once from `camera` at the camera's image size (opens a device each call; use

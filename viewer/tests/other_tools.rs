@@ -212,7 +212,9 @@ fn hand_written_glb_renders_where_and_in_the_colours_expected() {
     assert!(iou > 0.97, "coverage IoU {iou}");
 
     // What: each quadrant shows its texel (glTF UV (0, 0) is the image's top-left), lit from
-    // the camera so the dominant channel stays dominant.
+    // the camera so the dominant channel stays dominant. Linear filtering of the 2×2 texture a
+    // fraction of a texel off its centre mixes in a few per cent of the neighbours, which the
+    // sRGB encode lifts to a few tens of levels; a wrong orientation would put 255 there.
     for ((x, y), channels) in [
         ((-0.25, 0.25), [true, false, false]),
         ((0.25, 0.25), [false, true, false]),
@@ -225,7 +227,7 @@ fn hand_written_glb_renders_where_and_in_the_colours_expected() {
             if channels[c] {
                 assert!(p[c] > 170, "quadrant ({x}, {y}): {p:?}");
             } else {
-                assert!(p[c] < 40, "quadrant ({x}, {y}): {p:?}");
+                assert!(p[c] < 80, "quadrant ({x}, {y}): {p:?}");
             }
         }
     }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use advice::Thresholds;
 pub use image_quality::{ImageMeasures, measure_image};
-pub use overlap::{OverlapGraph, QuickMatchOptions, loop_closes};
+pub use overlap::{CoverageGap, OverlapGraph, QuickMatchOptions, coverage_gap, loop_closes};
 pub use run::{CheckOptions, check_photos};
 
 /// How bad one finding is.
@@ -99,8 +99,14 @@ pub struct SetSummary {
     /// Groups of photos linked by overlap (names), largest first; photos with no overlap are not
     /// listed here.
     pub components: Vec<Vec<String>>,
-    /// Whether the overlap graph of the largest group closes a loop around the object.
+    /// Whether the largest group's photos go all the way around the object: its widest
+    /// [`SetSummary::largest_gap_deg`] is small enough or, without relative rotations, its
+    /// overlap graph closes a loop.
     pub loop_closed: bool,
+    /// The widest range of directions around the object (degrees of azimuth) that no photo of
+    /// the largest group looks from, when the quick pass's rotations tell.
+    #[serde(default)]
+    pub largest_gap_deg: Option<f64>,
     /// Wall-clock seconds the check took.
     pub seconds: f64,
 }

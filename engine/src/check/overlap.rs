@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use glam::{DMat3, DVec3};
+
 use crate::sfm::features::{Features, SiftOptions};
 use crate::sfm::matching::{MatchOptions, PairSelection, match_pairs, select_pairs_with};
 use crate::sfm::model::RadialCamera;
@@ -79,6 +81,9 @@ pub struct OverlapGraph {
     /// Per verified pair `(i, j)`, `i < j`: median displacement of its inlier matches over the
     /// image diagonal (near 0 for two shots from the same spot).
     pub flow: BTreeMap<(usize, usize), f64>,
+    /// Per verified pair `(i, j)`, `i < j`, with a relative pose: the rotation
+    /// `camera_j_from_camera_i` (OpenCV axes).
+    pub rotations: BTreeMap<(usize, usize), DMat3>,
 }
 
 impl OverlapGraph {
@@ -100,6 +105,9 @@ impl OverlapGraph {
         let mut graph = Self::from_edges(features.len(), verified.iter().map(|g| (g.i, g.j)));
         graph.pairs_matched = pairs.len();
         for g in &verified {
+            if let Some(pose) = &g.relative_pose {
+                graph.rotations.insert((g.i, g.j), pose.rotation);
+            }
             let (Some(a), Some(b), Some(camera)) = (features.get(g.i), features.get(g.j), cameras.get(g.i)) else {
                 continue;
             };
@@ -127,7 +135,7 @@ impl OverlapGraph {
                 neighbours[j].insert(i);
             }
         }
-        Self { neighbours, pairs_matched: 0, flow: BTreeMap::new() }
+        Self { neighbours, pairs_matched: 0, flow: BTreeMap::new(), rotations: BTreeMap::new() }
     }
 
     /// Verified pairs.
@@ -175,7 +183,7 @@ fn components_without(neighbours: &[BTreeSet<usize>], removed: &BTreeSet<usize>)
 /// views of a loop are the fewest whose neighbourhoods can leave a connected remainder.
 const MIN_LOOP_PHOTOS: usize = 4;
 
-/// Largest fraction of a group's photos whose neighbourhood may split the rest in two while the
+/// Largest fraction of a group's photos that may fail the ring test of [`loop_closes`] while the
 /// group still counts as a loop: a weak spot or two in a ring is still a ring, while in an open
 /// chain most photos (all but those near its ends) split it.
 const MAX_SPLITTING_FRACTION: f64 = 0.1;
@@ -185,8 +193,9 @@ const MAX_SPLITTING_FRACTION: f64 = 0.1;
 ///
 /// The ring test: take a photo and every photo overlapping it out of the group. Around a closed
 /// loop the remaining photos still form one group (the rest of the ring); along an open chain
-/// they fall into two (the parts before and after it). The group is a loop when at most
-/// [`MAX_SPLITTING_FRACTION`] of its photos split it so.
+/// they fall into two (the parts before and after it). A photo that overlaps (nearly) all the
+/// others leaves nothing: the views span a narrow arc, no loop. The group is a loop when at most
+/// [`MAX_SPLITTING_FRACTION`] of its photos fail to leave exactly one group.
 pub fn loop_closes(graph: &OverlapGraph, component: &[usize]) -> bool {
     if component.len() < MIN_LOOP_PHOTOS {
         return false;
@@ -199,15 +208,133 @@ pub fn loop_closes(graph: &OverlapGraph, component: &[usize]) -> bool {
             let mut removed = outside.clone();
             removed.insert(photo);
             removed.extend(graph.neighbours[photo].iter().copied());
-            components_without(&graph.neighbours, &removed).len() >= 2
+            components_without(&graph.neighbours, &removed).len() != 1
         })
         .count();
     (splitting as f64) <= MAX_SPLITTING_FRACTION * component.len() as f64
 }
 
+/// The widest range of directions around the object that no photo looks from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CoverageGap {
+    /// Width of the gap in degrees of azimuth around the photos' mean up direction.
+    pub degrees: f64,
+    /// The photos on either side of the gap.
+    pub between: (usize, usize),
+}
+
+/// A view looking steeper than this (|horizontal part| of the unit viewing direction below it,
+/// about 75° down or up) says little about which side of the object it sees.
+const MIN_HORIZONTAL_VIEW: f64 = 0.25;
+
+/// The photos' image-up directions must agree this well (length of their mean unit vector) for
+/// a common "up" around which azimuths are measured: upright photos agree to ~1.
+const MIN_UP_AGREEMENT: f64 = 0.5;
+
+/// The widest gap in the azimuths the photos of `component` look from.
+///
+/// Rotations of the verified pairs are chained along a breadth-first tree from the first photo
+/// (`camera_j_from_root = camera_j_from_camera_i · camera_i_from_root`), giving every photo's
+/// viewing direction (+Z) and image-up direction (−Y) in the first camera's frame. Photos are
+/// taken upright, so the mean image-up is the object's vertical; the viewing directions'
+/// azimuths around it, sorted on the circle, leave gaps, and the widest is the side of the object
+/// least covered. `None` when fewer than [`MIN_LOOP_PHOTOS`] photos get a usable azimuth or the
+/// photos share no common up (cameras rolled every way).
+pub fn coverage_gap(graph: &OverlapGraph, component: &[usize]) -> Option<CoverageGap> {
+    let camera_from_root = chain_rotations(graph, *component.first()?);
+    let root_from_camera: Vec<(usize, DMat3)> = camera_from_root.iter().map(|(&k, r)| (k, r.transpose())).collect();
+    let up_sum: DVec3 = root_from_camera.iter().map(|(_, r)| *r * DVec3::NEG_Y).sum();
+    if up_sum.length() < MIN_UP_AGREEMENT * root_from_camera.len() as f64 {
+        return None;
+    }
+    let up = up_sum.normalize();
+    let east = up.any_orthonormal_vector();
+    let north = up.cross(east);
+    let mut azimuths: Vec<(f64, usize)> = root_from_camera
+        .iter()
+        .filter_map(|(k, r)| {
+            let view = *r * DVec3::Z;
+            let horizontal = view - view.dot(up) * up;
+            (horizontal.length() >= MIN_HORIZONTAL_VIEW)
+                .then(|| (horizontal.dot(north).atan2(horizontal.dot(east)).to_degrees(), *k))
+        })
+        .collect();
+    if azimuths.len() < MIN_LOOP_PHOTOS {
+        return None;
+    }
+    azimuths.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let last = azimuths.len() - 1;
+    let wrap = CoverageGap { degrees: azimuths[0].0 + 360.0 - azimuths[last].0, between: (azimuths[last].1, azimuths[0].1) };
+    let widest = azimuths
+        .windows(2)
+        .map(|w| CoverageGap { degrees: w[1].0 - w[0].0, between: (w[0].1, w[1].1) })
+        .fold(wrap, |widest, gap| if gap.degrees > widest.degrees { gap } else { widest });
+    Some(widest)
+}
+
+/// `camera_k_from_root` for every photo reachable from `root` over pairs with a rotation.
+fn chain_rotations(graph: &OverlapGraph, root: usize) -> BTreeMap<usize, DMat3> {
+    let mut known = BTreeMap::from([(root, DMat3::IDENTITY)]);
+    let mut queue = VecDeque::from([root]);
+    while let Some(i) = queue.pop_front() {
+        let Some(&camera_i_from_root) = known.get(&i) else { continue };
+        for &j in graph.neighbours.get(i).into_iter().flatten() {
+            if known.contains_key(&j) {
+                continue;
+            }
+            let j_from_i = match (graph.rotations.get(&(i, j)), graph.rotations.get(&(j, i))) {
+                (Some(j_from_i), _) => *j_from_i,
+                (None, Some(i_from_j)) => i_from_j.transpose(),
+                (None, None) => continue,
+            };
+            known.insert(j, j_from_i * camera_i_from_root);
+            queue.push_back(j);
+        }
+    }
+    known
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `camera_from_world` of an upright camera at azimuth `degrees` on a horizontal ring around
+    /// the origin (world +Z up), looking at the origin (OpenCV axes: +Y down).
+    fn ring_camera(degrees: f64) -> DMat3 {
+        let position = DVec3::new(degrees.to_radians().cos(), degrees.to_radians().sin(), 0.3);
+        let forward = (-position).normalize();
+        let down = DVec3::NEG_Z.reject_from(forward).normalize();
+        let right = down.cross(forward);
+        DMat3::from_cols(right, down, forward).transpose()
+    }
+
+    /// Cameras at `azimuths`, each verified with its next two, with exact relative rotations.
+    fn posed_ring(azimuths: &[f64], closed: bool) -> OverlapGraph {
+        let n = azimuths.len();
+        let pairs: Vec<(usize, usize)> = (0..n)
+            .flat_map(|i| [(i, i + 1), (i, i + 2)])
+            .filter_map(|(i, j)| if j < n { Some((i, j)) } else { closed.then_some((j % n, i)) })
+            .collect();
+        let mut graph = OverlapGraph::from_edges(n, pairs.iter().copied());
+        for &(i, j) in &pairs {
+            let (i, j) = (i.min(j), i.max(j));
+            graph.rotations.insert((i, j), ring_camera(azimuths[j]) * ring_camera(azimuths[i]).transpose());
+        }
+        graph
+    }
+
+    #[test]
+    fn coverage_gap_finds_the_side_no_photo_looks_from() {
+        let full: Vec<f64> = (0..24).map(|k| f64::from(k) * 15.0).collect();
+        let gap = coverage_gap(&posed_ring(&full, true), &(0..24).collect::<Vec<_>>()).unwrap();
+        assert!((gap.degrees - 15.0).abs() < 1e-6, "{gap:?}");
+        // Half a ring: 0°–180°, the other half unseen.
+        let half: Vec<f64> = (0..13).map(|k| f64::from(k) * 15.0).collect();
+        let gap = coverage_gap(&posed_ring(&half, false), &(0..13).collect::<Vec<_>>()).unwrap();
+        assert!((gap.degrees - 180.0).abs() < 1e-6, "{gap:?}");
+        let (a, b) = gap.between;
+        assert_eq!((a.min(b), a.max(b)), (0, 12), "the ends of the half ring");
+    }
 
     /// `n` photos in a ring, each overlapping its `reach` nearest on either side; `closed` links
     /// the ends.
@@ -229,9 +356,10 @@ mod tests {
             assert!(loop_closes(&ring(n, reach, true), &all), "closed ring of {n}, reach {reach}");
             assert!(!loop_closes(&ring(n, reach, false), &all), "open chain of {n}, reach {reach}");
         }
-        // A complete graph (every photo sees every other) covers the object.
-        let full = OverlapGraph::from_edges(6, (0..6).flat_map(|i| (i + 1..6).map(move |j| (i, j))));
-        assert!(loop_closes(&full, &(0..6).collect::<Vec<_>>()));
+        // Every photo overlapping every other: a narrow arc of views (SIFT does not match across
+        // opposite sides), not a loop.
+        let full = OverlapGraph::from_edges(11, (0..11).flat_map(|i| (i + 1..11).map(move |j| (i, j))));
+        assert!(!loop_closes(&full, &(0..11).collect::<Vec<_>>()));
         assert!(!loop_closes(&ring(3, 1, true), &[0, 1, 2]));
     }
 

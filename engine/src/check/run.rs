@@ -39,6 +39,11 @@ impl Default for CheckOptions {
     }
 }
 
+/// Photos smaller than the quick pass's size over this are upsampled first (SIFT's first octave
+/// at twice the resolution, as the SfM stage does for every photo): a 200-pixel photo gives too
+/// few keypoints at its own resolution to verify overlaps.
+const UPSAMPLE_BELOW_FRACTION: u32 = 2;
+
 /// One decoded photo: its measures and its quick-pass features with their camera (both in the
 /// quick pass's pixels).
 struct Analysis {
@@ -143,7 +148,11 @@ fn analyse(photo: &PhotoInfo, prior: Option<RadialCamera>, options: &CheckOption
     let (analysis, _) = gray_fitting(&decoded, options.analysis_side);
     let measures = measure_image(&decoded, &analysis);
     let (small, scale) = gray_fitting(&decoded, options.quick_match.sift.max_image_side);
-    let (keypoints, descriptors) = sift(&small, &options.quick_match.sift);
+    let mut sift_options = options.quick_match.sift.clone();
+    if small.width.max(small.height) < sift_options.max_image_side / UPSAMPLE_BELOW_FRACTION {
+        sift_options.first_octave = -1;
+    }
+    let (keypoints, descriptors) = sift(&small, &sift_options);
     let prior = prior.unwrap_or_else(|| RadialCamera::pinhole(photo.width, photo.height, 1.2 * f64::from(photo.width.max(photo.height))));
     let camera = RadialCamera::pinhole(small.width, small.height, prior.focal * scale);
     Ok(Analysis { measures, features: Features { keypoints, descriptors, colors: Vec::new() }, camera })
@@ -193,6 +202,7 @@ fn quick_match(
     let mut graph = OverlapGraph::from_edges(listed.photos.len(), edges.map(|(a, b)| (index(a), index(b))));
     graph.pairs_matched = local.pairs_matched;
     graph.flow = local.flow.iter().map(|(&(a, b), &flow)| ((index(a), index(b)), flow)).collect();
+    graph.rotations = local.rotations.iter().map(|(&(a, b), &rotation)| ((index(a), index(b)), rotation)).collect();
     Ok(graph)
 }
 

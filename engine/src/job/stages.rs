@@ -19,8 +19,8 @@ use super::{CancelFlag, JobError, JobSettings, Stage};
 use crate::check::{CheckReport, Verdict};
 use crate::dataset::Dataset;
 use crate::mesh::pipeline::{BASE_COLOR_FILE, MeshOptions, MeshProgress, export_mesh_dir, run_mesh_stage};
-use crate::sfm::pipeline::estimate_poses;
-use crate::sfm::pipeline::outputs::{TRANSFORMS_FILE, write_outputs};
+use crate::sfm::pipeline::outputs::{REPORT_FILE, TRANSFORMS_FILE, write_outputs};
+use crate::sfm::pipeline::{MIN_PHOTOS, estimate_poses};
 use crate::sfm::{Phase, PhaseProgress};
 use crate::train::background::auto_background;
 use crate::train::config::TrainConfig;
@@ -116,6 +116,18 @@ fn poses(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobErro
     })
     .map_err(|e| sfm_error(Stage::Poses, e))?;
     let report = write_outputs(&result, &dir).map_err(|e| sfm_error(Stage::Poses, e))?;
+    if report.registered < MIN_PHOTOS {
+        return Err(JobError::BadInput {
+            input: ctx.input.clone(),
+            problem: format!(
+                "only {} of {} photos got a camera pose (at least {MIN_PHOTOS} are needed): the photos overlap too \
+                 little; see {} for each photo's reason",
+                report.registered,
+                usable.len(),
+                dir.join(REPORT_FILE).display()
+            ),
+        });
+    }
     Ok(StageSummary::Poses(PosesSummary {
         photos: usable.len(),
         registered_images: report.registered,

@@ -67,17 +67,17 @@ pub enum ZipInputError {
     NotZip { zip: PathBuf, message: String },
     #[error("{zip}: lists {entries} entries, more than the limit of {limit} (an entry-count bomb?)")]
     TooManyEntries { zip: PathBuf, entries: usize, limit: usize },
-    #[error("{zip}: entry {entry:?} has an unsafe path (absolute, drive letter or `..`); refusing the whole ZIP")]
+    #[error("{zip}: entry \"{entry}\" has an unsafe path (absolute, drive letter or `..`); refusing the whole ZIP")]
     UnsafePath { zip: PathBuf, entry: String },
-    #[error("{zip}: entry {entry:?} is a symbolic link; ZIPs of photos must not contain links")]
+    #[error("{zip}: entry \"{entry}\" is a symbolic link; ZIPs of photos must not contain links")]
     Symlink { zip: PathBuf, entry: String },
-    #[error("{zip}: entry {entry:?} is encrypted; give an unencrypted ZIP")]
+    #[error("{zip}: entry \"{entry}\" is encrypted; give an unencrypted ZIP")]
     Encrypted { zip: PathBuf, entry: String },
-    #[error("{zip}: decompresses past {limit} bytes in total (at entry {entry:?}); a zip bomb or far too large")]
+    #[error("{zip}: decompresses past {limit} bytes in total (at entry \"{entry}\"); a zip bomb or far too large")]
     TooLarge { zip: PathBuf, entry: String, limit: u64 },
-    #[error("{zip}: entry {entry:?} expands more than {limit}:1 (a zip bomb?)")]
+    #[error("{zip}: entry \"{entry}\" expands more than {limit}:1 (a zip bomb?)")]
     RatioTooHigh { zip: PathBuf, entry: String, limit: f64 },
-    #[error("{zip}: entry {entry:?} cannot be read: {message}")]
+    #[error("{zip}: entry \"{entry}\" cannot be read: {message}")]
     Entry { zip: PathBuf, entry: String, message: String },
     #[error("{zip}: holds no files")]
     Empty { zip: PathBuf },

@@ -95,6 +95,11 @@ pub fn camera_up(cameras: &[Camera]) -> Option<[f32; 3]> {
 
 /// Runs every cleanup step of `options` on `mesh` (see the module docs).
 pub fn cleanup(mesh: &TriMesh, options: &CleanupOptions) -> Result<(TriMesh, CleanupReport), MeshError> {
+    if mesh.triangles.is_empty() {
+        return Err(MeshError::NoSurface(
+            "the mesh to clean up has no triangles: extract it again over a region that contains the object".into(),
+        ));
+    }
     let mut report = CleanupReport::default();
     let mut mesh = TriMesh { positions: mesh.positions.clone(), triangles: mesh.triangles.clone(), ..Default::default() };
     merge_duplicate_vertices(&mut mesh);
@@ -128,10 +133,31 @@ pub fn cleanup(mesh: &TriMesh, options: &CleanupOptions) -> Result<(TriMesh, Cle
     }
     remove_unreferenced_vertices(&mut mesh);
     if mesh.triangles.is_empty() {
-        return Err(MeshError::NoSurface("nothing is left after cleanup".into()));
+        return Err(MeshError::NoSurface(format!(
+            "nothing is left after cleanup ({} support plane cut, {} components dropped): the surface was only \
+             ground or floaters; check that the region contains the object, or keep the ground",
+            if report.ground.is_some() { "a" } else { "no" },
+            report.components_dropped
+        )));
+    }
+    if options.watertight {
+        check_outward(&mesh)?;
     }
     mesh.normals = vertex_normals(&mesh);
     Ok((mesh, report))
+}
+
+/// An error when the closed `mesh` encloses negative volume, i.e. faces inwards.
+fn check_outward(mesh: &TriMesh) -> Result<(), MeshError> {
+    let volume = super::metrics::enclosed_volume(mesh);
+    if volume < 0.0 {
+        return Err(MeshError::Inverted(format!(
+            "the closed surface encloses {volume:.3e} cubic units, so its triangles face inwards: the fused \
+             distances have the wrong sign; check the poses' camera convention (OpenCV: +Z forward, +Y down) \
+             and that masks mark the object with 1"
+        )));
+    }
+    Ok(())
 }
 
 /// Area-weighted vertex normals (unit length; zero for an isolated vertex).
@@ -540,6 +566,26 @@ mod tests {
     use super::*;
     use crate::mesh::marching_cubes::{Lattice, marching_cubes_dense};
     use crate::mesh::metrics::enclosed_volume;
+
+    #[test]
+    fn empty_and_inverted_meshes_are_clear_errors() {
+        let options = CleanupOptions { remove_ground: false, ..CleanupOptions::for_voxel_size(0.01) };
+        match cleanup(&TriMesh::default(), &options) {
+            Err(MeshError::NoSurface(why)) => assert!(why.contains("region that contains the object"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let sphere = TriMesh::uv_sphere(16, 32, |_| 1.0);
+        let (clean, _) = cleanup(&sphere, &options).unwrap();
+        assert!(enclosed_volume(&clean) > 4.0, "an outward sphere passes");
+        let mut inside_out = sphere.clone();
+        for t in &mut inside_out.triangles {
+            t.swap(1, 2);
+        }
+        match cleanup(&inside_out, &options) {
+            Err(e @ MeshError::Inverted(_)) => assert!(e.to_string().contains("face inwards"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
 
     /// A ball of radius `r` centred at height `c` sunk into a ground half-space (z < 0), plus a
     /// small floating ball, sampled on a grid over [-1, 1]³.

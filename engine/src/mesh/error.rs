@@ -16,4 +16,7 @@ pub enum MeshError {
     /// The fused volume holds no iso-surface: nothing was seen inside the region of interest.
     #[error("no surface found: {0}")]
     NoSurface(String),
+    /// A closed surface whose triangles face inwards (negative enclosed volume).
+    #[error("inverted mesh: {0}")]
+    Inverted(String),
 }

@@ -137,10 +137,7 @@ pub fn extract_surface(
     volume.allocate(&frames);
     tracing::info!("surface: region {min:?}..{max:?}, {} blocks allocated", volume.num_blocks());
     volume.integrate(&frames);
-    let mut mesh = volume.extract_mesh(options.min_weight);
-    if mesh.triangles.is_empty() {
-        return Err(MeshError::NoSurface(format!("the fused volume over {min:?}..{max:?} has no zero crossing")));
-    }
+    let mut mesh = volume.extract_surface(options.min_weight)?;
     mesh.normals = vertex_normals(&mesh);
     Ok(mesh)
 }

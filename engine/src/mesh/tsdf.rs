@@ -39,6 +39,15 @@ pub struct DepthFrame {
     pub depth: ImageGray,
 }
 
+/// Voxel counts of a fused volume (see [`TsdfVolume::census`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VoxelCensus {
+    pub allocated: usize,
+    pub observed: usize,
+    pub in_front: usize,
+    pub behind: usize,
+}
+
 #[derive(Clone, Debug)]
 struct Block {
     coord: [i32; 3],
@@ -250,6 +259,68 @@ impl TsdfVolume {
         (block.weight[local] >= min_weight).then_some(block.tsdf[local])
     }
 
+    /// How many voxels are allocated, observed at least `min_weight` times, and of those in
+    /// front of (positive) or behind (negative) the fused surface.
+    pub fn census(&self, min_weight: f32) -> VoxelCensus {
+        let mut census = VoxelCensus { allocated: self.blocks.len() * VOXELS_PER_BLOCK, ..Default::default() };
+        for block in &self.blocks {
+            for (&t, &w) in block.tsdf.iter().zip(&block.weight) {
+                if w >= min_weight {
+                    census.observed += 1;
+                    if t > 0.0 {
+                        census.in_front += 1;
+                    } else if t < 0.0 {
+                        census.behind += 1;
+                    }
+                }
+            }
+        }
+        census
+    }
+
+    /// [`Self::extract_mesh`], or when it is empty a [`MeshError::NoSurface`] that says why the
+    /// volume holds no surface and what to change.
+    pub fn extract_surface(&self, min_weight: f32) -> Result<TriMesh, MeshError> {
+        let mesh = self.extract_mesh(min_weight);
+        if !mesh.triangles.is_empty() {
+            return Ok(mesh);
+        }
+        let extent = Vec3::from_array(self.dims_blocks.map(|d| d as f32)) * (self.voxel_size * BLOCK as f32);
+        let region = format!("the region {:?}..{:?}", self.origin.to_array(), (self.origin + extent).to_array());
+        let census = self.census(min_weight);
+        let why = if census.allocated == 0 {
+            format!(
+                "no depth the views saw lies inside {region}: the region misses the object; give a region \
+                 that contains it (or let it be found automatically), and check that the poses belong to these photos"
+            )
+        } else if census.observed == 0 {
+            format!(
+                "no voxel of {region} was observed by {min_weight} or more views: use more views of the object \
+                 or lower the minimum weight"
+            )
+        } else if census.behind == 0 {
+            format!(
+                "all {} observed voxels of {region} are empty space (in front of every surface): the masks or \
+                 the depth renders carve everything away; check that the masks mark the object with 1 and that \
+                 the splats were trained for these cameras",
+                census.observed
+            )
+        } else if census.in_front == 0 {
+            format!(
+                "all {} observed voxels of {region} are behind the surface (the region lies inside the object): \
+                 enlarge the region so that it contains the whole object and the space around it",
+                census.observed
+            )
+        } else {
+            format!(
+                "{region} has {} voxels in front of and {} behind the surface but no crossing between \
+                 neighbours: use smaller voxels",
+                census.in_front, census.behind
+            )
+        };
+        Err(MeshError::NoSurface(why))
+    }
+
     /// The zero level set by marching cubes over the allocated blocks, using only voxels with at
     /// least `min_weight` observations.
     pub fn extract_mesh(&self, min_weight: f32) -> TriMesh {
@@ -343,6 +414,46 @@ mod tests {
         let mut v = TsdfVolume::new([origin; 3], [-origin; 3], voxel, 4.0 * voxel).unwrap();
         v.allocate(std::slice::from_ref(&empty));
         assert_eq!(v.num_blocks(), 0, "empty rays allocate nothing");
+    }
+
+    /// Fuses `frames` over the box `lo..hi` with 5 mm voxels (4 cm blocks), 2 cm truncation,
+    /// and extracts, checked.
+    fn fuse(frames: &[DepthFrame], lo: [f32; 3], hi: [f32; 3], min_weight: f32) -> Result<TriMesh, MeshError> {
+        let mut volume = TsdfVolume::new(lo, hi, 0.005, 0.02)?;
+        volume.allocate(frames);
+        volume.integrate(frames);
+        volume.extract_surface(min_weight)
+    }
+
+    fn no_surface_message(result: Result<TriMesh, MeshError>) -> String {
+        match result {
+            Err(MeshError::NoSurface(why)) => why,
+            other => panic!("expected NoSurface, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn degenerate_volumes_say_what_to_change() {
+        // Seen from +Y: the sphere's top is at y = 0.3 (0.2987 within 2 cm of the axis).
+        let seen = [sphere_depth(Vec3::new(0.0, 1.5, 0.01), 0.3, 128)];
+        assert!(fuse(&seen, [-0.5; 3], [0.5; 3], 1.0).is_ok(), "the sphere itself has a surface");
+        // Everything seen empty (a mask without object): nothing is allocated.
+        let mut empty = seen[0].clone();
+        empty.depth.pixels.fill(SEEN_EMPTY);
+        let why = no_surface_message(fuse(&[empty], [-0.5; 3], [0.5; 3], 1.0));
+        assert!(why.contains("region misses the object"), "{why}");
+        // The region is far from the sphere.
+        let why = no_surface_message(fuse(&seen, [2.0; 3], [3.0; 3], 1.0));
+        assert!(why.contains("region misses the object"), "{why}");
+        // One block (4 cm) just under the top, within the truncation band: all behind.
+        let why = no_surface_message(fuse(&seen, [-0.02, 0.25, -0.02], [0.019, 0.289, 0.019], 1.0));
+        assert!(why.contains("region lies inside the object"), "{why}");
+        // One block just above the top: all in front.
+        let why = no_surface_message(fuse(&seen, [-0.02, 0.305, -0.02], [0.019, 0.344, 0.019], 1.0));
+        assert!(why.contains("empty space"), "{why}");
+        // Seen by one view where two are required.
+        let why = no_surface_message(fuse(&seen, [-0.5; 3], [0.5; 3], 2.0));
+        assert!(why.contains("lower the minimum weight"), "{why}");
     }
 
     #[test]

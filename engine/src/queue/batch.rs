@@ -72,8 +72,7 @@ pub fn plan_batch(source: &Path, out: &Path, defaults: &JobSettings) -> Result<V
     let items = if is_csv {
         items_from_csv(source, out, defaults)?
     } else if is_zip(source) && source.is_file() {
-        let extracted = extract_zip(source, &out.join(BATCH_INPUT_DIR).join(input_stem(source)), &ZipLimits::default()).map_err(JobError::from)?;
-        items_from_folder(&extracted, out, defaults)?
+        items_from_folder(&extract_batch_zip(source, out)?, out, defaults)?
     } else if source.is_dir() {
         items_from_folder(source, out, defaults)?
     } else {
@@ -83,6 +82,16 @@ pub fn plan_batch(source: &Path, out: &Path, defaults: &JobSettings) -> Result<V
         return Err(bad_input(source, "lists no inputs"));
     }
     Ok(items)
+}
+
+/// Extracts a ZIP of folders into `out/batch-input/<zip name>`, replacing an extraction an
+/// earlier run left there (Kiln's own copy; the jobs hash their photos, so equal content resumes).
+fn extract_batch_zip(zip: &Path, out: &Path) -> Result<PathBuf, QueueError> {
+    let dest = out.join(BATCH_INPUT_DIR).join(input_stem(zip));
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest).map_err(QueueError::io(&dest))?;
+    }
+    Ok(extract_zip(zip, &dest, &ZipLimits::default()).map_err(JobError::from)?)
 }
 
 fn bad_input(path: &Path, problem: impl Into<String>) -> QueueError {

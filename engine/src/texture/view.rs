@@ -112,8 +112,8 @@ mod tests {
     fn a_textured_square_shows_its_texture_and_the_nearer_surface_wins() {
         // Left half red, right half blue.
         let texture = image::RgbImage::from_fn(8, 8, |x, _| if x < 4 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) });
-        // The square spans pixels 16..48 at depth 2 (x = ±1 → u = 32 ± 32·1/2).
-        let view = render_textured(&square(2.0, 1.0), &texture, &camera(), [0.5; 3]).unwrap();
+        // The square spans pixels 16..48 at depth 2 (x = ±0.5 → u = 32 ± 64·0.5/2).
+        let view = render_textured(&square(2.0, 0.5), &texture, &camera(), [0.5; 3]).unwrap();
         let at = |x: u32, y: u32| (view.image.pixels[(y * 64 + x) as usize], view.covered[(y * 64 + x) as usize]);
         assert_eq!(at(2, 2), ([0.5; 3], false));
         assert_eq!(at(20, 32), ([1.0, 0.0, 0.0], true));
@@ -121,7 +121,7 @@ mod tests {
         let covered = view.covered.iter().filter(|&&c| c).count();
         assert!((covered as i64 - 32 * 32).abs() <= 64, "{covered} pixels");
         // A smaller grey square nearer the camera hides the middle.
-        let mut both = square(2.0, 1.0);
+        let mut both = square(2.0, 0.5);
         let near = square(1.0, 0.1);
         both.positions.extend(&near.positions);
         both.uvs.extend(vec![[0.0, 0.0]; 4]);

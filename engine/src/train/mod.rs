@@ -265,7 +265,7 @@ impl Saver<'_> {
     /// Whether the periodic schedule asks for a checkpoint after `step` (never after the last).
     fn is_due(&self, step: u32, total: u32) -> bool {
         let every = self.checkpointing.every;
-        every > 0 && step % every == 0 && step < total
+        every > 0 && step.is_multiple_of(every) && step < total
     }
 }
 

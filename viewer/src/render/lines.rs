@@ -9,7 +9,7 @@ use kiln_engine::camera::Camera;
 use kiln_engine::gpu::GpuContext;
 use wgpu::util::DeviceExt;
 
-use super::{ACCUM_FORMAT, DEPTH_FORMAT, VIEW_WGSL};
+use super::{accum_format, DEPTH_FORMAT, VIEW_WGSL};
 use crate::scene::Scene;
 
 /// Frustum depth as a fraction of the scene's bounding-box diagonal: visible, yet small enough
@@ -138,11 +138,11 @@ fn pipeline(
             module,
             entry_point: Some(entry_point),
             compilation_options: Default::default(),
-            buffers: &[wgpu::VertexBufferLayout {
+            buffers: &[Some(wgpu::VertexBufferLayout {
                 array_stride: size_of::<LineVertex>() as u64,
                 step_mode,
                 attributes: &attributes,
-            }],
+            })],
         },
         primitive: wgpu::PrimitiveState { topology, ..Default::default() },
         depth_stencil: Some(wgpu::DepthStencilState {
@@ -157,7 +157,7 @@ fn pipeline(
             module,
             entry_point: Some("fs_main"),
             compilation_options: Default::default(),
-            targets: &[Some(wgpu::ColorTargetState { format: ACCUM_FORMAT, blend: None, write_mask: wgpu::ColorWrites::ALL })],
+            targets: &[Some(wgpu::ColorTargetState { format: accum_format(device), blend: None, write_mask: wgpu::ColorWrites::ALL })],
         }),
         multiview_mask: None,
         cache: None,

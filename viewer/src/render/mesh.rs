@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use kiln_engine::gpu::GpuContext;
 use wgpu::util::DeviceExt;
 
-use super::{ACCUM_FORMAT, DEPTH_FORMAT, SRGB_WGSL, VIEW_WGSL};
+use super::{accum_format, DEPTH_FORMAT, SRGB_WGSL, VIEW_WGSL};
 use crate::scene::{MeshLayer, MeshPrimitive};
 
 /// Interleaved vertex: position, normal, UV, linear RGBA colour.
@@ -261,11 +261,11 @@ fn mesh_pipeline(
             module,
             entry_point: Some(vs),
             compilation_options: Default::default(),
-            buffers: &[wgpu::VertexBufferLayout {
+            buffers: &[Some(wgpu::VertexBufferLayout {
                 array_stride: size_of::<Vertex>() as u64,
                 step_mode: wgpu::VertexStepMode::Vertex,
                 attributes: &attributes,
-            }],
+            })],
         },
         // Both faces are drawn: scanned meshes are often open, and the inside should not vanish.
         primitive: wgpu::PrimitiveState { topology, ..Default::default() },
@@ -281,7 +281,7 @@ fn mesh_pipeline(
             module,
             entry_point: Some(fs),
             compilation_options: Default::default(),
-            targets: &[Some(wgpu::ColorTargetState { format: ACCUM_FORMAT, blend: None, write_mask: wgpu::ColorWrites::ALL })],
+            targets: &[Some(wgpu::ColorTargetState { format: accum_format(device), blend: None, write_mask: wgpu::ColorWrites::ALL })],
         }),
         multiview_mask: None,
         cache: None,

@@ -13,7 +13,7 @@ use kiln_engine::gpu::sort::{RadixSorter, SortedKeys};
 use kiln_engine::gpu::{GpuContext, GpuSplats};
 use kiln_engine::render::{MAX_ALPHA, MIN_ALPHA, TILE_SIZE};
 
-use super::{ACCUM_FORMAT, DEPTH_FORMAT, VIEW_WGSL};
+use super::{accum_format, DEPTH_FORMAT, VIEW_WGSL};
 use crate::ViewerError;
 use crate::scene::SplatLayer;
 
@@ -256,7 +256,7 @@ fn draw_pipeline(device: &wgpu::Device, view_layout: &wgpu::BindGroupLayout) -> 
             entry_point: Some("fs_main"),
             compilation_options: Default::default(),
             targets: &[Some(wgpu::ColorTargetState {
-                format: ACCUM_FORMAT,
+                format: accum_format(device),
                 blend: Some(wgpu::BlendState { color: premultiplied_over, alpha: premultiplied_over }),
                 write_mask: wgpu::ColorWrites::ALL,
             })],

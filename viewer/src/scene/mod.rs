@@ -271,8 +271,8 @@ fn load_ply(path: &Path) -> Result<Scene, ViewerError> {
     if mesh.num_triangles() > 0 {
         return Ok(Scene { mesh: Some(glb::mesh_layer_from_trimesh(&mesh, None, path)), ..Scene::default() });
     }
-    let cloud = Dataset::read_ply(path)?;
-    Ok(Scene { points: points_of(cloud.points.as_ref()), ..Scene::default() })
+    let cloud = kiln_engine::dataset::PointCloud::read_ply(path)?;
+    Ok(Scene { points: points_of(Some(&cloud)), ..Scene::default() })
 }
 
 /// Cameras and sparse points of a dataset.

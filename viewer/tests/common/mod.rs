@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_engine::gpu::{DevicePreference, GpuContext};
+use kiln_engine::gpu::GpuContext;
 use kiln_engine::image_buf::ImageRgb;
 
 pub fn workspace_root() -> PathBuf {
@@ -26,7 +26,7 @@ pub fn bunny_mini() -> PathBuf {
 /// A device on any adapter, software included; `None` (with a loud SKIPPED line) when the
 /// machine has no wgpu adapter at all.
 pub fn gpu() -> Option<GpuContext> {
-    match GpuContext::new(DevicePreference::AllowSoftware) {
+    match kiln_viewer::headless::open_device() {
         Ok(ctx) => {
             eprintln!("adapter: {}", ctx.name());
             Some(ctx)
