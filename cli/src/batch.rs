@@ -58,7 +58,7 @@ pub fn run(args: &BatchArgs) -> Result<()> {
     let items = plan_batch(&args.source, &out, &args.settings.job_settings())?;
     eprintln!("{} item(s) from {}; results in {}", items.len(), args.source.display(), out.display());
     let cancel = interrupt::cancel_on_ctrl_c();
-    let mut runner = kiln_engine::queue::run_real_job;
+    let mut runner = run_real_job;
     let count = items.len();
     let report = run_batch(&args.source, &items, &mut runner, &cancel, &mut |index, result| {
         eprintln!("[{}/{count}] {} {}", index + 1, status_name(result.status), result.input.display());
@@ -109,7 +109,8 @@ fn print_table(report: &BatchReport) {
         };
         let psnr = metrics.psnr.map_or_else(|| "-".into(), |p| format!("{p:.2}"));
         let triangles = metrics.triangles.map_or_else(|| "-".into(), |t| t.to_string());
-        let detail = item.error.as_deref().map_or_else(|| item.input.display().to_string(), |e| format!("{}: {e}", item.input.display()));
+        // Errors name their input already.
+        let detail = item.error.clone().unwrap_or_else(|| item.input.display().to_string());
         println!("{:<4} {:<10} {:>8.1} {:>11} {:>8} {:>10}  {detail}", index + 1, status_name(item.status), item.seconds, registered, psnr, triangles);
     }
     println!("{} done, {} failed in {:.1} s", report.done, report.failed, report.seconds);

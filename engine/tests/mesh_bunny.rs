@@ -174,9 +174,15 @@ fn geometry_against_the_gt_mesh() {
         m.recall,
         m.fscore
     );
-    // BOUNDS: see the measured figures in the final block below.
-    assert!(m.chamfer_mean < 0.004, "{m:?}");
-    assert!(m.fscore > 0.1, "{m:?}");
+    // Measured (this run's splats are deterministic: 36 479 splats every time): Chamfer 1.28 mm
+    // (accuracy 1.29, completeness 1.27), F@1mm 0.633, 65 918 triangles from 1.47 mm voxels. At
+    // 200 px a pixel covers ~2.5 mm of the bunny, so sub-millimetre agreement is not expected
+    // here (400 px splats reach 0.99 mm / 0.735). The bounds leave ~50 % headroom for
+    // floating-point noise in training, yet fail on a real regression: the former median depth
+    // (T = ½) gave 2.44 mm / 0.19 on these splats, a lost ground cut or a wrong region 4–28 mm,
+    // and a camera-convention error gives no surface or ≫ 10 mm.
+    assert!(m.chamfer_mean < 0.002, "{m:?}");
+    assert!(m.fscore > 0.45, "{m:?}");
     assert!(enclosed_volume(&mesh) > 0.0, "outward-facing triangles");
 }
 
@@ -213,8 +219,12 @@ fn texture_against_held_out_photos() {
         "held out, inside the masks ({count} pixels, {uncovered} not covered by the mesh): textured mesh {mesh_psnr:.2} dB, splats {splat_psnr:.2} dB, gap {:.2} dB",
         splat_psnr - mesh_psnr
     );
-    // BOUNDS: see the measured figures.
-    assert!(splat_psnr - mesh_psnr < 6.0, "mesh {mesh_psnr:.2} dB vs splats {splat_psnr:.2} dB");
+    // Measured: textured mesh 28.54 dB, splats 30.12 dB on the same 18 262 pixels (216 of them
+    // not covered by the mesh, at the cut bottom), gap 1.58 dB. The goal, within 2 dB of
+    // the splats, is the bound (so that the splats getting worse cannot hide a worse texture,
+    // the mesh must also stay above 25 dB, 3.5 dB under its measurement).
+    assert!(splat_psnr - mesh_psnr < 2.0, "mesh {mesh_psnr:.2} dB vs splats {splat_psnr:.2} dB");
+    assert!(mesh_psnr > 25.0, "mesh {mesh_psnr:.2} dB");
 }
 
 #[test]

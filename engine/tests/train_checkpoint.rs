@@ -354,7 +354,7 @@ mod train_checkpoint {
         let (stopped, first_reports) = resumable_on(&mut first, &scene, &config, &path, 0, Some(STOP_AT));
         assert!(matches!(stopped, Err(TrainError::Stopped { step: STOP_AT })));
         let saved = load(&path).unwrap();
-        assert_eq!(saved.state, first.state().unwrap(), "the checkpoint holds the device's state");
+        assert!(saved.state == first.state().unwrap(), "the checkpoint must hold the device's state");
 
         let mut second = gpu();
         let (resumed, second_reports) = resumable_on(&mut second, &scene, &config, &path, 0, None);
@@ -368,9 +368,12 @@ mod train_checkpoint {
         let (a, b) = (params(&resumed.splats), params(&reference_result.splats));
         let mean_shift = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
         eprintln!("resumed vs uninterrupted GPU run: loss {relative:e} (relative), means {mean_shift:e} (max abs)");
-        // Measured on lavapipe: see the report. A wrong restore (Adam moments, step count, RNG,
-        // SH degree) changes the loss by percents within a few steps.
-        assert!(relative <= 2e-4, "largest relative loss difference {relative}");
-        assert!(mean_shift <= 1e-3, "largest difference of a splat centre {mean_shift}");
+        // Two GPU runs differ by their atomics' summation order, which Adam amplifies (see
+        // gpu_train.rs). Measured on lavapipe over 5 runs: loss 2e-7 to 1.2e-4, centres 2e-9 to
+        // 1.3e-5. A wrong restore (Adam moments, step count, RNG, SH degree) changes the loss by
+        // far more within a few steps (first moments zeroed on load, tried once: loss 8.5e-2,
+        // centres 1.3e-4).
+        assert!(relative <= 2e-3, "largest relative loss difference {relative}");
+        assert!(mean_shift <= 1e-4, "largest difference of a splat centre {mean_shift}");
     }
 }

@@ -12,8 +12,12 @@
 //!   (Kiln's or the INRIA/gsplat/Brush layout), a GLB/glTF, a COLMAP model, a `transforms.json`
 //!   or a job folder.
 //! - `render`: [`render::SceneRenderer`] draws a scene into any wgpu colour target for a given
-//!   camera with [`render::RenderOptions`] and returns [`render::FrameStats`].
-//! - `headless`: renders to PNG on any adapter (lavapipe in CI), orbit and turntable cameras.
+//!   camera with [`render::RenderOptions`] and returns [`render::FrameStats`]. A device opened
+//!   for it should request [`render::device_limits`] and [`render::device_features`] (32-bit
+//!   float blending keeps splat renders within 0.02 dB of the trainer's).
+//! - `headless`: [`headless::HeadlessRenderer`] renders to an `RgbaImage` / PNG on any adapter
+//!   (lavapipe in CI; [`headless::open_device`]), [`headless::orbit_camera`] and
+//!   [`headless::fit_distance`] for thumbnails and turntables.
 //! - `app` (feature `window`): the eframe window.
 //! - `error`: [`ViewerError`].
 

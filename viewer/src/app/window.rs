@@ -555,7 +555,7 @@ fn save_png(path: &std::path::Path, image: &egui::ColorImage) -> Result<(), Wind
     image::DynamicImage::ImageRgba8(buffer)
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|error| failed(error.to_string()))?;
-    kiln_engine::atomic_file::write_atomically(path, &png).map_err(|error| failed(error.to_string()))
+    kiln_engine::atomic_file::write_atomically(path, |file| std::io::Write::write_all(file, &png)).map_err(|error| failed(error.to_string()))
 }
 
 #[cfg(test)]
