@@ -78,7 +78,7 @@ pub enum Enqueued {
     /// A new row, queued.
     New(i64),
     /// The content hash was already in the queue: this row has it.
-    AlreadyKnown(QueuedJob),
+    AlreadyKnown(Box<QueuedJob>),
 }
 
 /// A connection to the queue database.
@@ -138,7 +138,7 @@ impl QueueStore {
             return Ok(Enqueued::New(self.connection.last_insert_rowid()));
         }
         let known = self.find_by_hash(content_hash)?.ok_or_else(|| self.corrupt(format!("hash {content_hash} vanished")))?;
-        Ok(Enqueued::AlreadyKnown(known))
+        Ok(Enqueued::AlreadyKnown(Box::new(known)))
     }
 
     pub fn find_by_hash(&self, content_hash: &str) -> Result<Option<QueuedJob>, QueueError> {

@@ -149,11 +149,16 @@ impl Scene {
     }
 
     /// Axis-aligned `(min, max)` over every layer (a unit cube around the origin when empty).
-    /// Splats count by their centres, cameras by their centres.
+    /// Splats count by their 3σ boxes, cameras by their centres.
     pub fn bounds(&self) -> ([f32; 3], [f32; 3]) {
         let mut points: Vec<[f32; 3]> = Vec::new();
         if let Some(layer) = &self.splats {
-            points.extend_from_slice(&layer.splats.means);
+            // Each splat by its 3σ box, so that a lone splat still has a size to frame.
+            for (mean, log_scale) in layer.splats.means.iter().zip(&layer.splats.log_scales) {
+                let reach = 3.0 * log_scale.iter().copied().fold(f32::NEG_INFINITY, f32::max).exp();
+                points.push(mean.map(|v| v - reach));
+                points.push(mean.map(|v| v + reach));
+            }
         }
         if let Some(mesh) = &self.mesh {
             for primitive in &mesh.primitives {
