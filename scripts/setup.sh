@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages Kiln needs on a fresh Debian machine (idempotent, needs root or
-# sudo). The Rust toolchain itself (>= 1.85, via rustup) must already be there.
+# sudo). The Rust toolchain itself (>= 1.95, via rustup) must already be there.
 set -euo pipefail
 
 # mesa-vulkan-drivers: lavapipe, the software Vulkan driver the GPU backend runs on without a GPU.
 # libvulkan1: the Vulkan loader wgpu opens. vulkan-tools: `vulkaninfo` for diagnosing adapters.
-PACKAGES=(mesa-vulkan-drivers libvulkan1 vulkan-tools pkg-config)
+# xvfb, x11-apps (xwd), x11-utils (xwininfo): the `kiln view` test opens the real window on a
+# virtual X display and screenshots it.
+PACKAGES=(mesa-vulkan-drivers libvulkan1 vulkan-tools pkg-config xvfb x11-apps x11-utils)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -27,7 +29,7 @@ if ((${#missing[@]})); then
 fi
 
 if ! command -v cargo >/dev/null; then
-  echo "setup: cargo not found; install Rust >= 1.85 with rustup first" >&2
+  echo "setup: cargo not found; install Rust >= 1.95 with rustup first" >&2
   exit 1
 fi
 echo "setup: system packages present"

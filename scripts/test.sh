@@ -20,6 +20,11 @@ export KILN_USDZ_VALIDATOR="$VALIDATORS/validate-usdz"
 cargo test --workspace --locked
 
 # Quality gates that need optimised code (ignored in debug builds): held-out PSNR of training, and
-# pose accuracy of structure from motion on bunny-synth, fox and sceaux-castle. The CPU build
-# alone, so this compiles no wgpu.
-cargo test --release --locked -p kiln-engine --no-default-features --test train --test sfm_datasets -- --ignored --nocapture
+# pose accuracy of structure from motion on bunny-synth, fox and sceaux-castle, mesh geometry
+# (Chamfer, F-score) and texture PSNR against bunny-synth's ground truth. The CPU build alone, so
+# this compiles no wgpu.
+cargo test --release --locked -p kiln-engine --no-default-features --test train --test sfm_datasets --test mesh_bunny -- --ignored --nocapture
+
+# One command from photos to validated GLB/USDZ on bunny-synth (no poses given), and a job killed
+# with SIGKILL during training that resumes without recomputing its poses.
+cargo test --release --locked -p kiln --no-default-features --test cli_reconstruct -- --ignored --nocapture
