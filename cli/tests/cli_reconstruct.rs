@@ -91,8 +91,13 @@ fn validate(variable: &str, file: &Path) {
 /// Runs `kiln reconstruct <input> --out <out> <args>` and expects exit code `code` with an error
 /// naming `named`; the input is untouched and nothing is half-written.
 fn expect_refusal(input: &Path, out: &Path, args: &[&str], code: i32, named: &Path) -> String {
+    expect_refusal_from(kiln(), input, out, args, code, named)
+}
+
+/// As [`expect_refusal`], running `command` (kiln, possibly wrapped).
+fn expect_refusal_from(mut command: Command, input: &Path, out: &Path, args: &[&str], code: i32, named: &Path) -> String {
     let before = snapshot(input);
-    let output = kiln().arg("reconstruct").arg(input).arg("--out").arg(out).args(args).output().unwrap();
+    let output = command.arg("reconstruct").arg(input).arg("--out").arg(out).args(args).output().unwrap();
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(code), "stderr: {text}");
     assert!(text.contains(&*named.to_string_lossy()), "the message names {}: {text}", named.display());
@@ -157,14 +162,23 @@ fn unwritable_output_folder_fails_with_exit_1_naming_it() {
     let locked = root.join("locked");
     std::fs::create_dir_all(&locked).unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let mut command = kiln();
     if std::fs::write(locked.join("probe"), b"x").is_ok() {
-        println!("SKIPPED: running as root (or with CAP_DAC_OVERRIDE): chmod does not stop writes here");
-        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::remove_dir_all(&root).unwrap();
-        return;
+        // Root (or CAP_DAC_OVERRIDE) writes through chmod: run kiln as `nobody` instead, as a user
+        // without rights on the folder would.
+        std::fs::remove_file(locked.join("probe")).unwrap();
+        if !Path::new("/usr/bin/setpriv").exists() {
+            println!("SKIPPED: running as root without setpriv (util-linux): chmod does not stop writes here");
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::remove_dir_all(&root).unwrap();
+            return;
+        }
+        command = Command::new("/usr/bin/setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(env!("CARGO_BIN_EXE_kiln"));
+        command.env("KILN_LOG", "warn");
     }
     let out = locked.join("job");
-    let text = expect_refusal(&fixture_images(), &out, &TINY, 1, &out);
+    let text = expect_refusal_from(command, &fixture_images(), &out, &TINY, 1, &out);
     assert!(text.to_lowercase().contains("permission"), "{text}");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::remove_dir_all(&root).unwrap();

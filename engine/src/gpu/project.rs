@@ -84,6 +84,8 @@ pub struct ProjectKernels {
 
 /// WGSL shared by both projection kernels: SH basis, quaternion rotation, the 2D covariance.
 const PROJECT_COMMON: &str = include_str!("shaders/project_common.wgsl");
+/// How the projection kernels read SH coefficients: f32, the trainer's layout.
+const SH_F32: &str = include_str!("shaders/sh_f32.wgsl");
 
 impl ProjectKernels {
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
@@ -91,12 +93,12 @@ impl ProjectKernels {
             forward: Kernel::new(
                 ctx,
                 "project_forward",
-                &[PROJECT_COMMON, include_str!("shaders/project_forward.wgsl")],
+                &[PROJECT_COMMON, SH_F32, include_str!("shaders/project_forward.wgsl")],
             )?,
             backward: Kernel::new(
                 ctx,
                 "project_backward",
-                &[PROJECT_COMMON, include_str!("shaders/project_backward.wgsl")],
+                &[PROJECT_COMMON, SH_F32, include_str!("shaders/project_backward.wgsl")],
             )?,
         })
     }

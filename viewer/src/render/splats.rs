@@ -10,7 +10,8 @@ use glam::Mat3;
 use kiln_engine::camera::Camera;
 use kiln_engine::gpu::context::{Kernel, workgroups_for};
 use kiln_engine::gpu::sort::{RadixSorter, SortedKeys};
-use kiln_engine::gpu::{GpuContext, GpuSplats};
+use kiln_engine::gpu::{GpuContext, GpuError, SH_FLOATS};
+use kiln_engine::splats::Splats;
 use kiln_engine::render::{MAX_ALPHA, MIN_ALPHA, TILE_SIZE};
 
 use super::{accum_format, DEPTH_FORMAT, VIEW_WGSL};
@@ -21,6 +22,57 @@ use crate::scene::SplatLayer;
 const PROJECTED_FLOATS: u64 = 16;
 /// Bits of the depth sort key: a whole `f32`.
 const DEPTH_KEY_BITS: u32 = 32;
+
+/// Splat parameters on the device for drawing: the trainer's layout (`kiln_engine::gpu::GpuSplats`)
+/// except the SH coefficients, stored as f16 pairs (`shaders/sh_f16.wgsl`) to halve the largest
+/// buffer.
+struct DrawSplats {
+    means: wgpu::Buffer,
+    log_scales: wgpu::Buffer,
+    rotations: wgpu::Buffer,
+    opacity_logits: wgpu::Buffer,
+    sh: wgpu::Buffer,
+    len: u32,
+    sh_degree: u32,
+}
+
+impl DrawSplats {
+    fn upload(ctx: &GpuContext, splats: &Splats) -> Result<Self, ViewerError> {
+        let expected = splats.len();
+        for (field, got) in [
+            ("log_scales", splats.log_scales.len()),
+            ("rotations", splats.rotations.len()),
+            ("opacity_logits", splats.opacity_logits.len()),
+            ("sh", splats.sh.len()),
+        ] {
+            if got != expected {
+                return Err(GpuError::SplatFieldLength { field, got, expected }.into());
+            }
+        }
+        let len = u32::try_from(expected)
+            .map_err(|_| GpuError::TooLarge { what: "splat count", got: expected as u64, max: u32::MAX.into() })?;
+        let sh = pack_sh_f16(splats);
+        ctx.check_binding_size("SH buffer (f16)", sh.len() as u64 * 4)?;
+        Ok(Self {
+            means: ctx.upload("means", &splats.means),
+            log_scales: ctx.upload("log_scales", &splats.log_scales),
+            rotations: ctx.upload("rotations", &splats.rotations),
+            opacity_logits: ctx.upload("opacity_logits", &splats.opacity_logits),
+            sh: ctx.upload("sh f16", &sh),
+            len,
+            sh_degree: splats.sh_degree,
+        })
+    }
+}
+
+/// The SH coefficients as f16, two per word (even index in the low half, as WGSL's
+/// `unpack2x16float` reads them).
+fn pack_sh_f16(splats: &Splats) -> Vec<u32> {
+    let floats = splats.sh.iter().flat_map(|coeffs| coeffs.iter().flatten().copied());
+    let halves: Vec<u16> = floats.map(|v| half::f16::from_f32(v).to_bits()).collect();
+    debug_assert_eq!(halves.len(), splats.len() * SH_FLOATS);
+    halves.chunks(2).map(|pair| u32::from(pair[0]) | (u32::from(pair.get(1).copied().unwrap_or(0)) << 16)).collect()
+}
 
 /// Mirrors the engine prelude's `struct Frame` (`gpu::project::FrameUniforms`, 144 bytes).
 #[repr(C)]
@@ -90,7 +142,7 @@ pub(super) struct SplatRenderer {
 
 impl SplatRenderer {
     pub fn new(ctx: &GpuContext, view_layout: &wgpu::BindGroupLayout, layer: &SplatLayer) -> Result<Self, ViewerError> {
-        let gpu = GpuSplats::upload(ctx, &layer.splats)?;
+        let gpu = DrawSplats::upload(ctx, &layer.splats)?;
         let n = u64::from(gpu.len);
         ctx.check_binding_size("projected splats", n * PROJECTED_FLOATS * 4)?;
         let frame = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -109,6 +161,7 @@ impl SplatRenderer {
             "viewer splat project",
             &[
                 include_str!("../../../engine/src/gpu/shaders/project_common.wgsl"),
+                include_str!("shaders/sh_f16.wgsl"),
                 include_str!("shaders/splat_project.wgsl"),
             ],
         )?;

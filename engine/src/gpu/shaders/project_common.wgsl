@@ -45,11 +45,6 @@ fn sh_basis(d: vec3<f32>, degree: u32) -> array<f32, 16> {
     return y;
 }
 
-// SH coefficient `k` (RGB) of splat `i`.
-fn sh_coeff(i: u32, k: u32) -> vec3<f32> {
-    let base = i * 48u + k * 3u;
-    return vec3<f32>(sh[base], sh[base + 1u], sh[base + 2u]);
-}
 
 // Rotation matrix of a unit quaternion (w, x, y, z).
 fn quat_to_mat(q: vec4<f32>) -> mat3x3<f32> {

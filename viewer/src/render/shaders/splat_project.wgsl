@@ -1,6 +1,6 @@
 // Splat projection for drawing (kiln_engine::render, steps 1-8), one thread per splat. The
 // engine's prelude (constants, `Frame`, `tile_rect`, `linear_thread`) and its
-// `project_common.wgsl` (SH basis, covariance, clamped Jacobian) come first, so the maths is the
+// `project_common.wgsl` (SH basis, covariance, clamped Jacobian) and `sh_f16.wgsl` come first, so the maths is the
 // trainer's own code. Per splat it writes 4 vec4s:
 //   [mean_x, mean_y, ndc depth (near / z), opacity], [conic a, b, c, 0], [rgb, 0],
 //   [x0, y0, x1, y1]: the pixel rectangle the quad covers, empty (all 0) when culled.
@@ -14,7 +14,7 @@
 @group(0) @binding(3) var<storage, read> log_scales: array<f32>;
 @group(0) @binding(4) var<storage, read> rotations: array<f32>;
 @group(0) @binding(5) var<storage, read> opacity_logits: array<f32>;
-@group(0) @binding(6) var<storage, read> sh: array<f32>;
+@group(0) @binding(6) var<storage, read> sh: array<u32>;
 @group(0) @binding(7) var<storage, read_write> out_splats: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> depth_keys: array<u32>;
 @group(0) @binding(9) var<storage, read_write> splat_ids: array<u32>;
