@@ -62,6 +62,8 @@ fn train_writes_splats_and_metrics_and_prints_json() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
+/// Only in builds with the wgpu backend: without it `--device gpu` is refused by design.
+#[cfg(feature = "gpu")]
 #[test]
 fn train_on_gpu_backend_runs_through_the_cli() {
     let out = fresh_dir("train-gpu");
