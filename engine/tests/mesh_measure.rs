@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-use glam::{Vec2, Vec3};
 use kiln_engine::camera::Camera;
 use kiln_engine::dataset::Dataset;
 use kiln_engine::image_buf::ImageGray;
@@ -15,6 +14,7 @@ use kiln_engine::mesh::TriMesh;
 use kiln_engine::mesh::ply::read_mesh;
 use kiln_engine::mesh::surface::{DepthMode, SurfaceOptions, SurfaceView, render_depth};
 use kiln_engine::render::render;
+use kiln_engine::texture::bake::depth_buffer;
 
 fn datasets_dir() -> PathBuf {
     match std::env::var_os("KILN_DATASETS") {
@@ -23,43 +23,13 @@ fn datasets_dir() -> PathBuf {
     }
 }
 
-/// Camera-frame depth of `mesh` at every pixel of `camera` (z-buffer, 0 where it is not).
+/// Camera-frame depth of `mesh` at every pixel of `camera` (the baker's z-buffer), 0 where it
+/// is not.
 fn mesh_depth(mesh: &TriMesh, camera: &Camera) -> ImageGray {
-    let (w, h) = (camera.width() as usize, camera.height() as usize);
-    let mut depth = vec![f32::INFINITY; w * h];
-    let camera_from_world = camera.camera_from_world();
-    for t in &mesh.triangles {
-        let p = t.map(|v| camera_from_world.transform_point(Vec3::from(mesh.positions[v as usize])));
-        if p.iter().any(|q| q.z <= 1e-4) {
-            continue;
-        }
-        let s = p.map(|q| Vec2::from(camera.intrinsics.project(q)));
-        let area = (s[1] - s[0]).perp_dot(s[2] - s[0]);
-        if area.abs() < 1e-12 {
-            continue;
-        }
-        let lo = s[0].min(s[1]).min(s[2]).max(Vec2::ZERO);
-        let hi = s[0].max(s[1]).max(s[2]).min(Vec2::new(w as f32, h as f32));
-        for y in lo.y.floor() as usize..(hi.y.ceil() as usize).min(h) {
-            for x in lo.x.floor() as usize..(hi.x.ceil() as usize).min(w) {
-                let c = Vec2::new(x as f32 + 0.5, y as f32 + 0.5);
-                let b = [
-                    (s[2] - s[1]).perp_dot(c - s[1]) / area,
-                    (s[0] - s[2]).perp_dot(c - s[2]) / area,
-                    (s[1] - s[0]).perp_dot(c - s[0]) / area,
-                ];
-                if b.iter().any(|&v| v < 0.0) {
-                    continue;
-                }
-                let z = 1.0 / (b[0] / p[0].z + b[1] / p[1].z + b[2] / p[2].z);
-                depth[y * w + x] = depth[y * w + x].min(z);
-            }
-        }
-    }
     ImageGray {
-        width: w as u32,
-        height: h as u32,
-        pixels: depth.into_iter().map(|d| if d.is_finite() { d } else { 0.0 }).collect(),
+        width: camera.width(),
+        height: camera.height(),
+        pixels: depth_buffer(mesh, camera).into_iter().map(|d| if d.is_finite() { d } else { 0.0 }).collect(),
     }
 }
 

@@ -491,7 +491,7 @@ impl<const K: usize> TopK<K> {
 
 /// Camera-frame depth (OpenCV +Z) of the nearest surface at each pixel centre, `+∞` where none.
 /// Triangles reaching behind the camera are left out.
-pub(crate) fn depth_buffer(mesh: &TriMesh, camera: &Camera) -> Vec<f32> {
+pub fn depth_buffer(mesh: &TriMesh, camera: &Camera) -> Vec<f32> {
     let (width, height) = (camera.width(), camera.height());
     let mut depth = vec![f32::INFINITY; width as usize * height as usize];
     let camera_from_world = camera.camera_from_world();
