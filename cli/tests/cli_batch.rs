@@ -8,27 +8,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-/// `$KILN_DATASETS/bunny-synth/images` (default `../shared/datasets` beside the workspace).
-fn synth_images() -> Option<PathBuf> {
-    let root = std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
-    let dir = root.join("bunny-synth/images");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("SKIPPED: bunny-synth not found at {} (set KILN_DATASETS)", dir.display());
-        None
-    }
-}
-
-fn kiln() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    command.env("KILN_LOG", "warn");
-    command
-}
+mod common;
+use common::{kiln, synth_images};
 
 fn fresh_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kiln-cli-batch-{name}-{}", std::process::id()));

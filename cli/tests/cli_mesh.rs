@@ -11,14 +11,11 @@ use kiln_engine::export::frame::ExportFrame;
 use kiln_engine::mesh::metrics::compare;
 use kiln_engine::mesh::ply::read_mesh;
 
+mod common;
+use common::kiln;
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/bunny-mini")
-}
-
-fn kiln() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    command.env("KILN_LOG", "warn");
-    command
 }
 
 fn fresh_dir(name: &str) -> PathBuf {

@@ -3,33 +3,15 @@
 //! `$KILN_DATASETS`, `SKIPPED` when absent) the three outputs and `--json`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kiln_engine::dataset::Dataset;
 use kiln_engine::dataset::colmap::ColmapModel;
 
+mod common;
+use common::{kiln, synth_images};
+
 fn fixture_images() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/bunny-mini/images")
-}
-
-/// `$KILN_DATASETS/bunny-synth/images` (default `../shared/datasets` beside the workspace).
-fn synth_images() -> Option<PathBuf> {
-    let root = std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
-    let dir = root.join("bunny-synth/images");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("SKIPPED: bunny-synth not found at {} (set KILN_DATASETS)", dir.display());
-        None
-    }
-}
-
-fn kiln() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    command.env("KILN_LOG", "warn");
-    command
 }
 
 fn fresh_dir(name: &str) -> PathBuf {

@@ -14,11 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-fn kiln() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    command.env("KILN_LOG", "warn");
-    command
-}
+mod common;
+use common::kiln;
 
 fn fixture_images() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/bunny-mini/images")

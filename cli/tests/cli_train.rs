@@ -2,18 +2,14 @@
 //! fixture, checking the files it writes, its `--json` output and its exit codes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use kiln_engine::splats::ply::read_splats;
 
+mod common;
+use common::kiln;
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/bunny-mini")
-}
-
-fn kiln() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    command.env("KILN_LOG", "warn");
-    command
 }
 
 fn fresh_dir(name: &str) -> PathBuf {

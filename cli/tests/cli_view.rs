@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use kiln_engine::export::glb::write_glb;
 use kiln_engine::mesh::{TexturedMesh, TriMesh};
 
+mod common;
+use common::kiln;
+
 /// Background given to `kiln view`: a dark blue neither model colour is near.
 const BACKGROUND: [u8; 3] = [20, 30, 120];
 /// Top half of the sphere's texture.
@@ -28,12 +31,6 @@ const ORANGE: [u8; 3] = [240, 140, 20];
 const GREEN: [u8; 3] = [40, 200, 60];
 /// lavapipe compiles every shader on the CPU, on a machine other builds share: generous.
 const WINDOW_TIMEOUT: Duration = Duration::from_secs(240);
-
-fn kiln() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    command.env("KILN_LOG", "warn");
-    command
-}
 
 fn fresh_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kiln-cli-test-{name}-{}", std::process::id()));

@@ -1,0 +1,27 @@
+//! What the CLI tests share: the `kiln` binary as a user runs it, and the shared datasets.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The `kiln` binary under test, logging warnings only.
+pub fn kiln() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command.env("KILN_LOG", "warn");
+    command
+}
+
+/// `$KILN_DATASETS/bunny-synth/images` (default `../shared/datasets` beside the workspace), or
+/// `None` after saying loudly that the test is skipped.
+pub fn synth_images() -> Option<PathBuf> {
+    let root = std::env::var_os("KILN_DATASETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
+    let dir = root.join("bunny-synth/images");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!("SKIPPED: bunny-synth not found at {} (set KILN_DATASETS)", dir.display());
+        None
+    }
+}
