@@ -9,7 +9,7 @@ use kiln_engine::camera::Camera;
 use kiln_engine::gpu::GpuContext;
 use wgpu::util::DeviceExt;
 
-use super::{accum_format, DEPTH_FORMAT, VIEW_WGSL};
+use super::{accum_format, reverse_z_depth, VIEW_WGSL};
 use crate::scene::Scene;
 
 /// Frustum depth as a fraction of the scene's bounding-box diagonal: visible, yet small enough
@@ -145,13 +145,7 @@ fn pipeline(
             })],
         },
         primitive: wgpu::PrimitiveState { topology, ..Default::default() },
-        depth_stencil: Some(wgpu::DepthStencilState {
-            format: DEPTH_FORMAT,
-            depth_write_enabled: Some(true),
-            depth_compare: Some(wgpu::CompareFunction::Greater),
-            stencil: Default::default(),
-            bias: Default::default(),
-        }),
+        depth_stencil: Some(reverse_z_depth(true)),
         multisample: Default::default(),
         fragment: Some(wgpu::FragmentState {
             module,

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use kiln_engine::gpu::GpuContext;
 use wgpu::util::DeviceExt;
 
-use super::{accum_format, DEPTH_FORMAT, SRGB_WGSL, VIEW_WGSL};
+use super::{accum_format, reverse_z_depth, SRGB_WGSL, VIEW_WGSL};
 use crate::scene::{MeshLayer, MeshPrimitive};
 
 /// Interleaved vertex: position, normal, UV, linear RGBA colour.
@@ -269,13 +269,7 @@ fn mesh_pipeline(
         },
         // Both faces are drawn: scanned meshes are often open, and the inside should not vanish.
         primitive: wgpu::PrimitiveState { topology, ..Default::default() },
-        depth_stencil: Some(wgpu::DepthStencilState {
-            format: DEPTH_FORMAT,
-            depth_write_enabled: Some(true),
-            depth_compare: Some(wgpu::CompareFunction::Greater),
-            stencil: Default::default(),
-            bias: Default::default(),
-        }),
+        depth_stencil: Some(reverse_z_depth(true)),
         multisample: Default::default(),
         fragment: Some(wgpu::FragmentState {
             module,

@@ -56,6 +56,18 @@ pub fn device_features(adapter_features: wgpu::Features) -> wgpu::Features {
 }
 /// Depth buffer format: 32-bit float, the natural pair of reverse-Z.
 const DEPTH_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Depth32Float;
+
+/// Reverse-Z depth testing (nearer is greater) against [`DEPTH_FORMAT`]; `write` is off for
+/// layers blended over the opaque ones.
+fn reverse_z_depth(write: bool) -> wgpu::DepthStencilState {
+    wgpu::DepthStencilState {
+        format: DEPTH_FORMAT,
+        depth_write_enabled: Some(write),
+        depth_compare: Some(wgpu::CompareFunction::Greater),
+        stencil: Default::default(),
+        bias: Default::default(),
+    }
+}
 /// Near plane in scene units: the trainer's splat near plane, so that nothing the trainer draws
 /// is clipped.
 const NEAR: f32 = kiln_engine::render::NEAR_PLANE;

@@ -14,7 +14,7 @@ use kiln_engine::gpu::{GpuContext, GpuError, SH_FLOATS};
 use kiln_engine::splats::Splats;
 use kiln_engine::render::{MAX_ALPHA, MIN_ALPHA, TILE_SIZE};
 
-use super::{accum_format, DEPTH_FORMAT, VIEW_WGSL};
+use super::{accum_format, reverse_z_depth, VIEW_WGSL};
 use crate::ViewerError;
 use crate::scene::SplatLayer;
 
@@ -296,13 +296,7 @@ fn draw_pipeline(device: &wgpu::Device, view_layout: &wgpu::BindGroupLayout) -> 
             buffers: &[],
         },
         primitive: wgpu::PrimitiveState { topology: wgpu::PrimitiveTopology::TriangleStrip, ..Default::default() },
-        depth_stencil: Some(wgpu::DepthStencilState {
-            format: DEPTH_FORMAT,
-            depth_write_enabled: Some(false),
-            depth_compare: Some(wgpu::CompareFunction::Greater),
-            stencil: Default::default(),
-            bias: Default::default(),
-        }),
+        depth_stencil: Some(reverse_z_depth(false)),
         multisample: Default::default(),
         fragment: Some(wgpu::FragmentState {
             module: &module,
