@@ -84,6 +84,8 @@ pub mod sort;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use context::{DevicePreference, GpuContext, GpuError, OptionalFeatures};
+/// The prelude's `struct Frame` uniforms, for other crates' kernels that include the prelude.
+pub use project::FrameUniforms;
 
 use crate::camera::Camera;
 use crate::image_buf::{ImageGray, ImageRgb};

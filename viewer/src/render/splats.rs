@@ -10,9 +10,9 @@ use glam::Mat3;
 use kiln_engine::camera::Camera;
 use kiln_engine::gpu::context::{Kernel, workgroups_for};
 use kiln_engine::gpu::sort::{RadixSorter, SortedKeys};
-use kiln_engine::gpu::{GpuContext, GpuError, SH_FLOATS};
+use kiln_engine::gpu::{FrameUniforms, GpuContext, GpuError, SH_FLOATS};
 use kiln_engine::splats::Splats;
-use kiln_engine::render::{MAX_ALPHA, MIN_ALPHA, TILE_SIZE};
+use kiln_engine::render::{MAX_ALPHA, MIN_ALPHA};
 
 use super::{accum_format, reverse_z_depth, VIEW_WGSL};
 use crate::ViewerError;
@@ -72,52 +72,6 @@ fn pack_sh_f16(splats: &Splats) -> Vec<u32> {
     let halves: Vec<u16> = floats.map(|v| half::f16::from_f32(v).to_bits()).collect();
     debug_assert_eq!(halves.len(), splats.len() * SH_FLOATS);
     halves.chunks(2).map(|pair| u32::from(pair[0]) | (u32::from(pair.get(1).copied().unwrap_or(0)) << 16)).collect()
-}
-
-/// Mirrors the engine prelude's `struct Frame` (`gpu::project::FrameUniforms`, 144 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct FrameUniforms {
-    rotation_cols: [[f32; 4]; 3],
-    translation: [f32; 4],
-    camera_center: [f32; 4],
-    background: [f32; 4],
-    fx: f32,
-    fy: f32,
-    cx: f32,
-    cy: f32,
-    width: u32,
-    height: u32,
-    tiles_x: u32,
-    tiles_y: u32,
-    num_splats: u32,
-    sh_degree: u32,
-    _pad: [u32; 2],
-}
-
-impl FrameUniforms {
-    fn new(camera: &Camera, num_splats: u32, sh_degree: u32) -> Self {
-        let camera_from_world = camera.camera_from_world();
-        let r = camera_from_world.rotation;
-        let k = camera.intrinsics;
-        Self {
-            rotation_cols: [r.x_axis.extend(0.0).into(), r.y_axis.extend(0.0).into(), r.z_axis.extend(0.0).into()],
-            translation: camera_from_world.translation.extend(0.0).into(),
-            camera_center: camera.center().extend(0.0).into(),
-            background: [0.0; 4],
-            fx: k.fx,
-            fy: k.fy,
-            cx: k.cx,
-            cy: k.cy,
-            width: k.width,
-            height: k.height,
-            tiles_x: k.width.div_ceil(TILE_SIZE),
-            tiles_y: k.height.div_ceil(TILE_SIZE),
-            num_splats,
-            sh_degree,
-            _pad: [0; 2],
-        }
-    }
 }
 
 /// GPU state of one splat layer.
@@ -206,7 +160,7 @@ impl SplatRenderer {
 
     /// Records projection and depth sort for `camera`.
     pub fn prepare(&mut self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, camera: &Camera) -> Result<(), ViewerError> {
-        ctx.queue.write_buffer(&self.frame, 0, bytemuck::bytes_of(&FrameUniforms::new(camera, self.len, self.sh_degree)));
+        ctx.queue.write_buffer(&self.frame, 0, bytemuck::bytes_of(&FrameUniforms::new(camera, [0.0; 3], self.len, self.sh_degree)));
         self.project.dispatch(encoder, &self.project_bind_group, workgroups_for(self.len));
         let sorted = self.sorter.encode(
             ctx,
