@@ -77,7 +77,8 @@ fn default_out(source: &Path) -> PathBuf {
 
 fn outcome(report: &BatchReport, cancel: &CancelFlag) -> Result<()> {
     if cancel.is_cancelled() {
-        bail!("interrupted after {} of the items; run the same command again to resume", report.items.len());
+        let done = report.items.len();
+        return Err(interrupt::Interrupted(format!("interrupted after {done} of the items; run the same command again to resume")).into());
     }
     let failed: Vec<&ItemResult> = report.items.iter().filter(|i| i.status != ItemStatus::Done).collect();
     if failed.is_empty() {

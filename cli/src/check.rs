@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use kiln_engine::check::{CheckOptions, CheckReport, Outcome, Verdict, check_photos};
+use kiln_engine::check::{CheckOptions, CheckReport, FocalSource, Outcome, SetSummary, Verdict, check_photos};
 use kiln_engine::sfm::SfmError;
 
 use crate::progress::StageBar;
@@ -99,6 +99,7 @@ fn human(report: &CheckReport) -> String {
         if s.loop_closed { "closes a loop around the object" } else { "no closed loop" },
         s.seconds
     );
+    out += &coverage_line(s);
     out += match report.outcome {
         Outcome::Good => "outcome: good — expect a complete model\n",
         Outcome::Risky => "outcome: risky — a model is likely, with gaps or lower quality\n",
@@ -108,4 +109,30 @@ fn human(report: &CheckReport) -> String {
         out += &format!("  - {line}\n");
     }
     out
+}
+
+/// The focal length(s) the coverage estimate rests on and the widest range of directions no photo
+/// looks from (or why it is not known).
+fn coverage_line(s: &SetSummary) -> String {
+    let focals: Vec<String> = s
+        .focal_lengths
+        .iter()
+        .map(|f| match f.source {
+            FocalSource::Exif => format!("{:.0} px (EXIF)", f.focal_px),
+            FocalSource::SelfCalibrated => format!("{:.0} px (estimated from the photos; no EXIF)", f.focal_px),
+            FocalSource::Guessed => format!("unknown (no EXIF; {:.0} px guessed)", f.focal_px),
+        })
+        .collect();
+    let gap = match (s.largest_gap_deg, s.largest_gap_range_deg, &s.coverage_unknown) {
+        (Some(gap), _, _) => format!("{gap:.0}°"),
+        (None, Some((narrowest, widest)), _) => {
+            format!("{narrowest:.0}°–{widest:.0}° (over the plausible focal lengths)")
+        }
+        (None, None, Some(reason)) => format!("unknown ({reason})"),
+        (None, None, None) => "unknown".into(),
+    };
+    if focals.is_empty() {
+        return String::new();
+    }
+    format!("focal length {} · widest range of directions no photo looks from: {gap}\n", focals.join(", "))
 }

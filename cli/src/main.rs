@@ -8,7 +8,6 @@ mod bench;
 mod check;
 mod device;
 mod export;
-#[cfg(feature = "queue")]
 mod interrupt;
 mod mesh;
 mod poses;
@@ -94,7 +93,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            if is_bad_input(&error) { ExitCode::from(EXIT_BAD_INPUT) } else { ExitCode::FAILURE }
+            if interrupt::was_interrupted(&error) {
+                ExitCode::from(interrupt::EXIT_INTERRUPTED)
+            } else if is_bad_input(&error) {
+                ExitCode::from(EXIT_BAD_INPUT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -139,6 +144,6 @@ fn render_bad_input(_: &(dyn std::error::Error + 'static)) -> bool {
 fn is_bad_photos(error: &SfmError) -> bool {
     match error {
         SfmError::BadPhoto { .. } | SfmError::Unusable { .. } | SfmError::Decode { .. } => true,
-        SfmError::Io { .. } | SfmError::Internal(_) => false,
+        SfmError::Io { .. } | SfmError::Internal(_) | SfmError::Cancelled => false,
     }
 }

@@ -62,7 +62,7 @@ pub fn run(args: &MeshArgs) -> Result<()> {
             current.update(p.done as u64, String::new());
         }
     };
-    let summary = run_mesh_stage(&args.train_dir, &args.out, &options, &mut report)?;
+    let summary = run_mesh_stage(&args.train_dir, &args.out, &options, &mut report, &|| false)?;
     if let Some((stage, last)) = bar.take() {
         last.finish(format!("{stage} done"));
     }

@@ -42,7 +42,7 @@ pub fn run(args: &PosesArgs) -> Result<()> {
         options.sift.max_image_side = side;
     }
     let mut bars = PhaseBars::default();
-    let result = estimate_poses(&args.photos, &options, &mut |p| bars.update(p));
+    let result = estimate_poses(&args.photos, &options, &mut |p| bars.update(p), &|| false);
     bars.finish();
     let result = result?;
     let report = write_outputs(&result, &args.out).with_context(|| format!("writing into {}", args.out.display()))?;

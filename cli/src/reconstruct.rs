@@ -10,17 +10,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_engine::job::report::{JobReport, ValidatorResult};
-use kiln_engine::job::{CancelFlag, EventKind, JobEvent, JobSettings, Stage, run_job};
+use kiln_engine::job::{EventKind, JobEvent, JobSettings, Stage, run_job};
 use kiln_engine::mesh::pipeline::Format;
 use kiln_engine::mesh::preset::Preset;
 
 use crate::device::Device;
+use crate::interrupt;
 
 #[derive(clap::Args)]
 pub struct ReconstructArgs {
@@ -62,8 +62,7 @@ const BAR_UNITS: u64 = 1000;
 
 pub fn run(args: &ReconstructArgs) -> Result<()> {
     let settings = settings(args);
-    let cancel = CancelFlag::default();
-    install_ctrl_c(&cancel);
+    let cancel = interrupt::cancel_on_ctrl_c();
     let mut display = Display::new();
     let result = run_job(&args.input, &args.out, &settings, &cancel, &mut |event| display.show(event));
     display.finish();
@@ -88,22 +87,6 @@ fn settings(args: &ReconstructArgs) -> JobSettings {
     }
     settings.until = args.until;
     settings
-}
-
-/// First Ctrl-C: the job stops at its next check (training writes a checkpoint). Second: quit now.
-fn install_ctrl_c(cancel: &CancelFlag) {
-    let cancel = cancel.clone();
-    let pressed = AtomicBool::new(false);
-    let installed = ctrlc::set_handler(move || {
-        if pressed.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after the current step (Ctrl-C again quits at once); the same command resumes");
-        cancel.cancel();
-    });
-    if let Err(error) = installed {
-        tracing::warn!("Ctrl-C will not stop the job cleanly: {error}");
-    }
 }
 
 /// The one progress line, with a line per stage as it ends.

@@ -43,6 +43,10 @@ fn a_usable_set_exits_0_and_its_json_parses() {
     assert_eq!(photos.len(), 12);
     assert_ne!(report["outcome"], "will_fail");
     assert_eq!(report["summary"]["photos"], 12);
+    // The fixture has no EXIF: its focal length is self-calibrated or left a guess, never EXIF.
+    let focal = &report["summary"]["focal_lengths"][0];
+    assert!(["self_calibrated", "guessed"].contains(&focal["source"].as_str().unwrap()), "{focal}");
+    assert!(focal["focal_px"].as_f64().unwrap() > 0.0, "{focal}");
     // Every photo was measured and overlaps others.
     for photo in photos {
         assert!(photo["measures"]["overlapping_photos"].as_u64().unwrap() >= 1, "{photo}");
@@ -86,6 +90,8 @@ fn problem_photos_are_listed_in_the_table() {
     assert!(line("0011_cut.jpg").contains("reject") && line("0011_cut.jpg").contains("could not read"), "{stdout}");
     assert!(line("0022_copy.jpg").contains("reject") && line("0022_copy.jpg").contains("identical to 0022.jpg"), "{stdout}");
     assert!(stdout.contains("14 photos, 12 usable"), "{stdout}");
+    assert!(stdout.contains("focal length ") && stdout.contains("no EXIF"), "{stdout}");
+    assert!(stdout.contains("widest range of directions no photo looks from: "), "{stdout}");
 }
 
 #[test]

@@ -208,6 +208,82 @@ fn photos_that_give_too_few_poses_are_bad_input() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+#[test]
+fn a_job_folder_another_process_runs_is_refused_naming_it() {
+    let root = fresh_dir("busy");
+    let out = root.join("job");
+    std::fs::create_dir_all(&out).unwrap();
+    // What a running `kiln reconstruct` holds: the exclusive lock on job.lock.
+    let held = std::fs::File::create(out.join("job.lock")).unwrap();
+    held.try_lock().unwrap();
+    let text = expect_refusal(&fixture_images(), &out, &TINY, 1, &std::fs::canonicalize(&out).unwrap());
+    assert!(text.contains("another kiln process"), "{text}");
+    assert!(!out.join("manifest.json").exists() && !out.join("report.json").exists(), "the running job's files are left alone");
+    drop(held);
+    // Released (as when the holder exits, however it exits): the job runs, and fails only on its photos.
+    expect_refusal(&fixture_images(), &out, &TINY, 2, &std::fs::canonicalize(fixture_images()).unwrap());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// `signal` (`INT` or `TERM`) to `child` with the system's `kill`.
+fn send_signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+    assert!(sent.success(), "kill -{signal}");
+}
+
+/// The stage `report.json` says is running, once it says one is.
+fn running_stage(out: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(out.join("report.json")).ok()?;
+    let report: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let stages = report["stages"].as_array()?;
+    stages.iter().find(|s| s["status"] == "running").and_then(|s| s["stage"].as_str()).map(str::to_string)
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM while poses are estimated: the job stops within the stage with exit
+/// code 130, report.json says where, no record claims the stage finished, and the same command
+/// goes on from there.
+#[test]
+fn interrupted_job_stops_cleanly_with_exit_130_and_resumes() {
+    let root = fresh_dir("interrupt");
+    let Some(photos) = bunny_subset(&root, 4) else { return };
+    let out = root.join("job");
+    // The first run does the check; the second finds it done.
+    for (signal, check) in [("INT", "finished"), ("TERM", "skipped")] {
+        let mut child = kiln()
+            .arg("reconstruct")
+            .arg(&photos)
+            .arg("--out")
+            .arg(&out)
+            .args(TINY)
+            .args(["--until", "poses"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while running_stage(&out).as_deref() != Some("poses") {
+            assert!(child.try_wait().unwrap().is_none(), "kiln ended before the poses stage ran");
+            assert!(Instant::now() < deadline, "the poses stage did not start in 10 minutes");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        send_signal(&child, signal);
+        let output = child.wait_with_output().unwrap();
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(130), "SIG{signal}: {text}");
+        assert!(text.contains("resume"), "says how to go on: {text}");
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+        assert_eq!(report["status"], "cancelled");
+        assert_eq!(statuses(&report)[..2], [check, "cancelled"], "SIG{signal}");
+        assert!(!out.join("poses/stage.json").exists(), "no record claims the cancelled stage finished");
+        assert_nothing_half_written(&out);
+    }
+    let output = kiln().arg("reconstruct").arg(&photos).arg("--out").arg(&out).args(TINY).args(["--until", "poses", "--json"]).output().unwrap();
+    let report = report_of(&output);
+    assert_eq!(statuses(&report)[..2], ["skipped", "finished"], "the check is not redone; the poses are");
+    assert!(out.join("poses/transforms.json").is_file());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 /// A folder of symbolic links to every `step`-th photo of bunny-synth (photos are never copied).
 fn bunny_subset(root: &Path, step: usize) -> Option<PathBuf> {
     let images = datasets().join("bunny-synth/images");

@@ -3,8 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_engine::check::{CheckOptions, CheckReport, Outcome, Verdict, check_photos, measure_image};
+use glam::{DMat3, DVec3};
+use kiln_engine::check::{
+    CheckOptions, CheckReport, FocalSource, Outcome, Thresholds, Verdict, check_photos, measure_image,
+};
 use kiln_engine::sfm::photos::{decode_oriented, gray_fitting};
+use serde_json::Value;
 
 fn shared_dataset(name: &str) -> Option<PathBuf> {
     let root = std::env::var_os("KILN_DATASETS")
@@ -120,6 +124,80 @@ fn edge_blur_grows_with_a_known_blur() {
     }
 }
 
+/// A data set's reference cameras: its transforms.json (fox: `transforms_present.json`, the
+/// frames whose photos exist).
+fn reference_transforms(dataset: &Path) -> Value {
+    let present = dataset.join("transforms_present.json");
+    let path = if present.is_file() { present } else { dataset.join("transforms.json") };
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Views closer to vertical than this (length of the horizontal part of the unit viewing
+/// direction) have no azimuth: the check's `MIN_HORIZONTAL_VIEW`.
+const MIN_HORIZONTAL_VIEW: f64 = 0.25;
+
+/// The widest azimuth gap (degrees) of reference cameras, by the check's definition: the mean
+/// camera up is the vertical; each viewing direction's azimuth around it; sorted on the circle,
+/// the widest gap. `frames` are transforms.json frames: camera-to-world, OpenGL camera axes
+/// (looks along −Z, +Y up), rows of a 4×4 matrix.
+fn reference_gap(frames: &[&Value]) -> f64 {
+    let world_from_camera = |frame: &Value| {
+        let m = &frame["transform_matrix"];
+        let at = |r: usize, c: usize| m[r][c].as_f64().unwrap();
+        let column = |c: usize| DVec3::new(at(0, c), at(1, c), at(2, c));
+        DMat3::from_cols(column(0), column(1), column(2))
+    };
+    let up = frames.iter().map(|f| world_from_camera(f) * DVec3::Y).sum::<DVec3>().normalize();
+    let east = up.any_orthonormal_vector();
+    let north = up.cross(east);
+    let mut azimuths: Vec<f64> = frames
+        .iter()
+        .map(|f| world_from_camera(f) * DVec3::NEG_Z)
+        .map(|view| view - view.dot(up) * up)
+        .filter(|horizontal| horizontal.length() >= MIN_HORIZONTAL_VIEW)
+        .map(|h| h.dot(north).atan2(h.dot(east)).to_degrees())
+        .collect();
+    azimuths.sort_by(f64::total_cmp);
+    let wrap = azimuths[0] + 360.0 - azimuths[azimuths.len() - 1];
+    azimuths.windows(2).map(|w| w[1] - w[0]).fold(wrap, f64::max)
+}
+
+/// How far the check's coverage may be from the reference poses' (degrees): fox measures 268°
+/// against 264°.
+const GAP_TOLERANCE_DEG: f64 = 15.0;
+
+/// The check's coverage agrees with the reference gap `truth`: its measured gap within
+/// [`GAP_TOLERANCE_DEG`], or (focal length guessed) its range over the plausible focal lengths
+/// reaching it within the tolerance; and it says the photos go around exactly when they do.
+fn assert_coverage_matches(report: &CheckReport, truth: f64) {
+    let s = &report.summary;
+    eprintln!(
+        "reference gap {truth:.1}°; check: {:?} range {:?} ({:?})",
+        s.largest_gap_deg, s.largest_gap_range_deg, s.coverage_unknown
+    );
+    match (s.largest_gap_deg, s.largest_gap_range_deg) {
+        (Some(gap), _) => assert!((gap - truth).abs() <= GAP_TOLERANCE_DEG, "gap {gap:.1}°, reference {truth:.1}°"),
+        (None, Some((narrowest, widest))) => assert!(
+            narrowest - GAP_TOLERANCE_DEG <= truth && truth <= widest + GAP_TOLERANCE_DEG,
+            "gap {narrowest:.1}–{widest:.1}°, reference {truth:.1}°"
+        ),
+        (None, None) => panic!("no coverage estimate: {:?}", s.coverage_unknown),
+    }
+    assert_eq!(s.loop_closed, truth <= Thresholds::default().max_coverage_gap_deg, "reference gap {truth:.1}°");
+}
+
+/// The set's one camera group: its focal length is self-calibrated within 5 % of the reference
+/// `fl_x`, or left a guess (never a wrong "calibrated" value).
+fn assert_focal_matches(report: &CheckReport, reference: &Value) {
+    let truth = reference["fl_x"].as_f64().unwrap();
+    let focal = &report.summary.focal_lengths[0];
+    eprintln!("focal length {:.0} px ({:?}), reference {truth:.0} px", focal.focal_px, focal.source);
+    assert_ne!(focal.source, FocalSource::Exif);
+    if focal.source == FocalSource::SelfCalibrated {
+        assert!((focal.focal_px / truth - 1.0).abs() < 0.05, "{focal:?}, reference {truth}");
+    }
+}
+
 /// Check one data set, print it, and the figures every real data set must meet.
 fn check_dataset(name: &str) -> Option<CheckReport> {
     let images = images_of(name)?;
@@ -143,6 +221,10 @@ fn bunny_synth_passes_and_closes_its_loop() {
     assert_eq!(report.outcome, Outcome::Good, "{:?}", report.advice);
     // Blender renders carry no EXIF: the focal length will be estimated.
     assert!(report.photos.iter().all(|p| p.findings.iter().any(|f| f.code == "no_exif_focal")));
+    let reference = reference_transforms(&shared_dataset("bunny-synth").unwrap());
+    assert_focal_matches(&report, &reference);
+    let frames: Vec<&Value> = reference["frames"].as_array().unwrap().iter().collect();
+    assert_coverage_matches(&report, reference_gap(&frames));
 }
 
 #[test]
@@ -152,9 +234,16 @@ fn fox_passes() {
     // Frames 0001–0007 come from one spot (their cameras in transforms.json lie within 3° of
     // each other around the fox): redundant.
     assert!(has(&report, "0004.jpg", "near_duplicate"), "{:?}", codes(&report, "0004.jpg"));
-    // Not asserted: the coverage. The fox's reference poses go around it with a widest gap of
-    // 56°, but the quick pass's chained rotations (focal length from the 1.2 × side prior) put
-    // it at 189°, so the check wrongly says the photos do not go all the way around (known).
+    // No EXIF: the focal length is self-calibrated (a guess of 1.2 × the longer side would
+    // shrink every rotation by 40 %). The photos are an arc of about 96° in front of the fox, so
+    // the check rightly says they do not go all the way around.
+    let reference = reference_transforms(&shared_dataset("fox").unwrap());
+    assert_focal_matches(&report, &reference);
+    assert_eq!(report.summary.focal_lengths[0].source, FocalSource::SelfCalibrated);
+    let frames: Vec<&Value> = reference["frames"].as_array().unwrap().iter().collect();
+    assert_eq!(frames.len(), 50);
+    assert_coverage_matches(&report, reference_gap(&frames));
+    assert_eq!(report.outcome, Outcome::Risky);
 }
 
 #[test]
@@ -232,22 +321,20 @@ fn half_a_ring_gets_coverage_advice() {
     let transforms: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dataset.join("transforms.json")).unwrap()).unwrap();
     let dir = temp_dir("half-ring");
-    let mut taken = 0;
+    let mut taken = Vec::new();
     for frame in transforms["frames"].as_array().unwrap() {
         let azimuth = frame["azimuth_deg"].as_f64().unwrap().rem_euclid(360.0);
         if azimuth < 180.0 {
             let file = frame["file_path"].as_str().unwrap();
             std::fs::copy(dataset.join(file), dir.join(Path::new(file).file_name().unwrap())).unwrap();
-            taken += 1;
+            taken.push(frame);
         }
     }
-    assert!(taken > 20, "{taken} photos in the half-turn");
+    assert!(taken.len() > 20, "{} photos in the half-turn", taken.len());
     let report = check(&dir);
     print(&report);
     assert!(!report.summary.loop_closed);
-    // The true gap is 180°; the chained rotations measure 97° (rotations are under-estimated
-    // with the focal-length prior), still over the 90° limit.
-    assert!(report.summary.largest_gap_deg.is_some_and(|gap| gap > 90.0), "{:?}", report.summary.largest_gap_deg);
+    assert_coverage_matches(&report, reference_gap(&taken));
     assert_eq!(report.outcome, Outcome::Risky);
     assert!(report.advice.iter().any(|a| a.contains("do not go all the way around")), "{:?}", report.advice);
 }
@@ -284,7 +371,7 @@ fn benchmark_check_against_poses() {
         let report = check_photos(&images, &CheckOptions::default(), &mut |_, _, _| {}).unwrap();
         let check_seconds = start.elapsed().as_secs_f64();
         let start = std::time::Instant::now();
-        let poses = estimate_poses(&images, &PosesOptions::default(), &mut |_| {}).unwrap();
+        let poses = estimate_poses(&images, &PosesOptions::default(), &mut |_| {}, &|| false).unwrap();
         let poses_seconds = start.elapsed().as_secs_f64();
         println!(
             "{name}: check {check_seconds:.1} s ({:?}), poses {poses_seconds:.1} s ({} of {} registered): check / poses = {:.2}",

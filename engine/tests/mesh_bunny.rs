@@ -137,7 +137,7 @@ fn meshed(preset: Preset) -> Option<&'static (PathBuf, MeshSummary)> {
         let trained = trained()?;
         let out = scratch(preset.name());
         let start = Instant::now();
-        let summary = run_mesh_stage(&trained.train_dir, &out, &MeshOptions { preset, ..Default::default() }, &mut |_| {}).unwrap();
+        let summary = run_mesh_stage(&trained.train_dir, &out, &MeshOptions { preset, ..Default::default() }, &mut |_| {}, &|| false).unwrap();
         eprintln!("{preset}: mesh stage {:.1}s: {summary:?}", start.elapsed().as_secs_f32());
         Some((out, summary))
     })

@@ -76,7 +76,7 @@ fn extract_clean_score(
     gt: &TriMesh,
 ) -> (TriMesh, SurfaceMetrics) {
     let start = Instant::now();
-    let raw = extract_surface(splats, views, options, &mut |_, _| {}).unwrap();
+    let raw = extract_surface(splats, views, options, &mut |_, _| {}, &|| false).unwrap();
     let extracted = start.elapsed().as_secs_f32();
     let clean_options = CleanupOptions {
         remove_ground,

@@ -33,7 +33,7 @@ fn dataset(name: &str) -> Option<PathBuf> {
 fn poses(root: &std::path::Path) -> PosesResult {
     let images = root.join("images");
     let start = std::time::Instant::now();
-    let result = estimate_poses(&images, &PosesOptions::default(), &mut |_| {}).expect("poses");
+    let result = estimate_poses(&images, &PosesOptions::default(), &mut |_| {}, &|| false).expect("poses");
     eprintln!("{}: poses in {:.1} s", root.display(), start.elapsed().as_secs_f64());
     result
 }

@@ -81,7 +81,7 @@ fn options() -> PosesOptions {
 }
 
 fn run(dir: &Path) -> Result<PosesResult, SfmError> {
-    estimate_poses(dir, &options(), &mut |_| {})
+    estimate_poses(dir, &options(), &mut |_| {}, &|| false)
 }
 
 fn unusable_problem(result: Result<PosesResult, SfmError>) -> String {

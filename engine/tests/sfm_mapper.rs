@@ -191,7 +191,7 @@ fn synthetic_ring_registers_every_photo_accurately() {
     let s = scene(&spec);
     let mut phases = Vec::new();
     let mut progress = |p: &PhaseProgress| phases.push((p.phase, p.done, p.total));
-    let result = reconstruct(&s.photos, &s.features, &s.pairs, &MapperOptions::default(), &mut progress).unwrap();
+    let result = reconstruct(&s.photos, &s.features, &s.pairs, &MapperOptions::default(), &mut progress, &|| false).unwrap();
     let rec = &result.reconstruction;
     assert_eq!(rec.num_registered(), s.poses.len(), "dropped: {:?}", result.dropped);
     assert!(result.dropped.is_empty());
@@ -225,7 +225,7 @@ fn two_unrelated_scenes_give_two_components_and_an_isolated_photo_is_dropped() {
     features.push(Features::default());
     let total = features.len();
     let photos = photo_set(total);
-    let result = reconstruct(&photos, &features, &pairs, &MapperOptions::default(), &mut |_| {}).unwrap();
+    let result = reconstruct(&photos, &features, &pairs, &MapperOptions::default(), &mut |_| {}, &|| false).unwrap();
     assert_eq!(result.components.len(), 2, "{:?}", result.components);
     assert_eq!(result.components[0], (0..na).collect::<Vec<_>>());
     assert_eq!(result.components[1], (na..total - 1).collect::<Vec<_>>());
@@ -242,7 +242,7 @@ fn two_unrelated_scenes_give_two_components_and_an_isolated_photo_is_dropped() {
 fn no_overlap_at_all_is_a_clear_error() {
     let features: Vec<Features> = (0..4).map(|_| Features::default()).collect();
     let photos = photo_set(4);
-    let error = reconstruct(&photos, &features, &[], &MapperOptions::default(), &mut |_| {}).unwrap_err();
+    let error = reconstruct(&photos, &features, &[], &MapperOptions::default(), &mut |_| {}, &|| false).unwrap_err();
     let message = error.to_string();
     assert!(message.contains("no two photos overlap"), "{message}");
 }
@@ -251,7 +251,7 @@ fn no_overlap_at_all_is_a_clear_error() {
 fn mismatched_inputs_are_an_error_not_a_panic() {
     let photos = photo_set(3);
     let features = vec![Features::default(); 2];
-    assert!(reconstruct(&photos, &features, &[], &MapperOptions::default(), &mut |_| {}).is_err());
+    assert!(reconstruct(&photos, &features, &[], &MapperOptions::default(), &mut |_| {}, &|| false).is_err());
 }
 
 /// A focal prior 8 % off (no EXIF): every photo still registers and the final adjustment
@@ -262,7 +262,7 @@ fn wrong_focal_prior_is_corrected_by_the_final_adjustment() {
     let mut photos = s.photos.clone();
     photos.groups[0].prior = RadialCamera::pinhole(WIDTH, HEIGHT, FOCAL * 1.08);
     photos.groups[0].focal_from_exif = false;
-    let result = reconstruct(&photos, &s.features, &s.pairs, &MapperOptions::default(), &mut |_| {}).unwrap();
+    let result = reconstruct(&photos, &s.features, &s.pairs, &MapperOptions::default(), &mut |_| {}, &|| false).unwrap();
     let rec = &result.reconstruction;
     let (mean_error, _) = rec.mean_reprojection_error();
     println!("camera {:?}, mean error {mean_error:.3} px", rec.cameras[0]);

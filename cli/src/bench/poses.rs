@@ -14,6 +14,7 @@ use kiln_engine::dataset::colmap::ColmapModel;
 use kiln_engine::dataset::{Dataset, OpenOptions};
 use kiln_engine::sfm::eval::{PoseErrors, compare_poses, file_name, poses_by_file_name, registered_poses_by_file_name};
 use kiln_engine::sfm::model::RigidCv;
+use kiln_engine::sfm::PhaseProgress;
 use kiln_engine::sfm::pipeline::{PosesOptions, estimate_poses};
 
 use crate::progress::StageBar;
@@ -106,10 +107,9 @@ fn reference_poses(root: &Path) -> Result<Option<BTreeMap<String, RigidCv>>> {
 fn run_kiln(photos: &Path, count: usize, reference: Option<&BTreeMap<String, RigidCv>>) -> Result<Run> {
     let bar = StageBar::new("kiln", 1);
     let start = Instant::now();
-    let result = estimate_poses(photos, &PosesOptions::default(), &mut |p| {
-        bar.update(0, format!("{} {}/{}", p.phase.name(), p.done, p.total));
-    })
-    .with_context(|| format!("Kiln poses on {}", photos.display()))?;
+    let progress = &mut |p: &PhaseProgress| bar.update(0, format!("{} {}/{}", p.phase.name(), p.done, p.total));
+    let result = estimate_poses(photos, &PosesOptions::default(), progress, &|| false)
+        .with_context(|| format!("Kiln poses on {}", photos.display()))?;
     let wall_seconds = start.elapsed().as_secs_f64();
     bar.finish(format!("{wall_seconds:.1} s"));
     let estimated = registered_poses_by_file_name(&result.photos, &result.reconstruction);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::image_quality::{ImageMeasures, hash_distance};
 use super::overlap::{CoverageGap, OverlapGraph, coverage_gap, loop_closes};
-use super::{CheckReport, Finding, Outcome, PhotoCheck, PhotoMeasures, SetSummary, Verdict};
+use super::{CheckReport, FocalEstimate, FocalSource, Finding, Outcome, PhotoCheck, PhotoMeasures, SetSummary, Verdict};
 use crate::sfm::photos::PhotoSet;
 use crate::sfm::pipeline::MIN_PHOTOS;
 
@@ -65,8 +65,9 @@ const NEAR_DUPLICATE_BITS: u32 = 6;
 const NEAR_DUPLICATE_FLOW: f64 = 0.01;
 /// A quarter of the photos.
 const RISKY_FRACTION: f64 = 0.25;
-/// A side of a box-like object spans 90° of azimuth: a wider gap leaves a side unseen. The fox
-/// data set's widest gap is 56° (from its reference poses); half of bunny-synth's ring leaves 180°.
+/// A side of a box-like object spans 90° of azimuth: a wider gap leaves a side unseen. From the
+/// reference poses (`reference_gap` in engine/tests/check.rs): bunny-synth's full spiral leaves
+/// 17°, its half ring 207°, and fox's photos, an arc of about 96° in front of the fox, 264°.
 const MAX_COVERAGE_GAP_DEG: f64 = 90.0;
 
 impl Default for Thresholds {
@@ -99,6 +100,11 @@ pub struct Measured<'a> {
     pub duplicate_of: Vec<Option<usize>>,
     /// Over the listed photos (unreadable and duplicate ones have no edges).
     pub graph: OverlapGraph,
+    /// Per camera group of `listed`: its focal length and where it comes from.
+    pub focal_lengths: Vec<FocalEstimate>,
+    /// When a photo of the largest group has a guessed focal length: the narrowest and widest
+    /// coverage gap (degrees) over the plausible focal lengths.
+    pub guessed_gap_bounds: Option<(f64, f64)>,
     pub ignored_files: Vec<PathBuf>,
     pub seconds: f64,
 }
@@ -175,10 +181,54 @@ pub fn assess(measured: Measured<'_>, thresholds: &Thresholds) -> CheckReport {
         photos.push(photo_check(rejected.path.clone(), vec![finding], None));
     }
     photos.sort_by(|a, b| a.path.cmp(&b.path));
-    let gap = components.first().and_then(|c| coverage_gap(&measured.graph, c));
-    let summary = summarise(listed, &photos, &measured, &components, gap, thresholds);
-    let (outcome, advice) = predict(listed, &photos, &summary, &measured.graph, &components, gap, thresholds);
+    let coverage = components.first().map(|c| coverage_of(&measured, c));
+    let summary = summarise(listed, &photos, &measured, &components, coverage.as_ref(), thresholds);
+    let (outcome, advice) =
+        predict(listed, &photos, &summary, &measured.graph, &components, coverage.as_ref(), thresholds);
     CheckReport { input: listed.input.clone(), photos, outcome, summary, advice }
+}
+
+/// How far around the object the largest group's photos go, as far as the quick pass tells.
+enum Coverage {
+    /// Measured with every photo's focal length known (EXIF or self-calibrated).
+    Gap(CoverageGap),
+    /// Some focal lengths are guessed: the narrowest and widest gap over their plausible values.
+    Bounded { narrowest: f64, widest: f64 },
+    /// Not measurable, and why.
+    Unknown(String),
+}
+
+/// The coverage of the photos of `component`: a measured gap, bounds on it when a photo's focal
+/// length is only guessed (its rotations, hence its viewing direction, are off by as much as the
+/// guess), or why neither is known.
+fn coverage_of(measured: &Measured<'_>, component: &[usize]) -> Coverage {
+    let guessed = component
+        .iter()
+        .filter_map(|&i| measured.focal_lengths.get(measured.listed.photos.get(i)?.group))
+        .find(|f| f.source == FocalSource::Guessed);
+    match (guessed, measured.guessed_gap_bounds) {
+        (Some(_), Some((narrowest, widest))) => Coverage::Bounded { narrowest, widest },
+        (Some(focal), None) => Coverage::Unknown(format!(
+            "the focal length of {} is not in EXIF and the photos do not determine it, so the directions they \
+             look from are uncertain",
+            focal.camera
+        )),
+        (None, _) => coverage_gap(&measured.graph, component).map_or_else(
+            || Coverage::Unknown("the quick match pass's rotations do not give the photos' viewing directions".into()),
+            Coverage::Gap,
+        ),
+    }
+}
+
+/// Whether the photos go all the way around the object: by the coverage gap when it is known
+/// (or bounded on the same side of the limit), else by the overlap graph closing a loop.
+fn loop_closed(graph: &OverlapGraph, component: &[usize], coverage: &Coverage, t: &Thresholds) -> bool {
+    match *coverage {
+        Coverage::Gap(gap) => gap.degrees <= t.max_coverage_gap_deg,
+        Coverage::Bounded { narrowest, .. } if narrowest > t.max_coverage_gap_deg => false,
+        Coverage::Bounded { widest, .. } if widest <= t.max_coverage_gap_deg => true,
+        Coverage::Bounded { .. } | Coverage::Unknown(_) => loop_closes(graph, component),
+    }
 }
 
 fn reject(code: &str, message: String) -> Finding {
@@ -322,7 +372,7 @@ fn summarise(
     photos: &[PhotoCheck],
     measured: &Measured<'_>,
     components: &[Vec<usize>],
-    gap: Option<CoverageGap>,
+    coverage: Option<&Coverage>,
     t: &Thresholds,
 ) -> SetSummary {
     let name = |i: &usize| listed.photos.get(*i).map_or_else(String::new, |p| p.name.clone());
@@ -340,11 +390,31 @@ fn summarise(
         pairs_matched: measured.graph.pairs_matched,
         pairs_overlapping: measured.graph.overlapping_pairs(),
         components: components.iter().map(|c| c.iter().map(name).collect()).collect(),
-        loop_closed: match gap {
-            Some(gap) => gap.degrees <= t.max_coverage_gap_deg,
-            None => components.first().is_some_and(|c| loop_closes(&measured.graph, c)),
+        loop_closed: components
+            .first()
+            .zip(coverage)
+            .is_some_and(|(c, coverage)| loop_closed(&measured.graph, c, coverage, t)),
+        largest_gap_deg: match coverage {
+            Some(Coverage::Gap(gap)) => Some(gap.degrees),
+            _ => None,
         },
-        largest_gap_deg: gap.map(|g| g.degrees),
+        largest_gap_range_deg: match coverage {
+            Some(&Coverage::Bounded { narrowest, widest }) => Some((narrowest, widest)),
+            _ => None,
+        },
+        coverage_unknown: match coverage {
+            Some(Coverage::Unknown(reason)) => Some(reason.clone()),
+            Some(&Coverage::Bounded { narrowest, widest })
+                if narrowest <= t.max_coverage_gap_deg && widest > t.max_coverage_gap_deg =>
+            {
+                Some(format!(
+                    "the focal length is not in EXIF and the photos do not determine it; over its plausible values the \
+                     widest range of directions no photo looks from is {narrowest:.0}°–{widest:.0}°"
+                ))
+            }
+            _ => None,
+        },
+        focal_lengths: measured.focal_lengths.clone(),
         seconds: measured.seconds,
     }
 }
@@ -388,7 +458,7 @@ fn predict(
     summary: &SetSummary,
     graph: &OverlapGraph,
     components: &[Vec<usize>],
-    gap: Option<CoverageGap>,
+    coverage: Option<&Coverage>,
     t: &Thresholds,
 ) -> (Outcome, Vec<String>) {
     let input = listed.input.as_path();
@@ -450,13 +520,16 @@ fn predict(
     }
     if let Some(main) = components.first().filter(|_| !summary.loop_closed) {
         let name = |i: usize| listed.photos.get(i).map_or_else(String::new, |p| p.name.clone());
-        let ends = match gap {
-            Some(CoverageGap { degrees, between: (a, b) }) => Some(format!(
+        let ends = match coverage {
+            Some(&Coverage::Gap(CoverageGap { degrees, between: (a, b) })) => Some(format!(
                 " (no photo looks from a {degrees:.0}° wide range of directions, between {} and {})",
                 name(a),
                 name(b)
             )),
-            None => chain_ends(graph, main)
+            Some(&Coverage::Bounded { narrowest, .. }) if narrowest > t.max_coverage_gap_deg => Some(format!(
+                " (whatever the focal length, no photo looks from a range of directions at least {narrowest:.0}° wide)"
+            )),
+            _ => chain_ends(graph, main)
                 .map(|(a, b)| format!(" (no overlap was found past {} and {}, the ends of the chain)", name(a), name(b))),
         };
         risky.push(format!(
@@ -500,8 +573,9 @@ fn predict(
             cameras.join(", ")
         ));
     }
-    if listed.groups.iter().any(|g| !g.focal_from_exif) {
-        notes.push("some or all photos carry no focal length in EXIF: it will be estimated (keep EXIF when copying photos)".into());
+    notes.extend(focal_notes(&summary.focal_lengths));
+    if let Some(reason) = &summary.coverage_unknown {
+        notes.push(format!("how far around the object the photos go is judged from their overlaps only: {reason}"));
     }
     if !summary.ignored_files.is_empty() {
         let names: Vec<String> = summary.ignored_files.iter().map(|p| p.strip_prefix(input).unwrap_or(p).display().to_string()).collect();
@@ -515,6 +589,25 @@ fn predict(
         Outcome::Good
     };
     (outcome, fatal.into_iter().chain(risky).chain(notes).collect())
+}
+
+/// What the user should know of focal lengths not read from EXIF.
+fn focal_notes(focal_lengths: &[FocalEstimate]) -> Vec<String> {
+    focal_lengths
+        .iter()
+        .filter_map(|f| match f.source {
+            FocalSource::Exif => None,
+            FocalSource::SelfCalibrated => Some(format!(
+                "{}: no focal length in EXIF; estimated from the photos as {:.0} px (keep EXIF when copying photos)",
+                f.camera, f.focal_px
+            )),
+            FocalSource::Guessed => Some(format!(
+                "{}: no focal length in EXIF and the photos do not determine it; it will be estimated during \
+                 reconstruction (keep EXIF when copying photos)",
+                f.camera
+            )),
+        })
+        .collect()
 }
 
 /// The two photos farthest apart along the group's overlap graph (the ends of an open chain):

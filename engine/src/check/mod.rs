@@ -6,6 +6,7 @@
 //! a job runs it first, refuses a set that cannot work and leaves out photos that fail.
 
 mod advice;
+mod calibrate;
 mod image_quality;
 mod overlap;
 mod run;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use advice::Thresholds;
 pub use image_quality::{ImageMeasures, measure_image};
-pub use overlap::{CoverageGap, OverlapGraph, QuickMatchOptions, coverage_gap, loop_closes};
+pub use overlap::{CoverageGap, EpipolarPair, OverlapGraph, QuickMatchOptions, coverage_gap, loop_closes};
 pub use run::{CheckOptions, check_photos};
 
 /// How bad one finding is.
@@ -100,15 +101,51 @@ pub struct SetSummary {
     /// listed here.
     pub components: Vec<Vec<String>>,
     /// Whether the largest group's photos go all the way around the object: its widest
-    /// [`SetSummary::largest_gap_deg`] is small enough or, without relative rotations, its
-    /// overlap graph closes a loop.
+    /// [`SetSummary::largest_gap_deg`] (or the whole [`SetSummary::largest_gap_range_deg`]) is
+    /// small enough or, when neither tells, its overlap graph closes a loop.
     pub loop_closed: bool,
     /// The widest range of directions around the object (degrees of azimuth) that no photo of
     /// the largest group looks from, when the quick pass's rotations tell.
     #[serde(default)]
     pub largest_gap_deg: Option<f64>,
+    /// Without [`SetSummary::largest_gap_deg`] because a focal length is guessed: the narrowest
+    /// and widest value it takes over the plausible focal lengths.
+    #[serde(default)]
+    pub largest_gap_range_deg: Option<(f64, f64)>,
+    /// Why [`SetSummary::largest_gap_deg`] is not given (e.g. the focal length could not be
+    /// determined), when it is not.
+    #[serde(default)]
+    pub coverage_unknown: Option<String>,
+    /// The focal length of each camera group (same order as [`SetSummary::cameras`]) and where it
+    /// comes from.
+    #[serde(default)]
+    pub focal_lengths: Vec<FocalEstimate>,
     /// Wall-clock seconds the check took.
     pub seconds: f64,
+}
+
+/// Where a camera group's focal length comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FocalSource {
+    /// The photos' EXIF (35 mm equivalent, or focal length and sensor resolution).
+    Exif,
+    /// Estimated from the quick pass's verified pairs (no EXIF focal length).
+    SelfCalibrated,
+    /// No EXIF and the pairs do not determine it: the prior, 1.2 × the longer side.
+    Guessed,
+}
+
+/// The focal length of one camera group.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FocalEstimate {
+    /// The camera group's key.
+    pub camera: String,
+    /// Focal length in the photos' pixels (as displayed).
+    pub focal_px: f64,
+    /// The prior it started from (EXIF, or 1.2 × the longer side).
+    pub prior_px: f64,
+    pub source: FocalSource,
 }
 
 /// The check of a photo set: `kiln check --json` prints this.

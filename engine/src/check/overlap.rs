@@ -6,11 +6,11 @@
 //! two-view verification) at a small image size and a capped feature count, so it costs a small
 //! fraction of pose estimation while asking the same question: which photos can be tied together.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
-use glam::{DMat3, DVec3};
+use glam::{DMat3, DVec2, DVec3};
 
-use crate::sfm::features::{Features, SiftOptions};
+use crate::sfm::features::{Features, Keypoint, SiftOptions};
 use crate::sfm::matching::{MatchOptions, PairSelection, match_pairs, select_pairs_with};
 use crate::sfm::model::RadialCamera;
 use crate::sfm::verify::{VerifyOptions, verify_pairs};
@@ -84,6 +84,20 @@ pub struct OverlapGraph {
     /// Per verified pair `(i, j)`, `i < j`, with a relative pose: the rotation
     /// `camera_j_from_camera_i` (OpenCV axes).
     pub rotations: BTreeMap<(usize, usize), DMat3>,
+    /// Per verified pair `(i, j)`, `i < j`, with a fundamental matrix: what self-calibration of
+    /// the focal length needs ([`super::calibrate`]).
+    pub epipolar: BTreeMap<(usize, usize), EpipolarPair>,
+    /// Per photo taking part: its quick-pass camera (the focal length prior, in quick-pass pixels).
+    pub cameras: BTreeMap<usize, RadialCamera>,
+}
+
+/// A verified pair's epipolar geometry in quick-pass pixels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpipolarPair {
+    /// `x_jᵀ F x_i = 0` for pixels `x_i` of photo `i` and `x_j` of photo `j`.
+    pub fundamental: DMat3,
+    /// The pair's inlier matches as pixel pairs `(x_i, x_j)`.
+    pub inliers: Vec<(DVec2, DVec2)>,
 }
 
 impl OverlapGraph {
@@ -104,6 +118,7 @@ impl OverlapGraph {
             verify_pairs(features, cameras, &matches, &options.verify, &|done, _| progress(offset + done, total));
         let mut graph = Self::from_edges(features.len(), verified.iter().map(|g| (g.i, g.j)));
         graph.pairs_matched = pairs.len();
+        graph.cameras = cameras.iter().copied().enumerate().collect();
         for g in &verified {
             if let Some(pose) = &g.relative_pose {
                 graph.rotations.insert((g.i, g.j), pose.rotation);
@@ -111,6 +126,17 @@ impl OverlapGraph {
             let (Some(a), Some(b), Some(camera)) = (features.get(g.i), features.get(g.j), cameras.get(g.i)) else {
                 continue;
             };
+            if let Some(fundamental) = g.fundamental {
+                let pixel = |k: &Keypoint| DVec2::new(f64::from(k.x), f64::from(k.y));
+                let inliers = g
+                    .inliers
+                    .iter()
+                    .filter_map(|&(ki, kj)| {
+                        Some((pixel(a.keypoints.get(ki as usize)?), pixel(b.keypoints.get(kj as usize)?)))
+                    })
+                    .collect();
+                graph.epipolar.insert((g.i, g.j), EpipolarPair { fundamental, inliers });
+            }
             let diagonal = f64::from(camera.width).hypot(f64::from(camera.height));
             let mut moves: Vec<f64> = g
                 .inliers
@@ -135,7 +161,7 @@ impl OverlapGraph {
                 neighbours[j].insert(i);
             }
         }
-        Self { neighbours, pairs_matched: 0, flow: BTreeMap::new(), rotations: BTreeMap::new() }
+        Self { neighbours, ..Self::default() }
     }
 
     /// Verified pairs.
@@ -233,7 +259,7 @@ const MIN_UP_AGREEMENT: f64 = 0.5;
 
 /// The widest gap in the azimuths the photos of `component` look from.
 ///
-/// Rotations of the verified pairs are chained along a breadth-first tree from the first photo
+/// Rotations of the verified pairs are chained along a maximum spanning tree from the first photo
 /// (`camera_j_from_root = camera_j_from_camera_i · camera_i_from_root`), giving every photo's
 /// viewing direction (+Z) and image-up direction (−Y) in the first camera's frame. Photos are
 /// taken upright, so the mean image-up is the object's vertical (tilted a few degrees towards the
@@ -273,24 +299,33 @@ pub fn coverage_gap(graph: &OverlapGraph, component: &[usize]) -> Option<Coverag
     Some(widest)
 }
 
-/// `camera_k_from_root` for every photo reachable from `root` over pairs with a rotation.
+/// `camera_k_from_root` for every photo reachable from `root` over pairs with a rotation, chained
+/// along a maximum spanning tree of the pairs weighted by their inlier counts (Prim's algorithm):
+/// well-matched pairs give accurate rotations (within 0.4° median on fox at ≥ 100 inliers at the
+/// quick pass's size) while weakly matched ones can be off by tens of degrees, and one bad pair
+/// near the root of a breadth-first tree would turn every photo beyond it.
 fn chain_rotations(graph: &OverlapGraph, root: usize) -> BTreeMap<usize, DMat3> {
     let mut known = BTreeMap::from([(root, DMat3::IDENTITY)]);
-    let mut queue = VecDeque::from([root]);
-    while let Some(i) = queue.pop_front() {
-        let Some(&camera_i_from_root) = known.get(&i) else { continue };
+    let mut frontier = BinaryHeap::new();
+    let push_edges = |frontier: &mut BinaryHeap<(usize, usize, usize)>, i: usize| {
         for &j in graph.neighbours.get(i).into_iter().flatten() {
-            if known.contains_key(&j) {
-                continue;
-            }
-            let j_from_i = match (graph.rotations.get(&(i, j)), graph.rotations.get(&(j, i))) {
-                (Some(j_from_i), _) => *j_from_i,
-                (None, Some(i_from_j)) => i_from_j.transpose(),
-                (None, None) => continue,
-            };
-            known.insert(j, j_from_i * camera_i_from_root);
-            queue.push_back(j);
+            let weight = graph.epipolar.get(&(i.min(j), i.max(j))).map_or(0, |p| p.inliers.len());
+            frontier.push((weight, i, j));
         }
+    };
+    push_edges(&mut frontier, root);
+    while let Some((_, i, j)) = frontier.pop() {
+        let Some(&camera_i_from_root) = known.get(&i) else { continue };
+        if known.contains_key(&j) {
+            continue;
+        }
+        let j_from_i = match (graph.rotations.get(&(i, j)), graph.rotations.get(&(j, i))) {
+            (Some(j_from_i), _) => *j_from_i,
+            (None, Some(i_from_j)) => i_from_j.transpose(),
+            (None, None) => continue,
+        };
+        known.insert(j, j_from_i * camera_i_from_root);
+        push_edges(&mut frontier, j);
     }
     known
 }

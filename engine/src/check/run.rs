@@ -1,6 +1,7 @@
 //! The capture check's driver: list the photos, decode and measure each one (in parallel, one
 //! decode per photo for both the pixel statistics and the quick-pass features), find exact
-//! copies, run the quick match pass, and hand everything to [`super::advice`].
+//! copies, run the quick match pass, self-calibrate focal lengths missing from EXIF
+//! ([`super::calibrate`]), and hand everything to [`super::advice`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +11,9 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::CheckReport;
+use super::{CheckReport, FocalSource};
 use super::advice::{Measured, Thresholds, assess, unusable_set};
+use super::calibrate::{calibrate_focals, gap_bounds};
 use super::image_quality::{ImageMeasures, measure_image};
 use super::overlap::{OverlapGraph, QuickMatchOptions};
 use crate::sfm::SfmError;
@@ -72,12 +74,25 @@ pub fn check_photos(
     };
     let analyses = analyse_all(&listed, options, progress)?;
     let duplicate_of = exact_duplicates(&analyses);
-    let graph = quick_match(&analyses, &duplicate_of, &listed, options, progress)?;
+    let mut graph = quick_match(&analyses, &duplicate_of, &listed, options, progress)?;
+    progress(0, 1, "estimating focal lengths");
+    let focal_lengths = calibrate_focals(&mut graph, &listed, &options.quick_match.verify);
+    let guessed = |i: usize| {
+        listed.photos.get(i).and_then(|p| focal_lengths.get(p.group)).is_some_and(|f| f.source == FocalSource::Guessed)
+    };
+    let guessed_gap_bounds = graph
+        .components()
+        .first()
+        .filter(|c| c.iter().any(|&i| guessed(i)))
+        .and_then(|c| gap_bounds(&graph, c, &guessed, &options.quick_match.verify));
+    progress(1, 1, "estimating focal lengths");
     let measured = Measured {
         listed: &listed,
         analyses: analyses.into_iter().map(|a| a.map(|a| a.measures)).collect(),
         duplicate_of,
         graph,
+        focal_lengths,
+        guessed_gap_bounds,
         ignored_files,
         seconds: start.elapsed().as_secs_f64(),
     };
@@ -203,6 +218,8 @@ fn quick_match(
     graph.pairs_matched = local.pairs_matched;
     graph.flow = local.flow.iter().map(|(&(a, b), &flow)| ((index(a), index(b)), flow)).collect();
     graph.rotations = local.rotations.iter().map(|(&(a, b), &rotation)| ((index(a), index(b)), rotation)).collect();
+    graph.epipolar = local.epipolar.into_iter().map(|((a, b), pair)| ((index(a), index(b)), pair)).collect();
+    graph.cameras = local.cameras.into_iter().map(|(a, camera)| (index(a), camera)).collect();
     Ok(graph)
 }
 

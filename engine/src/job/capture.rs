@@ -37,7 +37,8 @@ pub fn usable_photos(report: &CheckReport, keep_all: bool, input: &Path) -> Resu
     Ok(usable)
 }
 
-/// An SfM error as a job error: problems with the photos are bad input, the rest a stage failure.
+/// An SfM error as a job error: problems with the photos are bad input, a stop on request is the
+/// job's cancellation, the rest a stage failure.
 pub fn sfm_error(stage: super::Stage, error: SfmError) -> JobError {
     match error {
         SfmError::BadPhoto { path, problem } => JobError::BadInput { input: path, problem },
@@ -45,5 +46,6 @@ pub fn sfm_error(stage: super::Stage, error: SfmError) -> JobError {
         SfmError::Decode { path, source } => JobError::BadInput { input: path, problem: format!("cannot decode image: {source}") },
         SfmError::Io { path, source } => JobError::Io { path, source },
         SfmError::Internal(message) => JobError::Stage { stage, message },
+        SfmError::Cancelled => JobError::Cancelled(stage),
     }
 }

@@ -13,6 +13,7 @@
 pub mod capture;
 pub mod device;
 pub mod hash;
+pub mod lock;
 pub mod manifest;
 mod progress;
 pub mod report;
@@ -159,6 +160,13 @@ pub enum JobError {
     Stage { stage: Stage, message: String },
     #[error("cancelled during stage {0:?}; run the same command again to resume")]
     Cancelled(Stage),
+    /// Another process runs this job now (its lock is on `job.lock` in the folder).
+    #[error(
+        "{}: another kiln process{} is running this job; wait for it to finish or stop it",
+        job_dir.display(),
+        holder.map_or_else(String::new, |pid| format!(" (pid {pid})"))
+    )]
+    Busy { job_dir: PathBuf, holder: Option<u32> },
 }
 
 impl JobError {

@@ -12,6 +12,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::hash::{hash_file, hash_json};
+use super::lock::JobLock;
 use super::manifest::{InputKind, Manifest};
 use super::progress::Reporter;
 use super::report::{JobReport, JobStatus, StageRecord, StageStatus};
@@ -39,6 +40,7 @@ pub fn run_job(
     let input = existing_input(input)?;
     let kind = input_kind(&input)?;
     let job_dir = prepare_job_dir(job_dir, &input, kind)?;
+    let _lock = JobLock::acquire(&job_dir)?;
     remove_stale_temporaries(&job_dir);
     let photos_dir = photos_dir(&input, kind, &job_dir)?;
     let manifest = Manifest::build(&input, kind, &photos_dir, settings)?;

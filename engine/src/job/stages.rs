@@ -18,7 +18,7 @@ use super::train_stage::{LoadedViews, load_dataset_views, metrics_json, write_tr
 use super::{CancelFlag, JobError, JobSettings, Stage};
 use crate::check::{CheckReport, Verdict};
 use crate::dataset::Dataset;
-use crate::mesh::pipeline::{BASE_COLOR_FILE, MeshOptions, MeshProgress, export_mesh_dir, run_mesh_stage};
+use crate::mesh::pipeline::{BASE_COLOR_FILE, MeshOptions, MeshProgress, MeshStageError, export_mesh_dir, run_mesh_stage};
 use crate::sfm::pipeline::outputs::{REPORT_FILE, TRANSFORMS_FILE, write_outputs};
 use crate::sfm::pipeline::{MIN_PHOTOS, estimate_poses};
 use crate::sfm::{Phase, PhaseProgress};
@@ -109,12 +109,13 @@ fn poses(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobErro
     let mut options = ctx.resolved.poses_options();
     options.only = Some(usable.clone());
     let mut fraction: f64 = 0.0;
-    let result = estimate_poses(&ctx.photos_dir, &options, &mut |p: &PhaseProgress| {
+    let mut progress = |p: &PhaseProgress| {
         fraction = fraction.max(poses_fraction(p));
         let message = format!("{} {}/{} {}", p.phase.name(), p.done, p.total, p.message);
         reporter.progress(Stage::Poses, fraction, message.trim_end().to_string());
-    })
-    .map_err(|e| sfm_error(Stage::Poses, e))?;
+    };
+    let result = estimate_poses(&ctx.photos_dir, &options, &mut progress, &|| ctx.cancel.is_cancelled())
+        .map_err(|e| sfm_error(Stage::Poses, e))?;
     let report = write_outputs(&result, &dir).map_err(|e| sfm_error(Stage::Poses, e))?;
     if report.registered < MIN_PHOTOS {
         return Err(JobError::BadInput {
@@ -240,11 +241,15 @@ fn mesh(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError
         ..MeshOptions::default()
     };
     let mut fraction: f64 = 0.0;
-    let summary = run_mesh_stage(&ctx.dir(Stage::Train), &dir, &options, &mut |p: MeshProgress| {
+    let mut progress = |p: MeshProgress| {
         fraction = fraction.max(mesh_fraction(&p));
         reporter.progress(Stage::Mesh, fraction, format!("{} {}/{}", p.stage, p.done, p.total));
-    })
-    .map_err(|e| stage_error(Stage::Mesh, &e))?;
+    };
+    let summary = run_mesh_stage(&ctx.dir(Stage::Train), &dir, &options, &mut progress, &|| ctx.cancel.is_cancelled())
+        .map_err(|e| match e {
+            MeshStageError::Cancelled => JobError::Cancelled(Stage::Mesh),
+            e => stage_error(Stage::Mesh, &e),
+        })?;
     Ok(StageSummary::Mesh(MeshFigures {
         triangles: summary.triangles,
         vertices: summary.vertices,

@@ -19,4 +19,7 @@ pub enum MeshError {
     /// A closed surface whose triangles face inwards (negative enclosed volume).
     #[error("inverted mesh: {0}")]
     Inverted(String),
+    /// The caller's `should_stop` asked the work to stop.
+    #[error("stopped on request")]
+    Cancelled,
 }

@@ -2,7 +2,8 @@
 //!
 //! [`run_mesh_stage`]: a training folder (`splats.ply` + `metrics.json`, which names the dataset)
 //! in; the photos are loaded again, then surface → cleanup → decimation → UV atlas → baking →
-//! export frame, and the mesh folder is written:
+//! export frame, and the mesh folder is written (only at the end, so a stop on request, checked
+//! between these steps and per view in the depth renders and the bake, leaves nothing new):
 //! - `mesh.ply`: the final textured mesh **in the export frame** (metres, +Y up, base at y = 0)
 //!   with normals and UVs (PLY's `v` upwards, see [`super::ply`]);
 //! - `basecolor.png`: its 8-bit sRGB base-colour texture (glTF orientation);
@@ -66,11 +67,32 @@ pub enum MeshStageError {
     #[error("reading the splats")]
     Splats(#[from] PlyError),
     #[error("mesh stage")]
-    Mesh(#[from] MeshError),
+    Mesh(#[source] MeshError),
     #[error("texturing")]
-    Texture(#[from] TextureError),
+    Texture(#[source] TextureError),
     #[error("export")]
     Export(#[from] ExportError),
+    /// The caller's `should_stop` asked the stage to stop; nothing was written.
+    #[error("mesh stage stopped on request")]
+    Cancelled,
+}
+
+impl From<MeshError> for MeshStageError {
+    fn from(error: MeshError) -> Self {
+        match error {
+            MeshError::Cancelled => MeshStageError::Cancelled,
+            error => MeshStageError::Mesh(error),
+        }
+    }
+}
+
+impl From<TextureError> for MeshStageError {
+    fn from(error: TextureError) -> Self {
+        match error {
+            TextureError::Cancelled => MeshStageError::Cancelled,
+            error => MeshStageError::Texture(error),
+        }
+    }
 }
 
 impl MeshStageError {
@@ -174,12 +196,14 @@ struct LoadedViews {
     masks: Vec<Option<ImageGray>>,
 }
 
-/// Runs the whole mesh stage (see the module docs) from `train_dir` into the folder `out`.
+/// Runs the whole mesh stage (see the module docs) from `train_dir` into the folder `out`. Ends
+/// with [`MeshStageError::Cancelled`], writing nothing, soon after `should_stop()` turns true.
 pub fn run_mesh_stage(
     train_dir: &Path,
     out: &Path,
     options: &MeshOptions,
     progress: &mut dyn FnMut(MeshProgress),
+    should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<MeshSummary, MeshStageError> {
     let mut timings = Timings::default();
     let info = read_train_info(train_dir)?;
@@ -192,13 +216,17 @@ pub fn run_mesh_stage(
     progress(MeshProgress { stage: "load", done: 1, total: 1 });
     timings.lap("load");
 
-    let (dense, voxel_size) = surface(&splats, &views, options.preset, progress)?;
+    check_stop(should_stop)?;
+    let (dense, voxel_size) = surface(&splats, &views, options.preset, progress, should_stop)?;
     timings.lap("surface");
+    check_stop(should_stop)?;
     let up_hint = mean_camera_up(&views.cameras);
     let (clean, report) = clean_up(&dense, voxel_size, up_hint, progress)?;
     timings.lap("cleanup");
-    let textured = texture(&clean, &views, options, progress)?;
+    check_stop(should_stop)?;
+    let textured = texture(&clean, &views, options, progress, should_stop)?;
     timings.lap("texture");
+    check_stop(should_stop)?;
 
     let (up, up_source) = export_up(&report, up_hint);
     let frame = ExportFrame::new(&textured.mesh, up, &options.frame)?;
@@ -226,6 +254,11 @@ pub fn run_mesh_stage(
     write_mesh_dir(out, &exported, &mut summary, timings)?;
     progress(MeshProgress { stage: "write", done: 1, total: 1 });
     Ok(summary)
+}
+
+/// [`MeshStageError::Cancelled`] once `should_stop()` is true.
+fn check_stop(should_stop: &(dyn Fn() -> bool + Sync)) -> Result<(), MeshStageError> {
+    if should_stop() { Err(MeshStageError::Cancelled) } else { Ok(()) }
 }
 
 /// Seconds per stage, measured lap by lap.
@@ -278,6 +311,7 @@ fn surface(
     views: &LoadedViews,
     preset: Preset,
     progress: &mut dyn FnMut(MeshProgress),
+    should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<(TriMesh, f32), MeshStageError> {
     let surface_views: Vec<SurfaceView> =
         views.cameras.iter().zip(&views.masks).map(|(camera, mask)| SurfaceView { camera: *camera, mask: mask.clone() }).collect();
@@ -288,7 +322,8 @@ fn surface(
         return Err(MeshError::InvalidInput(format!("empty extraction region {min:?}..{max:?}")).into());
     }
     let mut report = |done, total| progress(MeshProgress { stage: "surface", done, total });
-    let mesh = extract_surface(splats, &surface_views, &SurfaceOptions::for_voxel_size(voxel_size), &mut report)?;
+    let mesh =
+        extract_surface(splats, &surface_views, &SurfaceOptions::for_voxel_size(voxel_size), &mut report, should_stop)?;
     Ok((mesh, voxel_size))
 }
 
@@ -306,12 +341,13 @@ fn clean_up(
 }
 
 /// Decimation, UV atlas, baked base colour and, when decimation dropped detail, a normal map
-/// carrying it (world frame).
+/// carrying it (world frame). `should_stop` is checked between these steps and inside the bake.
 fn texture(
     mesh: &TriMesh,
     views: &LoadedViews,
     options: &MeshOptions,
     progress: &mut dyn FnMut(MeshProgress),
+    should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<TexturedMesh, MeshStageError> {
     const STEPS: usize = 4;
     progress(MeshProgress { stage: "decimate", done: 0, total: STEPS });
@@ -319,14 +355,17 @@ fn texture(
         Some(budget) => decimate(mesh, budget, &DecimateOptions::default()),
         None => mesh.clone(),
     };
+    check_stop(should_stop)?;
     progress(MeshProgress { stage: "atlas", done: 1, total: STEPS });
     let size = options.texture_size();
     let atlased = build_atlas(&decimated, size, &AtlasOptions::default())?;
+    check_stop(should_stop)?;
     progress(MeshProgress { stage: "bake", done: 2, total: STEPS });
     let bake_views: Vec<BakeView> = (0..views.cameras.len())
         .map(|i| BakeView { camera: views.cameras[i], image: views.images[i].clone(), mask: views.masks[i].clone() })
         .collect();
-    let base_color = bake_base_color(&atlased, &bake_views, size, &BakeOptions::default())?;
+    let base_color = bake_base_color(&atlased, &bake_views, size, &BakeOptions::default(), should_stop)?;
+    check_stop(should_stop)?;
     progress(MeshProgress { stage: "bake", done: 3, total: STEPS });
     let normal_map = if decimated.num_triangles() < mesh.num_triangles() {
         Some(bake_normal_map(mesh, &atlased, size)?)

@@ -116,12 +116,14 @@ impl SurfaceOptions {
 }
 
 /// Extracts the surface of `splats` as seen from `views` (see the module docs). `progress` gets
-/// `(views rendered, views)` as depth maps are made.
+/// `(views rendered, views)` as depth maps are made; `should_stop` is checked before each view
+/// and before fusion, and ends the extraction with [`MeshError::Cancelled`] once it is true.
 pub fn extract_surface(
     splats: &Splats,
     views: &[SurfaceView],
     options: &SurfaceOptions,
     progress: &mut dyn FnMut(usize, usize),
+    should_stop: &dyn Fn() -> bool,
 ) -> Result<TriMesh, MeshError> {
     if views.is_empty() || splats.is_empty() {
         return Err(MeshError::InvalidInput(format!("{} views and {} splats: need both", views.len(), splats.len())));
@@ -131,8 +133,14 @@ pub fn extract_surface(
     let mut volume = TsdfVolume::new(min, max, options.voxel_size, truncation)?;
     let mut frames = Vec::with_capacity(views.len());
     for (i, view) in views.iter().enumerate() {
+        if should_stop() {
+            return Err(MeshError::Cancelled);
+        }
         frames.push(render_depth(splats, view, options));
         progress(i + 1, views.len());
+    }
+    if should_stop() {
+        return Err(MeshError::Cancelled);
     }
     volume.allocate(&frames);
     tracing::info!("surface: region {min:?}..{max:?}, {} blocks allocated", volume.num_blocks());

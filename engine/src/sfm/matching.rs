@@ -324,6 +324,9 @@ fn strongest_subset(features: &Features, count: usize) -> Features {
     }
 }
 
+/// The matches of photos `(i, j)` as `(keypoint in i, keypoint in j)`.
+pub type PairMatches = ((usize, usize), Vec<(u32, u32)>);
+
 /// Matches every pair in parallel; `progress(done, total)` is called as pairs finish. The result
 /// keeps the order of `pairs`; pairs naming a missing photo get no matches.
 pub fn match_pairs(
@@ -331,17 +334,32 @@ pub fn match_pairs(
     pairs: &[(usize, usize)],
     options: &MatchOptions,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Vec<((usize, usize), Vec<(u32, u32)>)> {
+) -> Vec<PairMatches> {
+    match_pairs_stoppable(features, pairs, options, progress, &|| false).unwrap_or_default()
+}
+
+/// [`match_pairs`] that checks `should_stop()` before each pair and gives `None` once it is true
+/// (pairs not yet started are skipped).
+pub fn match_pairs_stoppable(
+    features: &[Features],
+    pairs: &[(usize, usize)],
+    options: &MatchOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    should_stop: &(dyn Fn() -> bool + Sync),
+) -> Option<Vec<PairMatches>> {
     let done = std::sync::atomic::AtomicUsize::new(0);
     pairs
         .par_iter()
         .map(|&(i, j)| {
+            if should_stop() {
+                return None;
+            }
             let matches = match (features.get(i), features.get(j)) {
                 (Some(a), Some(b)) => match_features(a, b, options),
                 _ => Vec::new(),
             };
             progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, pairs.len());
-            ((i, j), matches)
+            Some(((i, j), matches))
         })
         .collect()
 }

@@ -52,6 +52,9 @@ pub enum SfmError {
     /// The robust estimation or the optimisation failed in a way that is Kiln's fault.
     #[error("structure from motion failed: {0}")]
     Internal(String),
+    /// The caller's `should_stop` asked the run to stop; nothing was written.
+    #[error("pose estimation stopped on request")]
+    Cancelled,
 }
 
 /// The phases, for progress reporting.

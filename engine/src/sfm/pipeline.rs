@@ -7,6 +7,11 @@
 //! bundle adjustment. Photos set aside never stop the run; the run stops with
 //! [`SfmError::Unusable`] only when the input as a whole cannot give poses, saying why.
 //! The input folder is only read.
+//!
+//! The caller's `should_stop` is checked per photo in feature extraction, per pair in matching and
+//! verification, per registration and bundle adjustment in the mapper, and between phases; once it
+//! is true the run ends with [`SfmError::Cancelled`] (nothing is written: outputs come from
+//! [`write_outputs`], after the run).
 
 pub mod outputs;
 mod screen;
@@ -21,11 +26,11 @@ use rayon::prelude::*;
 
 use super::features::{Features, SiftOptions, extract_features};
 use super::mapper::{DropReason, MapperOptions, MapperResult, reconstruct};
-use super::matching::{MAX_EXHAUSTIVE_PHOTOS, MatchOptions, match_pairs, select_pairs};
+use super::matching::{MAX_EXHAUSTIVE_PHOTOS, MatchOptions, match_pairs_stoppable, select_pairs};
 use super::model::{RadialCamera, Reconstruction};
 use super::photos::{PhotoSet, list_photos};
 use super::report::{PhaseTime, PosesReport, ReportInputs};
-use super::verify::{TwoViewGeometry, VerifyOptions, verify_pairs};
+use super::verify::{TwoViewGeometry, VerifyOptions, verify_pairs_stoppable};
 use super::{Phase, PhaseProgress, SfmError};
 
 pub use outputs::write_outputs;
@@ -81,25 +86,30 @@ pub struct PosesResult {
     pub report: PosesReport,
 }
 
-/// Estimates camera poses, intrinsics and a sparse point cloud for the photos in `input`.
+/// Estimates camera poses, intrinsics and a sparse point cloud for the photos in `input`. Stops
+/// with [`SfmError::Cancelled`] soon after `should_stop()` turns true (see the module docs).
 pub fn estimate_poses(
     input: &Path,
     options: &PosesOptions,
     progress: &mut dyn FnMut(&PhaseProgress),
+    should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<PosesResult, SfmError> {
+    let stop = Stop(should_stop);
     let mut clock = PhaseClock::new(progress);
     clock.report(Phase::Photos, 0, 1, "listing".into());
     let listed = keep_only(list_photos(input)?, options.only.as_deref());
     require_min_photos(input, listed.photos.len())?;
     clock.report(Phase::Photos, 1, 1, format!("{} photos", listed.photos.len()));
 
-    let features = extract_all(&listed, &options.sift, &mut clock)?;
+    stop.check()?;
+    let features = extract_all(&listed, &options.sift, &mut clock, stop)?;
     let screened = screen::screen(listed, features, options.min_features);
     screened.require_enough(input)?;
     let notes = screened.notes();
 
-    let geometries = match_and_verify(&screened.photos, &screened.features, options, &mut clock)?;
-    let mapped = map(&screened.photos, &screened.features, &geometries, options, &mut clock)?;
+    let geometries = match_and_verify(&screened.photos, &screened.features, options, &mut clock, stop)?;
+    stop.check()?;
+    let mapped = map(&screened.photos, &screened.features, &geometries, options, &mut clock, stop)?;
     let phase_seconds = clock.finish();
 
     let reasons: BTreeMap<usize, String> =
@@ -184,12 +194,25 @@ fn drop_words(reason: &DropReason, components: &[Vec<usize>]) -> String {
     }
 }
 
+/// The caller's stop request, checked between units of work.
+#[derive(Clone, Copy)]
+struct Stop<'a>(&'a (dyn Fn() -> bool + Sync));
+
+impl Stop<'_> {
+    /// [`SfmError::Cancelled`] once a stop was requested.
+    fn check(self) -> Result<(), SfmError> {
+        if (self.0)() { Err(SfmError::Cancelled) } else { Ok(()) }
+    }
+}
+
 /// Features of every listed photo, in parallel; a photo that cannot be decoded gives `Err` with
-/// the reason, any other failure stops the run.
+/// the reason, any other failure stops the run. Photos not yet started when a stop is requested
+/// are skipped and the result is [`SfmError::Cancelled`].
 fn extract_all(
     photos: &PhotoSet,
     options: &SiftOptions,
     clock: &mut PhaseClock<'_>,
+    stop: Stop<'_>,
 ) -> Result<Vec<Result<Features, String>>, SfmError> {
     let total = photos.photos.len();
     clock.report(Phase::Features, 0, total, format!("{total} photos"));
@@ -199,6 +222,7 @@ fn extract_all(
             .photos
             .par_iter()
             .map(|photo| {
+                stop.check()?;
                 let result = match screen::truncated_jpeg_reason(&photo.path) {
                     Some(reason) => Err(SfmError::BadPhoto { path: photo.path.clone(), problem: reason }),
                     None => extract_features(photo, options),
@@ -208,6 +232,7 @@ fn extract_all(
             })
             .collect::<Vec<_>>()
     })?;
+    stop.check()?;
     results.into_iter().map(screen::decode_failure_as_rejection).collect()
 }
 
@@ -217,6 +242,7 @@ fn match_and_verify(
     features: &[Features],
     options: &PosesOptions,
     clock: &mut PhaseClock<'_>,
+    stop: Stop<'_>,
 ) -> Result<Vec<TwoViewGeometry>, SfmError> {
     let cameras: Vec<RadialCamera> = photos
         .photos
@@ -225,13 +251,18 @@ fn match_and_verify(
         .collect::<Option<_>>()
         .ok_or_else(|| SfmError::Internal("a photo names a camera group that does not exist".into()))?;
     let pairs = select_pairs(features, options.max_exhaustive_photos);
+    stop.check()?;
     clock.report(Phase::Matching, 0, pairs.len(), format!("{} pairs", pairs.len()));
-    let matches =
-        with_progress(clock, Phase::Matching, |report| match_pairs(features, &pairs, &options.matching, report))?;
+    let matches = with_progress(clock, Phase::Matching, |report| {
+        match_pairs_stoppable(features, &pairs, &options.matching, report, stop.0)
+    })?
+    .ok_or(SfmError::Cancelled)?;
+    stop.check()?;
     clock.report(Phase::Verification, 0, matches.len(), format!("{} matched pairs", matches.len()));
     let verified = with_progress(clock, Phase::Verification, |report| {
-        verify_pairs(features, &cameras, &matches, &options.verify, report)
-    })?;
+        verify_pairs_stoppable(features, &cameras, &matches, &options.verify, report, stop.0)
+    })?
+    .ok_or(SfmError::Cancelled)?;
     clock.report(Phase::Verification, matches.len(), matches.len(), format!("{} verified pairs", verified.len()));
     Ok(verified)
 }
@@ -242,8 +273,9 @@ fn map(
     geometries: &[TwoViewGeometry],
     options: &PosesOptions,
     clock: &mut PhaseClock<'_>,
+    stop: Stop<'_>,
 ) -> Result<MapperResult, SfmError> {
-    reconstruct(photos, features, geometries, &options.mapper, &mut |p: &PhaseProgress| clock.forward(p))
+    reconstruct(photos, features, geometries, &options.mapper, &mut |p: &PhaseProgress| clock.forward(p), stop.0)
 }
 
 /// Runs `work` on a scoped thread; the `(done, total)` it reports, from any thread, reaches
@@ -308,5 +340,62 @@ impl<'a> PhaseClock<'a> {
     fn finish(mut self) -> Vec<PhaseTime> {
         self.close();
         self.times
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    fn fixture_images() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bunny-mini/images")
+    }
+
+    /// The largest `done` of the feature-extraction events: how many photos were extracted.
+    fn extracted(events: &[PhaseProgress]) -> usize {
+        events.iter().filter(|e| e.phase == Phase::Features).map(|e| e.done).max().unwrap_or(0)
+    }
+
+    #[test]
+    fn a_stop_requested_before_the_run_extracts_no_features() {
+        let mut events = Vec::new();
+        let result = estimate_poses(&fixture_images(), &PosesOptions::default(), &mut |p| events.push(p.clone()), &|| true);
+        assert!(matches!(result, Err(SfmError::Cancelled)), "{:?}", result.err());
+        assert_eq!(extracted(&events), 0, "{events:?}");
+        assert!(events.iter().all(|e| matches!(e.phase, Phase::Photos | Phase::Features)), "{events:?}");
+    }
+
+    #[test]
+    fn a_stop_during_extraction_skips_the_remaining_photos() {
+        // The first two checks say "go on", every later one "stop": at most two photos start.
+        let checks = AtomicUsize::new(0);
+        let should_stop = || checks.fetch_add(1, Ordering::SeqCst) >= 2;
+        let mut events = Vec::new();
+        let result = estimate_poses(&fixture_images(), &PosesOptions::default(), &mut |p| events.push(p.clone()), &should_stop);
+        assert!(matches!(result, Err(SfmError::Cancelled)), "{:?}", result.err());
+        let photos = std::fs::read_dir(fixture_images()).unwrap().count();
+        assert!(extracted(&events) <= 2 && photos > 2, "{} of {photos} photos extracted", extracted(&events));
+        assert!(events.iter().all(|e| matches!(e.phase, Phase::Photos | Phase::Features)), "{events:?}");
+    }
+
+    #[test]
+    fn a_stop_during_matching_ends_the_run_before_verification() {
+        let stop = AtomicBool::new(false);
+        let mut phases = Vec::new();
+        let mut progress = |p: &PhaseProgress| {
+            if p.phase == Phase::Matching {
+                stop.store(true, Ordering::SeqCst);
+            }
+            phases.push(p.phase);
+        };
+        let result = estimate_poses(&fixture_images(), &PosesOptions::default(), &mut progress, &|| stop.load(Ordering::SeqCst));
+        assert!(matches!(result, Err(SfmError::Cancelled)), "{:?}", result.err());
+        assert!(phases.contains(&Phase::Matching), "{phases:?}");
+        assert!(
+            !phases.iter().any(|p| matches!(p, Phase::Verification | Phase::Reconstruction | Phase::BundleAdjustment)),
+            "{phases:?}"
+        );
     }
 }

@@ -21,6 +21,7 @@ use super::geometry::pose::{
     triangulation_angle,
 };
 use super::geometry::ransac::{Estimator, RansacOptions, lo_ransac};
+use super::matching::PairMatches;
 use super::model::{RadialCamera, RigidCv};
 
 /// Which model explains a pair best (COLMAP's two-view configurations, simplified).
@@ -281,15 +282,31 @@ fn median(values: &mut [f64]) -> f64 {
 pub fn verify_pairs(
     features: &[Features],
     cameras: &[RadialCamera],
-    matches: &[((usize, usize), Vec<(u32, u32)>)],
+    matches: &[PairMatches],
     options: &VerifyOptions,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Vec<TwoViewGeometry> {
+    verify_pairs_stoppable(features, cameras, matches, options, progress, &|| false).unwrap_or_default()
+}
+
+/// [`verify_pairs`] that checks `should_stop()` before each pair and gives `None` once it is true
+/// (pairs not yet started are skipped).
+pub fn verify_pairs_stoppable(
+    features: &[Features],
+    cameras: &[RadialCamera],
+    matches: &[PairMatches],
+    options: &VerifyOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    should_stop: &(dyn Fn() -> bool + Sync),
+) -> Option<Vec<TwoViewGeometry>> {
     let done = std::sync::atomic::AtomicUsize::new(0);
     let total = matches.len();
-    matches
+    let verified: Option<Vec<Option<TwoViewGeometry>>> = matches
         .par_iter()
-        .filter_map(|((i, j), pair_matches)| {
+        .map(|((i, j), pair_matches)| {
+            if should_stop() {
+                return None;
+            }
             let result = match (features.get(*i), features.get(*j), cameras.get(*i), cameras.get(*j)) {
                 (Some(fi), Some(fj), Some(ci), Some(cj)) => {
                     verify_pair(*i, *j, &fi.keypoints, &fj.keypoints, ci, cj, pair_matches, options)
@@ -297,7 +314,8 @@ pub fn verify_pairs(
                 _ => None,
             };
             progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-            result
+            Some(result)
         })
-        .collect()
+        .collect();
+    verified.map(|pairs| pairs.into_iter().flatten().collect())
 }

@@ -108,14 +108,17 @@ pub struct BakeReport {
     pub gains: Vec<[f32; 3]>,
 }
 
-/// A base-colour texture; see [`bake_base_color_with_report`].
+/// A base-colour texture; see [`bake_base_color_with_report`]. `should_stop` is checked before
+/// each view's depth buffer and between the steps; once it is true the bake ends with
+/// [`TextureError::Cancelled`].
 pub fn bake_base_color(
     mesh: &TriMesh,
     views: &[BakeView],
     texture_size: u32,
     options: &BakeOptions,
+    should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<image::RgbImage, TextureError> {
-    Ok(bake_base_color_with_report(mesh, views, texture_size, options)?.0)
+    Ok(bake(mesh, views, texture_size, options, should_stop)?.0)
 }
 
 /// Bakes a `texture_size²` 8-bit sRGB base-colour texture for `mesh` (world frame of the
@@ -126,15 +129,32 @@ pub fn bake_base_color_with_report(
     texture_size: u32,
     options: &BakeOptions,
 ) -> Result<(image::RgbImage, BakeReport), TextureError> {
+    bake(mesh, views, texture_size, options, &|| false)
+}
+
+/// [`TextureError::Cancelled`] once `should_stop()` is true.
+fn check_stop(should_stop: &(dyn Fn() -> bool + Sync)) -> Result<(), TextureError> {
+    if should_stop() { Err(TextureError::Cancelled) } else { Ok(()) }
+}
+
+fn bake(
+    mesh: &TriMesh,
+    views: &[BakeView],
+    texture_size: u32,
+    options: &BakeOptions,
+    should_stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(image::RgbImage, BakeReport), TextureError> {
     validate(mesh, views, texture_size)?;
     let texels = TexelMap::new(mesh, texture_size);
     let faces = face_normals(mesh);
-    let scene = Scene::new(mesh, &faces, views, options);
+    let scene = Scene::new(mesh, &faces, views, options, should_stop)?;
+    check_stop(should_stop)?;
     let gains = if options.balance_exposure {
         estimate_gains(&scene, &texels)
     } else {
         vec![[1.0; 3]; views.len()]
     };
+    check_stop(should_stop)?;
     let (mut colors, mut filled) = blend(&scene, &texels, &gains);
     let unseen_texels = texels
         .triangle
@@ -301,7 +321,8 @@ impl<'a> Scene<'a> {
         faces: &'a [Vec3],
         views: &'a [BakeView],
         options: &'a BakeOptions,
-    ) -> Self {
+        should_stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Self, TextureError> {
         let linear = views
             .par_iter()
             .map(|v| {
@@ -314,8 +335,11 @@ impl<'a> Scene<'a> {
             .collect();
         let depth = views
             .par_iter()
-            .map(|v| depth_buffer(mesh, &v.camera))
-            .collect();
+            .map(|v| {
+                check_stop(should_stop)?;
+                Ok(depth_buffer(mesh, &v.camera))
+            })
+            .collect::<Result<_, TextureError>>()?;
         let candidates = mesh
             .triangles
             .par_iter()
@@ -332,7 +356,7 @@ impl<'a> Scene<'a> {
                     .collect()
             })
             .collect();
-        Self {
+        Ok(Self {
             mesh,
             faces,
             views,
@@ -341,7 +365,7 @@ impl<'a> Scene<'a> {
             camera_from_world: views.iter().map(|v| v.camera.camera_from_world()).collect(),
             candidates,
             options,
-        }
+        })
     }
 
     /// The best `K` observations of texel `i`, by weight, strongest first.

@@ -21,4 +21,7 @@ pub enum TextureError {
     BadView { view: usize, problem: String },
     #[error("{charts} charts do not fit in a {size}² atlas even at the smallest texel density")]
     AtlasFull { charts: usize, size: u32 },
+    /// The caller's `should_stop` asked the bake to stop.
+    #[error("stopped on request")]
+    Cancelled,
 }

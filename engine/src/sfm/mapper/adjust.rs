@@ -70,6 +70,7 @@ impl Model<'_> {
     }
 
     fn adjust_all(&mut self, intrinsics: bool, principal_point: bool, progress: &mut dyn FnMut(&PhaseProgress)) -> Result<(), SfmError> {
+        self.context.check_stop()?;
         self.report(progress, Phase::BundleAdjustment, format!("adjusting {} photos", self.rec.num_registered()));
         let options = BaOptions {
             variable_images: None,

@@ -40,6 +40,7 @@ impl<'c> Model<'c> {
         progress: &mut dyn FnMut(&PhaseProgress),
     ) -> Result<Option<Self>, SfmError> {
         for pair in candidates(context, &allowed).into_iter().take(context.options.max_init_trials) {
+            context.check_stop()?;
             let mut model = Model::empty(context, allowed.clone());
             if model.try_initial_pair(pair, progress)? {
                 return Ok(Some(model));

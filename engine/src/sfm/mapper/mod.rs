@@ -141,14 +141,17 @@ pub struct MapperResult {
 
 /// Builds the reconstruction from the verified pairs. Errors when the inputs disagree (Kiln's
 /// fault) or when no pair of photos can start a model (the input's fault, said in words).
+/// `should_stop` is checked before each initial-pair trial, registration and bundle adjustment;
+/// once it is true the mapper ends with [`SfmError::Cancelled`].
 pub fn reconstruct(
     photos: &PhotoSet,
     features: &[Features],
     pairs: &[TwoViewGeometry],
     options: &MapperOptions,
     progress: &mut dyn FnMut(&PhaseProgress),
+    should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<MapperResult, SfmError> {
-    let context = Context::new(photos, features, pairs, options)?;
+    let context = Context::new(photos, features, pairs, options, should_stop)?;
     let mut available: Vec<bool> = (0..context.num_images()).map(|i| context.degree[i] > 0).collect();
     let mut models: Vec<Model> = Vec::new();
     while models.len() < options.max_models && available.iter().filter(|&&a| a).count() >= 2 {
@@ -188,6 +191,7 @@ struct Context<'a> {
     features: &'a [Features],
     pairs: &'a [TwoViewGeometry],
     options: &'a MapperOptions,
+    should_stop: &'a (dyn Fn() -> bool + Sync),
     tracks: Tracks,
     /// Number of verified pairs (with inliers) each photo is in.
     degree: Vec<usize>,
@@ -201,6 +205,7 @@ impl<'a> Context<'a> {
         features: &'a [Features],
         pairs: &'a [TwoViewGeometry],
         options: &'a MapperOptions,
+        should_stop: &'a (dyn Fn() -> bool + Sync),
     ) -> Result<Self, SfmError> {
         let n = photos.photos.len();
         if features.len() != n {
@@ -224,11 +229,16 @@ impl<'a> Context<'a> {
             tracks.inconsistent,
             tracks.invalid_matches
         );
-        Ok(Self { photos, features, pairs, options, tracks, degree, best_inliers })
+        Ok(Self { photos, features, pairs, options, should_stop, tracks, degree, best_inliers })
     }
 
     fn num_images(&self) -> usize {
         self.photos.photos.len()
+    }
+
+    /// [`SfmError::Cancelled`] once the caller asked to stop.
+    fn check_stop(&self) -> Result<(), SfmError> {
+        if (self.should_stop)() { Err(SfmError::Cancelled) } else { Ok(()) }
     }
 
     /// A fresh reconstruction: every photo unregistered, group priors as cameras.

@@ -110,6 +110,7 @@ impl Model<'_> {
     /// Registers photos one at a time until none of the candidates registers.
     pub(super) fn grow(&mut self, progress: &mut dyn FnMut(&PhaseProgress)) -> Result<(), SfmError> {
         loop {
+            self.context.check_stop()?;
             let candidates = self.next_candidates();
             let trials = self.options().max_registration_trials;
             let Some(image) = candidates.into_iter().take(trials).find(|&i| self.try_register(i)) else {
