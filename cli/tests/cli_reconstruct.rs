@@ -390,7 +390,7 @@ fn killed_during_training_resumes_from_the_checkpoint() {
     assert_eq!(std::fs::read(out.join("poses/stage.json")).unwrap(), poses_record, "poses were not recomputed");
     assert_eq!((modified(&out.join("poses/stage.json")), modified(&out.join("poses/transforms.json"))), poses_times);
     let resumed = report["metrics"]["train"]["resumed_from_step"].as_u64();
-    assert!(resumed.is_some_and(|step| step >= 100 && step < 1000), "training resumed from a checkpoint: {resumed:?}");
+    assert!(resumed.is_some_and(|step| (100..1000).contains(&step)), "training resumed from a checkpoint: {resumed:?}");
     assert_eq!(report["metrics"]["train"]["steps"], 1000);
     assert!(!checkpoint.exists(), "the checkpoint is removed once training finished");
     let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();

@@ -186,7 +186,7 @@ fn document(bin: &BinBuilder, primitive: Value, base_color: usize, normal: Optio
 }
 
 fn pad_to_4(bytes: &mut Vec<u8>, fill: u8) {
-    while bytes.len() % 4 != 0 {
+    while !bytes.len().is_multiple_of(4) {
         bytes.push(fill);
     }
 }

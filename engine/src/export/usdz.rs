@@ -86,7 +86,7 @@ fn write_array(s: &mut String, declaration: &str, items: impl Iterator<Item = St
         }
         s.push_str(&item);
     }
-    s.push_str("]");
+    s.push(']');
 }
 
 fn extent(positions: &[[f32; 3]]) -> ([f32; 3], [f32; 3]) {

@@ -126,7 +126,7 @@ pub fn five_point(xi: &[DVec2], xj: &[DVec2]) -> Vec<DMat3> {
         .into_iter()
         .filter_map(|z| {
             let m = hidden.map(|row| row.map(|p| eval(&p, z)));
-            let r = m.map(|row| DVec3::from_array(row));
+            let r = m.map(DVec3::from_array);
             let candidates = [r[0].cross(r[1]), r[0].cross(r[2]), r[1].cross(r[2])];
             let best = candidates.into_iter().max_by(|a, b| a.length_squared().total_cmp(&b.length_squared()))?;
             if best.z.abs() <= f64::MIN_POSITIVE {

@@ -59,7 +59,7 @@ const DEFAULT_MAX_ITERATIONS: usize = 10_000;
 /// Local optimisation converges in a handful of re-fits (Lebeda et al. use 10 at most).
 const DEFAULT_LOCAL_STEPS: usize = 10;
 /// Arbitrary fixed seed: reproducible runs.
-const DEFAULT_SEED: u64 = 0x5EED_0F_C0FFEE;
+const DEFAULT_SEED: u64 = 0x5EED_0FC0_FFEE;
 
 impl Default for RansacOptions {
     fn default() -> Self {
