@@ -114,6 +114,9 @@ fn human(report: &CheckReport) -> String {
 /// The focal length(s) the coverage estimate rests on and the widest range of directions no photo
 /// looks from (or why it is not known).
 fn coverage_line(s: &SetSummary) -> String {
+    if s.focal_lengths.is_empty() {
+        return String::new();
+    }
     let focals: Vec<String> = s
         .focal_lengths
         .iter()
@@ -131,8 +134,5 @@ fn coverage_line(s: &SetSummary) -> String {
         (None, None, Some(reason)) => format!("unknown ({reason})"),
         (None, None, None) => "unknown".into(),
     };
-    if focals.is_empty() {
-        return String::new();
-    }
     format!("focal length {} · widest range of directions no photo looks from: {gap}\n", focals.join(", "))
 }

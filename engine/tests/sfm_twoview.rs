@@ -181,9 +181,10 @@ fn verify_pairs_runs_every_pair() {
     let cameras = [camera(), camera()];
     let matches = vec![((0, 1), scene.matches.clone()), ((0, 1), Vec::new()), ((0, 5), scene.matches.clone())];
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let result = verify_pairs(&all, &cameras, &matches, &VerifyOptions::default(), &|_, _| {
+    let count = |_, _| {
         done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    });
+    };
+    let result = verify_pairs(&all, &cameras, &matches, &VerifyOptions::default(), &count, &|| false).unwrap();
     assert_eq!(result.len(), 1, "only the real pair verifies");
     assert_eq!((result[0].i, result[0].j, result[0].config), (0, 1, TwoViewConfig::Calibrated));
     assert_eq!(done.into_inner(), 3);

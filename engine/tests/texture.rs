@@ -209,7 +209,7 @@ fn baked_sphere_matches_its_pattern() {
     let (mesh, atlas) = build_atlas_with_report(&mesh, 512, &AtlasOptions::default()).unwrap();
     let views = sphere_views();
     let (texture, report) =
-        bake_base_color_with_report(&mesh, &views, 512, &BakeOptions::default()).unwrap();
+        bake_base_color_with_report(&mesh, &views, 512, &BakeOptions::default(), &|| false).unwrap();
     let error = sphere_texture_error(&mesh, &texture);
     println!(
         "sphere: {} charts, utilisation {:.1}%, {} surface texels, {} unseen, mean abs error {error:.2}/255",
@@ -245,8 +245,8 @@ fn exposure_balancing_undoes_a_darker_photo() {
         balance_exposure: false,
         ..BakeOptions::default()
     };
-    let (with, report) = bake_base_color_with_report(&mesh, &views, 512, &balanced).unwrap();
-    let (without, _) = bake_base_color_with_report(&mesh, &views, 512, &unbalanced).unwrap();
+    let (with, report) = bake_base_color_with_report(&mesh, &views, 512, &balanced, &|| false).unwrap();
+    let (without, _) = bake_base_color_with_report(&mesh, &views, 512, &unbalanced, &|| false).unwrap();
     // Where the dark photo looks at the surface within 60°, it is among the best views.
     let towards_dark = views[dark].camera.center().normalize();
     let seen_by_dark = |p: Vec3| p.normalize().dot(towards_dark) > 0.5;
@@ -443,7 +443,7 @@ fn bunny_synth_texture_reproduces_held_out_photos() {
     let size = 1024;
     let (mesh, atlas) = build_atlas_with_report(&low, size, &AtlasOptions::default()).unwrap();
     let (texture, report) =
-        bake_base_color_with_report(&mesh, &train, size, &BakeOptions::default()).unwrap();
+        bake_base_color_with_report(&mesh, &train, size, &BakeOptions::default(), &|| false).unwrap();
     let (mut squared, mut squared_flat, mut count) = (0.0f64, 0.0f64, 0usize);
     // The best texture-free answer: each test photo's mean object colour.
     for view in &test {

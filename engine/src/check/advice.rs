@@ -244,7 +244,8 @@ fn photo_check(path: PathBuf, findings: Vec<Finding>, measures: Option<PhotoMeas
     PhotoCheck { path, verdict, findings, measures }
 }
 
-fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+/// The median of the finite `values` (the upper one of an even count), `None` when there are none.
+pub(super) fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     let mut values: Vec<f64> = values.filter(|v| v.is_finite()).collect();
     if values.is_empty() {
         return None;

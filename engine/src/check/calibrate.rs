@@ -18,6 +18,7 @@
 use glam::{DMat3, DVec3};
 use rayon::prelude::*;
 
+use super::advice::median;
 use super::overlap::{EpipolarPair, OverlapGraph, coverage_gap};
 use super::{FocalEstimate, FocalSource};
 use crate::sfm::features::Keypoint;
@@ -134,7 +135,7 @@ fn focal_multiplier(graph: &OverlapGraph, members: &dyn Fn(&usize) -> bool) -> O
     if pairs.len() < MIN_CALIBRATION_PAIRS {
         return None;
     }
-    let cost = |k: f64| median(pairs.iter().filter_map(|(pair, ci, cj)| calibration_cost(pair, ci, cj, k)).collect());
+    let cost = |k: f64| median(pairs.iter().filter_map(|(pair, ci, cj)| calibration_cost(pair, ci, cj, k)));
     let steps = ((FOCAL_GRID.1 / FOCAL_GRID.0).ln() / FOCAL_GRID_STEP.ln()).ceil() as i32;
     let grid: Vec<(f64, f64)> = (0..=steps)
         .map(|s| FOCAL_GRID.0 * FOCAL_GRID_STEP.powi(s))
@@ -175,14 +176,6 @@ fn parabola_vertex(a: (f64, f64), b: (f64, f64), c: (f64, f64)) -> f64 {
     }
     let numerator = (xb - xa).powi(2) * (b.1 - c.1) - (xb - xc).powi(2) * (b.1 - a.1);
     (xb - 0.5 * numerator / denominator).clamp(xa, xc).exp()
-}
-
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let mid = values.len() / 2;
-    Some(*values.select_nth_unstable_by(mid, f64::total_cmp).1)
 }
 
 /// Verifies again, on their inliers and `graph`'s cameras, the pairs touching a photo that

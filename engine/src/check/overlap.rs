@@ -112,10 +112,13 @@ impl OverlapGraph {
     ) -> Self {
         let pairs = select_pairs_with(features, &options.pairs);
         let total = 2 * pairs.len();
-        let matches = match_pairs(features, &pairs, &options.matching, &|done, _| progress(done, total));
+        let never = || false;
+        let matches = match_pairs(features, &pairs, &options.matching, &|done, _| progress(done, total), &never)
+            .unwrap_or_default();
         let offset = pairs.len();
         let verified =
-            verify_pairs(features, cameras, &matches, &options.verify, &|done, _| progress(offset + done, total));
+            verify_pairs(features, cameras, &matches, &options.verify, &|done, _| progress(offset + done, total), &never)
+                .unwrap_or_default();
         let mut graph = Self::from_edges(features.len(), verified.iter().map(|g| (g.i, g.j)));
         graph.pairs_matched = pairs.len();
         graph.cameras = cameras.iter().copied().enumerate().collect();

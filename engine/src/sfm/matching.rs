@@ -328,19 +328,10 @@ fn strongest_subset(features: &Features, count: usize) -> Features {
 pub type PairMatches = ((usize, usize), Vec<(u32, u32)>);
 
 /// Matches every pair in parallel; `progress(done, total)` is called as pairs finish. The result
-/// keeps the order of `pairs`; pairs naming a missing photo get no matches.
+/// keeps the order of `pairs`; pairs naming a missing photo get no matches. `should_stop()` is
+/// checked before each pair: once it is true, pairs not yet started are skipped and the result is
+/// `None`.
 pub fn match_pairs(
-    features: &[Features],
-    pairs: &[(usize, usize)],
-    options: &MatchOptions,
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> Vec<PairMatches> {
-    match_pairs_stoppable(features, pairs, options, progress, &|| false).unwrap_or_default()
-}
-
-/// [`match_pairs`] that checks `should_stop()` before each pair and gives `None` once it is true
-/// (pairs not yet started are skipped).
-pub fn match_pairs_stoppable(
     features: &[Features],
     pairs: &[(usize, usize)],
     options: &MatchOptions,
@@ -495,7 +486,8 @@ mod tests {
         assert!(pairs.contains(&(3, 4)) && pairs.contains(&(3, 13)), "sequential neighbours");
         assert!(pairs.len() < n * (n - 1) / 4, "{} pairs", pairs.len());
         assert_eq!(select_pairs(&photos[..20], MAX_EXHAUSTIVE_PHOTOS).len(), 190);
-        let matched = match_pairs(&photos, &[(10, 150), (10, 11), (10, 100)], &MatchOptions::default(), &|_, _| {});
+        let matched =
+            match_pairs(&photos, &[(10, 150), (10, 11), (10, 100)], &MatchOptions::default(), &|_, _| {}, &|| false).unwrap();
         assert!(matched[0].1.len() >= 60 && matched[1].1.len() >= 30, "{} {}", matched[0].1.len(), matched[1].1.len());
         assert!(matched[2].1.is_empty());
     }

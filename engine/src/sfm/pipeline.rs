@@ -26,11 +26,11 @@ use rayon::prelude::*;
 
 use super::features::{Features, SiftOptions, extract_features};
 use super::mapper::{DropReason, MapperOptions, MapperResult, reconstruct};
-use super::matching::{MAX_EXHAUSTIVE_PHOTOS, MatchOptions, match_pairs_stoppable, select_pairs};
+use super::matching::{MAX_EXHAUSTIVE_PHOTOS, MatchOptions, match_pairs, select_pairs};
 use super::model::{RadialCamera, Reconstruction};
 use super::photos::{PhotoSet, list_photos};
 use super::report::{PhaseTime, PosesReport, ReportInputs};
-use super::verify::{TwoViewGeometry, VerifyOptions, verify_pairs_stoppable};
+use super::verify::{TwoViewGeometry, VerifyOptions, verify_pairs};
 use super::{Phase, PhaseProgress, SfmError};
 
 pub use outputs::write_outputs;
@@ -254,13 +254,13 @@ fn match_and_verify(
     stop.check()?;
     clock.report(Phase::Matching, 0, pairs.len(), format!("{} pairs", pairs.len()));
     let matches = with_progress(clock, Phase::Matching, |report| {
-        match_pairs_stoppable(features, &pairs, &options.matching, report, stop.0)
+        match_pairs(features, &pairs, &options.matching, report, stop.0)
     })?
     .ok_or(SfmError::Cancelled)?;
     stop.check()?;
     clock.report(Phase::Verification, 0, matches.len(), format!("{} matched pairs", matches.len()));
     let verified = with_progress(clock, Phase::Verification, |report| {
-        verify_pairs_stoppable(features, &cameras, &matches, &options.verify, report, stop.0)
+        verify_pairs(features, &cameras, &matches, &options.verify, report, stop.0)
     })?
     .ok_or(SfmError::Cancelled)?;
     clock.report(Phase::Verification, matches.len(), matches.len(), format!("{} verified pairs", verified.len()));

@@ -278,20 +278,9 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// Verifies every matched pair in parallel. `cameras[k]` is photo `k`'s camera (its group's
 /// prior); `progress(done, total)` is called as pairs finish. Rejected pairs are left out; the
-/// result keeps the order of `matches`.
+/// result keeps the order of `matches`. `should_stop()` is checked before each pair: once it is
+/// true, pairs not yet started are skipped and the result is `None`.
 pub fn verify_pairs(
-    features: &[Features],
-    cameras: &[RadialCamera],
-    matches: &[PairMatches],
-    options: &VerifyOptions,
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> Vec<TwoViewGeometry> {
-    verify_pairs_stoppable(features, cameras, matches, options, progress, &|| false).unwrap_or_default()
-}
-
-/// [`verify_pairs`] that checks `should_stop()` before each pair and gives `None` once it is true
-/// (pairs not yet started are skipped).
-pub fn verify_pairs_stoppable(
     features: &[Features],
     cameras: &[RadialCamera],
     matches: &[PairMatches],

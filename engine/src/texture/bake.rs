@@ -118,18 +118,7 @@ pub fn bake_base_color(
     options: &BakeOptions,
     should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<image::RgbImage, TextureError> {
-    Ok(bake(mesh, views, texture_size, options, should_stop)?.0)
-}
-
-/// Bakes a `texture_size²` 8-bit sRGB base-colour texture for `mesh` (world frame of the
-/// cameras, with `uvs`) from the photos `views`.
-pub fn bake_base_color_with_report(
-    mesh: &TriMesh,
-    views: &[BakeView],
-    texture_size: u32,
-    options: &BakeOptions,
-) -> Result<(image::RgbImage, BakeReport), TextureError> {
-    bake(mesh, views, texture_size, options, &|| false)
+    Ok(bake_base_color_with_report(mesh, views, texture_size, options, should_stop)?.0)
 }
 
 /// [`TextureError::Cancelled`] once `should_stop()` is true.
@@ -137,7 +126,9 @@ fn check_stop(should_stop: &(dyn Fn() -> bool + Sync)) -> Result<(), TextureErro
     if should_stop() { Err(TextureError::Cancelled) } else { Ok(()) }
 }
 
-fn bake(
+/// Bakes a `texture_size²` 8-bit sRGB base-colour texture for `mesh` (world frame of the
+/// cameras, with `uvs`) from the photos `views`, with what the bake measured.
+pub fn bake_base_color_with_report(
     mesh: &TriMesh,
     views: &[BakeView],
     texture_size: u32,
