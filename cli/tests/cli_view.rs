@@ -92,8 +92,19 @@ fn view_command(display: &str, runtime_dir: &Path, model: &Path) -> Command {
         .env("DISPLAY", display)
         .env_remove("WAYLAND_DISPLAY")
         .env("XDG_RUNTIME_DIR", runtime_dir)
-        .env("WGPU_BACKEND", "vulkan");
+        .env("WGPU_BACKEND", "vulkan")
+        // Adapter choice and surface set-up in the log, for when the window fails on a CI machine.
+        .env("KILN_LOG", "info,wgpu_core=warn,wgpu_hal=warn,naga=warn");
     command
+}
+
+/// `vulkaninfo --summary` on `display`: the Vulkan devices this machine offers, for a failure
+/// message.
+fn vulkan_summary(display: &str) -> String {
+    match Command::new("vulkaninfo").arg("--summary").env("DISPLAY", display).output() {
+        Ok(output) => format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+        Err(error) => format!("(vulkaninfo: {error})"),
+    }
 }
 
 /// Geometry `(x, y, width, height)` on the screen of the top-level window whose title starts with
@@ -206,17 +217,22 @@ fn blob(shot: &Screenshot, (x0, y0, w, h): (usize, usize, usize, usize), test: i
     Blob { count, centroid: (sx / count.max(1) as f64, sy / count.max(1) as f64), min, max }
 }
 
-/// Polls until `done` returns `Some`, or panics after `timeout` naming `what`.
-fn wait_for<T>(what: &str, timeout: Duration, child: &mut Reaped, mut done: impl FnMut() -> Option<T>) -> T {
+/// Polls until `done` returns `Some`, or panics after `timeout` naming `what` and quoting
+/// `kiln view`'s log (its stderr), so that a failure on a CI machine says why.
+fn wait_for<T>(what: &str, timeout: Duration, child: &mut Reaped, log: &Path, display: &str, mut done: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
+    let log_text = || {
+        let log = std::fs::read_to_string(log).unwrap_or_else(|error| format!("({}: {error})", log.display()));
+        format!("{log}\nvulkaninfo --summary:\n{}", vulkan_summary(display))
+    };
     loop {
         if let Some(value) = done() {
             return value;
         }
         if let Ok(Some(status)) = child.0.try_wait() {
-            panic!("kiln view exited ({status}) before {what}");
+            panic!("kiln view exited ({status}) before {what}; its log:\n{}", log_text());
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}; kiln view's log:\n{}", log_text());
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -251,13 +267,14 @@ fn view_window_shows_the_model_under_xvfb() {
     let everything = (0, 0, empty.width, empty.height);
     assert_eq!(blob(&empty, everything, is_orange).count + blob(&empty, everything, is_green).count, 0);
 
-    let log = std::fs::File::create(dir.join("kiln-view.log")).unwrap();
+    let log_path = dir.join("kiln-view.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut view = Reaped(view_command(&display, &runtime_dir, &model).stderr(log).spawn().unwrap());
-    let window = wait_for("the window to be mapped", WINDOW_TIMEOUT, &mut view, || find_window(&display));
+    let window = wait_for("the window to be mapped", WINDOW_TIMEOUT, &mut view, &log_path, &display, || find_window(&display));
     let (wx, wy, ww, wh) = window;
     println!("window at {wx},{wy}, {ww}×{wh} on {display}");
     // The scene is drawn once the render and the photo-free viewport are up: poll the real screen.
-    let shot = wait_for("the model's pixels on screen", WINDOW_TIMEOUT, &mut view, || {
+    let shot = wait_for("the model's pixels on screen", WINDOW_TIMEOUT, &mut view, &log_path, &display, || {
         let shot = grab_screen(&display);
         let orange = blob(&shot, window, is_orange).count;
         (orange > 0 && blob(&shot, window, is_green).count > 0).then_some(shot)
@@ -293,12 +310,17 @@ fn view_window_shows_the_model_under_xvfb() {
     drop(view);
     // egui's own screenshot, and the window closing by itself.
     let saved = dir.join("in-app.png");
-    let status = view_command(&display, &runtime_dir, &model)
+    let run = view_command(&display, &runtime_dir, &model)
         .args(["--exit-after-frames", "5", "--screenshot"])
         .arg(&saved)
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success(), "kiln view --screenshot exited with {status}");
+    assert!(
+        run.status.success(),
+        "kiln view --screenshot exited with {}: {}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
     let image = image::open(&saved).unwrap().to_rgb8();
     let inner = Screenshot {
         width: image.width() as usize,
