@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use kiln_engine::queue::watch::{LOG_FILE, WatchOptions, watch};
+use kiln_engine::queue::watch::{DEFAULT_BUSY_RETRY, LOG_FILE, WatchOptions, watch};
 
 use crate::batch::SettingsArgs;
 use crate::interrupt;
@@ -39,6 +39,7 @@ pub fn run(args: &WatchArgs) -> Result<()> {
         quiet,
         defaults: args.settings.job_settings(),
         exit_when_idle: args.exit_when_idle,
+        busy_retry: DEFAULT_BUSY_RETRY,
     };
     let stop = interrupt::cancel_on_ctrl_c();
     eprintln!("watching {} (log: {}); Ctrl-C to stop", args.dir.display(), args.out.join(LOG_FILE).display());

@@ -1,6 +1,8 @@
 //! The durable job queue: one SQLite table `jobs` (`<out>/queue.sqlite` for `kiln watch`).
 //!
-//! A job is `queued`, `running`, `done` or `failed`; `attempts` counts its starts. Each input's
+//! A job is `queued`, `running`, `done` or `failed`; `attempts` counts its starts; a queued job
+//! is not claimed before its `not_before` time (a job deferred because another process holds
+//! its folder). Each input's
 //! content hash is unique in the table, so an input already seen is never queued twice. Every
 //! change is one statement (or one transaction), so a crash leaves the table as it was before or
 //! after it; jobs a crash left `running` are put back to `queued` by [`QueueStore::requeue_interrupted`]
@@ -30,8 +32,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     error         TEXT,
     metrics       TEXT,
     created_at    REAL NOT NULL,
-    updated_at    REAL NOT NULL
+    updated_at    REAL NOT NULL,
+    not_before    REAL NOT NULL DEFAULT 0
 );";
+
+/// Columns added after the first release, with their definitions: a queue file an older Kiln
+/// wrote gains them when opened.
+const ADDED_COLUMNS: &[(&str, &str)] = &[("not_before", "REAL NOT NULL DEFAULT 0")];
 
 /// Where a job stands in the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -97,6 +104,7 @@ impl QueueStore {
         connection.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
         connection.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
         connection.execute_batch(SCHEMA).map_err(sql)?;
+        add_missing_columns(&connection).map_err(sql)?;
         Ok(QueueStore { connection, path: path.to_path_buf() })
     }
 
@@ -163,7 +171,7 @@ impl QueueStore {
         let sql = |source| QueueError::Sql { path: path.clone(), source };
         let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
         let claimed = transaction
-            .query_row(&format!("{SELECT} WHERE state = 'queued' ORDER BY id LIMIT 1"), [], read_row)
+            .query_row(&format!("{SELECT} WHERE state = 'queued' AND not_before <= ?1 ORDER BY id LIMIT 1"), [unix_now()], read_row)
             .optional()
             .map_err(sql)?;
         let Some(job) = claimed else { return Ok(None) };
@@ -189,6 +197,16 @@ impl QueueStore {
     /// Puts a cancelled job back in the queue: it resumes at the next start.
     pub fn requeue(&self, id: i64) -> Result<(), QueueError> {
         self.set_state(id, JobState::Queued, None, None)
+    }
+
+    /// Puts a job back in the queue, not to be claimed for `delay`: another process holds its
+    /// folder, and trying again at once would only fail again.
+    pub fn defer(&self, id: i64, delay: Duration) -> Result<(), QueueError> {
+        self.set_state(id, JobState::Queued, None, None)?;
+        self.connection
+            .execute("UPDATE jobs SET not_before = ?2 WHERE id = ?1", params![id, unix_now() + delay.as_secs_f64()])
+            .map_err(self.sql())?;
+        Ok(())
     }
 
     fn set_state(&self, id: i64, state: JobState, error: Option<&str>, metrics: Option<&str>) -> Result<(), QueueError> {
@@ -223,6 +241,18 @@ impl QueueStore {
     fn corrupt(&self, problem: String) -> QueueError {
         QueueError::BadInput { path: self.path.clone(), problem: format!("unreadable queue row: {problem}") }
     }
+}
+
+/// Adds the [`ADDED_COLUMNS`] a table created by an older version lacks.
+fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
+    let mut statement = connection.prepare("SELECT name FROM pragma_table_info('jobs')")?;
+    let present: Vec<String> = statement.query_map([], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?;
+    for (name, definition) in ADDED_COLUMNS {
+        if !present.iter().any(|column| column == name) {
+            connection.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {definition}"))?;
+        }
+    }
+    Ok(())
 }
 
 const SELECT: &str = "SELECT id, input, content_hash, job_dir, settings, state, attempts, error, metrics FROM jobs";
@@ -316,5 +346,43 @@ mod tests {
         let states: Vec<(JobState, Option<String>)> = store.jobs().unwrap().into_iter().map(|j| (j.state, j.error)).collect();
         assert_eq!(states, vec![(JobState::Failed, Some("no photos".into())), (JobState::Queued, None)]);
         assert_eq!(store.unfinished().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_deferred_job_waits_its_delay_and_others_go_first() {
+        let path = temp_db("defer");
+        let settings = JobSettings::for_preset(Preset::Preview);
+        let mut store = QueueStore::open(&path).unwrap();
+        store.enqueue(Path::new("/in/a"), "a", Path::new("/out/a"), &settings).unwrap();
+        store.enqueue(Path::new("/in/b"), "b", Path::new("/out/b"), &settings).unwrap();
+        let a = store.claim_next().unwrap().unwrap();
+        store.defer(a.id, Duration::from_millis(400)).unwrap();
+        let next = store.claim_next().unwrap().unwrap();
+        assert_ne!(next.id, a.id, "the deferred job is not claimed before its time");
+        assert!(store.claim_next().unwrap().is_none());
+        assert_eq!(store.unfinished().unwrap(), 2, "deferred still counts as unfinished");
+        std::thread::sleep(Duration::from_millis(450));
+        let again = store.claim_next().unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (a.id, 2));
+    }
+
+    #[test]
+    fn a_queue_file_from_before_not_before_existed_gains_the_column() {
+        let path = temp_db("migrate");
+        let old_schema = SCHEMA.replace(",\n    not_before    REAL NOT NULL DEFAULT 0", "");
+        assert!(!old_schema.contains("not_before"), "the test must start from the old table");
+        let connection = Connection::open(&path).unwrap();
+        connection.execute_batch(&old_schema).unwrap();
+        connection
+            .execute(
+                "INSERT INTO jobs (input, content_hash, job_dir, settings, state, created_at, updated_at) VALUES ('/in/a', 'a', '/out/a', ?1, 'queued', 0, 0)",
+                [serde_json::to_string(&JobSettings::for_preset(Preset::Preview)).unwrap()],
+            )
+            .unwrap();
+        drop(connection);
+        let mut store = QueueStore::open(&path).unwrap();
+        let job = store.claim_next().unwrap().expect("the old row is claimable");
+        store.defer(job.id, Duration::from_secs(3600)).unwrap();
+        assert!(store.claim_next().unwrap().is_none());
     }
 }

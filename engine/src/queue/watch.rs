@@ -45,6 +45,11 @@ const MAX_SCAN_INTERVAL: Duration = Duration::from_secs(1);
 /// Shortest pause between two scans, so a tiny quiet period does not spin.
 const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long a job waits before it is tried again when another process (a `kiln reconstruct`
+/// the user started by hand on the same folder) holds its job folder: long enough not to spin,
+/// short enough that the queue moves on soon after the other process ends.
+pub const DEFAULT_BUSY_RETRY: Duration = Duration::from_secs(30);
+
 /// How often an idle runner looks for queued jobs.
 const RUNNER_POLL: Duration = Duration::from_millis(200);
 
@@ -59,6 +64,9 @@ pub struct WatchOptions {
     pub defaults: JobSettings,
     /// Return once nothing is queued, running or waiting to become quiet (for scripts and tests).
     pub exit_when_idle: bool,
+    /// How long a job whose folder another process holds waits before it is tried again
+    /// ([`DEFAULT_BUSY_RETRY`]).
+    pub busy_retry: Duration,
 }
 
 /// What one run of the watcher did.
@@ -88,7 +96,7 @@ pub fn watch(options: &WatchOptions, runner: &mut JobRunner, stop: &CancelFlag) 
             scanner_done.store(true, Ordering::SeqCst);
             result
         });
-        let summary = run_queue(&mut store, runner, &shared);
+        let summary = run_queue(&mut store, runner, &shared, options.busy_retry);
         runner_done.store(true, Ordering::SeqCst);
         let scanned = scanner.join().map_err(|_| QueueError::Watch { path: dir.clone(), message: "the scanner thread panicked".into() });
         let summary = summary?;
@@ -125,7 +133,7 @@ fn resolve_folders(options: &WatchOptions) -> Result<(PathBuf, PathBuf), QueueEr
 }
 
 /// Runs queued jobs one at a time until stopped, or until the scanner ended.
-fn run_queue(store: &mut QueueStore, runner: &mut JobRunner, shared: &Shared) -> Result<WatchSummary, QueueError> {
+fn run_queue(store: &mut QueueStore, runner: &mut JobRunner, shared: &Shared, busy_retry: Duration) -> Result<WatchSummary, QueueError> {
     let mut summary = WatchSummary::default();
     while !shared.stop.is_cancelled() {
         let Some(job) = store.claim_next()? else {
@@ -149,6 +157,10 @@ fn run_queue(store: &mut QueueStore, runner: &mut JobRunner, shared: &Shared) ->
                 store.requeue(job.id)?;
                 shared.log.info(&format!("job #{} cancelled during {stage}; it resumes at the next start", job.id));
                 summary.interrupted += 1;
+            }
+            Err(error @ JobError::Busy { .. }) => {
+                store.defer(job.id, busy_retry)?;
+                shared.log.warn(&format!("job #{} waits: {error}; trying again in {:.0} s", job.id, busy_retry.as_secs_f64()));
             }
             Err(error) => {
                 store.mark_failed(job.id, &error.to_string())?;
@@ -446,6 +458,7 @@ fn process_alive(pid: u32) -> bool {
 mod tests {
     use super::*;
     use crate::mesh::preset::Preset;
+    use crate::queue::store::JobState;
 
     #[test]
     fn timestamps_match_known_dates() {
@@ -502,6 +515,7 @@ mod tests {
             quiet: Duration::from_millis(300),
             defaults: JobSettings::for_preset(Preset::Preview),
             exit_when_idle: true,
+            busy_retry: DEFAULT_BUSY_RETRY,
         };
         let runs = Mutex::new(Vec::new());
         let summary = watch(&options, &mut fake_runner(&runs), &CancelFlag::default()).unwrap();
@@ -524,6 +538,42 @@ mod tests {
         let summary = watch(&options, &mut fake_runner(&runs), &CancelFlag::default()).unwrap();
         assert_eq!(summary, WatchSummary::default());
         assert_eq!(runs.lock().unwrap().len(), 3);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_job_whose_folder_another_process_holds_is_retried_later_not_failed() {
+        let root = std::env::temp_dir().join(format!("kiln-watch-busy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (dir, out) = (root.join("in"), root.join("out"));
+        std::fs::create_dir_all(dir.join("held")).unwrap();
+        std::fs::write(dir.join("held/p.jpg"), "1").unwrap();
+        let options = WatchOptions {
+            dir,
+            out: out.clone(),
+            quiet: Duration::from_millis(200),
+            defaults: JobSettings::for_preset(Preset::Preview),
+            exit_when_idle: true,
+            busy_retry: Duration::from_millis(700),
+        };
+        let starts = Mutex::new(Vec::new());
+        let mut runner = |_: &Path, job_dir: &Path, _: &JobSettings, _: &CancelFlag| {
+            let mut starts = starts.lock().unwrap();
+            starts.push(Instant::now());
+            if starts.len() == 1 {
+                return Err(JobError::Busy { job_dir: job_dir.to_path_buf(), holder: Some(4242) });
+            }
+            Ok(KeyMetrics::default())
+        };
+        let summary = watch(&options, &mut runner, &CancelFlag::default()).unwrap();
+        assert_eq!((summary.done, summary.failed), (1, 0));
+        let starts = starts.lock().unwrap();
+        assert_eq!(starts.len(), 2);
+        assert!(starts[1] - starts[0] >= Duration::from_millis(700), "retried after the delay, not at once");
+        let log = std::fs::read_to_string(out.join(LOG_FILE)).unwrap();
+        assert!(log.contains("WARN") && log.contains("pid 4242") && log.contains("trying again"), "{log}");
+        let jobs = QueueStore::open(&out.join(QUEUE_FILE)).unwrap().jobs().unwrap();
+        assert_eq!((jobs[0].state, jobs[0].attempts), (JobState::Done, 2));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
