@@ -1,17 +1,19 @@
 //! `kiln batch` end to end with the real binary: a folder of folders (real bunny-synth photos and
 //! a folder of junk) where the junk fails without stopping the photos; a CSV manifest that points
 //! at the finished job again (resumed, not redone); a ZIP of folders; a zip-slip ZIP refused with
-//! exit code 2 and nothing written. Jobs stop after `poses` to stay cheap. The photo parts print
+//! exit code 2 and nothing written; Ctrl-C during an item, which exits 130 and resumes on the same
+//! command. Jobs stop after `poses` to stay cheap. The photo parts print
 //! `SKIPPED` without `$KILN_DATASETS`.
 
 #![cfg(feature = "queue")]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 mod common;
-use common::{kiln, synth_images};
+use common::{kiln, running_stage, send_signal, synth_images};
 
 fn fresh_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kiln-cli-batch-{name}-{}", std::process::id()));
@@ -34,16 +36,21 @@ fn report(out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("batch-report.json")).unwrap()).unwrap()
 }
 
+/// Twelve bunny-synth photos copied into `folder`.
+fn bunny_folder(source: &Path, folder: &Path) {
+    std::fs::create_dir_all(folder).unwrap();
+    for k in 17..29 {
+        let name = format!("{k:04}.jpg");
+        std::fs::copy(source.join(&name), folder.join(&name)).unwrap();
+    }
+}
+
 #[test]
 fn a_failing_item_does_not_stop_the_others_and_csv_items_resume() {
     let Some(source) = synth_images() else { return };
     let root = fresh_dir("folders");
     let photos = root.join("photos");
-    std::fs::create_dir_all(photos.join("bunny")).unwrap();
-    for k in 17..29 {
-        let name = format!("{k:04}.jpg");
-        std::fs::copy(source.join(&name), photos.join("bunny").join(&name)).unwrap();
-    }
+    bunny_folder(&source, &photos.join("bunny"));
     junk_folder(&photos.join("junk"));
     let out = root.join("out");
     let output = kiln().arg("batch").arg(&photos).arg("--out").arg(&out).args(["--preset", "preview", "--until", "poses"]).output().unwrap();
@@ -130,5 +137,51 @@ fn a_csv_with_a_mistake_names_the_line_and_exits_2() {
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("list.csv") && stderr.contains("line 2") && stderr.contains("unknown preset"), "{stderr}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Ctrl-C while the first item's poses are estimated: the batch stops there with exit code 130,
+/// its report lists the item as cancelled and runs nothing after it, and the same command then
+/// finishes both items without redoing the first one's capture check.
+#[test]
+fn ctrl_c_stops_the_batch_with_exit_130_and_the_same_command_resumes() {
+    let Some(source) = synth_images() else { return };
+    let root = fresh_dir("interrupt");
+    let photos = root.join("photos");
+    bunny_folder(&source, &photos.join("a"));
+    bunny_folder(&source, &photos.join("b"));
+    let out = root.join("out");
+    let batch = || {
+        let mut command = kiln();
+        command.arg("batch").arg(&photos).arg("--out").arg(&out).args(["--preset", "preview", "--until", "poses"]);
+        command
+    };
+    let mut child = batch().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while running_stage(&out.join("a")).as_deref() != Some("poses") {
+        assert!(child.try_wait().unwrap().is_none(), "kiln batch ended before item a's poses ran");
+        assert!(Instant::now() < deadline, "item a's poses did not start in 10 minutes");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    send_signal(&child, "INT");
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stderr.contains("resume"), "says how to go on: {stderr}");
+    let interrupted = report(&out);
+    let items = interrupted["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "nothing runs after the interrupted item: {interrupted}");
+    assert_eq!(items[0]["status"], "cancelled");
+    assert!(!out.join("b").exists(), "item b never started");
+
+    let output = batch().output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let resumed = report(&out);
+    let statuses: Vec<&str> = resumed["items"].as_array().unwrap().iter().map(|i| i["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["done", "done"]);
+    let job: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("a/report.json")).unwrap()).unwrap();
+    let check = job["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "check").unwrap().clone();
+    assert_eq!(check["status"], "skipped", "item a's check is not redone: {job}");
     std::fs::remove_dir_all(&root).unwrap();
 }

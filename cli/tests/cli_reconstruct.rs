@@ -15,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 mod common;
-use common::kiln;
+use common::{kiln, running_stage, send_signal};
 
 fn fixture_images() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/bunny-mini/images")
@@ -223,20 +223,6 @@ fn a_job_folder_another_process_runs_is_refused_naming_it() {
     // Released (as when the holder exits, however it exits): the job runs, and fails only on its photos.
     expect_refusal(&fixture_images(), &out, &TINY, 2, &std::fs::canonicalize(fixture_images()).unwrap());
     std::fs::remove_dir_all(&root).unwrap();
-}
-
-/// `signal` (`INT` or `TERM`) to `child` with the system's `kill`.
-fn send_signal(child: &std::process::Child, signal: &str) {
-    let sent = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
-    assert!(sent.success(), "kill -{signal}");
-}
-
-/// The stage `report.json` says is running, once it says one is.
-fn running_stage(out: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(out.join("report.json")).ok()?;
-    let report: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let stages = report["stages"].as_array()?;
-    stages.iter().find(|s| s["status"] == "running").and_then(|s| s["stage"].as_str()).map(str::to_string)
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM while poses are estimated: the job stops within the stage with exit

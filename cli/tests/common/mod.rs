@@ -25,3 +25,17 @@ pub fn synth_images() -> Option<PathBuf> {
         None
     }
 }
+
+/// `signal` (`INT` or `TERM`) to `child` with the system's `kill`.
+pub fn send_signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+    assert!(sent.success(), "kill -{signal}");
+}
+
+/// The stage `report.json` says is running, once it says one is.
+pub fn running_stage(out: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(out.join("report.json")).ok()?;
+    let report: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let stages = report["stages"].as_array()?;
+    stages.iter().find(|s| s["status"] == "running").and_then(|s| s["stage"].as_str()).map(str::to_string)
+}
