@@ -344,7 +344,7 @@ fn listing_finds_photos_recursively_and_rejects_unreadable_ones() {
 
 #[test]
 fn extract_features_gives_consistent_features_on_a_photo() {
-    let photo_set = list_photos(&fixture_image().parent().unwrap().to_path_buf()).unwrap();
+    let photo_set = list_photos(fixture_image().parent().unwrap()).unwrap();
     let photo = &photo_set.photos[0];
     let features = extract_features(photo, &SiftOptions::default()).unwrap();
     println!("{}: {} keypoints", photo.name, features.len());

@@ -136,7 +136,7 @@ fn write_quad_glb(path: &Path, translation: [f32; 3]) {
     let mut bin: Vec<u8> = Vec::new();
     let mut views = Vec::new();
     let mut push = |bytes: &[u8]| {
-        while bin.len() % 4 != 0 {
+        while !bin.len().is_multiple_of(4) {
             bin.push(0);
         }
         views.push((bin.len(), bytes.len()));
@@ -146,7 +146,7 @@ fn write_quad_glb(path: &Path, translation: [f32; 3]) {
     push(bytemuck::cast_slice(&uvs));
     push(bytemuck::cast_slice(&indices));
     push(&png);
-    while bin.len() % 4 != 0 {
+    while !bin.len().is_multiple_of(4) {
         bin.push(0);
     }
     let view = |i: usize| serde_json::json!({ "buffer": 0, "byteOffset": views[i].0, "byteLength": views[i].1 });
@@ -169,7 +169,7 @@ fn write_quad_glb(path: &Path, translation: [f32; 3]) {
         "buffers": [{ "byteLength": bin.len() }]
     });
     let mut json = serde_json::to_vec(&json).unwrap();
-    while json.len() % 4 != 0 {
+    while !json.len().is_multiple_of(4) {
         json.push(b' ');
     }
     let mut glb = Vec::new();

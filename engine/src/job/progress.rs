@@ -115,7 +115,6 @@ mod tests {
         reporter.finished(Stage::Poses, String::new(), None);
         reporter.started(Stage::Train, String::new());
         reporter.finished(Stage::Train, String::new(), None);
-        drop(reporter);
         let fractions: Vec<f64> = events.iter().map(|e| e.job_fraction).collect();
         assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
         let (check, poses, train) = (STAGE_WEIGHTS[0], STAGE_WEIGHTS[1], STAGE_WEIGHTS[2]);

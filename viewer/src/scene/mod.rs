@@ -176,7 +176,7 @@ impl Scene {
         let similarity = Similarity::from_mat4(to_from_world);
         if let Some(layer) = &mut self.splats {
             similarity.apply_to_splats(&mut layer.splats);
-            layer.sh_frame_from_world = layer.sh_frame_from_world * similarity.rotation.transpose();
+            layer.sh_frame_from_world *= similarity.rotation.transpose();
         }
         if let Some(mesh) = &mut self.mesh {
             for primitive in &mut mesh.primitives {

@@ -204,7 +204,7 @@ impl Problem {
             .enumerate()
             .filter_map(|(block, &image)| pose(image).map(|p| (block, p, p.center().distance(anchor_center))))
             .max_by(|a, b| a.2.total_cmp(&b.2))?;
-        if !(distance > 0.0) {
+        if distance.is_nan() || distance <= 0.0 {
             return None;
         }
         let towards_anchor = (pose.rotation * (anchor_center - pose.center())).abs();

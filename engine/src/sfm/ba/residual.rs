@@ -36,7 +36,7 @@ pub(super) struct Linearization {
 /// finite.
 pub(super) fn residual(camera: &RadialCamera, camera_from_world: &RigidCv, point: DVec3, measured: DVec2) -> Option<DVec2> {
     let in_camera = camera_from_world.transform_point(point);
-    if !(in_camera.z > MIN_DEPTH) {
+    if in_camera.z.is_nan() || in_camera.z <= MIN_DEPTH {
         return None;
     }
     let r = camera.pixel_from_normalized(in_camera.truncate() / in_camera.z) - measured;
@@ -46,7 +46,7 @@ pub(super) fn residual(camera: &RadialCamera, camera_from_world: &RigidCv, point
 /// Residual and Jacobians, or `None` where [`residual`] is `None`.
 pub(super) fn linearize(camera: &RadialCamera, camera_from_world: &RigidCv, point: DVec3, measured: DVec2) -> Option<Linearization> {
     let p = camera_from_world.transform_point(point);
-    if !(p.z > MIN_DEPTH) {
+    if p.z.is_nan() || p.z <= MIN_DEPTH {
         return None;
     }
     let inv_z = 1.0 / p.z;
