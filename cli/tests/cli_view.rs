@@ -94,7 +94,7 @@ fn view_command(display: &str, runtime_dir: &Path, model: &Path) -> Command {
         .env("XDG_RUNTIME_DIR", runtime_dir)
         .env("WGPU_BACKEND", "vulkan")
         // Adapter choice and surface set-up in the log, for when the window fails on a CI machine.
-        .env("KILN_LOG", "info,wgpu_core=warn,wgpu_hal=warn,naga=warn");
+        .env("KILN_LOG", "info,wgpu_core=warn,naga=warn");
     command
 }
 
