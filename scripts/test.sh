@@ -10,6 +10,17 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
   export XDG_RUNTIME_DIR
 fi
 
+# The GPU tests and the window test need a Vulkan device: lavapipe where there is no GPU
+# (scripts/setup.sh installs it). Say so now, with what the loader sees, rather than after the
+# build; and from here on a GPU test without an adapter fails instead of printing SKIPPED.
+if ! vulkan_devices="$(vulkaninfo --summary 2>&1)" || ! grep -q "deviceName" <<<"$vulkan_devices"; then
+  echo "test.sh: no Vulkan device (run scripts/setup.sh: Debian mesa-vulkan-drivers gives lavapipe)." >&2
+  echo "$vulkan_devices" >&2
+  exit 1
+fi
+grep -E "deviceName|driverInfo" <<<"$vulkan_devices" | sed 's/^[[:space:]]*/test.sh: Vulkan /'
+export KILN_REQUIRE_GPU=1
+
 # Third-party validators of exported files (Khronos glTF-Validator, OpenUSD ComplianceChecker),
 # installed into a cache outside the clone; the export tests run them through these wrappers.
 VALIDATORS="$(scripts/validators.sh | tail -n1)"

@@ -37,6 +37,11 @@ pub struct MeshArgs {
     /// The dataset, when it is no longer where metrics.json says.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// A folder of object masks (white = object), `<photo stem>.png` or `<photo name>.png` per
+    /// photo, for a dataset whose cameras file does not list them: they carve the background
+    /// out of the surface and keep it out of the texture.
+    #[arg(long)]
+    pub masks: Option<PathBuf>,
     /// Print mesh.json on stdout.
     #[arg(long)]
     pub json: bool,
@@ -49,6 +54,7 @@ pub fn run(args: &MeshArgs) -> Result<()> {
         texture_size: args.texture_size,
         frame: FrameOptions { scale: args.scale, known_distance: args.known_distance },
         dataset: args.dataset.clone(),
+        masks: args.masks.clone(),
     };
     let mut bar: Option<(&'static str, StageBar)> = None;
     let mut report = |p: MeshProgress| {

@@ -87,6 +87,30 @@ fn mesh_and_export_from_a_trained_bunny() {
     println!("bunny-mini preview mesh vs ground truth: {metrics:?}");
     assert!(metrics.accuracy_mean < 0.025, "mesh {:.1} mm from the ground truth on average", 1e3 * metrics.accuracy_mean);
     assert!(mesh.join("normal.png").is_file(), "decimated, so a normal map carries the dense detail");
+    assert_eq!(summary["sources"]["masked_views"], 0, "bunny-mini's transforms.json lists no masks");
+
+    // The fixture's masks folder, given by hand: every photo gets its mask, and the surface is
+    // still where the bunny is.
+    let masked = root.join("mesh-masked");
+    let mesh_args = ["mesh", "--preset", "preview", "--max-triangles", "1000", "--texture-size", "256", "--json", "--out"];
+    let output = run_ok(kiln().args(mesh_args).arg(&masked).arg(&train).arg("--masks").arg(fixture().join("masks")));
+    let with_masks: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let photos = std::fs::read_dir(fixture().join("images")).unwrap().count() as u64;
+    assert_eq!(with_masks["sources"]["masked_views"], photos, "{with_masks}");
+    let masked_metrics = compare(&read_mesh(&masked.join("mesh.ply")).unwrap(), &gt, 20_000, 0.01);
+    println!("with the masks: {masked_metrics:?}");
+    assert!(masked_metrics.accuracy_mean < 0.025, "masked mesh {:.1} mm from the ground truth", 1e3 * masked_metrics.accuracy_mean);
+
+    // A masks folder missing one photo's mask: exit 2, naming the photo, and no mesh folder.
+    let partial = root.join("partial-masks");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::copy(fixture().join("masks/0000.png"), partial.join("0000.png")).unwrap();
+    let refused = root.join("mesh-refused");
+    let output = kiln().args(mesh_args).arg(&refused).arg(&train).arg("--masks").arg(&partial).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no mask for") && stderr.contains("0003.jpg"), "names the photo without a mask: {stderr}");
+    assert!(!refused.join("mesh.json").exists());
 
     let output = run_ok(kiln().args(["export", "--format", "glb,usdz,obj,ply", "--out"]).arg(&exported).arg(&mesh));
     let listed = String::from_utf8_lossy(&output.stdout);

@@ -23,7 +23,8 @@ fn context_with(features: OptionalFeatures) -> Option<GpuContext> {
             println!("adapter: {} (float atomics: {}, subgroups: {})", ctx.name(), ctx.float_atomics, ctx.subgroups);
             Some(ctx)
         }
-        Err(GpuError::NoAdapter { .. }) => {
+        Err(e @ GpuError::NoAdapter { .. }) => {
+            assert!(std::env::var_os("KILN_REQUIRE_GPU").is_none(), "KILN_REQUIRE_GPU is set and there is no adapter: {e}");
             println!("SKIPPED: no wgpu adapter");
             None
         }

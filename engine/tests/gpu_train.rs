@@ -29,6 +29,7 @@ mod gpu_train {
         match GpuContext::new(DevicePreference::AllowSoftware) {
             Ok(ctx) => Some(ctx),
             Err(GpuError::NoAdapter { seen, .. }) => {
+                assert!(std::env::var_os("KILN_REQUIRE_GPU").is_none(), "KILN_REQUIRE_GPU is set and there is no adapter (seen: {seen})");
                 eprintln!("SKIPPED: no wgpu adapter (seen: {seen})");
                 None
             }

@@ -109,9 +109,17 @@ pub fn cleanup(mesh: &TriMesh, options: &CleanupOptions) -> Result<(TriMesh, Cle
         match report.ground {
             Some(plane) => {
                 let height = ground_cut_height(&mesh, &plane, options.ground_margin);
-                tracing::info!("support plane {plane:?}: cutting {height} above it");
-                mesh = clip_above(&mesh, &plane, height);
-                remove_degenerate_triangles(&mut mesh);
+                let mut cut = clip_above(&mesh, &plane, height);
+                remove_degenerate_triangles(&mut cut);
+                if cut.triangles.is_empty() {
+                    // A plane through the object, not under it (a surface with no ground, e.g.
+                    // carved by masks): cutting would leave nothing, so nothing is cut.
+                    tracing::warn!("plane {plane:?} has the whole surface within {height} above it: not ground, not cut");
+                    report.ground = None;
+                } else {
+                    tracing::info!("support plane {plane:?}: cutting {height} above it");
+                    mesh = cut;
+                }
             }
             None => tracing::warn!("no support plane found: the ground is left in the mesh"),
         }
@@ -638,6 +646,22 @@ mod tests {
         let on_cut = clean.positions.iter().filter(|p| (p[2] as f64 - h).abs() < 1e-5).count();
         assert!(on_cut > 20, "the bottom is a flat cap: {on_cut} vertices on the cut");
         assert_eq!(clean.normals.len(), clean.positions.len());
+    }
+
+    #[test]
+    fn a_plane_with_the_whole_surface_in_its_cut_band_is_not_cut() {
+        // A flat pancake (a sphere squashed to 2 cm) with no ground: RANSAC finds its own face
+        // as a plane, and the cut band (10 cm margin) holds every vertex. Cutting would leave
+        // nothing; the surface is kept whole instead.
+        let mut pancake = TriMesh::uv_sphere(16, 32, |_| 1.0);
+        for p in &mut pancake.positions {
+            p[2] *= 0.01;
+        }
+        let options = CleanupOptions { up: Some([0.0, 0.0, 1.0]), ground_margin: 0.1, ..CleanupOptions::for_voxel_size(0.05) };
+        assert!(detect_ground(&pancake, options.up, options.ground_margin).is_some(), "the test needs a plane to be found");
+        let (clean, report) = cleanup(&pancake, &options).unwrap();
+        assert!(report.ground.is_none(), "{report:?}");
+        assert_eq!(clean.triangles.len(), pancake.triangles.len());
     }
 
     #[test]

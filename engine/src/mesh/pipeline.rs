@@ -118,6 +118,9 @@ pub struct MeshOptions {
     pub frame: FrameOptions,
     /// Overrides the dataset `metrics.json` names (e.g. after moving it).
     pub dataset: Option<PathBuf>,
+    /// A folder of object masks, one per photo (white = object), for datasets whose cameras file
+    /// does not list them: see [`attach_masks`].
+    pub masks: Option<PathBuf>,
 }
 
 impl MeshOptions {
@@ -156,6 +159,10 @@ pub struct MeshSources {
     pub train_dir: PathBuf,
     pub splats: PathBuf,
     pub dataset: PathBuf,
+    /// How many of the photos came with an object mask (listed by the dataset or from
+    /// [`MeshOptions::masks`]); absent in mesh folders written before masks were counted.
+    #[serde(default)]
+    pub masked_views: usize,
 }
 
 /// `mesh.json`: what [`run_mesh_stage`] made and how.
@@ -210,7 +217,10 @@ pub fn run_mesh_stage(
     let dataset_path = options.dataset.clone().unwrap_or(info.dataset);
     let splats_path = train_dir.join(SPLATS_FILE);
     let splats = read_splats(&splats_path)?;
-    let dataset = Dataset::open_with(&dataset_path, &OpenOptions { skip_missing_images: true, ..Default::default() })?;
+    let mut dataset = Dataset::open_with(&dataset_path, &OpenOptions { skip_missing_images: true, ..Default::default() })?;
+    if let Some(masks) = &options.masks {
+        attach_masks(&mut dataset, masks)?;
+    }
     progress(MeshProgress { stage: "load", done: 0, total: 1 });
     let views = load(&dataset, info.max_side)?;
     progress(MeshProgress { stage: "load", done: 1, total: 1 });
@@ -221,7 +231,9 @@ pub fn run_mesh_stage(
     timings.lap("surface");
     check_stop(should_stop)?;
     let up_hint = mean_camera_up(&views.cameras);
-    let (clean, report) = clean_up(&dense, voxel_size, up_hint, progress)?;
+    // Masks on every photo already carve the ground away: a plane RANSAC finds is then the object's own.
+    let has_ground = masked_views(&dataset) < dataset.views.len();
+    let (clean, report) = clean_up(&dense, voxel_size, up_hint, has_ground, progress)?;
     timings.lap("cleanup");
     check_stop(should_stop)?;
     let textured = texture(&clean, &views, options, progress, should_stop)?;
@@ -231,7 +243,8 @@ pub fn run_mesh_stage(
     let (up, up_source) = export_up(&report, up_hint);
     let frame = ExportFrame::new(&textured.mesh, up, &options.frame)?;
     let exported = TexturedMesh { mesh: frame.apply(&textured.mesh), ..textured };
-    let sources = MeshSources { train_dir: train_dir.to_path_buf(), splats: splats_path, dataset: dataset_path };
+    let masked_views = masked_views(&dataset);
+    let sources = MeshSources { train_dir: train_dir.to_path_buf(), splats: splats_path, dataset: dataset_path, masked_views };
     let mut summary = MeshSummary {
         generator: glb::GENERATOR.to_string(),
         preset: options.preset,
@@ -294,6 +307,30 @@ fn read_train_info(train_dir: &Path) -> Result<TrainInfo, MeshStageError> {
     Ok(TrainInfo { dataset: PathBuf::from(dataset), max_side })
 }
 
+/// Gives every view the mask `masks/<photo stem>.png`, or COLMAP's `masks/<photo name>.png`.
+/// The masks then go where listed masks go: they carve the background out of the volume, and
+/// keep it out of the texture. A photo without a mask is an error naming the files looked for,
+/// since one unmasked view would fill in what the others carve away.
+pub fn attach_masks(dataset: &mut Dataset, masks: &Path) -> Result<(), MeshStageError> {
+    if !masks.is_dir() {
+        return Err(MeshStageError::bad_folder(masks, "the masks folder does not exist"));
+    }
+    for view in &mut dataset.views {
+        let (Some(stem), Some(name)) = (view.image_path.file_stem(), view.image_path.file_name()) else {
+            return Err(MeshStageError::bad_folder(&view.image_path, "a photo path without a file name"));
+        };
+        let candidates = [masks.join(stem).with_extension("png"), masks.join(format!("{}.png", name.to_string_lossy()))];
+        let Some(found) = candidates.iter().find(|path| path.is_file()) else {
+            return Err(MeshStageError::bad_folder(
+                masks,
+                format!("no mask for {} (looked for {} and {})", view.image_path.display(), candidates[0].display(), candidates[1].display()),
+            ));
+        };
+        view.mask_path = Some(found.clone());
+    }
+    Ok(())
+}
+
 fn load(dataset: &Dataset, max_side: u32) -> Result<LoadedViews, MeshStageError> {
     let loaded = load_views(&dataset.views, max_side)?;
     let mut views = LoadedViews { cameras: Vec::new(), images: Vec::new(), masks: Vec::new() };
@@ -327,14 +364,24 @@ fn surface(
     Ok((mesh, voxel_size))
 }
 
+/// How many of the dataset's photos come with an object mask.
+fn masked_views(dataset: &Dataset) -> usize {
+    dataset.views.iter().filter(|view| view.mask_path.is_some()).count()
+}
+
 fn clean_up(
     dense: &TriMesh,
     voxel_size: f32,
     up_hint: Option<DVec3>,
+    has_ground: bool,
     progress: &mut dyn FnMut(MeshProgress),
 ) -> Result<(TriMesh, CleanupReport), MeshStageError> {
     progress(MeshProgress { stage: "cleanup", done: 0, total: 1 });
-    let options = CleanupOptions { up: up_hint.map(|u| u.as_vec3().to_array()), ..CleanupOptions::for_voxel_size(voxel_size) };
+    let options = CleanupOptions {
+        up: up_hint.map(|u| u.as_vec3().to_array()),
+        remove_ground: has_ground,
+        ..CleanupOptions::for_voxel_size(voxel_size)
+    };
     let result = cleanup(dense, &options)?;
     progress(MeshProgress { stage: "cleanup", done: 1, total: 1 });
     Ok(result)
