@@ -221,6 +221,7 @@ pub fn run_mesh_stage(
     if let Some(masks) = &options.masks {
         attach_masks(&mut dataset, masks)?;
     }
+    let masked_views = dataset.views.iter().filter(|view| view.mask_path.is_some()).count();
     progress(MeshProgress { stage: "load", done: 0, total: 1 });
     let views = load(&dataset, info.max_side)?;
     progress(MeshProgress { stage: "load", done: 1, total: 1 });
@@ -232,7 +233,7 @@ pub fn run_mesh_stage(
     check_stop(should_stop)?;
     let up_hint = mean_camera_up(&views.cameras);
     // Masks on every photo already carve the ground away: a plane RANSAC finds is then the object's own.
-    let has_ground = masked_views(&dataset) < dataset.views.len();
+    let has_ground = masked_views < dataset.views.len();
     let (clean, report) = clean_up(&dense, voxel_size, up_hint, has_ground, progress)?;
     timings.lap("cleanup");
     check_stop(should_stop)?;
@@ -243,7 +244,6 @@ pub fn run_mesh_stage(
     let (up, up_source) = export_up(&report, up_hint);
     let frame = ExportFrame::new(&textured.mesh, up, &options.frame)?;
     let exported = TexturedMesh { mesh: frame.apply(&textured.mesh), ..textured };
-    let masked_views = masked_views(&dataset);
     let sources = MeshSources { train_dir: train_dir.to_path_buf(), splats: splats_path, dataset: dataset_path, masked_views };
     let mut summary = MeshSummary {
         generator: glb::GENERATOR.to_string(),
@@ -319,7 +319,7 @@ pub fn attach_masks(dataset: &mut Dataset, masks: &Path) -> Result<(), MeshStage
         let (Some(stem), Some(name)) = (view.image_path.file_stem(), view.image_path.file_name()) else {
             return Err(MeshStageError::bad_folder(&view.image_path, "a photo path without a file name"));
         };
-        let candidates = [masks.join(stem).with_extension("png"), masks.join(format!("{}.png", name.to_string_lossy()))];
+        let candidates = [stem, name].map(|base| masks.join(format!("{}.png", base.to_string_lossy())));
         let Some(found) = candidates.iter().find(|path| path.is_file()) else {
             return Err(MeshStageError::bad_folder(
                 masks,
@@ -362,11 +362,6 @@ fn surface(
     let mesh =
         extract_surface(splats, &surface_views, &SurfaceOptions::for_voxel_size(voxel_size), &mut report, should_stop)?;
     Ok((mesh, voxel_size))
-}
-
-/// How many of the dataset's photos come with an object mask.
-fn masked_views(dataset: &Dataset) -> usize {
-    dataset.views.iter().filter(|view| view.mask_path.is_some()).count()
 }
 
 fn clean_up(
@@ -554,6 +549,33 @@ fn copy_splats(splats: &Path, out_dir: &Path) -> Result<PathBuf, MeshStageError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_are_found_by_stem_or_by_colmap_name_and_a_missing_one_is_named() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bunny-mini");
+        let mut dataset = Dataset::open(&fixture).unwrap();
+        let masks = std::env::temp_dir().join(format!("kiln-attach-masks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&masks);
+        std::fs::create_dir_all(&masks).unwrap();
+        let names: Vec<_> = dataset.views.iter().map(|v| v.image_path.file_name().unwrap().to_owned()).collect();
+        for (i, name) in names.iter().enumerate() {
+            // Half as `0000.png`, half as COLMAP's `0003.jpg.png`.
+            let stem = Path::new(name).file_stem().unwrap().to_string_lossy().into_owned();
+            let mask = if i % 2 == 0 { format!("{stem}.png") } else { format!("{}.png", name.to_string_lossy()) };
+            std::fs::write(masks.join(mask), b"").unwrap();
+        }
+        let removed = masks.join(format!("{}.png", names[1].to_string_lossy()));
+        std::fs::remove_file(&removed).unwrap();
+        let error = attach_masks(&mut dataset.clone(), &masks).unwrap_err().to_string();
+        assert!(error.contains(&*names[1].to_string_lossy()) && error.contains("no mask for"), "{error}");
+        std::fs::write(&removed, b"").unwrap();
+        attach_masks(&mut dataset, &masks).unwrap();
+        for (view, name) in dataset.views.iter().zip(&names) {
+            let mask = view.mask_path.as_ref().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+            assert!(mask.starts_with(&*Path::new(name).file_stem().unwrap().to_string_lossy()), "{mask} for {name:?}");
+        }
+        std::fs::remove_dir_all(&masks).unwrap();
+    }
 
     #[test]
     fn formats_parse_case_insensitively() {

@@ -1,9 +1,8 @@
 //! The durable job queue: one SQLite table `jobs` (`<out>/queue.sqlite` for `kiln watch`).
 //!
 //! A job is `queued`, `running`, `done` or `failed`; `attempts` counts its starts; a queued job
-//! is not claimed before its `not_before` time (a job deferred because another process holds
-//! its folder). Each input's
-//! content hash is unique in the table, so an input already seen is never queued twice. Every
+//! is not claimed before its `not_before` time (set when another process held its folder). Each
+//! input's content hash is unique in the table, so an input already seen is never queued twice. Every
 //! change is one statement (or one transaction), so a crash leaves the table as it was before or
 //! after it; jobs a crash left `running` are put back to `queued` by [`QueueStore::requeue_interrupted`]
 //! and resume from their job folders.
@@ -202,9 +201,12 @@ impl QueueStore {
     /// Puts a job back in the queue, not to be claimed for `delay`: another process holds its
     /// folder, and trying again at once would only fail again.
     pub fn defer(&self, id: i64, delay: Duration) -> Result<(), QueueError> {
-        self.set_state(id, JobState::Queued, None, None)?;
+        let now = unix_now();
         self.connection
-            .execute("UPDATE jobs SET not_before = ?2 WHERE id = ?1", params![id, unix_now() + delay.as_secs_f64()])
+            .execute(
+                "UPDATE jobs SET state = 'queued', error = NULL, metrics = NULL, updated_at = ?2, not_before = ?3 WHERE id = ?1",
+                params![id, now, now + delay.as_secs_f64()],
+            )
             .map_err(self.sql())?;
         Ok(())
     }
