@@ -92,7 +92,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", describe(&error));
+            eprintln!("error: {}", kiln_engine::error_text::chain_text(error.as_ref()));
             if interrupt::was_interrupted(&error) {
                 ExitCode::from(interrupt::EXIT_INTERRUPTED)
             } else if is_bad_input(&error) {
@@ -102,21 +102,6 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// The error and its causes on one line, like anyhow's `{:#}`, but without repeating a cause
-/// that the message above it already quotes (most library errors say "<file>: <cause>").
-fn describe(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if line.is_empty() {
-            line = text;
-        } else if !line.ends_with(&text) {
-            line = format!("{line}: {text}");
-        }
-    }
-    line
 }
 
 fn init_logging(filter: &str) {
@@ -160,29 +145,5 @@ fn is_bad_photos(error: &SfmError) -> bool {
     match error {
         SfmError::BadPhoto { .. } | SfmError::Unusable { .. } | SfmError::Decode { .. } => true,
         SfmError::Io { .. } | SfmError::Internal(_) | SfmError::Cancelled => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::describe;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("photos/a.jpg: {source}")]
-    struct Quoting {
-        source: std::io::Error,
-    }
-
-    #[test]
-    fn a_cause_the_message_already_quotes_is_not_repeated() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let error = anyhow::Error::new(Quoting { source: io }).context("loading the photos");
-        assert_eq!(describe(&error), "loading the photos: photos/a.jpg: no such file");
-    }
-
-    #[test]
-    fn causes_not_quoted_are_kept() {
-        let error = anyhow::anyhow!("inner").context("middle").context("outer");
-        assert_eq!(describe(&error), "outer: middle: inner");
     }
 }

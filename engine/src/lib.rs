@@ -5,6 +5,7 @@ pub mod atomic_file;
 pub mod camera;
 pub mod check;
 pub mod dataset;
+pub mod error_text;
 pub mod export;
 pub mod image_buf;
 pub mod job;

@@ -18,6 +18,7 @@ use super::train_stage::{LoadedViews, load_dataset_views, metrics_json, write_tr
 use super::{CancelFlag, JobError, JobSettings, Stage};
 use crate::check::{CheckReport, Verdict};
 use crate::dataset::Dataset;
+use crate::error_text::chain_text;
 use crate::mesh::pipeline::{BASE_COLOR_FILE, MeshOptions, MeshProgress, MeshStageError, export_mesh_dir, run_mesh_stage};
 use crate::sfm::pipeline::outputs::{REPORT_FILE, TRANSFORMS_FILE, write_outputs};
 use crate::sfm::pipeline::{MIN_PHOTOS, estimate_poses};
@@ -78,13 +79,7 @@ pub(crate) fn run_stage(
 
 /// A stage failure, with the error's whole chain of causes in the message.
 pub(crate) fn stage_error(stage: Stage, error: &dyn std::error::Error) -> JobError {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    JobError::Stage { stage, message }
+    JobError::Stage { stage, message: chain_text(error) }
 }
 
 fn check(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError> {
