@@ -1,6 +1,7 @@
 //! `kiln`: the command line over the engine.
 //!
-//! Exit codes: 0 success, 2 bad input (a dataset or file Kiln cannot use), 1 any other failure.
+//! Exit codes: 0 success, 2 bad input (a dataset or file Kiln cannot use), 3 a job whose model
+//! failed its own verdict (kept as `model.failed.*`), 130 interrupted, 1 any other failure.
 
 #[cfg(feature = "queue")]
 mod batch;
@@ -68,6 +69,8 @@ enum Command {
 
 /// Exit code for input Kiln cannot use (as opposed to a failure while working).
 const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code for a job that finished with a model its own verdict failed (kept as `model.failed.*`).
+const EXIT_MODEL_FAILED: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -95,6 +98,8 @@ fn main() -> ExitCode {
             eprintln!("error: {}", kiln_engine::error_text::chain_text(error.as_ref()));
             if interrupt::was_interrupted(&error) {
                 ExitCode::from(interrupt::EXIT_INTERRUPTED)
+            } else if error.is::<reconstruct::ModelFailed>() {
+                ExitCode::from(EXIT_MODEL_FAILED)
             } else if is_bad_input(&error) {
                 ExitCode::from(EXIT_BAD_INPUT)
             } else {

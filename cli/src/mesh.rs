@@ -34,6 +34,9 @@ pub struct MeshArgs {
     /// are N millimetres apart.
     #[arg(long)]
     pub known_distance: Option<KnownDistance>,
+    /// Sets the scale from the object's size: its longest side (upright) is N millimetres.
+    #[arg(long, value_name = "N")]
+    pub size_mm: Option<f64>,
     /// The dataset, when it is no longer where metrics.json says.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
@@ -52,7 +55,7 @@ pub fn run(args: &MeshArgs) -> Result<()> {
         preset: args.preset,
         max_triangles: args.max_triangles,
         texture_size: args.texture_size,
-        frame: FrameOptions { scale: args.scale, known_distance: args.known_distance },
+        frame: FrameOptions { scale: args.scale, known_distance: args.known_distance, size_mm: args.size_mm },
         dataset: args.dataset.clone(),
         masks: args.masks.clone(),
     };

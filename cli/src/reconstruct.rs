@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_engine::job::report::{JobReport, ValidatorResult};
+use kiln_engine::job::verdict::ModelVerdict;
 use kiln_engine::job::{EventKind, JobEvent, JobSettings, Stage, run_job};
 use kiln_engine::mesh::pipeline::Format;
 use kiln_engine::mesh::preset::Preset;
@@ -49,6 +50,10 @@ pub struct ReconstructArgs {
     /// Steps between training checkpoints, instead of the preset's.
     #[arg(long)]
     pub checkpoint_every: Option<u32>,
+    /// The object's longest side in millimetres: exports in true size (photos alone fix no
+    /// scale; without it a world unit is taken as a metre, and the report says `unknown`).
+    #[arg(long, value_name = "N")]
+    pub size_mm: Option<f64>,
     /// The last stage to run: check, poses, train, mesh or export.
     #[arg(long, default_value = "export")]
     pub until: Stage,
@@ -72,8 +77,30 @@ pub fn run(args: &ReconstructArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     print_summary(&report);
+    if report.verdict == Some(ModelVerdict::Failed) {
+        return Err(ModelFailed { job_dir: report.job_dir.clone() }.into());
+    }
     Ok(())
 }
+
+/// The job finished, but its own verdict says the model is not the object (exit code 3).
+#[derive(Debug)]
+pub struct ModelFailed {
+    pub job_dir: std::path::PathBuf,
+}
+
+impl std::fmt::Display for ModelFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the model failed its own check against the held-out photos (the findings above say why); it is kept as \
+             model.failed.* in {}",
+            self.job_dir.join("export").display()
+        )
+    }
+}
+
+impl std::error::Error for ModelFailed {}
 
 fn settings(args: &ReconstructArgs) -> JobSettings {
     let mut settings = JobSettings::for_preset(args.preset);
@@ -86,6 +113,7 @@ fn settings(args: &ReconstructArgs) -> JobSettings {
         settings.checkpoint_every = every;
     }
     settings.until = args.until;
+    settings.size_mm = args.size_mm;
     settings
 }
 
@@ -188,6 +216,16 @@ fn print_summary(report: &JobReport) {
     }
     if let Some(mesh) = &metrics.mesh {
         eprintln!("triangles: {}", mesh.triangles);
+    }
+    if let Some(verdict) = report.verdict {
+        let quality = metrics.quality.as_ref().map_or_else(String::new, |q| {
+            let psnr = q.mesh_psnr.map_or_else(String::new, |p| format!(", textured mesh {p:.1} dB"));
+            format!(" (held-out silhouette IoU {:.2}, depth agreement {:.2}{psnr})", q.silhouette_iou, q.depth_agreement)
+        });
+        eprintln!("verdict: {}{quality}", format!("{verdict:?}").to_lowercase());
+        for finding in &report.findings {
+            eprintln!("  {}: {}", format!("{:?}", finding.severity).to_lowercase(), finding.message);
+        }
     }
     for file in report.outputs() {
         eprintln!("wrote {} ({:.2} MB)", file.path.display(), file.bytes as f64 / 1e6);

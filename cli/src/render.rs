@@ -12,7 +12,7 @@ use kiln_engine::camera::Camera;
 use kiln_engine::dataset::{Dataset, OpenOptions};
 use kiln_viewer::headless::{HeadlessRenderer, fit_distance, orbit_camera, write_png};
 use kiln_viewer::render::RenderOptions;
-use kiln_viewer::scene::Scene;
+use kiln_viewer::scene::{Scene, Shown};
 
 /// Image size of orbit renders when `--size` is not given.
 const DEFAULT_ORBIT_SIZE: (u32, u32) = (1024, 768);
@@ -25,7 +25,8 @@ pub struct RenderArgs {
     #[arg(long, conflicts_with = "orbit")]
     pub camera: Option<String>,
     /// Orbit camera `AZ,EL,DIST`: degrees around +Y (0 looks from +Z), degrees above the
-    /// horizon, distance as a multiple of the distance that frames the whole scene (1 = fit).
+    /// horizon, distance as a multiple of the distance that frames what is shown (the mesh when shown,
+    /// else the core of the splats, else the points or cameras; 1 = fit).
     #[arg(long, allow_hyphen_values = true)]
     pub orbit: Option<String>,
     /// Image size `WxH` (default: the dataset camera's own size, or 1024x768 for orbits).
@@ -66,7 +67,13 @@ pub fn run(args: &RenderArgs) -> Result<()> {
         matcap: args.matcap,
     };
     let size = args.size.as_deref().map(parse_size).transpose().context("--size")?;
-    let cameras = cameras(args, &scene, size)?;
+    let shown = Shown {
+        splats: options.show_splats,
+        mesh: options.show_mesh,
+        cameras: options.show_cameras,
+        points: options.show_points,
+    };
+    let cameras = cameras(args, &scene, size, shown)?;
     let mut renderer = HeadlessRenderer::new(&scene)?;
     tracing::info!(adapter = %renderer.adapter_name(), frames = cameras.len(), "rendering");
     for (camera, path) in cameras.iter().zip(output_paths(&args.out, args.turntable)) {
@@ -83,7 +90,7 @@ pub fn is_bad_input(cause: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The camera of every frame to render, in the scene's frame.
-fn cameras(args: &RenderArgs, scene: &Scene, size: Option<(u32, u32)>) -> Result<Vec<Camera>> {
+fn cameras(args: &RenderArgs, scene: &Scene, size: Option<(u32, u32)>, shown: Shown) -> Result<Vec<Camera>> {
     if let Some(spec) = &args.camera {
         if args.turntable.is_some() {
             bail!("--turntable needs an --orbit camera, not --camera");
@@ -97,7 +104,7 @@ fn cameras(args: &RenderArgs, scene: &Scene, size: Option<(u32, u32)>) -> Result
         None => [30.0, 20.0, 1.0],
     };
     let (width, height) = size.unwrap_or(DEFAULT_ORBIT_SIZE);
-    let bounds = scene.bounds();
+    let bounds = scene.framing_bounds(shown);
     let distance = distance * fit_distance(bounds, width, height);
     let frames = args.turntable.unwrap_or(1).max(1);
     Ok((0..frames)

@@ -7,7 +7,8 @@
 //! `-- --ignored`): bunny-synth's 80 photos at CI-sized settings to a GLB and a USDZ that pass the
 //! validators (`KILN_GLTF_VALIDATOR`, `KILN_USDZ_VALIDATOR`; SKIPPED when unset), and a job killed
 //! with SIGKILL during training that resumes without recomputing its poses, then runs only the
-//! export when the formats change and nothing at all when called again unchanged.
+//! export when the formats change and nothing at all when called again unchanged; and the real
+//! photo sets (fox, sceaux-castle) finishing at `preview` with a model and a verdict.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -332,6 +333,60 @@ fn bunny_photos_to_validated_glb_and_usdz() {
     validate("KILN_USDZ_VALIDATOR", &out.join("export/model.usdz"));
     assert_nothing_half_written(&out);
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Runs `kiln reconstruct` at `preview` on a real photo set and checks that it ends with a model
+/// and a verdict: exit 0 (good or warnings) or 3 (the model kept as failed), every stage
+/// finished, the verdict and its figures in report.json, the exported GLB valid, and no stage
+/// message that sends the user after conventions Kiln chose itself. Returns the report.
+fn real_capture_finishes(name: &str) -> Option<serde_json::Value> {
+    let images = datasets().join(name).join("images");
+    if !images.is_dir() {
+        println!("SKIPPED: {} is absent (set KILN_DATASETS)", images.display());
+        return None;
+    }
+    let root = fresh_dir(name);
+    let out = root.join("job");
+    let start = Instant::now();
+    let output = kiln().arg("reconstruct").arg(&images).arg("--out").arg(&out).args(["--preset", "preview", "--json"]).output().unwrap();
+    println!("kiln reconstruct {name} took {:.0} s, exit {:?}", start.elapsed().as_secs_f64(), output.status.code());
+    println!("{}", stderr(&output));
+    let report = report_of(&output);
+    assert!(matches!(output.status.code(), Some(0 | 3)), "exit {:?}", output.status.code());
+    assert_eq!(statuses(&report), ["finished"; 5]);
+    let verdict = report["verdict"].as_str().expect("a top-level verdict");
+    assert_eq!(output.status.code() == Some(3), verdict == "failed", "exit code and verdict agree");
+    let quality = &report["metrics"]["quality"];
+    assert!(quality["silhouette_iou"].as_f64().is_some(), "measured on held-out views: {quality}");
+    let text = serde_json::to_string(&report).unwrap();
+    assert!(!text.contains("convention"), "no advice about conventions Kiln chose: {text}");
+    let stem = if verdict == "failed" { "model.failed" } else { "model" };
+    validate("KILN_GLTF_VALIDATOR", &out.join(format!("export/{stem}.glb")));
+    assert_nothing_half_written(&out);
+    std::fs::remove_dir_all(&root).unwrap();
+    Some(report)
+}
+
+/// Release gate: the fox (50 real phone photos over about 90° of a mounted fox head) finishes
+/// at `preview` with a model and a verdict. (Issue 17 asks for the fox alone, found
+/// automatically; today it is not found and the whole surface is kept, which the report says.)
+#[test]
+#[ignore]
+fn fox_photos_finish_with_a_model_and_a_verdict() {
+    let Some(report) = real_capture_finishes("fox") else { return };
+    assert_eq!(report["metrics"]["poses"]["registered_images"], 50);
+    println!("fox: verdict {}, mesh {}", report["verdict"], report["metrics"]["mesh"]);
+}
+
+/// Release gate: sceaux-castle (11 real photos of a façade) finishes at `preview` with a model
+/// of the façade, kept whole as a scene (no object on a support), and a verdict.
+#[test]
+#[ignore]
+fn sceaux_castle_photos_finish_with_a_model_and_a_verdict() {
+    let Some(report) = real_capture_finishes("sceaux-castle") else { return };
+    assert_eq!(report["metrics"]["poses"]["registered_images"], 11);
+    assert_eq!(report["metrics"]["mesh"]["subject"], "scene", "a façade is a scene");
+    println!("sceaux-castle: verdict {}, mesh {}", report["verdict"], report["metrics"]["mesh"]);
 }
 
 fn modified(path: &Path) -> SystemTime {

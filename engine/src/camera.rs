@@ -41,6 +41,12 @@ impl Intrinsics {
         }
     }
 
+    /// The ray through the centre of pixel `(x, y)` in the OpenCV camera frame, scaled to z = 1
+    /// (so `ray * depth` is the point at camera-frame depth `depth`).
+    pub fn ray_through_pixel_centre(&self, x: u32, y: u32) -> Vec3 {
+        Vec3::new((x as f32 + 0.5 - self.cx) / self.fx, (y as f32 + 0.5 - self.cy) / self.fy, 1.0)
+    }
+
     /// Pixel coordinates of a point in the OpenCV camera frame (no distortion).
     pub fn project(&self, point_in_camera: Vec3) -> [f32; 2] {
         [
@@ -127,6 +133,10 @@ impl WorldFromCameraCv {
     /// Camera centre in world coordinates.
     pub fn center(&self) -> Vec3 {
         self.translation
+    }
+
+    pub fn transform_point(&self, point_in_camera: Vec3) -> Vec3 {
+        self.rotation * point_in_camera + self.translation
     }
 
     /// Viewing direction (+Z of the camera) in world coordinates.

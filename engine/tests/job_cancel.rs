@@ -3,50 +3,16 @@
 //! so, the stage leaves no completion record nor outputs under their final names, and the next call
 //! finishes the job, skipping the stages that had finished.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::Instant;
 
 use kiln_engine::job::report::{StageRecord, StageStatus};
-use kiln_engine::job::{CancelFlag, Device, EventKind, JobError, JobEvent, JobReport, JobSettings, Stage, run_job};
-use kiln_engine::mesh::pipeline::{Format, MESH_FILE, MESH_JSON_FILE};
-use kiln_engine::mesh::preset::Preset;
+use common::{bunny_subset, tiny_settings};
+use kiln_engine::job::{CancelFlag, EventKind, JobError, JobEvent, JobReport, Stage, run_job};
+use kiln_engine::mesh::pipeline::{MESH_FILE, MESH_JSON_FILE};
 use kiln_engine::sfm::pipeline::outputs::TRANSFORMS_FILE;
-
-fn datasets() -> PathBuf {
-    std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"))
-}
-
-/// A folder of symbolic links to every 4th bunny-synth photo (20 views 18° apart: enough for
-/// poses; bunny-mini's 12 small views are not).
-fn bunny_subset(root: &Path) -> Option<PathBuf> {
-    let images = datasets().join("bunny-synth/images");
-    if !images.is_dir() {
-        println!("SKIPPED: bunny-synth not found at {} (set KILN_DATASETS)", images.display());
-        return None;
-    }
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&images).unwrap().map(|e| e.unwrap().path()).collect();
-    names.sort();
-    let subset = root.join("photos");
-    std::fs::create_dir_all(&subset).unwrap();
-    for path in names.iter().step_by(4) {
-        std::os::unix::fs::symlink(path, subset.join(path.file_name().unwrap())).unwrap();
-    }
-    Some(subset)
-}
-
-/// Debug-sized settings: 400 training steps on 100-px views on the CPU (about the least that
-/// gives splats a surface can be found in), GLB only.
-fn tiny_settings() -> JobSettings {
-    JobSettings {
-        device: Device::Cpu,
-        train_steps: Some(400),
-        max_side: Some(100),
-        formats: vec![Format::Glb],
-        ..JobSettings::for_preset(Preset::Preview)
-    }
-}
 
 /// Runs the job, setting the cancel flag at the first progress event of `stage` that `cancels`
 /// accepts; returns the outcome and the events, with the index of the cancelling one.

@@ -81,6 +81,8 @@ fn extract_clean_score(
     let clean_options = CleanupOptions {
         remove_ground,
         up: camera_up(&cameras(views)),
+        // These measurements score the closed surface, every hole capped.
+        max_cap_perimeter: None,
         ..CleanupOptions::for_voxel_size(options.voxel_size)
     };
     let (mesh, report) = cleanup(&raw, &clean_options).unwrap();

@@ -39,7 +39,7 @@ fn silhouettes_match(dir: &Path, rule: MaskRule) {
     let Some(ctx) = common::gpu() else { return };
     let mesh = kiln_engine::mesh::ply::read_mesh(&dir.join("gt_mesh.ply")).unwrap();
     // bunny-synth's world is Blender's: +Z up, metres.
-    let frame = ExportFrame::new(&mesh, DVec3::Z, &FrameOptions { scale: 2.0, known_distance: None }).unwrap();
+    let frame = ExportFrame::new(&mesh, DVec3::Z, &FrameOptions { scale: 2.0, ..Default::default() }).unwrap();
     let mut exported = frame.apply(&mesh);
     exported.uvs = vec![[0.5, 0.5]; exported.positions.len()];
     let model = TexturedMesh { mesh: exported, base_color: image::RgbImage::from_pixel(1, 1, image::Rgb([200, 180, 160])), normal_map: None };

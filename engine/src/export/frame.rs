@@ -5,7 +5,8 @@
 //! - **rotate**: the world's up direction (the ground plane's normal when cleanup found one, else
 //!   the mean camera up vector, see [`mean_camera_up`]) onto +Y, by the shortest rotation;
 //! - **scale**: metres per world unit: 1 when the input is taken as metric (bunny-synth is), or
-//!   from a known distance between two world points, times the user's `scale`;
+//!   from a known distance between two world points, or from the object's known size along
+//!   its longest side, times the user's `scale` ([`ScaleSource`] says which);
 //! - **translate**: the object's lowest point to y = 0 and its bounding box centred in x and z.
 //!
 //! The rotation is proper and the scale uniform and positive, so triangle winding and normals
@@ -64,12 +65,33 @@ pub struct FrameOptions {
     pub scale: f64,
     /// Sets metres per world unit from a measured distance; `None` takes world units as metres.
     pub known_distance: Option<KnownDistance>,
+    /// The object's longest side (of its upright bounding box), millimetres: sets metres per
+    /// world unit from the mesh itself.
+    pub size_mm: Option<f64>,
 }
 
 impl Default for FrameOptions {
     fn default() -> Self {
-        Self { scale: 1.0, known_distance: None }
+        Self { scale: 1.0, known_distance: None, size_mm: None }
     }
+}
+
+impl FrameOptions {
+    /// Where the export's metric scale comes from with these options.
+    pub fn scale_source(&self) -> ScaleSource {
+        if self.known_distance.is_some() || self.size_mm.is_some() { ScaleSource::User } else { ScaleSource::Unknown }
+    }
+}
+
+/// Where the export's metric scale came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleSource {
+    /// Photos alone fix no scale: one world unit was taken as a metre.
+    #[default]
+    Unknown,
+    /// A size or distance the user gave.
+    User,
 }
 
 /// The transform from the input's world to the exported frame (metres, +Y up, base at y = 0).
@@ -87,8 +109,11 @@ impl ExportFrame {
         if up_in_world.length() < MIN_LENGTH || !up_in_world.is_finite() {
             return Err(ExportError::Frame(format!("up vector {up_in_world} is not a direction")));
         }
-        let metres_per_world_unit = metres_per_world_unit(options)?;
         let rotation = DQuat::from_rotation_arc(up_in_world.normalize(), DVec3::Y);
+        let metres_per_world_unit = match options.size_mm {
+            Some(size_mm) => metres_for_size(mesh_in_world, rotation, size_mm)? * options.scale,
+            None => metres_per_world_unit(options)?,
+        };
         let scaled_from_world = DMat4::from_scale_rotation_translation(DVec3::splat(metres_per_world_unit), rotation, DVec3::ZERO);
         let (lo, hi) = transformed_bounds(mesh_in_world, &scaled_from_world)
             .ok_or_else(|| ExportError::InvalidMesh("the mesh has no vertices".into()))?;
@@ -125,6 +150,21 @@ impl ExportFrame {
 
 fn as_dvec3(p: &[f32; 3]) -> DVec3 {
     DVec3::new(f64::from(p[0]), f64::from(p[1]), f64::from(p[2]))
+}
+
+/// Metres per world unit that make the longest side of `mesh`'s bounding box, upright
+/// (`rotation` applied), `size_mm` millimetres.
+fn metres_for_size(mesh: &TriMesh, rotation: DQuat, size_mm: f64) -> Result<f64, ExportError> {
+    if !(size_mm > 0.0 && size_mm.is_finite()) {
+        return Err(ExportError::Frame(format!("object size {size_mm} mm must be positive")));
+    }
+    let (lo, hi) = transformed_bounds(mesh, &DMat4::from_quat(rotation))
+        .ok_or_else(|| ExportError::InvalidMesh("the mesh has no vertices".into()))?;
+    let longest = (hi - lo).max_element();
+    if longest < MIN_LENGTH {
+        return Err(ExportError::Frame("the mesh has no extent to scale to a size".into()));
+    }
+    Ok(size_mm * 1e-3 / longest)
 }
 
 fn metres_per_world_unit(options: &FrameOptions) -> Result<f64, ExportError> {
@@ -192,10 +232,26 @@ mod tests {
     }
 
     #[test]
+    fn a_known_size_scales_the_longest_upright_side() {
+        // Upright, the tetrahedron is 1.0 × 0.5 × 1.0 world units: its longest side is 1.0.
+        let mesh = z_up_tetrahedron();
+        let options = FrameOptions { size_mm: Some(150.0), ..Default::default() };
+        assert_eq!(options.scale_source(), ScaleSource::User);
+        let frame = ExportFrame::new(&mesh, DVec3::Z, &options).unwrap();
+        assert!((frame.metres_per_world_unit - 0.15).abs() < 1e-12, "{}", frame.metres_per_world_unit);
+        let (lo, hi) = frame.apply(&mesh).bounds().unwrap();
+        let longest = (0..3).map(|k| hi[k] - lo[k]).fold(0.0f32, f32::max);
+        assert!((longest - 0.15).abs() < 1e-6, "{longest}");
+        assert_eq!(FrameOptions::default().scale_source(), ScaleSource::Unknown);
+        let bad = FrameOptions { size_mm: Some(-1.0), ..Default::default() };
+        assert!(ExportFrame::new(&mesh, DVec3::Z, &bad).is_err());
+    }
+
+    #[test]
     fn known_distance_sets_metres_and_scale_multiplies() {
         let mesh = z_up_tetrahedron();
         let known: KnownDistance = "0,0,0:0,0,2=500".parse().unwrap();
-        let options = FrameOptions { scale: 2.0, known_distance: Some(known) };
+        let options = FrameOptions { scale: 2.0, known_distance: Some(known), ..Default::default() };
         let frame = ExportFrame::new(&mesh, DVec3::Z, &options).unwrap();
         // 2 world units are 0.5 m, times 2.
         assert!((frame.metres_per_world_unit - 0.5).abs() < 1e-12);

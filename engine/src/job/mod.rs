@@ -21,6 +21,7 @@ mod run;
 pub mod settings;
 mod stages;
 pub mod train_stage;
+pub mod verdict;
 pub mod zip_input;
 
 pub use hash::hash_file;
@@ -124,6 +125,10 @@ pub struct JobSettings {
     pub max_triangles: Option<usize>,
     pub texture_size: Option<u32>,
     pub seed: u64,
+    /// The object's longest side in millimetres, when the user knows it: the export's metric
+    /// scale (photos alone fix none).
+    #[serde(default)]
+    pub size_mm: Option<f64>,
     /// The last stage to run (`Export` for a full job; `Poses` for cameras only).
     pub until: Stage,
 }

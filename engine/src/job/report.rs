@@ -5,13 +5,20 @@
 
 use std::path::{Path, PathBuf};
 
+use super::verdict::{Finding, ModelQuality, ModelVerdict, VerdictReport};
 use super::{JobError, Stage};
 use crate::atomic_file::write_atomically;
 use crate::check::Outcome;
+use crate::export::frame::ScaleSource;
+use crate::mesh::pipeline::Subject;
 
 /// File names in the job folder.
 pub const REPORT_FILE: &str = "report.json";
 pub const STAGE_RECORD_FILE: &str = "stage.json";
+/// The verdict on the model, in the mesh stage's folder ([`super::verdict::VerdictReport`]).
+pub const VERDICT_FILE: &str = "verdict.json";
+/// The held-out views the verdict compared, photo | textured mesh | splats, in the mesh folder.
+pub const VERDICT_VIEWS_DIR: &str = "verdict";
 
 /// Where a job stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -98,6 +105,18 @@ pub struct MeshFigures {
     pub texture_size: u32,
     /// Extent along x, y, z in metres.
     pub size_m: [f32; 3],
+    /// Where the metric scale came from (`unknown`: a world unit was taken as a metre).
+    #[serde(default)]
+    pub scale_source: ScaleSource,
+    /// What the mesh is of: the object found automatically, the masked object, or the scene.
+    #[serde(default)]
+    pub subject: Subject,
+    /// Share of the surface the photos showed (the rest is capped holes), 0..=1.
+    #[serde(default)]
+    pub observed_fraction: f64,
+    /// Openings of a partial capture left open.
+    #[serde(default)]
+    pub holes_left_open: usize,
 }
 
 /// A file the job delivered.
@@ -139,7 +158,24 @@ impl StageSummary {
                 let psnr = t.psnr.map_or_else(|| "no test views".to_string(), |v| format!("held-out PSNR {v:.2} dB"));
                 format!("{psnr} · {} splats · {} steps on {}", t.splats, t.steps, t.device)
             }
-            StageSummary::Mesh(m) => format!("{} triangles, {}² texture", m.triangles, m.texture_size),
+            StageSummary::Mesh(m) => {
+                let subject = match m.subject {
+                    Subject::Object => "the object found in the photos",
+                    Subject::Masked => "the masked object",
+                    Subject::Scene => "the whole scene (no single object)",
+                };
+                let [x, y, z] = m.size_m;
+                let scale = match m.scale_source {
+                    ScaleSource::User => "scale given",
+                    ScaleSource::Unknown => "scale unknown",
+                };
+                format!(
+                    "{} triangles, {}² texture · {subject} · {x:.3} × {y:.3} × {z:.3} m ({scale}) · {:.0} % of the surface seen",
+                    m.triangles,
+                    m.texture_size,
+                    100.0 * m.observed_fraction
+                )
+            }
             StageSummary::Export(e) => format!("{} files", e.files.len()),
         }
     }
@@ -152,6 +188,9 @@ pub struct JobMetrics {
     pub poses: Option<PosesSummary>,
     pub train: Option<TrainSummary>,
     pub mesh: Option<MeshFigures>,
+    /// The model against its held-out photos and the splats (see [`super::verdict`]).
+    #[serde(default)]
+    pub quality: Option<ModelQuality>,
     pub export: Option<ExportSummary>,
 }
 
@@ -185,6 +224,12 @@ pub struct JobReport {
     pub metrics: JobMetrics,
     #[serde(default)]
     pub validators: Vec<ValidatorResult>,
+    /// The job's verdict on its model, once the mesh stage finished (see [`super::verdict`]).
+    #[serde(default)]
+    pub verdict: Option<ModelVerdict>,
+    /// The verdict's reasons, worst first.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
     /// Wall-clock seconds of this call (stages skipped because finished earlier cost nothing).
     pub seconds: f64,
 }
@@ -206,6 +251,8 @@ impl JobReport {
             device: None,
             metrics: JobMetrics::default(),
             validators: Vec::new(),
+            verdict: None,
+            findings: Vec::new(),
             seconds: 0.0,
         }
     }
@@ -250,6 +297,15 @@ impl JobReport {
         if let Some(report) = self.stages.iter_mut().find(|s| s.stage == stage) {
             report.seconds = Some(seconds);
         }
+    }
+
+    /// Records the verdict on the model.
+    pub(crate) fn record_verdict(&mut self, verdict: &VerdictReport) {
+        self.verdict = Some(verdict.verdict);
+        let mut findings = verdict.findings.clone();
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        self.findings = findings;
+        self.metrics.quality.clone_from(&verdict.quality);
     }
 
     /// The files the export stage delivered.

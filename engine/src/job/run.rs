@@ -16,7 +16,7 @@ use super::lock::JobLock;
 use super::manifest::{InputKind, Manifest};
 use super::progress::Reporter;
 use super::report::{JobReport, JobStatus, StageRecord, StageStatus};
-use super::stages::{Context, mesh_preview, remove_checkpoint, run_stage};
+use super::stages::{Context, judge_model, mesh_preview, outputs_follow_verdict, remove_checkpoint, run_stage};
 use super::zip_input::{ZipLimits, extract_zip};
 use super::{CancelFlag, ENGINE_VERSION, JobError, JobEvent, JobSettings, Stage};
 
@@ -80,12 +80,17 @@ fn run_stages(
             return Err(JobError::Cancelled(stage));
         }
         let previous = StageRecord::read(&ctx.job_dir, stage);
-        match previous.as_ref().filter(|record| record.key == *key) {
+        match previous.as_ref().filter(|record| record.key == *key && outputs_follow_verdict(ctx, record)) {
             Some(record) => {
                 report.record(&record.summary, record.seconds, StageStatus::Skipped);
                 reporter.skipped(stage, format!("already finished: {}", record.summary.message()));
             }
             None => run_one(ctx, stage, key, previous.as_ref(), report, reporter)?,
+        }
+        if stage == Stage::Mesh {
+            let skipped = report.stage(Stage::Mesh).is_some_and(|s| s.status == StageStatus::Skipped);
+            let verdict = judge_model(ctx, report, skipped, reporter)?;
+            report.record_verdict(&verdict);
         }
         report.write(&ctx.job_dir)?;
         if stage == Stage::Check {
@@ -159,6 +164,7 @@ fn stage_keys(manifest: &Manifest) -> Vec<(Stage, String)> {
         "preset": s.preset,
         "max_triangles": r.max_triangles,
         "texture_size": r.texture_size,
+        "size_mm": s.size_mm,
     }));
     let export = hash_json(&json!({ "after": mesh, "formats": s.formats }));
     vec![(Stage::Check, check), (Stage::Poses, poses), (Stage::Train, train), (Stage::Mesh, mesh), (Stage::Export, export)]

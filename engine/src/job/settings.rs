@@ -51,6 +51,7 @@ impl JobSettings {
             max_triangles: None,
             texture_size: None,
             seed: 0,
+            size_mm: None,
             until: Stage::Export,
         }
     }

@@ -10,16 +10,20 @@ use super::capture::{self, CHECK_REPORT_FILE, sfm_error, usable_photos};
 use super::device::open_backend;
 use super::progress::Reporter;
 use super::report::{
-    CheckSummary, ExportSummary, MeshFigures, OutputFile, PosesSummary, StageRecord, StageSummary, TrainSummary, read_json,
-    write_json,
+    CheckSummary, ExportSummary, JobReport, MeshFigures, OutputFile, PosesSummary, StageRecord, StageSummary, TrainSummary,
+    VERDICT_FILE, VERDICT_VIEWS_DIR, read_json, write_json,
 };
+use super::verdict::{Judged, ModelVerdict, VerdictReport, judge};
 use super::settings::Resolved;
 use super::train_stage::{LoadedViews, load_dataset_views, metrics_json, write_train_outputs};
 use super::{CancelFlag, JobError, JobSettings, Stage};
 use crate::check::{CheckReport, Verdict};
 use crate::dataset::Dataset;
 use crate::error_text::chain_text;
-use crate::mesh::pipeline::{BASE_COLOR_FILE, MeshOptions, MeshProgress, MeshStageError, export_mesh_dir, run_mesh_stage};
+use crate::export::frame::FrameOptions;
+use crate::mesh::pipeline::{
+    BASE_COLOR_FILE, FAILED_MODEL_STEM, MODEL_STEM, SPLATS_FILE, MeshOptions, MeshProgress, MeshStageError, export_mesh_dir, run_mesh_stage,
+};
 use crate::sfm::pipeline::outputs::{REPORT_FILE, TRANSFORMS_FILE, write_outputs};
 use crate::sfm::pipeline::{MIN_PHOTOS, estimate_poses};
 use crate::sfm::{Phase, PhaseProgress};
@@ -233,6 +237,7 @@ fn mesh(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError
         preset: ctx.settings.preset,
         max_triangles: ctx.settings.max_triangles,
         texture_size: ctx.settings.texture_size,
+        frame: FrameOptions { size_mm: ctx.settings.size_mm, ..FrameOptions::default() },
         ..MeshOptions::default()
     };
     let mut fraction: f64 = 0.0;
@@ -250,6 +255,10 @@ fn mesh(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError
         vertices: summary.vertices,
         texture_size: summary.texture_size,
         size_m: summary.size_m,
+        scale_source: summary.scale_source,
+        subject: summary.subject,
+        observed_fraction: summary.observed_fraction,
+        holes_left_open: summary.holes_left_open,
     }))
 }
 
@@ -267,6 +276,61 @@ fn mesh_fraction(p: &MeshProgress) -> f64 {
     start + (end - start) * p.done as f64 / p.total.max(1) as f64
 }
 
+/// The verdict on the mesh stage's model: read back when the stage was skipped and its verdict
+/// is on file, else measured (see [`super::verdict`]) and written to `mesh/verdict.json`.
+pub(crate) fn judge_model(
+    ctx: &Context,
+    report: &JobReport,
+    skipped: bool,
+    reporter: &mut Reporter,
+) -> Result<VerdictReport, JobError> {
+    let path = ctx.dir(Stage::Mesh).join(VERDICT_FILE);
+    if skipped && let Ok(verdict) = read_json::<VerdictReport>(&path) {
+        return Ok(verdict);
+    }
+    reporter.progress(Stage::Mesh, 1.0, "comparing the model with the held-out photos".into());
+    let check = report.metrics.check.as_ref();
+    let judged = Judged {
+        mesh_dir: &ctx.dir(Stage::Mesh),
+        capture: check.map(|c| (c.outcome, c.advice.as_slice())),
+    };
+    let judgement = judge(&judged)?;
+    write_strips(&ctx.dir(Stage::Mesh).join(VERDICT_VIEWS_DIR), &judgement.strips)?;
+    write_json(&path, &judgement.report)?;
+    Ok(judgement.report)
+}
+
+/// Writes each compared view's photo | textured mesh | splats strip as `<dir>/<photo>.png`.
+fn write_strips(dir: &Path, strips: &[(String, image::RgbImage)]) -> Result<(), JobError> {
+    std::fs::create_dir_all(dir).map_err(|source| JobError::Io { path: dir.to_path_buf(), source })?;
+    for (name, strip) in strips {
+        let path = dir.join(format!("{name}.png"));
+        crate::atomic_file::write_atomically(&path, |w| strip.write_to(w, image::ImageFormat::Png).map_err(std::io::Error::other))
+            .map_err(|source| JobError::Io { path: path.clone(), source })?;
+    }
+    Ok(())
+}
+
+/// The stem of the exported files: a model the verdict failed is kept, named as such.
+fn model_stem(ctx: &Context) -> &'static str {
+    let path = ctx.dir(Stage::Mesh).join(VERDICT_FILE);
+    match read_json::<VerdictReport>(&path) {
+        Ok(v) if v.verdict == ModelVerdict::Failed => FAILED_MODEL_STEM,
+        _ => MODEL_STEM,
+    }
+}
+
+/// Whether a finished stage's files are named as the verdict on file says (an export made
+/// before the verdict failed the model must be made again under the failed name).
+pub(crate) fn outputs_follow_verdict(ctx: &Context, record: &StageRecord) -> bool {
+    let StageSummary::Export(export) = &record.summary else { return true };
+    let stem = model_stem(ctx);
+    export.files.iter().all(|file| {
+        let name = file.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        name == SPLATS_FILE || name.strip_prefix(stem).is_some_and(|rest| rest.matches('.').count() == 1)
+    })
+}
+
 /// The mesh stage's preview image (its base-colour texture).
 pub(crate) fn mesh_preview(ctx: &Context) -> Option<PathBuf> {
     Some(ctx.dir(Stage::Mesh).join(BASE_COLOR_FILE)).filter(|p| p.is_file())
@@ -279,7 +343,7 @@ fn export(ctx: &Context, previous: Option<&StageRecord>, reporter: &mut Reporter
     let mut files = Vec::new();
     for (i, format) in formats.iter().enumerate() {
         reporter.progress(Stage::Export, i as f64 / formats.len() as f64, format!("{format:?}"));
-        let written = export_mesh_dir(&ctx.dir(Stage::Mesh), &dir, std::slice::from_ref(format))
+        let written = export_mesh_dir(&ctx.dir(Stage::Mesh), &dir, std::slice::from_ref(format), model_stem(ctx))
             .map_err(|e| stage_error(Stage::Export, &e))?;
         files.extend(written);
     }

@@ -7,7 +7,10 @@
 //! [`camera_up`]); everything below `ground_margin` above it is clipped off (triangles crossing
 //! the cut are split, so the cut is exactly planar). Holes are capped by ear clipping each
 //! boundary loop in its best-fit plane (Newell normal), which makes the planar bottom cut a flat,
-//! exact cap. Cleanup keeps positions only: normals are recomputed ([`vertex_normals`]), other
+//! exact cap. Only holes of a size fusion leaves in observed surface (a boundary shorter than
+//! [`HOLE_CAP_PERIMETER_VOXELS`] voxels) and the support-plane cut are capped: the large openings
+//! of a partial capture stay open rather than being spanned by big flat triangles, and the report
+//! says how long they are. Cleanup keeps positions only: normals are recomputed ([`vertex_normals`]), other
 //! attributes are dropped (cleanup runs before texturing).
 
 use std::collections::HashMap;
@@ -28,6 +31,20 @@ const RANSAC_SAMPLE: usize = 20_000;
 /// A plane is only taken as the support when this fraction of the vertices lies on it.
 const MIN_GROUND_FRACTION: f32 = 0.05;
 
+/// Boundary loops longer than this many voxels are openings of a partial capture, left open: a
+/// fused surface seen from every side has holes only in crevices and at occlusion edges, a few
+/// voxels across (perimeter well under 48 voxels, i.e. about 15 voxels across); an unseen back
+/// or bottom is a loop around most of the object.
+pub const HOLE_CAP_PERIMETER_VOXELS: f32 = 48.0;
+
+/// With a focus, other components are kept only inside the main one's box grown by this share
+/// of its size on each side (detached parts of the object, not the background beyond it).
+const FOCUS_BOX_GROWTH: f32 = 0.1;
+
+/// Share of the mesh's height, from its lowest point along up, where a flat horizontal opening
+/// is taken for the object's base (see `is_flat_base`).
+const BASE_BAND: f32 = 0.1;
+
 /// Rounds of (fix non-manifold edges and vertices, cap holes): a cap can meet an existing edge
 /// and make it non-manifold, whose fix opens a smaller hole; three rounds settle real meshes.
 const MANIFOLD_PASSES: usize = 4;
@@ -41,25 +58,52 @@ const GROUND_TAIL_FRACTION: f32 = 0.05;
 pub struct CleanupOptions {
     /// Detect the support plane and cut away it and everything under it.
     pub remove_ground: bool,
-    /// Cap every hole (after the cut) so that the mesh is closed.
+    /// Cap holes (after the cut): those within [`Self::max_cap_perimeter`] and the cut's own.
     pub watertight: bool,
+    /// Holes whose boundary is longer than this (world units) are left open, unless they lie on
+    /// the support plane's cut (the flat bottom is always capped); `None` caps every hole.
+    pub max_cap_perimeter: Option<f32>,
     /// Connected components smaller than this fraction of the largest one's area are dropped
     /// (1.0 keeps the largest only).
     pub min_component_fraction: f32,
     /// World "up" for finding the support plane (see [`camera_up`]); `None` accepts any plane
     /// orientation and takes the side with more of the mesh as up.
     pub up: Option<[f32; 3]>,
+    /// Where the capture's object is (a point the cameras converge on, and a radius around it):
+    /// the main component is the one with the most area within it rather than the largest
+    /// overall. `None`: the largest.
+    pub focus: Option<Focus>,
+    /// Planes the mesh was already cut at (supports found elsewhere): a flat opening on one of
+    /// them is capped like the support plane's own cut.
+    pub cuts: Vec<Plane>,
     /// Distance from a vertex to the support plane under which it belongs to the plane, and how
     /// far above the plane the cut is made (world units). About twice the extraction's voxel.
     pub ground_margin: f32,
 }
 
 impl CleanupOptions {
-    /// Defaults for a surface extracted with voxels of side `voxel_size`: ground removed, closed,
-    /// floaters below 5 % of the main component dropped, cut two voxels above the ground.
+    /// Defaults for a surface extracted with voxels of side `voxel_size`: ground removed, small
+    /// holes and the cut capped, floaters below 5 % of the main component dropped, cut two
+    /// voxels above the ground.
     pub fn for_voxel_size(voxel_size: f32) -> Self {
-        Self { remove_ground: true, watertight: true, min_component_fraction: 0.05, up: None, ground_margin: 2.0 * voxel_size }
+        Self {
+            remove_ground: true,
+            watertight: true,
+            max_cap_perimeter: Some(HOLE_CAP_PERIMETER_VOXELS * voxel_size),
+            min_component_fraction: 0.05,
+            up: None,
+            focus: None,
+            cuts: Vec::new(),
+            ground_margin: 2.0 * voxel_size,
+        }
     }
+}
+
+/// A ball around the object of a capture.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Focus {
+    pub centre: [f32; 3],
+    pub radius: f32,
 }
 
 /// A plane `normal · p + offset = 0` with a unit normal pointing up (to the object's side).
@@ -81,6 +125,12 @@ pub struct CleanupReport {
     pub ground: Option<Plane>,
     pub components_dropped: usize,
     pub holes_capped: usize,
+    /// Surface area of the caps (world units²): surface that no photo showed.
+    pub capped_area: f64,
+    /// Boundary loops left open (openings of a partial capture).
+    pub holes_left_open: usize,
+    /// Total length of those loops, world units.
+    pub open_boundary_length: f64,
     pub non_manifold_edges_fixed: usize,
     pub non_manifold_vertices_split: usize,
 }
@@ -124,7 +174,14 @@ pub fn cleanup(mesh: &TriMesh, options: &CleanupOptions) -> Result<(TriMesh, Cle
             None => tracing::warn!("no support plane found: the ground is left in the mesh"),
         }
     }
-    report.components_dropped = keep_main_components(&mut mesh, options.min_component_fraction);
+    report.components_dropped = keep_main_components(&mut mesh, options.min_component_fraction, options.focus);
+    let cuts: Vec<Plane> = report.ground.iter().chain(&options.cuts).copied().collect();
+    let base = options.up.map(Vec3::from_array).and_then(|up| base_height(&mesh, up).map(|h| (up, h)));
+    let cappable = |ring: &[Vec3]| {
+        let on_cut = cuts.iter().any(|plane| on_plane_cut(ring, plane, options.ground_margin));
+        let is_base = base.is_some_and(|(up, height)| is_flat_base(ring, up, height, options.ground_margin));
+        on_cut || is_base || options.max_cap_perimeter.is_none_or(|limit| perimeter(ring) <= f64::from(limit))
+    };
     for pass in 0..MANIFOLD_PASSES {
         report.non_manifold_edges_fixed += fix_non_manifold_edges(&mut mesh);
         report.non_manifold_vertices_split += split_non_manifold_vertices(&mut mesh);
@@ -133,12 +190,24 @@ pub fn cleanup(mesh: &TriMesh, options: &CleanupOptions) -> Result<(TriMesh, Cle
         }
         // Ear clipping gives flat, tidy caps; later passes close what is left with fans around
         // a new centre vertex, whose edges cannot collide with existing ones.
-        let capped = cap_holes(&mut mesh, if pass == 0 { CapStyle::EarClip } else { CapStyle::CentreFan });
+        let before = mesh.triangles.len();
+        let capped =
+            cap_holes_where(&mut mesh, if pass == 0 { CapStyle::EarClip } else { CapStyle::CentreFan }, &cappable);
         report.holes_capped += capped;
+        report.capped_area += super::metrics::triangle_areas(&TriMesh {
+            positions: mesh.positions.clone(),
+            triangles: mesh.triangles[before..].to_vec(),
+            ..Default::default()
+        })
+        .iter()
+        .sum::<f64>();
         if capped == 0 {
             break;
         }
     }
+    let open = boundary_loops(&mesh);
+    report.holes_left_open = open.len();
+    report.open_boundary_length = open.iter().map(|ring| perimeter(&ring_positions(ring, &mesh.positions))).sum();
     remove_unreferenced_vertices(&mut mesh);
     if mesh.triangles.is_empty() {
         return Err(MeshError::NoSurface(format!(
@@ -148,24 +217,61 @@ pub fn cleanup(mesh: &TriMesh, options: &CleanupOptions) -> Result<(TriMesh, Cle
             report.components_dropped
         )));
     }
-    if options.watertight {
+    if options.watertight && report.holes_left_open == 0 {
         check_outward(&mesh)?;
     }
     mesh.normals = vertex_normals(&mesh);
     Ok((mesh, report))
 }
 
-/// An error when the closed `mesh` encloses negative volume, i.e. faces inwards.
+/// An error when the closed `mesh` encloses negative volume, i.e. faces inwards. (Open meshes
+/// have no enclosed volume to check: a partial capture's surface is left open.)
 fn check_outward(mesh: &TriMesh) -> Result<(), MeshError> {
     let volume = super::metrics::enclosed_volume(mesh);
     if volume < 0.0 {
         return Err(MeshError::Inverted(format!(
-            "the closed surface encloses {volume:.3e} cubic units, so its triangles face inwards: the fused \
-             distances have the wrong sign; check the poses' camera convention (OpenCV: +Z forward, +Y down) \
-             and that masks mark the object with 1"
+            "the closed surface encloses {volume:.3e} cubic units, so its triangles face inwards"
         )));
     }
     Ok(())
+}
+
+/// Whether every vertex of a boundary `ring` lies on the support plane's cut (its height above
+/// `plane` within a hundredth of `margin` of the others'): the flat bottom the cut opened.
+fn on_plane_cut(ring: &[Vec3], plane: &Plane, margin: f32) -> bool {
+    let heights: Vec<f32> = ring.iter().map(|p| plane.signed_distance(p.to_array())).collect();
+    let (lo, hi) = heights.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &h| (lo.min(h), hi.max(h)));
+    hi - lo <= 0.01 * margin
+}
+
+/// Height along `up` under which a boundary loop counts as the object's base: the lowest
+/// [`BASE_BAND`] of the mesh.
+fn base_height(mesh: &TriMesh, up: Vec3) -> Option<f32> {
+    let heights = mesh.positions.iter().map(|&p| up.dot(Vec3::from_array(p)));
+    let (lo, hi) = heights.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), h| (lo.min(h), hi.max(h)));
+    (lo < hi).then(|| lo + BASE_BAND * (hi - lo))
+}
+
+/// Whether `ring` is the opening an object's unseen underside leaves (masks carve the support
+/// away, so no cut made it): flat within `tolerance` of a plane tilted at most
+/// [`MAX_GROUND_TILT_DEG`] from `up`, and entirely below `base_height`. Capping it flat is what
+/// an object standing on a table has there; a partial capture's side openings are neither.
+fn is_flat_base(ring: &[Vec3], up: Vec3, base_height: f32, tolerance: f32) -> bool {
+    if ring.iter().any(|p| up.dot(*p) > base_height) {
+        return false;
+    }
+    let Some((normal, offset)) = fit_plane(ring) else { return false };
+    let tilt_ok = normal.dot(up).abs() >= MAX_GROUND_TILT_DEG.to_radians().cos();
+    tilt_ok && ring.iter().all(|p| (normal.dot(*p) + offset).abs() <= tolerance)
+}
+
+/// Length of the closed polygon `ring`.
+fn perimeter(ring: &[Vec3]) -> f64 {
+    (0..ring.len()).map(|k| f64::from(ring[k].distance(ring[(k + 1) % ring.len()]))).sum()
+}
+
+fn ring_positions(ring: &[u32], positions: &[[f32; 3]]) -> Vec<Vec3> {
+    ring.iter().map(|&i| Vec3::from_array(positions[i as usize])).collect()
 }
 
 /// Area-weighted vertex normals (unit length; zero for an isolated vertex).
@@ -348,9 +454,11 @@ fn find(parent: &mut [u32], mut i: u32) -> u32 {
     i
 }
 
-/// Keeps the connected components (through shared vertices) whose area is at least `fraction`
-/// of the largest one's; returns how many were dropped.
-pub fn keep_main_components(mesh: &mut TriMesh, fraction: f32) -> usize {
+/// Keeps the main connected component (through shared vertices) and those whose area is at
+/// least `fraction` of its; returns how many were dropped. Without a `focus` the main one is the
+/// largest; with one, the one nearest to it, and the others kept must lie within its box (grown
+/// by [`FOCUS_BOX_GROWTH`]).
+pub fn keep_main_components(mesh: &mut TriMesh, fraction: f32, focus: Option<Focus>) -> usize {
     let mut parent: Vec<u32> = (0..mesh.positions.len() as u32).collect();
     for t in &mesh.triangles {
         let r0 = find(&mut parent, t[0]);
@@ -360,18 +468,47 @@ pub fn keep_main_components(mesh: &mut TriMesh, fraction: f32) -> usize {
         }
     }
     let mut area: HashMap<u32, f64> = HashMap::new();
+    let mut bounds: HashMap<u32, (Vec3, Vec3)> = HashMap::new();
     let roots: Vec<u32> = mesh.triangles.iter().map(|t| find(&mut parent, t[0])).collect();
     for (t, root) in mesh.triangles.iter().zip(&roots) {
         let [a, b, c] = t.map(|i| Vec3::from_array(mesh.positions[i as usize]));
         *area.entry(*root).or_default() += 0.5 * (b - a).cross(c - a).length() as f64;
+        let entry = bounds.entry(*root).or_insert((a, a));
+        *entry = (entry.0.min(a.min(b).min(c)), entry.1.max(a.max(b).max(c)));
     }
-    let largest = area.values().copied().fold(0.0, f64::max);
-    let keep = |root: &u32| area[root] >= fraction as f64 * largest;
-    let dropped = area.keys().filter(|r| !keep(r)).count();
-    let mut kept = roots.iter().map(keep);
+    let keep: HashMap<u32, bool> = match focus.and_then(|f| focused_component(mesh, &roots, f)) {
+        Some(main) => {
+            let (lo, hi) = bounds[&main];
+            let grow = FOCUS_BOX_GROWTH * (hi - lo);
+            let inside = |(l, h): (Vec3, Vec3)| l.cmpge(lo - grow).all() && h.cmple(hi + grow).all();
+            area.iter()
+                .map(|(&root, &a)| (root, root == main || (inside(bounds[&root]) && a >= fraction as f64 * area[&main])))
+                .collect()
+        }
+        None => {
+            let largest = area.values().copied().fold(0.0, f64::max);
+            area.iter().map(|(&root, &a)| (root, a >= fraction as f64 * largest)).collect()
+        }
+    };
+    let dropped = keep.values().filter(|k| !**k).count();
+    let mut kept = roots.iter().map(|root| keep[root]);
     mesh.triangles.retain(|_| kept.next().unwrap_or(false));
     remove_unreferenced_vertices(mesh);
     dropped
+}
+
+/// The component (by its root in `roots`, one per triangle) with the most area inside `focus`'s
+/// ball; `None` when no triangle is inside.
+fn focused_component(mesh: &TriMesh, roots: &[u32], focus: Focus) -> Option<u32> {
+    let centre = Vec3::from_array(focus.centre);
+    let mut inside: HashMap<u32, f64> = HashMap::new();
+    for (t, root) in mesh.triangles.iter().zip(roots) {
+        let [a, b, c] = t.map(|i| Vec3::from_array(mesh.positions[i as usize]));
+        if ((a + b + c) / 3.0).distance(centre) <= focus.radius {
+            *inside.entry(*root).or_default() += 0.5 * (b - a).cross(c - a).length() as f64;
+        }
+    }
+    inside.into_iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|(root, _)| root)
 }
 
 /// Removes triangles so that no edge has more than two, and no two run along an edge in the
@@ -460,6 +597,39 @@ pub enum CapStyle {
 
 /// Closes every boundary loop with a cap; returns how many were capped.
 pub fn cap_holes(mesh: &mut TriMesh, style: CapStyle) -> usize {
+    cap_holes_where(mesh, style, &|_| true)
+}
+
+/// Closes the boundary loops for which `cappable(loop positions)` holds; returns how many.
+pub fn cap_holes_where(mesh: &mut TriMesh, style: CapStyle, cappable: &dyn Fn(&[Vec3]) -> bool) -> usize {
+    let mut capped = 0;
+    for mut ring in boundary_loops(mesh) {
+        if !cappable(&ring_positions(&ring, &mesh.positions)) {
+            continue;
+        }
+        // The cap runs against the boundary's direction, so each boundary edge gets its twin.
+        ring.reverse();
+        match style {
+            CapStyle::EarClip => {
+                let cap = ear_clip(&ring, &mesh.positions);
+                mesh.triangles.extend(cap);
+            }
+            CapStyle::CentreFan => {
+                let centroid = ring_positions(&ring, &mesh.positions).iter().sum::<Vec3>() / ring.len() as f32;
+                let centre = mesh.positions.len() as u32;
+                mesh.positions.push(centroid.to_array());
+                for k in 0..ring.len() {
+                    mesh.triangles.push([ring[k], ring[(k + 1) % ring.len()], centre]);
+                }
+            }
+        }
+        capped += 1;
+    }
+    capped
+}
+
+/// The mesh's boundary loops (edges without a twin), each in the boundary's direction.
+pub fn boundary_loops(mesh: &TriMesh) -> Vec<Vec<u32>> {
     let mut directed: HashMap<(u32, u32), usize> = HashMap::new();
     for t in &mesh.triangles {
         for k in 0..3 {
@@ -474,7 +644,7 @@ pub fn cap_holes(mesh: &mut TriMesh, style: CapStyle) -> usize {
     }
     let mut starts: Vec<u32> = next.keys().copied().collect();
     starts.sort_unstable();
-    let mut capped = 0;
+    let mut loops = Vec::new();
     for start in starts {
         let mut ring = Vec::new();
         let mut v = start;
@@ -482,29 +652,11 @@ pub fn cap_holes(mesh: &mut TriMesh, style: CapStyle) -> usize {
             ring.push(v);
             v = w;
         }
-        if v != start || ring.len() < 3 {
-            continue;
+        if v == start && ring.len() >= 3 {
+            loops.push(ring);
         }
-        // The cap runs against the boundary's direction, so each boundary edge gets its twin.
-        ring.reverse();
-        match style {
-            CapStyle::EarClip => {
-                let cap = ear_clip(&ring, &mesh.positions);
-                mesh.triangles.extend(cap);
-            }
-            CapStyle::CentreFan => {
-                let centroid =
-                    ring.iter().map(|&i| Vec3::from_array(mesh.positions[i as usize])).sum::<Vec3>() / ring.len() as f32;
-                let centre = mesh.positions.len() as u32;
-                mesh.positions.push(centroid.to_array());
-                for k in 0..ring.len() {
-                    mesh.triangles.push([ring[k], ring[(k + 1) % ring.len()], centre]);
-                }
-            }
-        }
-        capped += 1;
     }
-    capped
+    loops
 }
 
 /// Triangulates a closed polygon of mesh vertices (in order) in its best-fit plane; the
@@ -672,6 +824,62 @@ mod tests {
         assert!(report.ground.is_none() && report.holes_capped == 0);
         assert!(clean.positions.iter().any(|p| p[2].abs() < 1e-3 && p[0].abs() > 0.9), "the ground stays");
         assert!(clean.positions.iter().all(|p| (p[0] - 0.7).abs() > 0.1 || (p[2] - 0.7).abs() > 0.1), "no floater");
+    }
+
+    /// A unit sphere (voxel-sized facets for `for_voxel_size(0.05)`) without the triangles whose
+    /// centroid `drop` selects.
+    fn sphere_without(drop: impl Fn(Vec3) -> bool) -> TriMesh {
+        let mut sphere = TriMesh::uv_sphere(32, 64, |_| 1.0);
+        sphere.triangles.retain(|t| {
+            let centroid = t.iter().map(|&i| Vec3::from_array(sphere.positions[i as usize])).sum::<Vec3>() / 3.0;
+            !drop(centroid)
+        });
+        sphere
+    }
+
+    #[test]
+    fn a_partial_capture_keeps_its_opening_and_small_holes_are_capped() {
+        // The back (x < −0.3) never photographed, and a small hole at the north pole.
+        let mesh = sphere_without(|c| c.x < -0.3 || c.z > 0.98);
+        let options = CleanupOptions { remove_ground: false, ..CleanupOptions::for_voxel_size(0.05) };
+        let (clean, report) = cleanup(&mesh, &options).unwrap();
+        assert_eq!(report.holes_capped, 1, "{report:?}");
+        assert_eq!(report.holes_left_open, 1, "{report:?}");
+        // The opening's rim: a circle of radius √(1 − 0.3²) ≈ 0.95, as a staircase of facet edges.
+        let rim = std::f64::consts::TAU * (1.0f64 - 0.09).sqrt();
+        assert!((0.95..1.6).contains(&(report.open_boundary_length / rim)), "{report:?} vs {rim}");
+        // Only the pole's cap, a disc of radius sin(2π/32) ≈ 0.2.
+        assert!(report.capped_area > 0.1 && report.capped_area < 0.13, "{report:?}");
+        let centroid_x = |t: &[u32; 3]| t.iter().map(|&i| clean.positions[i as usize][0]).sum::<f32>() / 3.0;
+        assert!(clean.triangles.iter().all(|t| centroid_x(t) > -0.3), "no surface spans the opening");
+    }
+
+    #[test]
+    fn an_open_surface_seen_from_its_concave_side_is_not_an_error() {
+        // A bowl seen from inside (a façade's recess, a fox's hollow flank): capping its rim
+        // would enclose negative volume; it stays open instead of failing as inverted.
+        let mut bowl = sphere_without(|c| c.z > 0.0);
+        for t in &mut bowl.triangles {
+            t.swap(1, 2);
+        }
+        let options = CleanupOptions { remove_ground: false, ..CleanupOptions::for_voxel_size(0.05) };
+        let (_, report) = cleanup(&bowl, &options).unwrap();
+        assert_eq!((report.holes_capped, report.holes_left_open), (0, 1), "{report:?}");
+    }
+
+    #[test]
+    fn a_flat_opening_at_the_bottom_is_a_base_and_capped() {
+        // Masks carve the support away: the object ends in a flat, level opening underneath.
+        let mesh = sphere_without(|c| c.z < -0.6);
+        let options = CleanupOptions { remove_ground: false, up: Some([0.0, 0.0, 1.0]), ..CleanupOptions::for_voxel_size(0.05) };
+        let (clean, report) = cleanup(&mesh, &options).unwrap();
+        assert_eq!((report.holes_capped, report.holes_left_open), (1, 0), "{report:?}");
+        assert_eq!(bad_edges(&clean), 0);
+        assert!(enclosed_volume(&clean) > 3.0);
+        // The same opening on the side (up along +x) is a partial capture's, and stays open.
+        let sideways = CleanupOptions { up: Some([1.0, 0.0, 0.0]), ..options };
+        let (_, report) = cleanup(&mesh, &sideways).unwrap();
+        assert_eq!((report.holes_capped, report.holes_left_open), (0, 1), "{report:?}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Triangle meshes: the surface extracted from trained splats, its cleanup and decimation, and
 //! the geometric metrics that compare it with a reference.
 //!
-//! Stage flow: [`surface`] (median depth renders → TSDF → marching cubes) → [`cleanup`] (main
-//! component, floaters, support plane) → [`decimate`] (quadric, to a triangle budget) → the
+//! Stage flow: [`surface`] (median depth renders → TSDF → marching cubes; for an object capture,
+//! [`object`] finds the object and its masks on a coarse pass and the surface is fused again in
+//! its box) → [`cleanup`] (main component, floaters, support plane, small holes capped) → [`decimate`] (quadric, to a triangle budget) → the
 //! [`crate::texture`] module (UV atlas, baking from the photos) → [`crate::export`].
 //! [`pipeline`] runs them for `kiln mesh`; [`metrics`] holds Chamfer distance and F-score.
 
@@ -11,6 +12,7 @@ pub mod decimate;
 pub mod error;
 pub mod marching_cubes;
 pub mod metrics;
+pub mod object;
 pub mod pipeline;
 pub mod ply;
 pub mod preset;

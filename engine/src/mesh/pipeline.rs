@@ -1,8 +1,10 @@
 //! The mesh stage as `kiln mesh` and `kiln export` run it.
 //!
 //! [`run_mesh_stage`]: a training folder (`splats.ply` + `metrics.json`, which names the dataset)
-//! in; the photos are loaded again, then surface → cleanup → decimation → UV atlas → baking →
-//! export frame, and the mesh folder is written (only at the end, so a stop on request, checked
+//! in; the photos are loaded again, then surface (with the object found automatically, see
+//! [`super::object`]) → cleanup → decimation → UV atlas → baking (from the training views only:
+//! held-out views stay out, so the job's verdict compares with photos the model was not made
+//! from) → export frame, and the mesh folder is written (only at the end, so a stop on request, checked
 //! between these steps and per view in the depth renders and the bake, leaves nothing new):
 //! - `mesh.ply`: the final textured mesh **in the export frame** (metres, +Y up, base at y = 0)
 //!   with normals and UVs (PLY's `v` upwards, see [`super::ply`]);
@@ -10,7 +12,9 @@
 //! - `normal.png`: when the mesh was decimated, a tangent-space normal map carrying the dense
 //!   surface's detail (glTF convention);
 //! - `mesh.json`: [`MeshSummary`]: preset, counts, `export_from_world` (row-major 4×4) and how it
-//!   was found, sources, timings.
+//!   was found, where the scale came from, what the mesh is of ([`Subject`]), how much of it the
+//!   photos showed and which openings were left open, sources, timings;
+//! - `masks/<photo stem>.png`: for an object found automatically, its mask in each photo.
 //!
 //! [`export_mesh_dir`]: a mesh folder in; `model.glb`, `model.usdz`, `model.obj` (+ `.mtl`,
 //! `.png`) and `splats.ply` (the training splats, copied unchanged, so in the input's world
@@ -27,12 +31,17 @@ use super::cleanup::{CleanupOptions, CleanupReport, cleanup};
 use super::decimate::{DecimateOptions, decimate};
 use super::error::MeshError;
 use super::preset::Preset;
-use super::surface::{Region, SurfaceOptions, SurfaceView, extract_surface, region_of_interest};
+use super::object::{FOCUS_RADIUS, SILHOUETTE_INFLATE_VOXELS, carve, cut_supports, find_object, silhouettes};
+use super::cleanup::Focus;
+use super::surface::{
+    Region, SurfaceOptions, SurfaceView, fuse_frames, looked_at, object_region_around, region_of_interest,
+    render_depth_frames, sees_convergence,
+};
 use super::{TexturedMesh, TriMesh, ply};
 use crate::atomic_file::write_atomically;
 use crate::camera::Camera;
-use crate::dataset::{Dataset, DatasetError, OpenOptions, load_views};
-use crate::export::frame::{ExportFrame, FrameOptions, mean_camera_up};
+use crate::dataset::{Dataset, DatasetError, OpenOptions, Split, load_views};
+use crate::export::frame::{ExportFrame, FrameOptions, ScaleSource, mean_camera_up};
 use crate::export::{ExportError, glb, obj, usdz};
 use crate::image_buf::{ImageGray, ImageRgb};
 use crate::splats::Splats;
@@ -49,8 +58,16 @@ pub const MESH_FILE: &str = "mesh.ply";
 pub const BASE_COLOR_FILE: &str = "basecolor.png";
 pub const NORMAL_MAP_FILE: &str = "normal.png";
 pub const MESH_JSON_FILE: &str = "mesh.json";
+/// The folder of automatic object masks in a mesh folder, one `<photo stem>.png` per photo.
+pub const MASKS_DIR: &str = "masks";
 /// Stem of the exported model files (`model.glb`, `model.usdz`, `model.obj`).
 pub const MODEL_STEM: &str = "model";
+/// Stem of a model the job's verdict failed: kept for inspection, never mistaken for a result.
+pub const FAILED_MODEL_STEM: &str = "model.failed";
+/// An object found where the cameras converge must cover this share of the median photo: a
+/// photographed object fills a good part of the frame (the fox's head a quarter), whereas a
+/// detail left on a façade once its wall is cut away covers a few per cent.
+const MIN_OBJECT_COVERAGE: f32 = 0.05;
 /// Photos are loaded at the training resolution when `metrics.json` does not say it.
 const DEFAULT_MAX_SIDE: u32 = 1600;
 /// What `mesh.json` says about the frame of the passthrough `splats.ply`.
@@ -176,13 +193,28 @@ pub struct MeshSummary {
     /// 4×4 from the input's world to the exported frame, row-major.
     pub export_from_world: [f64; 16],
     pub metres_per_world_unit: f64,
+    /// Where that scale came from: `unknown` (a world unit taken as a metre) or `user`.
+    #[serde(default)]
+    pub scale_source: ScaleSource,
     pub up_source: UpSource,
     /// Extent of the exported mesh along x, y, z, metres.
     pub size_m: [f32; 3],
     /// TSDF voxel side, input world units.
     pub voxel_size: f32,
+    /// What the surface is of: an object found automatically, an object the masks gave, or the
+    /// whole scene (no object to single out).
+    #[serde(default)]
+    pub subject: Subject,
     pub extracted_triangles: usize,
     pub holes_capped: usize,
+    /// Openings left open (a partial capture's unseen sides), and their total length in metres.
+    #[serde(default)]
+    pub holes_left_open: usize,
+    #[serde(default)]
+    pub open_boundary_m: f64,
+    /// Share of the final surface's area that photos showed (the rest is hole caps), 0..=1.
+    #[serde(default = "fully_observed")]
+    pub observed_fraction: f64,
     pub components_dropped: usize,
     pub sources: MeshSources,
     pub splats_frame: String,
@@ -201,6 +233,9 @@ struct LoadedViews {
     cameras: Vec<Camera>,
     images: Vec<ImageRgb>,
     masks: Vec<Option<ImageGray>>,
+    /// Views held out of training; they stay out of the texture too, so that the job's verdict
+    /// compares the model with photos it was not made from.
+    held_out: Vec<bool>,
 }
 
 /// Runs the whole mesh stage (see the module docs) from `train_dir` into the folder `out`. Ends
@@ -223,20 +258,25 @@ pub fn run_mesh_stage(
     }
     let masked_views = dataset.views.iter().filter(|view| view.mask_path.is_some()).count();
     progress(MeshProgress { stage: "load", done: 0, total: 1 });
-    let views = load(&dataset, info.max_side)?;
+    let mut views = load(&dataset, info.max_side)?;
     progress(MeshProgress { stage: "load", done: 1, total: 1 });
     timings.lap("load");
 
     check_stop(should_stop)?;
-    let (dense, voxel_size) = surface(&splats, &views, options.preset, progress, should_stop)?;
+    let up_hint = mean_camera_up(&views.cameras);
+    let all_masked = masked_views == dataset.views.len();
+    let found = surface(&splats, &views, options.preset, all_masked, up_hint, progress, should_stop)?;
+    let (dense, voxel_size) = (&found.mesh, found.voxel_size);
     timings.lap("surface");
     check_stop(should_stop)?;
-    let up_hint = mean_camera_up(&views.cameras);
-    // Masks on every photo already carve the ground away: a plane RANSAC finds is then the object's own.
-    let has_ground = masked_views < dataset.views.len();
-    let (clean, report) = clean_up(&dense, voxel_size, up_hint, has_ground, progress)?;
+    let (clean, mut report) = clean_up(&found, up_hint, progress)?;
+    report.ground = report.ground.or(found.ground);
     timings.lap("cleanup");
     check_stop(should_stop)?;
+    let object_masks = found.object.as_ref().map(|object| object_masks(object, &views.cameras));
+    if let Some(masks) = &object_masks {
+        views.masks = views.masks.iter().zip(masks).map(|(valid, object)| Some(combine(valid.as_ref(), object))).collect();
+    }
     let textured = texture(&clean, &views, options, progress, should_stop)?;
     timings.lap("texture");
     check_stop(should_stop)?;
@@ -253,11 +293,16 @@ pub fn run_mesh_stage(
         texture_size: exported.base_color.width(),
         export_from_world: frame.row_major(),
         metres_per_world_unit: frame.metres_per_world_unit,
+        scale_source: options.frame.scale_source(),
         up_source,
         size_m: size(&exported.mesh),
         voxel_size,
+        subject: found.subject,
         extracted_triangles: dense.num_triangles(),
         holes_capped: report.holes_capped,
+        holes_left_open: report.holes_left_open,
+        open_boundary_m: report.open_boundary_length * frame.metres_per_world_unit,
+        observed_fraction: observed_fraction(&clean, report.capped_area),
         components_dropped: report.components_dropped,
         sources,
         splats_frame: SPLATS_FRAME_NOTE.to_string(),
@@ -265,6 +310,7 @@ pub fn run_mesh_stage(
     };
     progress(MeshProgress { stage: "write", done: 0, total: 1 });
     write_mesh_dir(out, &exported, &mut summary, timings)?;
+    write_object_masks(out, &dataset, object_masks.as_deref())?;
     progress(MeshProgress { stage: "write", done: 1, total: 1 });
     Ok(summary)
 }
@@ -333,53 +379,224 @@ pub fn attach_masks(dataset: &mut Dataset, masks: &Path) -> Result<(), MeshStage
 
 fn load(dataset: &Dataset, max_side: u32) -> Result<LoadedViews, MeshStageError> {
     let loaded = load_views(&dataset.views, max_side)?;
-    let mut views = LoadedViews { cameras: Vec::new(), images: Vec::new(), masks: Vec::new() };
-    for (camera, image, mask) in loaded {
+    let mut views = LoadedViews { cameras: Vec::new(), images: Vec::new(), masks: Vec::new(), held_out: Vec::new() };
+    for ((camera, image, mask), view) in loaded.into_iter().zip(&dataset.views) {
         views.cameras.push(camera);
         views.images.push(image);
         views.masks.push(mask);
+        views.held_out.push(view.split == Split::Test);
+    }
+    if views.held_out.iter().all(|&h| h) {
+        views.held_out.fill(false);
     }
     Ok(views)
 }
 
-/// The dense surface and the voxel size it was extracted at.
+/// What the mesh is of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    /// The object the cameras converge on, found and masked automatically (see
+    /// [`super::object`]); its masks are in the mesh folder's `masks/`.
+    Object,
+    /// The object the given masks mark.
+    Masked,
+    /// The whole surface: the cameras do not converge on an object (a façade, a room), or none
+    /// was found where they do.
+    #[default]
+    Scene,
+}
+
+/// The dense surface and what it took to make it.
+struct FoundSurface {
+    mesh: TriMesh,
+    voxel_size: f32,
+    subject: Subject,
+    /// The planes the object stands or hangs on, cut away (for [`Subject::Object`]).
+    supports: Vec<Cut>,
+    /// The level one among them: the export's up.
+    ground: Option<Cut>,
+    /// The object as the coarse surface showed it (for [`Subject::Object`]).
+    object: Option<CoarseObject>,
+    /// Where the cameras converge, when they do: the main component is the one there.
+    focus: Option<Focus>,
+}
+
+/// The object on the coarse surface: its mesh and the voxel it was fused at.
+struct CoarseObject {
+    mesh: TriMesh,
+    voxel_size: f32,
+}
+
+/// A support plane found on the coarse surface.
+type Cut = super::cleanup::Plane;
+
+/// Depth renders of every view, fused over the region of interest; for an object capture
+/// without masks, the object is then found in that coarse surface and extracted again in its
+/// own box with the views carved by its silhouettes (see [`super::object`]).
 fn surface(
     splats: &Splats,
     views: &LoadedViews,
     preset: Preset,
+    all_masked: bool,
+    up_hint: Option<DVec3>,
     progress: &mut dyn FnMut(MeshProgress),
     should_stop: &(dyn Fn() -> bool + Sync),
-) -> Result<(TriMesh, f32), MeshStageError> {
+) -> Result<FoundSurface, MeshStageError> {
     let surface_views: Vec<SurfaceView> =
         views.cameras.iter().zip(&views.masks).map(|(camera, mask)| SurfaceView { camera: *camera, mask: mask.clone() }).collect();
-    let (min, max) = region_of_interest(splats, &surface_views, Region::Auto)?;
+    let mut report = |done, total| progress(MeshProgress { stage: "surface", done, total });
+    // Depth renders do not depend on the voxel: the same frames are fused at every scale.
+    let render_options = SurfaceOptions::for_voxel_size(1.0);
+    let frames = render_depth_frames(splats, &surface_views, &render_options, &mut report, should_stop)?;
+    check_stop(should_stop)?;
+    let converging = sees_convergence(&views.cameras);
+    let looked = converging.then(|| looked_at(&frames)).flatten();
+    let object_box = looked.and_then(|centre| Some((centre, object_region_around(&views.cameras, centre)?)));
+    let (min, max) = match object_box {
+        Some((_, region)) => region,
+        None => region_of_interest(splats, &surface_views, Region::Auto)?,
+    };
+    let voxel_size = voxel_size_for(min, max, preset)?;
+    let options = SurfaceOptions::for_voxel_size(voxel_size);
+    let coarse = fuse_frames(&frames, min, max, &options)?;
+    let focus = object_box.map(|(centre, (lo, hi))| Focus {
+        centre: centre.to_array(),
+        radius: FOCUS_RADIUS * 0.5 * (glam::Vec3::from_array(hi) - glam::Vec3::from_array(lo)).max_element(),
+    });
+    let scene = |subject| FoundSurface {
+        mesh: coarse.clone(),
+        voxel_size,
+        subject,
+        supports: Vec::new(),
+        ground: None,
+        object: None,
+        focus,
+    };
+    if all_masked {
+        return Ok(scene(Subject::Masked));
+    }
+    if !converging {
+        tracing::info!("the cameras do not converge on an object: the whole surface is kept");
+        return Ok(scene(Subject::Scene));
+    }
+    let up = up_hint.map(|u| u.as_vec3().to_array());
+    let Some((centre, (lo, hi))) = object_box else {
+        return Ok(scene(Subject::Scene));
+    };
+    let radius = 0.5 * (glam::Vec3::from_array(hi) - glam::Vec3::from_array(lo)).max_element();
+    let Some(object) = find_object(&coarse, &views.cameras, (centre, radius), voxel_size, up) else {
+        return Ok(scene(Subject::Scene));
+    };
+    if object.supports.is_empty() {
+        tracing::info!("nothing the object stands or hangs on was found: the whole surface is kept");
+        return Ok(scene(Subject::Scene));
+    }
+    check_stop(should_stop)?;
+    let frame_cameras: Vec<Camera> = frames.iter().map(|f| f.camera).collect();
+    let masks = silhouettes(&object.mesh, &frame_cameras, SILHOUETTE_INFLATE_VOXELS * voxel_size);
+    let coverage = median_coverage(&masks);
+    if coverage < MIN_OBJECT_COVERAGE {
+        tracing::info!("what the cameras converge on covers {:.1} % of a photo: no single object, the whole surface is kept", 100.0 * coverage);
+        return Ok(scene(Subject::Scene));
+    }
+    let fine_voxel = voxel_size_for(object.min, object.max, preset)?;
+    let fine = fuse_frames(&carve(&frames, &masks), object.min, object.max, &SurfaceOptions::for_voxel_size(fine_voxel))?;
+    Ok(FoundSurface {
+        mesh: cut_supports(&fine, &object.supports, 2.0 * fine_voxel),
+        voxel_size: fine_voxel,
+        subject: Subject::Object,
+        ground: object.ground(up),
+        supports: object.supports,
+        object: Some(CoarseObject { mesh: object.mesh, voxel_size }),
+        focus: Some(object.focus),
+    })
+}
+
+/// The share of its photo that the median view's mask covers.
+fn median_coverage(masks: &[ImageGray]) -> f32 {
+    let mut shares: Vec<f32> =
+        masks.iter().map(|m| m.pixels.iter().filter(|&&v| v >= 0.5).count() as f32 / m.pixels.len().max(1) as f32).collect();
+    shares.sort_by(f32::total_cmp);
+    shares.get(shares.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The preset's voxel for the box `min..max`: its longest side over the preset's voxel count.
+fn voxel_size_for(min: [f32; 3], max: [f32; 3], preset: Preset) -> Result<f32, MeshStageError> {
     let longest = (0..3).map(|k| max[k] - min[k]).fold(0.0f32, f32::max);
     let voxel_size = longest / preset.voxels_across();
     if !(voxel_size > 0.0 && voxel_size.is_finite()) {
         return Err(MeshError::InvalidInput(format!("empty extraction region {min:?}..{max:?}")).into());
     }
-    let mut report = |done, total| progress(MeshProgress { stage: "surface", done, total });
-    let mesh =
-        extract_surface(splats, &surface_views, &SurfaceOptions::for_voxel_size(voxel_size), &mut report, should_stop)?;
-    Ok((mesh, voxel_size))
+    Ok(voxel_size)
+}
+
+/// The object's masks at each view's resolution (from its coarse surface, as fusion carved).
+fn object_masks(object: &CoarseObject, cameras: &[Camera]) -> Vec<ImageGray> {
+    silhouettes(&object.mesh, cameras, SILHOUETTE_INFLATE_VOXELS * object.voxel_size)
+}
+
+/// A view's mask for the bake: the object's, where the photo has data (`valid`, if given).
+fn combine(valid: Option<&ImageGray>, object: &ImageGray) -> ImageGray {
+    let mut mask = object.clone();
+    if let Some(valid) = valid.filter(|v| (v.width, v.height) == (object.width, object.height)) {
+        for (m, v) in mask.pixels.iter_mut().zip(&valid.pixels) {
+            *m = m.min(*v);
+        }
+    }
+    mask
 }
 
 fn clean_up(
-    dense: &TriMesh,
-    voxel_size: f32,
+    found: &FoundSurface,
     up_hint: Option<DVec3>,
-    has_ground: bool,
     progress: &mut dyn FnMut(MeshProgress),
 ) -> Result<(TriMesh, CleanupReport), MeshStageError> {
     progress(MeshProgress { stage: "cleanup", done: 0, total: 1 });
-    let options = CleanupOptions {
+    let defaults = CleanupOptions {
         up: up_hint.map(|u| u.as_vec3().to_array()),
-        remove_ground: has_ground,
-        ..CleanupOptions::for_voxel_size(voxel_size)
+        ..CleanupOptions::for_voxel_size(found.voxel_size)
     };
-    let result = cleanup(dense, &options)?;
+    let options = match found.subject {
+        // The support plane was found on the coarse surface, where the table is still large.
+        Subject::Object => CleanupOptions {
+            remove_ground: false,
+            cuts: found.supports.clone(),
+            focus: found.focus,
+            ..defaults
+        },
+        // Masks on every photo already carve the ground away: a plane RANSAC finds is then the
+        // object's own.
+        Subject::Masked => CleanupOptions { remove_ground: false, ..defaults },
+        // A scene keeps its full surface: no support to cut; where the cameras look, the surface
+        // there (a façade, not the sky beside it) is the main component.
+        Subject::Scene => CleanupOptions { remove_ground: false, focus: found.focus, ..defaults },
+    };
+    let result = cleanup(&found.mesh, &options)?;
     progress(MeshProgress { stage: "cleanup", done: 1, total: 1 });
     Ok(result)
+}
+
+/// Writes the automatic object masks as `masks/<photo stem>.png` (what `--masks` takes), or
+/// removes stale ones when there are none.
+fn write_object_masks(out: &Path, dataset: &Dataset, masks: Option<&[ImageGray]>) -> Result<(), MeshStageError> {
+    let dir = out.join(MASKS_DIR);
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(ExportError::Io { path: dir, source: e }.into()),
+        _ => {}
+    }
+    let Some(masks) = masks else { return Ok(()) };
+    std::fs::create_dir_all(&dir).map_err(ExportError::io(&dir))?;
+    for (view, mask) in dataset.views.iter().zip(masks) {
+        let stem = view.image_path.file_stem().map_or_else(|| view.name.clone(), |s| s.to_string_lossy().into_owned());
+        let pixels = mask.pixels.iter().map(|&m| if m >= 0.5 { 255u8 } else { 0 }).collect();
+        let image = image::GrayImage::from_raw(mask.width, mask.height, pixels)
+            .ok_or_else(|| MeshStageError::bad_folder(&dir, "a mask of the wrong size"))?;
+        let path = dir.join(format!("{stem}.png"));
+        write_atomically(&path, |w| image.write_to(w, image::ImageFormat::Png).map_err(std::io::Error::other))
+            .map_err(ExportError::io(&path))?;
+    }
+    Ok(())
 }
 
 /// Decimation, UV atlas, baked base colour and, when decimation dropped detail, a normal map
@@ -404,6 +621,7 @@ fn texture(
     check_stop(should_stop)?;
     progress(MeshProgress { stage: "bake", done: 2, total: STEPS });
     let bake_views: Vec<BakeView> = (0..views.cameras.len())
+        .filter(|&i| !views.held_out[i])
         .map(|i| BakeView { camera: views.cameras[i], image: views.images[i].clone(), mask: views.masks[i].clone() })
         .collect();
     let base_color = bake_base_color(&atlased, &bake_views, size, &BakeOptions::default(), should_stop)?;
@@ -428,6 +646,17 @@ fn export_up(report: &CleanupReport, camera_up: Option<DVec3>) -> (DVec3, UpSour
             (DVec3::Y, UpSource::WorldY)
         }
     }
+}
+
+/// `mesh.json` files written before the observed share was measured were closed by capping.
+fn fully_observed() -> f64 {
+    1.0
+}
+
+/// The share of `mesh`'s area that is not hole caps.
+fn observed_fraction(mesh: &TriMesh, capped_area: f64) -> f64 {
+    let total = super::metrics::surface_area(mesh);
+    if total > 0.0 { (1.0 - capped_area / total).clamp(0.0, 1.0) } else { 0.0 }
 }
 
 fn size(mesh: &TriMesh) -> [f32; 3] {
@@ -512,25 +741,30 @@ fn read_rgb(path: &Path) -> Result<image::RgbImage, MeshStageError> {
         .to_rgb8())
 }
 
-/// Writes the requested `formats` of the mesh folder `mesh_dir` into `out_dir` (see the module
-/// docs); returns every file written.
-pub fn export_mesh_dir(mesh_dir: &Path, out_dir: &Path, formats: &[Format]) -> Result<Vec<PathBuf>, MeshStageError> {
+/// Writes the requested `formats` of the mesh folder `mesh_dir` into `out_dir` as `<stem>.glb`
+/// and so on (see the module docs); returns every file written.
+pub fn export_mesh_dir(
+    mesh_dir: &Path,
+    out_dir: &Path,
+    formats: &[Format],
+    stem: &str,
+) -> Result<Vec<PathBuf>, MeshStageError> {
     let (model, summary) = read_mesh_dir(mesh_dir)?;
     std::fs::create_dir_all(out_dir).map_err(ExportError::io(out_dir))?;
     let mut written = Vec::new();
     for format in formats {
         match format {
             Format::Glb => {
-                let path = out_dir.join(format!("{MODEL_STEM}.glb"));
+                let path = out_dir.join(format!("{stem}.glb"));
                 glb::write_glb(&path, &model)?;
                 written.push(path);
             }
             Format::Usdz => {
-                let path = out_dir.join(format!("{MODEL_STEM}.usdz"));
+                let path = out_dir.join(format!("{stem}.usdz"));
                 usdz::write_usdz(&path, &model)?;
                 written.push(path);
             }
-            Format::Obj => written.extend(obj::write_obj(&out_dir.join(format!("{MODEL_STEM}.obj")), &model)?),
+            Format::Obj => written.extend(obj::write_obj(&out_dir.join(format!("{stem}.obj")), &model)?),
             Format::Ply => written.push(copy_splats(&summary.sources.splats, out_dir)?),
         }
     }

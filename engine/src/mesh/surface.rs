@@ -34,6 +34,8 @@ pub const INWARD_FRACTION: f32 = 0.8;
 /// Fraction of splats cut at each end of each axis for a scene's region (outlier floaters far
 /// out would otherwise stretch it).
 const SCENE_PERCENTILE: f32 = 0.02;
+/// Share of each side of a depth frame, around its centre, that [`looked_at`] reads.
+const CENTRE_WINDOW: f32 = 0.2;
 /// Transmittance at which a depth render takes each pixel's depth: where the first 20 % of the
 /// opacity has accumulated. Splats trained from photos alone form a shell a pixel or so thick
 /// whose front is the surface: on bunny-synth at 200 px, against the ground-truth mesh's depth,
@@ -129,8 +131,22 @@ pub fn extract_surface(
         return Err(MeshError::InvalidInput(format!("{} views and {} splats: need both", views.len(), splats.len())));
     }
     let (min, max) = region_of_interest(splats, views, options.region)?;
-    let truncation = options.truncation_voxels * options.voxel_size;
-    let mut volume = TsdfVolume::new(min, max, options.voxel_size, truncation)?;
+    let frames = render_depth_frames(splats, views, options, progress, should_stop)?;
+    if should_stop() {
+        return Err(MeshError::Cancelled);
+    }
+    fuse_frames(&frames, min, max, options)
+}
+
+/// One depth map per view (see [`render_depth`]); the same frames can be fused over several
+/// regions. `progress` and `should_stop` as in [`extract_surface`].
+pub fn render_depth_frames(
+    splats: &Splats,
+    views: &[SurfaceView],
+    options: &SurfaceOptions,
+    progress: &mut dyn FnMut(usize, usize),
+    should_stop: &dyn Fn() -> bool,
+) -> Result<Vec<DepthFrame>, MeshError> {
     let mut frames = Vec::with_capacity(views.len());
     for (i, view) in views.iter().enumerate() {
         if should_stop() {
@@ -139,12 +155,17 @@ pub fn extract_surface(
         frames.push(render_depth(splats, view, options));
         progress(i + 1, views.len());
     }
-    if should_stop() {
-        return Err(MeshError::Cancelled);
-    }
-    volume.allocate(&frames);
+    Ok(frames)
+}
+
+/// Fuses `frames` into a TSDF over the box `min..max` with `options`' voxels and truncation,
+/// and extracts its surface with vertex normals.
+pub fn fuse_frames(frames: &[DepthFrame], min: [f32; 3], max: [f32; 3], options: &SurfaceOptions) -> Result<TriMesh, MeshError> {
+    let truncation = options.truncation_voxels * options.voxel_size;
+    let mut volume = TsdfVolume::new(min, max, options.voxel_size, truncation)?;
+    volume.allocate(frames);
     tracing::info!("surface: region {min:?}..{max:?}, {} blocks allocated", volume.num_blocks());
-    volume.integrate(&frames);
+    volume.integrate(frames);
     let mut mesh = volume.extract_surface(options.min_weight)?;
     mesh.normals = vertex_normals(&mesh);
     Ok(mesh)
@@ -166,7 +187,7 @@ pub fn region_of_interest(splats: &Splats, views: &[SurfaceView], region: Region
 }
 
 /// Least-squares point closest to every camera's optical axis.
-fn convergence_point(cameras: &[Camera]) -> Option<Vec3> {
+pub fn convergence_point(cameras: &[Camera]) -> Option<Vec3> {
     let (mut a, mut b) = (Mat3::ZERO, Vec3::ZERO);
     for camera in cameras {
         let d = camera.world_from_camera.forward().normalize();
@@ -177,8 +198,15 @@ fn convergence_point(cameras: &[Camera]) -> Option<Vec3> {
     (a.determinant().abs() > 1e-6).then(|| a.inverse() * b)
 }
 
-fn object_region(cameras: &[Camera]) -> Option<([f32; 3], [f32; 3])> {
-    let center = convergence_point(cameras)?;
+/// The box an object framed by every camera can occupy: centred where their axes converge, with
+/// a half side of the median camera distance times the tangent of the narrowest half field of
+/// view.
+pub fn object_region(cameras: &[Camera]) -> Option<([f32; 3], [f32; 3])> {
+    object_region_around(cameras, convergence_point(cameras)?)
+}
+
+/// [`object_region`] centred on `center` instead.
+pub fn object_region_around(cameras: &[Camera], center: Vec3) -> Option<([f32; 3], [f32; 3])> {
     let mut distances: Vec<f32> = cameras.iter().map(|c| (c.center() - center).length()).collect();
     distances.sort_by(f32::total_cmp);
     let median = *distances.get(distances.len() / 2)?;
@@ -193,7 +221,47 @@ fn object_region(cameras: &[Camera]) -> Option<([f32; 3], [f32; 3])> {
     (radius.is_finite() && radius > 0.0).then(|| ((center - radius).to_array(), (center + radius).to_array()))
 }
 
-fn sees_convergence(cameras: &[Camera]) -> bool {
+/// The surface the cameras look at: per depth frame, the median depth in the central
+/// [`CENTRE_WINDOW`] of the image placed on the optical axis, and of those points the median
+/// along each axis. Axes that converge poorly (photos of a façade from a few steps apart, a
+/// narrow arc) put their least-squares meeting point far off; what the photos centre on is
+/// where the surface is.
+pub fn looked_at(frames: &[DepthFrame]) -> Option<Vec3> {
+    let points: Vec<Vec3> = frames.iter().filter_map(centre_point).collect();
+    if points.is_empty() {
+        return None;
+    }
+    let median = |k: usize| {
+        let mut values: Vec<f32> = points.iter().map(|p| p[k]).collect();
+        values.sort_by(f32::total_cmp);
+        values[values.len() / 2]
+    };
+    Some(Vec3::new(median(0), median(1), median(2)))
+}
+
+/// The point on `frame`'s optical axis at the median depth of its central window.
+fn centre_point(frame: &DepthFrame) -> Option<Vec3> {
+    let (w, h) = (frame.depth.width, frame.depth.height);
+    let margin = |side: u32| ((1.0 - CENTRE_WINDOW) / 2.0 * side as f32) as u32;
+    let (x0, y0) = (margin(w), margin(h));
+    let mut depths: Vec<f32> = (y0..h - y0)
+        .flat_map(|y| (x0..w - x0).map(move |x| (y * w + x) as usize))
+        .filter_map(|i| frame.depth.pixels.get(i).copied())
+        .filter(|d| *d > 0.0 && d.is_finite())
+        .collect();
+    if depths.is_empty() {
+        return None;
+    }
+    depths.sort_by(f32::total_cmp);
+    let depth = depths[depths.len() / 2];
+    let k = frame.camera.intrinsics;
+    let axis = Vec3::new((k.width as f32 / 2.0 - k.cx) / k.fx, (k.height as f32 / 2.0 - k.cy) / k.fy, 1.0);
+    Some(frame.camera.world_from_camera.transform_point(axis * depth))
+}
+
+/// Whether the capture is of an object walked around (most cameras see the point their axes
+/// converge on) rather than of a scene looked out at.
+pub fn sees_convergence(cameras: &[Camera]) -> bool {
     let Some(center) = convergence_point(cameras) else { return false };
     let seeing = cameras
         .iter()

@@ -14,7 +14,7 @@ use super::photo::{PhotoLoader, PhotoState};
 use super::target::{RENDER_FORMAT, RenderTarget};
 use super::{WindowError, WindowOptions, set_outcome};
 use crate::render::{FrameStats, RenderOptions, SceneRenderer};
-use crate::scene::Scene;
+use crate::scene::{Scene, Shown};
 
 /// Width of the side panel on first open, in points.
 const SIDE_PANEL_WIDTH: f32 = 270.0;
@@ -116,7 +116,7 @@ impl ViewerApp {
             receiver: None,
         });
         Ok(Self {
-            orbit: OrbitCamera::reset(scene.bounds()),
+            orbit: OrbitCamera::reset(scene.framing_bounds(Shown::ALL)),
             scene,
             renderer,
             render_state,
@@ -150,11 +150,17 @@ impl ViewerApp {
         }
     }
 
+    /// What fitting the view frames: the layers the options show.
+    fn framing(&self) -> ([f32; 3], [f32; 3]) {
+        let o = &self.options;
+        self.scene.framing_bounds(Shown { splats: o.show_splats, mesh: o.show_mesh, cameras: o.show_cameras, points: o.show_points })
+    }
+
     /// Leaves a snapped camera for the orbit that continues from it.
     fn take_control(&mut self) {
         if let ViewMode::Input(index) = self.mode {
             let camera = self.scene.cameras[index].camera;
-            self.orbit = OrbitCamera::from_camera(&camera, self.scene.bounds());
+            self.orbit = OrbitCamera::from_camera(&camera, self.framing());
             self.mode = ViewMode::Orbit;
         }
     }
@@ -193,12 +199,12 @@ impl ViewerApp {
         });
         if fit {
             self.take_control();
-            self.orbit.fit(self.scene.bounds(), aspect);
+            self.orbit.fit(self.framing(), aspect);
         }
         if reset {
             self.mode = ViewMode::Orbit;
-            self.orbit = OrbitCamera::reset(self.scene.bounds());
-            self.orbit.fit(self.scene.bounds(), aspect);
+            self.orbit = OrbitCamera::reset(self.framing());
+            self.orbit.fit(self.framing(), aspect);
         }
         let cameras = self.scene.cameras.len();
         if cameras > 0 && next {

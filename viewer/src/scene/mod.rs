@@ -170,6 +170,25 @@ impl Scene {
         bounds_of(points.iter().filter(|p| p.iter().all(|v| v.is_finite()))).unwrap_or(EMPTY_BOUNDS)
     }
 
+    /// The box a view of the `shown` layers frames: what is shown of the model, not every
+    /// camera or stray splat. The mesh when it is shown (the object); else the core of the
+    /// splats (the central [`SPLAT_CORE`] of their centres along each axis, so that floaters far
+    /// out do not shrink the object to a dot); else the points; else the cameras. With nothing
+    /// shown, [`Self::bounds`].
+    pub fn framing_bounds(&self, shown: Shown) -> ([f32; 3], [f32; 3]) {
+        let finite = |p: &&[f32; 3]| p.iter().all(|v| v.is_finite());
+        let mesh = self.mesh.as_ref().filter(|_| shown.mesh).and_then(|mesh| {
+            bounds_of(mesh.primitives.iter().flat_map(|p| p.positions.iter()).filter(finite))
+        });
+        let splats = self.splats.as_ref().filter(|_| shown.splats).and_then(|layer| core_bounds(&layer.splats.means));
+        let points = Some(&self.points)
+            .filter(|_| shown.points)
+            .and_then(|points| bounds_of(points.iter().map(|(p, _)| p).filter(finite)));
+        let centres: Vec<[f32; 3]> = self.cameras.iter().map(|c| c.camera.center().to_array()).collect();
+        let cameras = Some(&centres).filter(|_| shown.cameras).and_then(|c| bounds_of(c.iter().filter(finite)));
+        mesh.or(splats).or(points).or(cameras).unwrap_or_else(|| self.bounds())
+    }
+
     /// Moves every layer by the similarity `to_from_world` (see the module docs).
     pub fn transform(&mut self, to_from_world: &DMat4) {
         self.scene_from_input = *to_from_world * self.scene_from_input;
@@ -249,6 +268,40 @@ impl Similarity {
             *r = [q.w, q.x, q.y, q.z];
         }
     }
+}
+
+/// Share of splat centres, per axis, that [`Scene::framing_bounds`] frames: the 2 % at each end
+/// are the floaters and far background a capture leaves.
+const SPLAT_CORE: f32 = 0.96;
+
+/// Which layers a view draws (what [`Scene::framing_bounds`] frames).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shown {
+    pub splats: bool,
+    pub mesh: bool,
+    pub cameras: bool,
+    pub points: bool,
+}
+
+impl Shown {
+    pub const ALL: Shown = Shown { splats: true, mesh: true, cameras: true, points: true };
+}
+
+/// The box of the central [`SPLAT_CORE`] of `means` along each axis.
+fn core_bounds(means: &[[f32; 3]]) -> Option<([f32; 3], [f32; 3])> {
+    let mut lo = [0.0; 3];
+    let mut hi = [0.0; 3];
+    for k in 0..3 {
+        let mut values: Vec<f32> = means.iter().map(|m| m[k]).filter(|v| v.is_finite()).collect();
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f32::total_cmp);
+        let cut = ((1.0 - SPLAT_CORE) / 2.0 * values.len() as f32) as usize;
+        lo[k] = values[cut.min(values.len() - 1)];
+        hi[k] = values[(values.len() - 1).saturating_sub(cut)];
+    }
+    Some((lo, hi))
 }
 
 fn bounds_of<'a>(points: impl Iterator<Item = &'a [f32; 3]>) -> Option<([f32; 3], [f32; 3])> {
