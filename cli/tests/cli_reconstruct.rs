@@ -17,6 +17,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 mod common;
 use common::{kiln, running_stage, send_signal};
+use kiln_engine::dataset::Dataset;
+use kiln_engine::export::frame::ExportFrame;
+use kiln_engine::mesh::TriMesh;
+use kiln_engine::mesh::metrics::compare;
+use kiln_engine::mesh::pipeline::read_mesh_dir;
+use kiln_engine::mesh::ply::read_mesh;
+use kiln_engine::sfm::eval::umeyama;
 
 fn fixture_images() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/bunny-mini/images")
@@ -332,7 +339,53 @@ fn bunny_photos_to_validated_glb_and_usdz() {
     validate("KILN_GLTF_VALIDATOR", &out.join("export/model.glb"));
     validate("KILN_USDZ_VALIDATOR", &out.join("export/model.usdz"));
     assert_nothing_half_written(&out);
+    // The mesh against the true surface, after aligning the job's cameras to the true ones.
+    let truth = datasets().join("bunny-synth");
+    let mesh = mesh_in_truth_frame(&out, &truth);
+    let gt = read_mesh(&truth.join("gt_mesh.ply")).unwrap();
+    let (lo, hi) = gt.bounds().unwrap();
+    let size = (0..3).map(|k| hi[k] - lo[k]).fold(0.0f32, f32::max);
+    let at_1mm = compare(&mesh, &gt, 100_000, 0.001);
+    let at_1pct = compare(&mesh, &gt, 100_000, 0.01 * size);
+    println!(
+        "bunny-synth from photos alone: Chamfer {:.3} mm (accuracy {:.3}, completeness {:.3}), F@1mm {:.3}, F@1% ({:.2} mm) {:.3}; verdict {} {}",
+        at_1mm.chamfer_mean * 1000.0,
+        at_1mm.accuracy_mean * 1000.0,
+        at_1mm.completeness_mean * 1000.0,
+        at_1mm.fscore,
+        10.0 * size,
+        at_1pct.fscore,
+        report["verdict"],
+        metrics["quality"]
+    );
+    assert_eq!(report["verdict"], "good", "{}", report["findings"]);
+    assert_eq!(metrics["mesh"]["subject"], "object", "the bunny found on its floor");
+    assert!(at_1mm.chamfer_mean < 0.0015, "{at_1mm:?}");
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// The job's mesh in the true frame of `truth` (a dataset with exact poses): the export frame
+/// undone, then the similarity that takes the job's camera centres onto the true ones.
+fn mesh_in_truth_frame(job: &Path, truth: &Path) -> TriMesh {
+    let (model, summary) = read_mesh_dir(&job.join("mesh")).unwrap();
+    let world_from_export = ExportFrame::from_row_major(&summary.export_from_world).export_from_world.inverse();
+    let estimated = Dataset::open(&job.join("poses/transforms.json")).unwrap();
+    let exact = Dataset::open(truth).unwrap();
+    let name = |v: &kiln_engine::dataset::View| v.image_path.file_name().unwrap().to_owned();
+    let (mut from, mut to) = (Vec::new(), Vec::new());
+    for view in &estimated.views {
+        if let Some(true_view) = exact.views.iter().find(|t| name(t) == name(view)) {
+            from.push(view.camera.center().as_dvec3());
+            to.push(true_view.camera.center().as_dvec3());
+        }
+    }
+    let truth_from_world = umeyama(&from, &to).unwrap();
+    let mut mesh = model.mesh;
+    for p in &mut mesh.positions {
+        let world = world_from_export.transform_point3(glam::DVec3::from(p.map(f64::from)));
+        *p = truth_from_world.transform_point(world).as_vec3().to_array();
+    }
+    mesh
 }
 
 /// Runs `kiln reconstruct` at `preview` on a real photo set and checks that it ends with a model

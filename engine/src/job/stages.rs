@@ -13,7 +13,7 @@ use super::report::{
     CheckSummary, ExportSummary, JobReport, MeshFigures, OutputFile, PosesSummary, StageRecord, StageSummary, TrainSummary,
     VERDICT_FILE, VERDICT_VIEWS_DIR, read_json, write_json,
 };
-use super::verdict::{Judged, ModelVerdict, VerdictReport, judge};
+use super::verdict::{Judged, ModelVerdict, Strip, VerdictReport, judge};
 use super::settings::Resolved;
 use super::train_stage::{LoadedViews, load_dataset_views, metrics_json, write_train_outputs};
 use super::{CancelFlag, JobError, JobSettings, Stage};
@@ -301,7 +301,7 @@ pub(crate) fn judge_model(
 }
 
 /// Writes each compared view's photo | textured mesh | splats strip as `<dir>/<photo>.png`.
-fn write_strips(dir: &Path, strips: &[(String, image::RgbImage)]) -> Result<(), JobError> {
+fn write_strips(dir: &Path, strips: &[Strip]) -> Result<(), JobError> {
     std::fs::create_dir_all(dir).map_err(|source| JobError::Io { path: dir.to_path_buf(), source })?;
     for (name, strip) in strips {
         let path = dir.join(format!("{name}.png"));

@@ -27,6 +27,7 @@ use crate::dataset::{Dataset, OpenOptions, Split, load_views};
 use crate::export::frame::ExportFrame;
 use crate::image_buf::{ImageGray, ImageRgb};
 use crate::mesh::TriMesh;
+use crate::mesh::object::silhouettes;
 use crate::mesh::pipeline::{MASKS_DIR, MeshSummary, read_mesh_dir};
 use crate::mesh::surface::{SurfaceOptions, SurfaceView, render_depth};
 use crate::render::render;
@@ -141,12 +142,15 @@ pub struct VerdictReport {
     pub quality: Option<ModelQuality>,
 }
 
-/// A verdict with what it was seen on: per compared view, the photo, the textured mesh and the
-/// splats side by side (for people to see where the model differs).
+/// A verdict with what it was seen on.
 pub struct Judgement {
     pub report: VerdictReport,
-    pub strips: Vec<(String, image::RgbImage)>,
+    pub strips: Vec<Strip>,
 }
+
+/// One compared view: its photo's name, and the photo, the textured mesh and the splats side by
+/// side (for people to see where the model differs).
+pub type Strip = (String, image::RgbImage);
 
 impl VerdictReport {
     /// One line for people: the verdict and its first reasons.
@@ -298,7 +302,7 @@ fn measure(
     texture: &image::RgbImage,
     summary: &MeshSummary,
     mesh_dir: &Path,
-) -> Result<Option<(ModelQuality, Vec<(String, image::RgbImage)>)>, JobError> {
+) -> Result<Option<(ModelQuality, Vec<Strip>)>, JobError> {
     let dataset = Dataset::open_with(&summary.sources.dataset, &OpenOptions { skip_missing_images: true, ..Default::default() })
         .map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
     let held_out: Vec<_> = dataset.views.iter().filter(|v| v.split == Split::Test).take(MAX_VIEWS).cloned().collect();
@@ -309,6 +313,9 @@ fn measure(
     let loaded = load_views(&held_out, VIEW_MAX_SIDE).map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
     let background = train_background(&summary.sources.train_dir);
     let region = ObjectBox::of(mesh);
+    // The automatic masks reach `mask_margin` beyond the object: the mesh's own outline is drawn
+    // with the same margin, so that the comparison is like for like.
+    let outline_margin = summary.mask_margin;
     let mut pooled = Pooled::default();
     let mut views = Vec::new();
     let mut strips = Vec::new();
@@ -328,7 +335,10 @@ fn measure(
             (_, Some(masks)) => (masks.get(k), mask.as_ref()),
             _ => (None, mask.as_ref()),
         };
-        let input = ViewInput { camera, photo, object, valid };
+        let outline = (object_region == RegionSource::AutomaticMasks && outline_margin > 0.0)
+            .then(|| silhouettes(mesh, std::slice::from_ref(camera), outline_margin).pop())
+            .flatten();
+        let input = ViewInput { camera, photo, object, valid, outline: outline.as_ref() };
         let (stats, strip) = compare_view(&input, mesh, texture, &splats, background, &region)?;
         let name = view.image_path.file_name().map_or_else(|| view.name.clone(), |n| n.to_string_lossy().into_owned());
         strips.push((name.clone(), strip));
@@ -404,13 +414,18 @@ struct ViewInput<'a> {
     object: Option<&'a ImageGray>,
     /// Pixels with photo data (undistortion leaves some without), when not all have.
     valid: Option<&'a ImageGray>,
+    /// The mesh's outline to compare with the object region, when not its plain coverage.
+    outline: Option<&'a ImageGray>,
 }
 
 /// Pixel counts and squared errors of one view (or of several, summed).
 #[derive(Clone, Copy, Debug, Default)]
 struct ViewStats {
     region: usize,
-    covered: usize,
+    /// Pixels inside the mesh's outline, and of those, inside the object region.
+    outlined: usize,
+    outlined_in_region: usize,
+    /// Pixels the mesh covers inside the object region.
     both: usize,
     agreeing: usize,
     mesh_squared: f64,
@@ -419,8 +434,8 @@ struct ViewStats {
 
 impl ViewStats {
     fn iou(&self) -> f64 {
-        let union = self.region + self.covered - self.both;
-        if union == 0 { 0.0 } else { self.both as f64 / union as f64 }
+        let union = self.region + self.outlined - self.outlined_in_region;
+        if union == 0 { 0.0 } else { self.outlined_in_region as f64 / union as f64 }
     }
 
     fn agreement(&self) -> f64 {
@@ -443,7 +458,8 @@ impl Pooled {
     fn add(&mut self, s: &ViewStats) {
         let p = &mut self.0;
         p.region += s.region;
-        p.covered += s.covered;
+        p.outlined += s.outlined;
+        p.outlined_in_region += s.outlined_in_region;
         p.both += s.both;
         p.agreeing += s.agreeing;
         p.mesh_squared += s.mesh_squared;
@@ -486,8 +502,10 @@ fn compare_view(
                 None => d > 0.0 && region.contains(world_from_camera.transform_point(camera.intrinsics.ray_through_pixel_centre(x, y) * d)),
             };
             let covered = textured.covered[i];
+            let outlined = input.outline.map_or(covered, |outline| outline.pixels.get(i).is_some_and(|&v| v >= 0.5));
             stats.region += usize::from(in_region);
-            stats.covered += usize::from(covered);
+            stats.outlined += usize::from(outlined);
+            stats.outlined_in_region += usize::from(outlined && in_region);
             if !(in_region && covered) {
                 continue;
             }

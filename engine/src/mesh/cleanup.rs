@@ -125,8 +125,11 @@ pub struct CleanupReport {
     pub ground: Option<Plane>,
     pub components_dropped: usize,
     pub holes_capped: usize,
-    /// Surface area of the caps (world units²): surface that no photo showed.
+    /// Surface area of the hole caps (world units²): surface that no photo showed.
     pub capped_area: f64,
+    /// Surface area of the flat base closed where the object stood on its support (world
+    /// units²): no photo can show it, and no capture is faulted for it.
+    pub base_area: f64,
     /// Boundary loops left open (openings of a partial capture).
     pub holes_left_open: usize,
     /// Total length of those loops, world units.
@@ -177,11 +180,11 @@ pub fn cleanup(mesh: &TriMesh, options: &CleanupOptions) -> Result<(TriMesh, Cle
     report.components_dropped = keep_main_components(&mut mesh, options.min_component_fraction, options.focus);
     let cuts: Vec<Plane> = report.ground.iter().chain(&options.cuts).copied().collect();
     let base = options.up.map(Vec3::from_array).and_then(|up| base_height(&mesh, up).map(|h| (up, h)));
-    let cappable = |ring: &[Vec3]| {
-        let on_cut = cuts.iter().any(|plane| on_plane_cut(ring, plane, options.ground_margin));
-        let is_base = base.is_some_and(|(up, height)| is_flat_base(ring, up, height, options.ground_margin));
-        on_cut || is_base || options.max_cap_perimeter.is_none_or(|limit| perimeter(ring) <= f64::from(limit))
+    let is_base = |ring: &[Vec3]| {
+        cuts.iter().any(|plane| on_plane_cut(ring, plane, options.ground_margin))
+            || base.is_some_and(|(up, height)| is_flat_base(ring, up, height, options.ground_margin))
     };
+    let is_small = |ring: &[Vec3]| options.max_cap_perimeter.is_none_or(|limit| perimeter(ring) <= f64::from(limit));
     for pass in 0..MANIFOLD_PASSES {
         report.non_manifold_edges_fixed += fix_non_manifold_edges(&mut mesh);
         report.non_manifold_vertices_split += split_non_manifold_vertices(&mut mesh);
@@ -190,17 +193,13 @@ pub fn cleanup(mesh: &TriMesh, options: &CleanupOptions) -> Result<(TriMesh, Cle
         }
         // Ear clipping gives flat, tidy caps; later passes close what is left with fans around
         // a new centre vertex, whose edges cannot collide with existing ones.
-        let before = mesh.triangles.len();
-        let capped =
-            cap_holes_where(&mut mesh, if pass == 0 { CapStyle::EarClip } else { CapStyle::CentreFan }, &cappable);
+        let style = if pass == 0 { CapStyle::EarClip } else { CapStyle::CentreFan };
+        let (bases, base_area) = cap_measured(&mut mesh, style, &is_base);
+        let (holes, hole_area) = cap_measured(&mut mesh, style, &is_small);
+        let capped = bases + holes;
         report.holes_capped += capped;
-        report.capped_area += super::metrics::triangle_areas(&TriMesh {
-            positions: mesh.positions.clone(),
-            triangles: mesh.triangles[before..].to_vec(),
-            ..Default::default()
-        })
-        .iter()
-        .sum::<f64>();
+        report.base_area += base_area;
+        report.capped_area += hole_area;
         if capped == 0 {
             break;
         }
@@ -249,7 +248,7 @@ fn on_plane_cut(ring: &[Vec3], plane: &Plane, margin: f32) -> bool {
 fn base_height(mesh: &TriMesh, up: Vec3) -> Option<f32> {
     let heights = mesh.positions.iter().map(|&p| up.dot(Vec3::from_array(p)));
     let (lo, hi) = heights.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), h| (lo.min(h), hi.max(h)));
-    (lo < hi).then(|| lo + BASE_BAND * (hi - lo))
+    (lo < hi).then_some(lo + BASE_BAND * (hi - lo))
 }
 
 /// Whether `ring` is the opening an object's unseen underside leaves (masks carve the support
@@ -595,6 +594,14 @@ pub enum CapStyle {
     CentreFan,
 }
 
+/// [`cap_holes_where`], also returning the area the caps added.
+fn cap_measured(mesh: &mut TriMesh, style: CapStyle, cappable: &dyn Fn(&[Vec3]) -> bool) -> (usize, f64) {
+    let before = mesh.triangles.len();
+    let capped = cap_holes_where(mesh, style, cappable);
+    let caps = TriMesh { positions: mesh.positions.clone(), triangles: mesh.triangles[before..].to_vec(), ..Default::default() };
+    (capped, super::metrics::triangle_areas(&caps).iter().sum())
+}
+
 /// Closes every boundary loop with a cap; returns how many were capped.
 pub fn cap_holes(mesh: &mut TriMesh, style: CapStyle) -> usize {
     cap_holes_where(mesh, style, &|_| true)
@@ -786,6 +793,7 @@ mod tests {
         let ground = report.ground.unwrap();
         assert!(ground.normal[2] > 0.999 && ground.offset.abs() < 0.1 * 0.025, "{ground:?}");
         assert!(report.components_dropped >= 1, "the floater goes: {report:?}");
+        assert!(report.base_area > 0.1 && report.capped_area < 0.01 * report.base_area, "the cut base is a base: {report:?}");
         assert_eq!(bad_edges(&clean), 0, "closed and oriented: {report:?}");
         // What is left: the ball above the flat cut z = h, a spherical cap of height r + c − h.
         // The cut is `margin` above the top of the ground layer (one histogram bin thick here).

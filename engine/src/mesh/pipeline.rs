@@ -205,6 +205,10 @@ pub struct MeshSummary {
     /// whole scene (no object to single out).
     #[serde(default)]
     pub subject: Subject,
+    /// How far (world units) the automatic masks in `masks/` reach beyond the object's coarse
+    /// surface: they are drawn generously so as not to carve the object; 0 without them.
+    #[serde(default)]
+    pub mask_margin: f32,
     pub extracted_triangles: usize,
     pub holes_capped: usize,
     /// Openings left open (a partial capture's unseen sides), and their total length in metres.
@@ -212,7 +216,8 @@ pub struct MeshSummary {
     pub holes_left_open: usize,
     #[serde(default)]
     pub open_boundary_m: f64,
-    /// Share of the final surface's area that photos showed (the rest is hole caps), 0..=1.
+    /// Share of the final surface's area that photos showed (the rest is hole caps; the flat
+    /// base where the object stood is left out of both), 0..=1.
     #[serde(default = "fully_observed")]
     pub observed_fraction: f64,
     pub components_dropped: usize,
@@ -298,11 +303,12 @@ pub fn run_mesh_stage(
         size_m: size(&exported.mesh),
         voxel_size,
         subject: found.subject,
+        mask_margin: found.object.as_ref().map_or(0.0, |object| SILHOUETTE_INFLATE_VOXELS * object.voxel_size),
         extracted_triangles: dense.num_triangles(),
         holes_capped: report.holes_capped,
         holes_left_open: report.holes_left_open,
         open_boundary_m: report.open_boundary_length * frame.metres_per_world_unit,
-        observed_fraction: observed_fraction(&clean, report.capped_area),
+        observed_fraction: observed_fraction(&clean, &report),
         components_dropped: report.components_dropped,
         sources,
         splats_frame: SPLATS_FRAME_NOTE.to_string(),
@@ -653,10 +659,10 @@ fn fully_observed() -> f64 {
     1.0
 }
 
-/// The share of `mesh`'s area that is not hole caps.
-fn observed_fraction(mesh: &TriMesh, capped_area: f64) -> f64 {
-    let total = super::metrics::surface_area(mesh);
-    if total > 0.0 { (1.0 - capped_area / total).clamp(0.0, 1.0) } else { 0.0 }
+/// The share of `mesh`'s area, its flat base aside, that is not hole caps.
+fn observed_fraction(mesh: &TriMesh, report: &CleanupReport) -> f64 {
+    let total = super::metrics::surface_area(mesh) - report.base_area;
+    if total > 0.0 { (1.0 - report.capped_area / total).clamp(0.0, 1.0) } else { 0.0 }
 }
 
 fn size(mesh: &TriMesh) -> [f32; 3] {
