@@ -13,6 +13,10 @@
 //!   [`DEPTH_TOLERANCE`] of the box's diagonal of the splats' depth;
 //! - **PSNR** of the textured mesh and of the splats against the photo over the same pixels.
 //!
+//! With the mesh stage's automatic masks, which reach a margin beyond the object, the mesh's
+//! outline is drawn with the same margin (`mesh.json`'s `mask_margin`), so that the two compare
+//! like for like.
+//!
 //! A mesh that lost the object (fragments of the table, a plane) covers other pixels at other
 //! depths than the splats, which re-render the photos faithfully: IoU and agreement collapse.
 
@@ -24,11 +28,11 @@ use super::JobError;
 use crate::camera::Camera;
 use crate::check::Outcome;
 use crate::dataset::{Dataset, OpenOptions, Split, load_views};
-use crate::export::frame::ExportFrame;
+use crate::export::frame::{ExportFrame, ScaleSource};
 use crate::image_buf::{ImageGray, ImageRgb};
 use crate::mesh::TriMesh;
 use crate::mesh::object::silhouettes;
-use crate::mesh::pipeline::{MASKS_DIR, MeshSummary, read_mesh_dir};
+use crate::mesh::pipeline::{MASKS_DIR, MeshSummary, Subject, read_mesh_dir};
 use crate::mesh::surface::{SurfaceOptions, SurfaceView, render_depth};
 use crate::render::render;
 use crate::splats::ply::read_splats;
@@ -87,6 +91,8 @@ pub enum FindingCode {
     Capture,
     /// No held-out views: the model could not be compared with photos it was not made from.
     NotMeasured,
+    /// No object was singled out: the model is the scene's whole surface.
+    Scene,
 }
 
 /// One reason for the verdict, in words for the user.
@@ -195,6 +201,15 @@ pub fn judge(judged: &Judged) -> Result<Judgement, JobError> {
         }),
     }
     findings.extend(surface_findings(&summary));
+    if summary.subject == Subject::Scene {
+        findings.push(Finding {
+            code: FindingCode::Scene,
+            severity: ModelVerdict::Warnings,
+            message: "no single object on a support was found where the photos look: the model is the whole surface \
+                      there (scene)"
+                .into(),
+        });
+    }
     if let Some((Outcome::Risky, advice)) = judged.capture {
         findings.extend(advice.iter().map(|line| Finding {
             code: FindingCode::Capture,
@@ -278,10 +293,14 @@ fn surface_findings(summary: &MeshSummary) -> Vec<Finding> {
     }
     let open = if summary.holes_left_open > 0 {
         format!(
-            "; {} opening{} ({:.2} m of edge) left open where no photo looked",
+            "; {} opening{} ({:.2} m of edge, scale {}) left open where no photo looked",
             summary.holes_left_open,
             if summary.holes_left_open == 1 { "" } else { "s" },
-            summary.open_boundary_m
+            summary.open_boundary_m,
+            match summary.scale_source {
+                ScaleSource::User => "given",
+                ScaleSource::Unknown => "unknown",
+            }
         )
     } else {
         String::new()

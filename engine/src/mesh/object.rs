@@ -33,8 +33,8 @@ const MAX_SUPPORTS: usize = 2;
 /// Planes examined at most, supports or not (a large flat part of the scene that cameras stand
 /// on both sides of is set aside and the next plane tried).
 const MAX_PLANES_TRIED: usize = 5;
-/// A support holds at least this share of the surface near the focus (bunny-synth's floor and
-/// the fox's wall hold over a third).
+/// A support holds at least this share of the surface near the focus: a table or a wall fills
+/// much of what the photos show around an object, whose own flat facets hold less.
 const MIN_SUPPORT_SHARE: f32 = 0.15;
 /// A support's inliers span at least this many region radii (a plane filling the region spans
 /// up to 2.8; an object framed by the photos spans less than the region's diameter).
