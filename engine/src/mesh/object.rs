@@ -52,7 +52,8 @@ pub const FOCUS_RADIUS: f32 = 0.5;
 pub struct FoundObject {
     /// The object's coarse surface, world frame.
     pub mesh: TriMesh,
-    /// The planes it stands or hangs on (cut away), normals towards the cameras.
+    /// The planes it stands or hangs on, each moved up to where it was cut (the top of its
+    /// layer plus a margin), normals towards the cameras.
     pub supports: Vec<Plane>,
     /// Where the cameras' axes converge (brought in front of the supports), and how far around
     /// it the object is looked for.
@@ -89,7 +90,7 @@ pub fn find_object(
         let behind = 2.0 * margin - plane.signed_distance(focus.to_array());
         if behind > 0.0 { focus + behind * Vec3::from_array(plane.normal) } else { focus }
     });
-    let cut = cut_supports(coarse, &supports, margin);
+    let (cut, supports) = cut_supports(coarse, &supports, margin);
     let options = CleanupOptions {
         remove_ground: false,
         watertight: false,
@@ -173,15 +174,27 @@ fn facing(plane: Plane, eye: Vec3) -> Plane {
     }
 }
 
-/// `mesh` with each support and what lies behind it cut away (at the support's layer plus
-/// `margin`, as the ground cut does); a cut that would leave nothing is not made.
-pub fn cut_supports(mesh: &TriMesh, supports: &[Plane], margin: f32) -> TriMesh {
-    let mut mesh = mesh.clone();
+/// `mesh` with each support and what lies behind it cut away, at the top of the support's layer
+/// plus `margin` (as the ground cut does), and the planes of the cuts made (a cut that would
+/// leave nothing is not made).
+fn cut_supports(mesh: &TriMesh, supports: &[Plane], margin: f32) -> (TriMesh, Vec<Plane>) {
+    let mut cuts = Vec::new();
     for plane in supports {
-        let height = ground_cut_height(&mesh, plane, margin);
-        let cut = clip_above(&mesh, plane, height);
+        let height = ground_cut_height(mesh, plane, margin);
+        cuts.push(Plane { offset: plane.offset - height, ..*plane });
+    }
+    (cut_at(mesh, &cuts), cuts)
+}
+
+/// `mesh` with what lies behind each of `cuts` cut away (a cut that would leave nothing is not
+/// made). A finer surface of the same capture is cut where the coarse one was: its support layer
+/// is mostly carved away by then, so it no longer shows where the support's top is.
+pub fn cut_at(mesh: &TriMesh, cuts: &[Plane]) -> TriMesh {
+    let mut mesh = mesh.clone();
+    for plane in cuts {
+        let cut = clip_above(&mesh, plane, 0.0);
         if cut.triangles.is_empty() {
-            tracing::warn!("support {plane:?} holds the whole surface: not cut");
+            tracing::warn!("cut {plane:?} would remove the whole surface: not made");
         } else {
             mesh = cut;
         }

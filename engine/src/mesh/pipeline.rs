@@ -31,8 +31,9 @@ use super::cleanup::{CleanupOptions, CleanupReport, cleanup};
 use super::decimate::{DecimateOptions, decimate};
 use super::error::MeshError;
 use super::preset::Preset;
-use super::object::{FOCUS_RADIUS, SILHOUETTE_INFLATE_VOXELS, carve, cut_supports, find_object, silhouettes};
+use super::object::{FOCUS_RADIUS, SILHOUETTE_INFLATE_VOXELS, carve, cut_at, find_object, silhouettes};
 use super::cleanup::Focus;
+use super::tsdf::DepthFrame;
 use super::surface::{
     Region, SurfaceOptions, SurfaceView, fuse_frames, looked_at, object_region_around, region_of_interest,
     render_depth_frames, sees_convergence,
@@ -65,9 +66,14 @@ pub const MODEL_STEM: &str = "model";
 /// Stem of a model the job's verdict failed: kept for inspection, never mistaken for a result.
 pub const FAILED_MODEL_STEM: &str = "model.failed";
 /// An object found where the cameras converge must cover this share of the median photo: a
-/// photographed object fills a good part of the frame (the fox's head a quarter), whereas a
-/// detail left on a façade once its wall is cut away covers a few per cent.
-const MIN_OBJECT_COVERAGE: f32 = 0.05;
+/// photographed object fills a good part of the frame (bunny-mini's bunny, roughly trained, 3.4 %
+/// once cut from its floor), whereas a detail left on a façade once its wall is cut away covers
+/// about 1 % (sceaux-castle: 0.5 to 1.1 %).
+const MIN_OBJECT_COVERAGE: f32 = 0.02;
+/// The object's voxel is at least this many depth pixels (at the object's distance): finer
+/// voxels than the depth maps resolve fuse into fragments (bunny-synth at 200 px: 2 mm voxels
+/// for 2.5 mm pixels fuse well, see `surface::DEPTH_TRANSMITTANCE`).
+const MIN_VOXEL_PIXELS: f32 = 0.5;
 /// Photos are loaded at the training resolution when `metrics.json` does not say it.
 const DEFAULT_MAX_SIDE: u32 = 1600;
 /// What `mesh.json` says about the frame of the passthrough `splats.ply`.
@@ -506,10 +512,10 @@ fn surface(
         tracing::info!("what the cameras converge on covers {:.1} % of a photo: no single object, the whole surface is kept", 100.0 * coverage);
         return Ok(scene(Subject::Scene));
     }
-    let fine_voxel = voxel_size_for(object.min, object.max, preset)?;
+    let fine_voxel = voxel_size_for(object.min, object.max, preset)?.max(MIN_VOXEL_PIXELS * pixel_footprint(&frames, centre));
     let fine = fuse_frames(&carve(&frames, &masks), object.min, object.max, &SurfaceOptions::for_voxel_size(fine_voxel))?;
     Ok(FoundSurface {
-        mesh: cut_supports(&fine, &object.supports, 2.0 * fine_voxel),
+        mesh: cut_at(&fine, &object.supports),
         voxel_size: fine_voxel,
         subject: Subject::Object,
         ground: object.ground(up),
@@ -517,6 +523,15 @@ fn surface(
         object: Some(CoarseObject { mesh: object.mesh, voxel_size }),
         focus: Some(object.focus),
     })
+}
+
+/// The median size of a depth pixel at `point`: its distance from each frame's camera over the
+/// frame's focal length.
+fn pixel_footprint(frames: &[DepthFrame], point: glam::Vec3) -> f32 {
+    let mut sizes: Vec<f32> =
+        frames.iter().map(|f| f.camera.center().distance(point) / f.camera.intrinsics.fx.max(f32::MIN_POSITIVE)).collect();
+    sizes.sort_by(f32::total_cmp);
+    sizes.get(sizes.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The share of its photo that the median view's mask covers.
@@ -567,6 +582,8 @@ fn clean_up(
         // The support plane was found on the coarse surface, where the table is still large.
         Subject::Object => CleanupOptions {
             remove_ground: false,
+            // The support's normal, when it is level, is the true up (the cameras' is tilted).
+            up: found.ground.map(|g| g.normal).or(defaults.up),
             cuts: found.supports.clone(),
             focus: found.focus,
             ..defaults
