@@ -180,7 +180,7 @@ impl Scene {
         let mesh = self.mesh.as_ref().filter(|_| shown.mesh).and_then(|mesh| {
             bounds_of(mesh.primitives.iter().flat_map(|p| p.positions.iter()).filter(finite))
         });
-        let splats = self.splats.as_ref().filter(|_| shown.splats).and_then(|layer| core_bounds(&layer.splats.means));
+        let splats = self.splats.as_ref().filter(|_| shown.splats).and_then(|layer| core_bounds(&layer.splats));
         let points = Some(&self.points)
             .filter(|_| shown.points)
             .and_then(|points| bounds_of(points.iter().map(|(p, _)| p).filter(finite)));
@@ -287,19 +287,28 @@ impl Shown {
     pub const ALL: Shown = Shown { splats: true, mesh: true, cameras: true, points: true };
 }
 
-/// The box of the central [`SPLAT_CORE`] of `means` along each axis.
-fn core_bounds(means: &[[f32; 3]]) -> Option<([f32; 3], [f32; 3])> {
+/// The box of the central [`SPLAT_CORE`] of the splats' centres along each axis, grown by their
+/// median 3σ reach (so that a lone splat still has a size to frame).
+fn core_bounds(splats: &Splats) -> Option<([f32; 3], [f32; 3])> {
+    let mut reaches: Vec<f32> = splats
+        .log_scales
+        .iter()
+        .map(|s| 3.0 * s.iter().copied().fold(f32::NEG_INFINITY, f32::max).exp())
+        .filter(|r| r.is_finite())
+        .collect();
+    reaches.sort_by(f32::total_cmp);
+    let reach = reaches.get(reaches.len() / 2).copied().unwrap_or(0.0);
     let mut lo = [0.0; 3];
     let mut hi = [0.0; 3];
     for k in 0..3 {
-        let mut values: Vec<f32> = means.iter().map(|m| m[k]).filter(|v| v.is_finite()).collect();
+        let mut values: Vec<f32> = splats.means.iter().map(|m| m[k]).filter(|v| v.is_finite()).collect();
         if values.is_empty() {
             return None;
         }
         values.sort_by(f32::total_cmp);
         let cut = ((1.0 - SPLAT_CORE) / 2.0 * values.len() as f32) as usize;
-        lo[k] = values[cut.min(values.len() - 1)];
-        hi[k] = values[(values.len() - 1).saturating_sub(cut)];
+        lo[k] = values[cut.min(values.len() - 1)] - reach;
+        hi[k] = values[(values.len() - 1).saturating_sub(cut)] + reach;
     }
     Some((lo, hi))
 }
