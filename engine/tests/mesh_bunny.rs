@@ -254,7 +254,10 @@ fn texture_against_held_out_photos() {
     // not covered by the mesh, at the cut bottom), gap 1.58 dB. The goal, within 2 dB of
     // the splats, is the bound (so that the splats getting worse cannot hide a worse texture,
     // the mesh must also stay above 25 dB, 3.5 dB under its measurement).
-    assert!(splat_psnr - mesh_psnr < 2.0, "mesh {mesh_psnr:.2} dB vs splats {splat_psnr:.2} dB");
+    // Since the mesh stage keeps held-out views out of the bake (so that the job's verdict is
+    // honest), these views no longer colour the texture they are compared with: measured 28.06
+    // against 30.12 dB, gap 2.06 dB. The bound is 2.5 dB.
+    assert!(splat_psnr - mesh_psnr < 2.5, "mesh {mesh_psnr:.2} dB vs splats {splat_psnr:.2} dB");
     assert!(mesh_psnr > 25.0, "mesh {mesh_psnr:.2} dB");
 }
 

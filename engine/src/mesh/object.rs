@@ -52,8 +52,8 @@ pub const FOCUS_RADIUS: f32 = 0.5;
 pub struct FoundObject {
     /// The object's coarse surface, world frame.
     pub mesh: TriMesh,
-    /// The planes it stands or hangs on, each moved up to where it was cut (the top of its
-    /// layer plus a margin), normals towards the cameras.
+    /// The planes it stands or hangs on, each moved up to the top of its layer (a finer surface
+    /// is cut a margin above), normals towards the cameras.
     pub supports: Vec<Plane>,
     /// Where the cameras' axes converge (brought in front of the supports), and how far around
     /// it the object is looked for.
@@ -174,16 +174,20 @@ fn facing(plane: Plane, eye: Vec3) -> Plane {
     }
 }
 
-/// `mesh` with each support and what lies behind it cut away, at the top of the support's layer
-/// plus `margin` (as the ground cut does), and the planes of the cuts made (a cut that would
-/// leave nothing is not made).
+/// `mesh` with each support and what lies behind it cut away, `margin` above the top of the
+/// support's layer (as the ground cut does), and the supports moved up to their layers' tops
+/// (a cut that would leave nothing is not made).
 fn cut_supports(mesh: &TriMesh, supports: &[Plane], margin: f32) -> (TriMesh, Vec<Plane>) {
-    let mut cuts = Vec::new();
-    for plane in supports {
-        let height = ground_cut_height(mesh, plane, margin);
-        cuts.push(Plane { offset: plane.offset - height, ..*plane });
-    }
-    (cut_at(mesh, &cuts), cuts)
+    let tops: Vec<Plane> = supports
+        .iter()
+        .map(|plane| Plane { offset: plane.offset - (ground_cut_height(mesh, plane, margin) - margin), ..*plane })
+        .collect();
+    (cut_at(mesh, &raised(&tops, margin)), tops)
+}
+
+/// `planes` moved `by` along their normals.
+pub fn raised(planes: &[Plane], by: f32) -> Vec<Plane> {
+    planes.iter().map(|p| Plane { offset: p.offset - by, ..*p }).collect()
 }
 
 /// `mesh` with what lies behind each of `cuts` cut away (a cut that would leave nothing is not

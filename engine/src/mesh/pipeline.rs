@@ -31,7 +31,7 @@ use super::cleanup::{CleanupOptions, CleanupReport, cleanup};
 use super::decimate::{DecimateOptions, decimate};
 use super::error::MeshError;
 use super::preset::Preset;
-use super::object::{FOCUS_RADIUS, SILHOUETTE_INFLATE_VOXELS, carve, cut_at, find_object, silhouettes};
+use super::object::{FOCUS_RADIUS, SILHOUETTE_INFLATE_VOXELS, carve, cut_at, find_object, raised, silhouettes};
 use super::cleanup::Focus;
 use super::tsdf::DepthFrame;
 use super::surface::{
@@ -515,11 +515,11 @@ fn surface(
     let fine_voxel = voxel_size_for(object.min, object.max, preset)?.max(MIN_VOXEL_PIXELS * pixel_footprint(&frames, centre));
     let fine = fuse_frames(&carve(&frames, &masks), object.min, object.max, &SurfaceOptions::for_voxel_size(fine_voxel))?;
     Ok(FoundSurface {
-        mesh: cut_at(&fine, &object.supports),
+        mesh: cut_at(&fine, &raised(&object.supports, 2.0 * fine_voxel)),
         voxel_size: fine_voxel,
         subject: Subject::Object,
         ground: object.ground(up),
-        supports: object.supports,
+        supports: raised(&object.supports, 2.0 * fine_voxel),
         object: Some(CoarseObject { mesh: object.mesh, voxel_size }),
         focus: Some(object.focus),
     })
