@@ -46,4 +46,14 @@ impl ImageGray {
     pub fn new(width: u32, height: u32, fill: f32) -> Self {
         Self { width, height, pixels: vec![fill; width as usize * height as usize] }
     }
+
+    /// The value under the centre of pixel `(x, y)` of a `width`×`height` image covering the same
+    /// view (a mask at another resolution, same aspect ratio); nearest sample.
+    pub fn sample_scaled(&self, x: u32, y: u32, width: u32, height: u32) -> Option<f32> {
+        let sx = ((x as f32 + 0.5) * self.width as f32 / width as f32) as usize;
+        let sy = ((y as f32 + 0.5) * self.height as f32 / height as f32) as usize;
+        let index = sy.min((self.height as usize).saturating_sub(1)) * self.width as usize
+            + sx.min((self.width as usize).saturating_sub(1));
+        self.pixels.get(index).copied()
+    }
 }

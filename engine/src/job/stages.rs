@@ -340,10 +340,11 @@ fn export(ctx: &Context, previous: Option<&StageRecord>, reporter: &mut Reporter
     let dir = ctx.create_dir(Stage::Export)?;
     remove_previous_exports(previous)?;
     let formats = &ctx.settings.formats;
+    let stem = model_stem(ctx);
     let mut files = Vec::new();
     for (i, format) in formats.iter().enumerate() {
         reporter.progress(Stage::Export, i as f64 / formats.len() as f64, format!("{format:?}"));
-        let written = export_mesh_dir(&ctx.dir(Stage::Mesh), &dir, std::slice::from_ref(format), model_stem(ctx))
+        let written = export_mesh_dir(&ctx.dir(Stage::Mesh), &dir, std::slice::from_ref(format), stem)
             .map_err(|e| stage_error(Stage::Export, &e))?;
         files.extend(written);
     }

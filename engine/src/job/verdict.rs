@@ -512,12 +512,12 @@ fn compare_view(
     for y in 0..h {
         for x in 0..w {
             let i = (y * w + x) as usize;
-            if input.valid.is_some_and(|valid| mask_at(valid, x, y, w, h) < 0.5) {
+            if input.valid.is_some_and(|valid| valid.sample_scaled(x, y, w, h).unwrap_or(0.0) < 0.5) {
                 continue;
             }
             let d = splat_depth.pixels.get(i).copied().unwrap_or(0.0);
             let in_region = match input.object {
-                Some(mask) => mask_at(mask, x, y, w, h) >= 0.5,
+                Some(mask) => mask.sample_scaled(x, y, w, h).unwrap_or(0.0) >= 0.5,
                 None => d > 0.0 && region.contains(world_from_camera.transform_point(camera.intrinsics.ray_through_pixel_centre(x, y) * d)),
             };
             let covered = textured.covered[i];
@@ -547,12 +547,4 @@ fn side_by_side(images: &[&ImageRgb]) -> image::RgbImage {
         image::imageops::replace(&mut strip, &image.to_rgb8(), i64::from(k as u32 * w), 0);
     }
     strip
-}
-
-/// The mask value at pixel `(x, y)` of a `w`×`h` image (masks may have another resolution).
-fn mask_at(mask: &ImageGray, x: u32, y: u32, w: u32, h: u32) -> f32 {
-    let mx = ((x as f32 + 0.5) * mask.width as f32 / w as f32) as usize;
-    let my = ((y as f32 + 0.5) * mask.height as f32 / h as f32) as usize;
-    let index = my.min(mask.height as usize - 1) * mask.width as usize + mx.min(mask.width as usize - 1);
-    mask.pixels.get(index).copied().unwrap_or(0.0)
 }

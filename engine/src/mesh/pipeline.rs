@@ -32,7 +32,7 @@ use super::decimate::{DecimateOptions, decimate};
 use super::error::MeshError;
 use super::preset::Preset;
 use super::object::{FOCUS_RADIUS, SILHOUETTE_INFLATE_VOXELS, carve, cut_at, find_object, raised, silhouettes};
-use super::cleanup::Focus;
+use super::cleanup::{Focus, Plane};
 use super::tsdf::DepthFrame;
 use super::surface::{
     Region, SurfaceOptions, SurfaceView, fuse_frames, looked_at, object_region_around, region_of_interest,
@@ -284,7 +284,10 @@ pub fn run_mesh_stage(
     report.ground = report.ground.or(found.ground);
     timings.lap("cleanup");
     check_stop(should_stop)?;
-    let object_masks = found.object.as_ref().map(|object| object_masks(object, &views.cameras));
+    let object_masks = found
+        .object
+        .as_ref()
+        .map(|object| silhouettes(&object.mesh, &views.cameras, SILHOUETTE_INFLATE_VOXELS * object.voxel_size));
     if let Some(masks) = &object_masks {
         views.masks = views.masks.iter().zip(masks).map(|(valid, object)| Some(combine(valid.as_ref(), object))).collect();
     }
@@ -425,9 +428,9 @@ struct FoundSurface {
     voxel_size: f32,
     subject: Subject,
     /// The planes the object stands or hangs on, cut away (for [`Subject::Object`]).
-    supports: Vec<Cut>,
+    supports: Vec<Plane>,
     /// The level one among them: the export's up.
-    ground: Option<Cut>,
+    ground: Option<Plane>,
     /// The object as the coarse surface showed it (for [`Subject::Object`]).
     object: Option<CoarseObject>,
     /// Where the cameras converge, when they do: the main component is the one there.
@@ -439,9 +442,6 @@ struct CoarseObject {
     mesh: TriMesh,
     voxel_size: f32,
 }
-
-/// A support plane found on the coarse surface.
-type Cut = super::cleanup::Plane;
 
 /// Depth renders of every view, fused over the region of interest; for an object capture
 /// without masks, the object is then found in that coarse surface and extracted again in its
@@ -464,18 +464,19 @@ fn surface(
     check_stop(should_stop)?;
     let converging = sees_convergence(&views.cameras);
     let looked = converging.then(|| looked_at(&frames)).flatten();
-    let object_box = looked.and_then(|centre| Some((centre, object_region_around(&views.cameras, centre)?)));
-    let (min, max) = match object_box {
+    // The point looked at, and the region a framed object there can occupy.
+    let region = looked.and_then(|centre| Some((centre, object_region_around(&views.cameras, centre)?)));
+    let (min, max) = match region {
         Some((_, region)) => region,
         None => region_of_interest(splats, &surface_views, Region::Auto)?,
     };
+    let object_box = region.map(|(centre, (lo, hi))| {
+        (centre, 0.5 * (glam::Vec3::from_array(hi) - glam::Vec3::from_array(lo)).max_element())
+    });
     let voxel_size = voxel_size_for(min, max, preset)?;
     let options = SurfaceOptions::for_voxel_size(voxel_size);
     let coarse = fuse_frames(&frames, min, max, &options)?;
-    let focus = object_box.map(|(centre, (lo, hi))| Focus {
-        centre: centre.to_array(),
-        radius: FOCUS_RADIUS * 0.5 * (glam::Vec3::from_array(hi) - glam::Vec3::from_array(lo)).max_element(),
-    });
+    let focus = object_box.map(|(centre, radius)| Focus { centre: centre.to_array(), radius: FOCUS_RADIUS * radius });
     let scene = |subject| FoundSurface {
         mesh: coarse.clone(),
         voxel_size,
@@ -493,11 +494,10 @@ fn surface(
         return Ok(scene(Subject::Scene));
     }
     let up = up_hint.map(|u| u.as_vec3().to_array());
-    let Some((centre, (lo, hi))) = object_box else {
+    let Some(object_box) = object_box else {
         return Ok(scene(Subject::Scene));
     };
-    let radius = 0.5 * (glam::Vec3::from_array(hi) - glam::Vec3::from_array(lo)).max_element();
-    let Some(object) = find_object(&coarse, &views.cameras, (centre, radius), voxel_size, up) else {
+    let Some(object) = find_object(&coarse, &views.cameras, object_box, voxel_size, up) else {
         return Ok(scene(Subject::Scene));
     };
     if object.supports.is_empty() {
@@ -512,7 +512,8 @@ fn surface(
         tracing::info!("what the cameras converge on covers {:.1} % of a photo: no single object, the whole surface is kept", 100.0 * coverage);
         return Ok(scene(Subject::Scene));
     }
-    let fine_voxel = voxel_size_for(object.min, object.max, preset)?.max(MIN_VOXEL_PIXELS * pixel_footprint(&frames, centre));
+    let fine_voxel =
+        voxel_size_for(object.min, object.max, preset)?.max(MIN_VOXEL_PIXELS * pixel_footprint(&frames, object_box.0));
     let fine = fuse_frames(&carve(&frames, &masks), object.min, object.max, &SurfaceOptions::for_voxel_size(fine_voxel))?;
     Ok(FoundSurface {
         mesh: cut_at(&fine, &raised(&object.supports, 2.0 * fine_voxel)),
@@ -550,11 +551,6 @@ fn voxel_size_for(min: [f32; 3], max: [f32; 3], preset: Preset) -> Result<f32, M
         return Err(MeshError::InvalidInput(format!("empty extraction region {min:?}..{max:?}")).into());
     }
     Ok(voxel_size)
-}
-
-/// The object's masks at each view's resolution (from its coarse surface, as fusion carved).
-fn object_masks(object: &CoarseObject, cameras: &[Camera]) -> Vec<ImageGray> {
-    silhouettes(&object.mesh, cameras, SILHOUETTE_INFLATE_VOXELS * object.voxel_size)
 }
 
 /// A view's mask for the bake: the object's, where the photo has data (`valid`, if given).

@@ -302,11 +302,8 @@ pub fn render_depth(splats: &Splats, view: &SurfaceView, options: &SurfaceOption
     for j in 0..h {
         for i in 0..w {
             let k = (j * w + i) as usize;
-            let background = view.mask.as_ref().is_some_and(|m| {
-                let (x, y) = ((i as f32 + 0.5) * m.width as f32 / w as f32, (j as f32 + 0.5) * m.height as f32 / h as f32);
-                let index = (y as usize).min(m.height as usize - 1) * m.width as usize + (x as usize).min(m.width as usize - 1);
-                m.pixels.get(index).is_some_and(|&v| v < MASK_THRESHOLD)
-            });
+            let background =
+                view.mask.as_ref().is_some_and(|m| m.sample_scaled(i, j, w, h).is_some_and(|v| v < MASK_THRESHOLD));
             let d = median_depth.pixels[k];
             depth.pixels[k] = if background {
                 SEEN_EMPTY

@@ -193,8 +193,7 @@ impl TsdfVolume {
                     if !(d > 0.0 && d.is_finite()) {
                         continue;
                     }
-                    let (u, v) = ((i % k.width as usize) as f32 + 0.5, (i / k.width as usize) as f32 + 0.5);
-                    let ray = Vec3::new((u - k.cx) / k.fx, (v - k.cy) / k.fy, 1.0);
+                    let ray = k.ray_through_pixel_centre((i % k.width as usize) as u32, (i / k.width as usize) as u32);
                     let ray_world = world_from_camera.rotation * ray.normalize();
                     let hit = world_from_camera.translation + world_from_camera.rotation * (ray * d);
                     let steps = (self.truncation / step).ceil() as i32;
