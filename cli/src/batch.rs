@@ -78,7 +78,10 @@ fn default_out(source: &Path) -> PathBuf {
 fn outcome(report: &BatchReport, cancel: &CancelFlag) -> Result<()> {
     if cancel.is_cancelled() {
         let done = report.items.len();
-        return Err(interrupt::Interrupted(format!("interrupted after {done} of the items; run the same command again to resume")).into());
+        return Err(interrupt::Interrupted(format!(
+            "interrupted after {done} of the items; run the same command again to resume"
+        ))
+        .into());
     }
     let failed: Vec<&ItemResult> = report.items.iter().filter(|i| i.status != ItemStatus::Done).collect();
     if failed.is_empty() {
@@ -101,7 +104,10 @@ fn status_name(status: ItemStatus) -> &'static str {
 }
 
 fn print_table(report: &BatchReport) {
-    println!("{:<4} {:<10} {:>8} {:>11} {:>8} {:>10}  input / error", "#", "status", "seconds", "registered", "PSNR", "triangles");
+    println!(
+        "{:<4} {:<10} {:>8} {:>11} {:>8} {:>10}  input / error",
+        "#", "status", "seconds", "registered", "PSNR", "triangles"
+    );
     for (index, item) in report.items.iter().enumerate() {
         let metrics = item.metrics.clone().unwrap_or_default();
         let registered = match (metrics.registered_images, metrics.photos) {
@@ -112,7 +118,15 @@ fn print_table(report: &BatchReport) {
         let triangles = metrics.triangles.map_or_else(|| "-".into(), |t| t.to_string());
         // Errors name their input already.
         let detail = item.error.clone().unwrap_or_else(|| item.input.display().to_string());
-        println!("{:<4} {:<10} {:>8.1} {:>11} {:>8} {:>10}  {detail}", index + 1, status_name(item.status), item.seconds, registered, psnr, triangles);
+        println!(
+            "{:<4} {:<10} {:>8.1} {:>11} {:>8} {:>10}  {detail}",
+            index + 1,
+            status_name(item.status),
+            item.seconds,
+            registered,
+            psnr,
+            triangles
+        );
     }
     println!("{} done, {} failed in {:.1} s", report.done, report.failed, report.seconds);
 }

@@ -60,7 +60,8 @@ pub fn run(command: &BenchCommand) -> Result<()> {
 fn bench_train(args: &BenchTrainArgs) -> Result<()> {
     let path = args.datasets.join(&args.dataset);
     let options = OpenOptions { skip_missing_images: true, ..Default::default() };
-    let dataset = Dataset::open_with(&path, &options).with_context(|| format!("benchmark dataset {}", path.display()))?;
+    let dataset =
+        Dataset::open_with(&path, &options).with_context(|| format!("benchmark dataset {}", path.display()))?;
     let views = load_dataset_views(&dataset, args.max_side)?;
     let mut config = TrainConfig::for_steps(args.steps);
     config.background = auto_background(&views.train_images);

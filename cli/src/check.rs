@@ -81,7 +81,8 @@ fn human(report: &CheckReport) -> String {
                 Verdict::Good => "good",
             };
             for (k, finding) in photo.findings.iter().filter(|f| f.verdict != Verdict::Good).enumerate() {
-                let (shown_name, shown_verdict) = if k == 0 { (name(&photo.path), verdict) } else { (String::new(), "") };
+                let (shown_name, shown_verdict) =
+                    if k == 0 { (name(&photo.path), verdict) } else { (String::new(), "") };
                 out += &format!("{shown_name:<width$}  {shown_verdict:<7}  {}\n", finding.message);
             }
         }

@@ -26,7 +26,12 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let mut written = Vec::new();
     for (i, format) in args.format.iter().enumerate() {
         bar.update(i as u64, format!("{format:?}"));
-        written.extend(export_mesh_dir(&args.mesh_dir, &out, std::slice::from_ref(format), kiln_engine::mesh::pipeline::MODEL_STEM)?);
+        written.extend(export_mesh_dir(
+            &args.mesh_dir,
+            &out,
+            std::slice::from_ref(format),
+            kiln_engine::mesh::pipeline::MODEL_STEM,
+        )?);
     }
     bar.finish(format!("{} files", written.len()));
     for path in &written {

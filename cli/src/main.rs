@@ -17,9 +17,9 @@ mod reconstruct;
 #[cfg(feature = "gpu")]
 mod render;
 mod train;
+mod view;
 #[cfg(feature = "queue")]
 mod watch;
-mod view;
 
 use std::process::ExitCode;
 
@@ -110,8 +110,8 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 

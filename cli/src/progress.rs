@@ -14,9 +14,9 @@ impl StageBar {
     pub fn new(stage: &str, total: u64) -> Self {
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         // The template is a compile-time constant; a bad one would only lose the styling.
-        if let Ok(style) = ProgressStyle::with_template(
-            "{prefix:>8} [{bar:30}] {pos}/{len} {msg} · {elapsed} elapsed, ETA {eta}",
-        ) {
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {msg} · {elapsed} elapsed, ETA {eta}")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_prefix(stage.to_string());

@@ -139,7 +139,12 @@ impl Display {
         let eta = event.eta_s.map_or_else(String::new, |s| format!(" · ETA {}", duration(s)));
         match event.kind {
             EventKind::Started | EventKind::Progress => {
-                self.bar.set_message(format!("{:.0}% of {}: {}{eta}", 100.0 * event.stage_fraction, event.stage, event.message));
+                self.bar.set_message(format!(
+                    "{:.0}% of {}: {}{eta}",
+                    100.0 * event.stage_fraction,
+                    event.stage,
+                    event.message
+                ));
             }
             EventKind::Skipped => self.line(format!("{:>7}: skipped, {}", event.stage, event.message)),
             EventKind::Finished => self.line(format!("{:>7}: {}", event.stage, event.message)),
@@ -184,7 +189,8 @@ fn validate_outputs(report: &mut JobReport) -> Result<()> {
         return Ok(());
     }
     report.write(&report.job_dir)?;
-    let failed: Vec<String> = report.validators.iter().filter(|v| !v.passed).map(|v| v.file.display().to_string()).collect();
+    let failed: Vec<String> =
+        report.validators.iter().filter(|v| !v.passed).map(|v| v.file.display().to_string()).collect();
     anyhow::ensure!(failed.is_empty(), "the validator rejected {}; see report.json", failed.join(", "));
     Ok(())
 }
@@ -193,18 +199,29 @@ fn validate_outputs(report: &mut JobReport) -> Result<()> {
 const VALIDATOR_LINES_KEPT: usize = 5;
 
 fn validate(program: &str, file: &Path) -> Result<ValidatorResult> {
-    let output = Command::new(program).arg(file).output().with_context(|| format!("running the validator {program}"))?;
+    let output =
+        Command::new(program).arg(file).output().with_context(|| format!("running the validator {program}"))?;
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let detail = lines[lines.len().saturating_sub(VALIDATOR_LINES_KEPT)..].join("\n");
-    Ok(ValidatorResult { file: file.to_path_buf(), validator: program.to_string(), passed: output.status.success(), detail })
+    Ok(ValidatorResult {
+        file: file.to_path_buf(),
+        validator: program.to_string(),
+        passed: output.status.success(),
+        detail,
+    })
 }
 
 fn print_summary(report: &JobReport) {
     eprintln!("job {} in {}", report.job_dir.display(), duration(report.seconds));
     for stage in &report.stages {
         let seconds = stage.seconds.map_or_else(|| "-".to_string(), |s| format!("{s:.1} s"));
-        eprintln!("  {:<7} {:<13} {seconds:>9}  {}", stage.stage.to_string(), format!("{:?}", stage.status).to_lowercase(), stage.message);
+        eprintln!(
+            "  {:<7} {:<13} {seconds:>9}  {}",
+            stage.stage.to_string(),
+            format!("{:?}", stage.status).to_lowercase(),
+            stage.message
+        );
     }
     let metrics = &report.metrics;
     if let Some(poses) = &metrics.poses {
@@ -220,7 +237,10 @@ fn print_summary(report: &JobReport) {
     if let Some(verdict) = report.verdict {
         let quality = metrics.quality.as_ref().map_or_else(String::new, |q| {
             let psnr = q.mesh_psnr.map_or_else(String::new, |p| format!(", textured mesh {p:.1} dB"));
-            format!(" (held-out silhouette IoU {:.2}, depth agreement {:.2}{psnr})", q.silhouette_iou, q.depth_agreement)
+            format!(
+                " (held-out silhouette IoU {:.2}, depth agreement {:.2}{psnr})",
+                q.silhouette_iou, q.depth_agreement
+            )
         });
         eprintln!("verdict: {}{quality}", format!("{verdict:?}").to_lowercase());
         for finding in &report.findings {

@@ -119,9 +119,10 @@ fn dataset_camera(spec: &str) -> Result<Camera> {
     let dataset = Dataset::open_with(Path::new(path), &options)?;
     let view = match frame.parse::<usize>() {
         Ok(index) => dataset.views.get(index),
-        Err(_) => dataset.views.iter().find(|v| {
-            v.name == frame || v.image_path.file_name().is_some_and(|n| n.to_string_lossy() == frame)
-        }),
+        Err(_) => dataset
+            .views
+            .iter()
+            .find(|v| v.name == frame || v.image_path.file_name().is_some_and(|n| n.to_string_lossy() == frame)),
     };
     Ok(view
         .with_context(|| format!("--camera: {path} has {} frames and none is {frame:?}", dataset.views.len()))?
@@ -147,7 +148,8 @@ pub fn parse_size(text: &str) -> Result<(u32, u32)> {
 
 fn parse_floats<const N: usize>(text: &str) -> Result<[f32; N]> {
     let values: Vec<f32> = text.split(',').map(|v| v.trim().parse::<f32>()).collect::<Result<_, _>>()?;
-    <[f32; N]>::try_from(values).map_err(|v| anyhow::anyhow!("{text:?}: expected {N} comma-separated numbers, got {}", v.len()))
+    <[f32; N]>::try_from(values)
+        .map_err(|v| anyhow::anyhow!("{text:?}: expected {N} comma-separated numbers, got {}", v.len()))
 }
 
 #[cfg(test)]

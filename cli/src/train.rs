@@ -91,7 +91,10 @@ fn parse_background(text: &str) -> Result<Background, String> {
         "black" => Ok(Background::Fixed([0.0; 3])),
         "white" => Ok(Background::Fixed([1.0; 3])),
         _ => {
-            let values: Vec<f32> = text.split(',').map(|v| v.trim().parse::<f32>()).collect::<Result<_, _>>()
+            let values: Vec<f32> = text
+                .split(',')
+                .map(|v| v.trim().parse::<f32>())
+                .collect::<Result<_, _>>()
                 .map_err(|e| format!("{text:?}: {e}"))?;
             match values[..] {
                 [r, g, b] if values.iter().all(|v| (0.0..=1.0).contains(v)) => Ok(Background::Fixed([r, g, b])),
@@ -104,13 +107,19 @@ fn parse_background(text: &str) -> Result<Background, String> {
 /// Loads the dataset's views at training resolution, with a progress bar.
 pub fn load_dataset_views(dataset: &Dataset, max_side: u32) -> Result<LoadedViews> {
     let bar = StageBar::new("load", dataset.views.len() as u64);
-    let views = train_stage::load_dataset_views(dataset, max_side, &mut |done, _| bar.update(done as u64, "views".into()))?;
+    let views =
+        train_stage::load_dataset_views(dataset, max_side, &mut |done, _| bar.update(done as u64, "views".into()))?;
     bar.finish(format!("{} train + {} test views", views.train_cameras.len(), views.test_cameras.len()));
     Ok(views)
 }
 
 /// Trains on `device` with a progress bar (loss, PSNR, splat count).
-pub fn train_with_progress(dataset: &Dataset, views: &LoadedViews, config: &TrainConfig, device: Device) -> Result<TrainResult> {
+pub fn train_with_progress(
+    dataset: &Dataset,
+    views: &LoadedViews,
+    config: &TrainConfig,
+    device: Device,
+) -> Result<TrainResult> {
     let bar = StageBar::new("train", u64::from(config.steps));
     let mut last_loss = None;
     let mut report = |p: &Progress| {
@@ -132,7 +141,10 @@ fn print_summary(out: &Path, result: &TrainResult) {
             "held-out PSNR {:.2} dB, SSIM {:.4} over {} views · {} splats · {} steps in {:.1} s on {}",
             test.psnr, test.ssim, test.views, result.num_splats, result.steps, result.train_seconds, result.device
         ),
-        None => eprintln!("no test views: {} splats · {:.1} s on {}", result.num_splats, result.train_seconds, result.device),
+        None => eprintln!(
+            "no test views: {} splats · {:.1} s on {}",
+            result.num_splats, result.train_seconds, result.device
+        ),
     }
     eprintln!("wrote {} and {}", out.join("splats.ply").display(), out.join("metrics.json").display());
 }

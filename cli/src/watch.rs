@@ -44,6 +44,9 @@ pub fn run(args: &WatchArgs) -> Result<()> {
     let stop = interrupt::cancel_on_ctrl_c();
     eprintln!("watching {} (log: {}); Ctrl-C to stop", args.dir.display(), args.out.join(LOG_FILE).display());
     let summary = watch(&options, &mut kiln_engine::queue::run_real_job, &stop)?;
-    eprintln!("{} done, {} failed, {} interrupted (resume at the next start)", summary.done, summary.failed, summary.interrupted);
+    eprintln!(
+        "{} done, {} failed, {} interrupted (resume at the next start)",
+        summary.done, summary.failed, summary.interrupted
+    );
     Ok(())
 }

@@ -53,7 +53,14 @@ fn a_failing_item_does_not_stop_the_others_and_csv_items_resume() {
     bunny_folder(&source, &photos.join("bunny"));
     junk_folder(&photos.join("junk"));
     let out = root.join("out");
-    let output = kiln().arg("batch").arg(&photos).arg("--out").arg(&out).args(["--preset", "preview", "--until", "poses"]).output().unwrap();
+    let output = kiln()
+        .arg("batch")
+        .arg(&photos)
+        .arg("--out")
+        .arg(&out)
+        .args(["--preset", "preview", "--until", "poses"])
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(2), "only a bad input failed: exit 2\n{stdout}\n{stderr}");
     assert!(stdout.contains("1 done, 1 failed"), "summary table: {stdout}");
@@ -72,14 +79,22 @@ fn a_failing_item_does_not_stop_the_others_and_csv_items_resume() {
     let poses_record = std::fs::read(out.join("bunny/poses/stage.json")).unwrap();
     let csv = root.join("list.csv");
     std::fs::write(&csv, "input,output,preset,formats\nphotos/bunny,out/bunny,preview,\"glb,usdz\"\n").unwrap();
-    let output = kiln().arg("batch").arg(&csv).arg("--out").arg(root.join("csv-out")).args(["--until", "poses"]).output().unwrap();
+    let output = kiln()
+        .arg("batch")
+        .arg(&csv)
+        .arg("--out")
+        .arg(root.join("csv-out"))
+        .args(["--until", "poses"])
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let second = report(&root.join("csv-out"));
     assert_eq!(second["items"][0]["output"], out.join("bunny").to_string_lossy().as_ref());
     assert_eq!(second["items"][0]["status"], "done");
     assert_eq!(std::fs::read(out.join("bunny/poses/stage.json")).unwrap(), poses_record, "poses were not recomputed");
-    let job_report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bunny/report.json")).unwrap()).unwrap();
+    let job_report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bunny/report.json")).unwrap()).unwrap();
     let poses = job_report["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "poses").unwrap().clone();
     assert_eq!(poses["status"], "skipped", "{job_report}");
     std::fs::remove_dir_all(&root).unwrap();
@@ -121,9 +136,13 @@ fn a_zip_slip_archive_is_refused_and_nothing_is_written() {
     let output = kiln().arg("batch").arg(&zip).arg("--out").arg(&out).output().unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("evil.zip") && stderr.contains("../evil.jpg") && stderr.contains("unsafe path"), "{stderr}");
+    assert!(
+        stderr.contains("evil.zip") && stderr.contains("../evil.jpg") && stderr.contains("unsafe path"),
+        "{stderr}"
+    );
     assert!(!root.join("evil.jpg").exists() && !out.join("evil.jpg").exists());
-    let leftovers: Vec<_> = std::fs::read_dir(out.join("batch-input")).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(out.join("batch-input")).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(leftovers.is_empty(), "no partial extraction remains: {leftovers:?}");
     std::fs::remove_dir_all(&root).unwrap();
 }
@@ -178,9 +197,11 @@ fn ctrl_c_stops_the_batch_with_exit_130_and_the_same_command_resumes() {
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let resumed = report(&out);
-    let statuses: Vec<&str> = resumed["items"].as_array().unwrap().iter().map(|i| i["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> =
+        resumed["items"].as_array().unwrap().iter().map(|i| i["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["done", "done"]);
-    let job: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("a/report.json")).unwrap()).unwrap();
+    let job: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("a/report.json")).unwrap()).unwrap();
     let check = job["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "check").unwrap().clone();
     assert_eq!(check["status"], "skipped", "item a's check is not redone: {job}");
     std::fs::remove_dir_all(&root).unwrap();

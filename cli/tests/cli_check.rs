@@ -88,7 +88,10 @@ fn problem_photos_are_listed_in_the_table() {
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     let line = |name: &str| stdout.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
     assert!(line("0011_cut.jpg").contains("reject") && line("0011_cut.jpg").contains("could not read"), "{stdout}");
-    assert!(line("0022_copy.jpg").contains("reject") && line("0022_copy.jpg").contains("identical to 0022.jpg"), "{stdout}");
+    assert!(
+        line("0022_copy.jpg").contains("reject") && line("0022_copy.jpg").contains("identical to 0022.jpg"),
+        "{stdout}"
+    );
     assert!(stdout.contains("14 photos, 12 usable"), "{stdout}");
     assert!(stdout.contains("focal length ") && stdout.contains("no EXIF"), "{stdout}");
     assert!(stdout.contains("widest range of directions no photo looks from: "), "{stdout}");

@@ -48,16 +48,32 @@ fn validate(variable: &str, file: &Path) {
 fn mesh_and_export_from_a_trained_bunny() {
     let root = fresh_dir("mesh");
     let (train, mesh, exported) = (root.join("train"), root.join("mesh"), root.join("export"));
-    run_ok(kiln().args(["train", "--steps", "400", "--max-side", "100", "--device", "cpu", "--out"]).arg(&train).arg(fixture()));
+    run_ok(
+        kiln()
+            .args(["train", "--steps", "400", "--max-side", "100", "--device", "cpu", "--out"])
+            .arg(&train)
+            .arg(fixture()),
+    );
 
     let output = run_ok(
         kiln()
-            .args(["mesh", "--preset", "preview", "--max-triangles", "1000", "--texture-size", "256", "--json", "--out"])
+            .args([
+                "mesh",
+                "--preset",
+                "preview",
+                "--max-triangles",
+                "1000",
+                "--texture-size",
+                "256",
+                "--json",
+                "--out",
+            ])
             .arg(&mesh)
             .arg(&train),
     );
     let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(mesh.join("mesh.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(mesh.join("mesh.json")).unwrap()).unwrap();
     assert_eq!(printed, summary, "--json prints exactly mesh.json");
     assert_eq!(summary["preset"], "preview");
     assert_eq!(summary["texture_size"], 256);
@@ -85,21 +101,30 @@ fn mesh_and_export_from_a_trained_bunny() {
     gt = frame.apply(&gt);
     let metrics = compare(&model, &gt, 20_000, 0.01);
     println!("bunny-mini preview mesh vs ground truth: {metrics:?}");
-    assert!(metrics.accuracy_mean < 0.025, "mesh {:.1} mm from the ground truth on average", 1e3 * metrics.accuracy_mean);
+    assert!(
+        metrics.accuracy_mean < 0.025,
+        "mesh {:.1} mm from the ground truth on average",
+        1e3 * metrics.accuracy_mean
+    );
     assert!(mesh.join("normal.png").is_file(), "decimated, so a normal map carries the dense detail");
     assert_eq!(summary["sources"]["masked_views"], 0, "bunny-mini's transforms.json lists no masks");
 
     // The fixture's masks folder, given by hand: every photo gets its mask, and the surface is
     // still where the bunny is.
     let masked = root.join("mesh-masked");
-    let mesh_args = ["mesh", "--preset", "preview", "--max-triangles", "1000", "--texture-size", "256", "--json", "--out"];
+    let mesh_args =
+        ["mesh", "--preset", "preview", "--max-triangles", "1000", "--texture-size", "256", "--json", "--out"];
     let output = run_ok(kiln().args(mesh_args).arg(&masked).arg(&train).arg("--masks").arg(fixture().join("masks")));
     let with_masks: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let photos = std::fs::read_dir(fixture().join("images")).unwrap().count() as u64;
     assert_eq!(with_masks["sources"]["masked_views"], photos, "{with_masks}");
     let masked_metrics = compare(&read_mesh(&masked.join("mesh.ply")).unwrap(), &gt, 20_000, 0.01);
     println!("with the masks: {masked_metrics:?}");
-    assert!(masked_metrics.accuracy_mean < 0.025, "masked mesh {:.1} mm from the ground truth", 1e3 * masked_metrics.accuracy_mean);
+    assert!(
+        masked_metrics.accuracy_mean < 0.025,
+        "masked mesh {:.1} mm from the ground truth",
+        1e3 * masked_metrics.accuracy_mean
+    );
 
     // A masks folder missing one photo's mask: exit 2, naming the photo, and no mesh folder.
     let partial = root.join("partial-masks");

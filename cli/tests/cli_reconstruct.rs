@@ -72,7 +72,11 @@ fn assert_nothing_half_written(dir: &Path) {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         assert!(!name.contains(".tmp") && !name.contains(".partial"), "temporary left behind: {}", path.display());
         if name.ends_with(".json") {
-            assert!(serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(), "{} is not whole JSON", path.display());
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(&bytes).is_ok(),
+                "{} is not whole JSON",
+                path.display()
+            );
         }
     }
 }
@@ -100,7 +104,14 @@ fn expect_refusal(input: &Path, out: &Path, args: &[&str], code: i32, named: &Pa
 }
 
 /// As [`expect_refusal`], running `command` (kiln, possibly wrapped).
-fn expect_refusal_from(mut command: Command, input: &Path, out: &Path, args: &[&str], code: i32, named: &Path) -> String {
+fn expect_refusal_from(
+    mut command: Command,
+    input: &Path,
+    out: &Path,
+    args: &[&str],
+    code: i32,
+    named: &Path,
+) -> String {
     let before = snapshot(input);
     let output = command.arg("reconstruct").arg(input).arg("--out").arg(out).args(args).output().unwrap();
     let text = stderr(&output);
@@ -206,10 +217,12 @@ fn photos_that_give_too_few_poses_are_bad_input() {
     let out = root.join("job");
     let text = expect_refusal(&fixture_images(), &out, &TINY, 2, &std::fs::canonicalize(fixture_images()).unwrap());
     assert!(text.contains("camera pose") || text.contains("capture check"), "{text}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["status"], "failed");
     assert_eq!(report["stages"][0]["status"], "finished", "the check ran");
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["photos"].as_array().unwrap().len(), 12, "every input photo is in the manifest");
     assert_eq!(manifest["photos"][0]["sha256"].as_str().unwrap().len(), 64);
     assert!(!out.join("train").exists(), "nothing is trained on a failed pose stage");
@@ -226,7 +239,10 @@ fn a_job_folder_another_process_runs_is_refused_naming_it() {
     held.try_lock().unwrap();
     let text = expect_refusal(&fixture_images(), &out, &TINY, 1, &std::fs::canonicalize(&out).unwrap());
     assert!(text.contains("another kiln process"), "{text}");
-    assert!(!out.join("manifest.json").exists() && !out.join("report.json").exists(), "the running job's files are left alone");
+    assert!(
+        !out.join("manifest.json").exists() && !out.join("report.json").exists(),
+        "the running job's files are left alone"
+    );
     drop(held);
     // Released (as when the holder exits, however it exits): the job runs, and fails only on its photos.
     expect_refusal(&fixture_images(), &out, &TINY, 2, &std::fs::canonicalize(fixture_images()).unwrap());
@@ -265,13 +281,22 @@ fn interrupted_job_stops_cleanly_with_exit_130_and_resumes() {
         let text = stderr(&output);
         assert_eq!(output.status.code(), Some(130), "SIG{signal}: {text}");
         assert!(text.contains("resume"), "says how to go on: {text}");
-        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
         assert_eq!(report["status"], "cancelled");
         assert_eq!(statuses(&report)[..2], [check, "cancelled"], "SIG{signal}");
         assert!(!out.join("poses/stage.json").exists(), "no record claims the cancelled stage finished");
         assert_nothing_half_written(&out);
     }
-    let output = kiln().arg("reconstruct").arg(&photos).arg("--out").arg(&out).args(TINY).args(["--until", "poses", "--json"]).output().unwrap();
+    let output = kiln()
+        .arg("reconstruct")
+        .arg(&photos)
+        .arg("--out")
+        .arg(&out)
+        .args(TINY)
+        .args(["--until", "poses", "--json"])
+        .output()
+        .unwrap();
     let report = report_of(&output);
     assert_eq!(statuses(&report)[..2], ["skipped", "finished"], "the check is not redone; the poses are");
     assert!(out.join("poses/transforms.json").is_file());
@@ -406,7 +431,14 @@ fn real_capture_finishes(name: &str) -> Option<serde_json::Value> {
     let root = fresh_dir(name);
     let out = root.join("job");
     let start = Instant::now();
-    let output = kiln().arg("reconstruct").arg(&images).arg("--out").arg(&out).args(["--preset", "preview", "--json"]).output().unwrap();
+    let output = kiln()
+        .arg("reconstruct")
+        .arg(&images)
+        .arg("--out")
+        .arg(&out)
+        .args(["--preset", "preview", "--json"])
+        .output()
+        .unwrap();
     println!("kiln reconstruct {name} took {:.0} s, exit {:?}", start.elapsed().as_secs_f64(), output.status.code());
     println!("{}", stderr(&output));
     let report = report_of(&output);
@@ -459,7 +491,8 @@ fn killed_during_training_resumes_from_the_checkpoint() {
     let root = fresh_dir("kill");
     let Some(photos) = bunny_subset(&root, 4) else { return };
     let out = root.join("job");
-    let args = ["--preset", "preview", "--max-side", "200", "--steps", "1000", "--checkpoint-every", "100", "--device", "cpu"];
+    let args =
+        ["--preset", "preview", "--max-side", "200", "--steps", "1000", "--checkpoint-every", "100", "--device", "cpu"];
     let mut child = kiln()
         .arg("reconstruct")
         .arg(&photos)
@@ -483,7 +516,8 @@ fn killed_during_training_resumes_from_the_checkpoint() {
     let poses_record = std::fs::read(out.join("poses/stage.json")).unwrap();
     let poses_times = (modified(&out.join("poses/stage.json")), modified(&out.join("poses/transforms.json")));
 
-    let output = kiln().arg("reconstruct").arg(&photos).arg("--out").arg(&out).args(args).arg("--json").output().unwrap();
+    let output =
+        kiln().arg("reconstruct").arg(&photos).arg("--out").arg(&out).args(args).arg("--json").output().unwrap();
     let report = report_of(&output);
     assert_eq!(statuses(&report), ["skipped", "skipped", "finished", "finished", "finished"]);
     assert_eq!(std::fs::read(out.join("poses/stage.json")).unwrap(), poses_record, "poses were not recomputed");
@@ -492,7 +526,8 @@ fn killed_during_training_resumes_from_the_checkpoint() {
     assert!(resumed.is_some_and(|step| (100..1000).contains(&step)), "training resumed from a checkpoint: {resumed:?}");
     assert_eq!(report["metrics"]["train"]["steps"], 1000);
     assert!(!checkpoint.exists(), "the checkpoint is removed once training finished");
-    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report, written, "--json prints report.json");
     validate("KILN_GLTF_VALIDATOR", &out.join("export/model.glb"));
     validate("KILN_USDZ_VALIDATOR", &out.join("export/model.usdz"));
@@ -500,7 +535,8 @@ fn killed_during_training_resumes_from_the_checkpoint() {
     // Other formats: only the export runs again, and the USDZ it no longer asks for goes.
     let mut other = args.to_vec();
     other.extend(["--formats", "glb,obj", "--json"]);
-    let run = || report_of(&kiln().arg("reconstruct").arg(&photos).arg("--out").arg(&out).args(&other).output().unwrap());
+    let run =
+        || report_of(&kiln().arg("reconstruct").arg(&photos).arg("--out").arg(&out).args(&other).output().unwrap());
     let third = run();
     assert_eq!(statuses(&third), ["skipped", "skipped", "skipped", "skipped", "finished"]);
     assert_eq!(third["metrics"]["train"], report["metrics"]["train"]);

@@ -32,7 +32,10 @@ fn write_splat(path: &Path) {
 fn no_adapter(output: &std::process::Output) -> bool {
     let stderr = String::from_utf8_lossy(&output.stderr);
     if stderr.contains("no wgpu adapter") {
-        assert!(std::env::var_os("KILN_REQUIRE_GPU").is_none(), "KILN_REQUIRE_GPU is set and there is no adapter: {stderr}");
+        assert!(
+            std::env::var_os("KILN_REQUIRE_GPU").is_none(),
+            "KILN_REQUIRE_GPU is set and there is no adapter: {stderr}"
+        );
         println!("SKIPPED: no wgpu adapter: {stderr}");
         return true;
     }

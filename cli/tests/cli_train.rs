@@ -71,7 +71,10 @@ fn train_on_gpu_backend_runs_through_the_cli() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() && stderr.contains("no wgpu adapter") {
-        assert!(std::env::var_os("KILN_REQUIRE_GPU").is_none(), "KILN_REQUIRE_GPU is set and there is no adapter: {stderr}");
+        assert!(
+            std::env::var_os("KILN_REQUIRE_GPU").is_none(),
+            "KILN_REQUIRE_GPU is set and there is no adapter: {stderr}"
+        );
         println!("SKIPPED: no wgpu adapter on this machine ({stderr})");
         return;
     }

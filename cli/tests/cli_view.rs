@@ -40,8 +40,7 @@ fn fresh_dir(name: &str) -> PathBuf {
 }
 
 fn has_tool(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
 }
 
 /// A unit sphere around the origin, poles on ±Y, UV `v` from the north pole (0) to the south (1),
@@ -53,7 +52,8 @@ fn two_tone_sphere() -> TexturedMesh {
     for p in &mut mesh.positions {
         *p = [p[0], p[2], -p[1]];
     }
-    mesh.uvs = mesh.positions.iter().map(|p| [0.5, (p[1] / 0.5).clamp(-1.0, 1.0).acos() / std::f32::consts::PI]).collect();
+    mesh.uvs =
+        mesh.positions.iter().map(|p| [0.5, (p[1] / 0.5).clamp(-1.0, 1.0).acos() / std::f32::consts::PI]).collect();
     let base_color = image::RgbImage::from_fn(8, 8, |_, y| image::Rgb(if y < 4 { ORANGE } else { GREEN }));
     TexturedMesh { mesh, base_color, normal_map: None }
 }
@@ -219,7 +219,14 @@ fn blob(shot: &Screenshot, (x0, y0, w, h): (usize, usize, usize, usize), test: i
 
 /// Polls until `done` returns `Some`, or panics after `timeout` naming `what` and quoting
 /// `kiln view`'s log (its stderr), so that a failure on a CI machine says why.
-fn wait_for<T>(what: &str, timeout: Duration, child: &mut Reaped, log: &Path, display: &str, mut done: impl FnMut() -> Option<T>) -> T {
+fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    child: &mut Reaped,
+    log: &Path,
+    display: &str,
+    mut done: impl FnMut() -> Option<T>,
+) -> T {
     let start = Instant::now();
     let log_text = || {
         let log = std::fs::read_to_string(log).unwrap_or_else(|error| format!("({}: {error})", log.display()));
@@ -232,7 +239,11 @@ fn wait_for<T>(what: &str, timeout: Duration, child: &mut Reaped, log: &Path, di
         if let Ok(Some(status)) = child.0.try_wait() {
             panic!("kiln view exited ({status}) before {what}; its log:\n{}", log_text());
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}; kiln view's log:\n{}", log_text());
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}; kiln view's log:\n{}",
+            log_text()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -250,7 +261,9 @@ fn view_of_a_missing_file_is_a_bad_input_error_naming_it() {
 fn view_window_shows_the_model_under_xvfb() {
     for tool in ["Xvfb", "xwd", "xwininfo"] {
         if !has_tool(tool) {
-            println!("SKIPPED: `{tool}` is not installed (Debian: xvfb x11-apps x11-utils); the window test needs an X server");
+            println!(
+                "SKIPPED: `{tool}` is not installed (Debian: xvfb x11-apps x11-utils); the window test needs an X server"
+            );
             return;
         }
     }
@@ -270,7 +283,8 @@ fn view_window_shows_the_model_under_xvfb() {
     let log_path = dir.join("kiln-view.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut view = Reaped(view_command(&display, &runtime_dir, &model).stderr(log).spawn().unwrap());
-    let window = wait_for("the window to be mapped", WINDOW_TIMEOUT, &mut view, &log_path, &display, || find_window(&display));
+    let window =
+        wait_for("the window to be mapped", WINDOW_TIMEOUT, &mut view, &log_path, &display, || find_window(&display));
     let (wx, wy, ww, wh) = window;
     println!("window at {wx},{wy}, {ww}×{wh} on {display}");
     // The scene is drawn once the render and the photo-free viewport are up: poll the real screen.
@@ -296,7 +310,12 @@ fn view_window_shows_the_model_under_xvfb() {
     assert!(orange.count as f64 > 0.01 * area && green.count as f64 > 0.01 * area, "model too small or absent");
     assert!(background.count as f64 > 0.2 * area, "the viewport's background colour is missing");
     // World +Y (the orange half) is up on screen.
-    assert!(orange.centroid.1 + 10.0 < green.centroid.1, "orange at row {}, green at row {}", orange.centroid.1, green.centroid.1);
+    assert!(
+        orange.centroid.1 + 10.0 < green.centroid.1,
+        "orange at row {}, green at row {}",
+        orange.centroid.1,
+        green.centroid.1
+    );
     // Together they make a disc: as wide as tall, within a few pixels of shading at the rim.
     let (left, top) = (orange.min.0.min(green.min.0), orange.min.1.min(green.min.1));
     let (right, bottom) = (orange.max.0.max(green.max.0), orange.max.1.max(green.max.1));

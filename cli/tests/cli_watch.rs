@@ -93,7 +93,9 @@ fn job_report(job: &QueuedJob) -> serde_json::Value {
 }
 
 fn job_named<'a>(jobs: &'a [QueuedJob], name: &str) -> &'a QueuedJob {
-    jobs.iter().find(|j| j.input.file_name().is_some_and(|n| n == name)).unwrap_or_else(|| panic!("no job for {name}: {jobs:?}"))
+    jobs.iter()
+        .find(|j| j.input.file_name().is_some_and(|n| n == name))
+        .unwrap_or_else(|| panic!("no job for {name}: {jobs:?}"))
 }
 
 #[test]
@@ -144,7 +146,8 @@ fn watch_queues_quiet_folders_once_survives_a_kill_and_keeps_going_after_a_failu
     let mut watcher = start_watcher(&root, &["--exit-when-idle"]);
     assert!(wait_for_exit(&mut watcher, &root).success(), "stderr:\n{}", stderr(&root));
     assert_eq!(jobs(&root), after, "the queue is unchanged");
-    let reports_again: Vec<Vec<u8>> = after.iter().map(|j| std::fs::read(j.job_dir.join("report.json")).unwrap()).collect();
+    let reports_again: Vec<Vec<u8>> =
+        after.iter().map(|j| std::fs::read(j.job_dir.join("report.json")).unwrap()).collect();
     assert_eq!(reports_again, reports, "finished jobs are not run again");
     let log = watch_log(&root);
     assert!(log.contains("1 interrupted job(s) to resume"), "{log}");
@@ -159,7 +162,10 @@ fn watch_queues_quiet_folders_once_survives_a_kill_and_keeps_going_after_a_failu
     let failed = job_named(&jobs(&root), "not-photos").clone();
     assert_eq!(failed.state, JobState::Failed);
     let log = watch_log(&root);
-    let line = log.lines().find(|l| l.contains("ERROR") && l.contains("not-photos")).unwrap_or_else(|| panic!("no failure line: {log}"));
+    let line = log
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains("not-photos"))
+        .unwrap_or_else(|| panic!("no failure line: {log}"));
     assert!(line.contains(&format!("job #{} failed", failed.id)), "{line}");
     assert!(watcher.try_wait().unwrap().is_none(), "the watcher keeps running after a failed job");
 

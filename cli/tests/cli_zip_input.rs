@@ -47,7 +47,8 @@ fn reconstruct(zip: &Path, job: &Path) -> (Option<i32>, String) {
 fn assert_nothing_extracted(root: &Path, zip_name: &str) {
     let outside: Vec<String> = tree(root).into_iter().filter(|p| p != zip_name && !p.starts_with("job")).collect();
     assert!(outside.is_empty(), "written outside the job folder: {outside:?}");
-    let inside: Vec<String> = tree(&root.join("job")).into_iter().filter(|p| p.starts_with("input") || p.contains("partial")).collect();
+    let inside: Vec<String> =
+        tree(&root.join("job")).into_iter().filter(|p| p.starts_with("input") || p.contains("partial")).collect();
     assert!(inside.is_empty(), "no (partial) extraction may remain: {inside:?}");
 }
 
@@ -63,7 +64,10 @@ fn reconstruct_refuses_a_zip_slip_archive() {
     writer.finish().unwrap();
     let (code, stderr) = reconstruct(&zip, &root.join("job"));
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("evil.zip") && stderr.contains("../../evil.jpg") && stderr.contains("unsafe path"), "{stderr}");
+    assert!(
+        stderr.contains("evil.zip") && stderr.contains("../../evil.jpg") && stderr.contains("unsafe path"),
+        "{stderr}"
+    );
     assert!(!root.parent().unwrap().join("evil.jpg").exists());
     assert_nothing_extracted(&root, "evil.zip");
     std::fs::remove_dir_all(&root).unwrap();
@@ -74,7 +78,8 @@ fn reconstruct_refuses_a_zip_bomb() {
     let root = fresh_dir("bomb");
     let zip = root.join("bomb.zip");
     let mut writer = zip::ZipWriter::new(std::fs::File::create(&zip).unwrap());
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
     writer.start_file("photos/huge.jpg", options).unwrap();
     let zeros = vec![0u8; 1 << 20];
     for _ in 0..200 {
@@ -84,7 +89,10 @@ fn reconstruct_refuses_a_zip_bomb() {
     assert!(std::fs::metadata(&zip).unwrap().len() < 2 << 20, "200 MB of zeros deflate to a small file");
     let (code, stderr) = reconstruct(&zip, &root.join("job"));
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("bomb.zip") && stderr.contains("photos/huge.jpg") && stderr.contains("zip bomb"), "{stderr}");
+    assert!(
+        stderr.contains("bomb.zip") && stderr.contains("photos/huge.jpg") && stderr.contains("zip bomb"),
+        "{stderr}"
+    );
     assert_nothing_extracted(&root, "bomb.zip");
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -31,14 +31,7 @@ impl Intrinsics {
     pub fn resized(&self, width: u32, height: u32) -> Self {
         let sx = width as f32 / self.width as f32;
         let sy = height as f32 / self.height as f32;
-        Self {
-            fx: self.fx * sx,
-            fy: self.fy * sy,
-            cx: self.cx * sx,
-            cy: self.cy * sy,
-            width,
-            height,
-        }
+        Self { fx: self.fx * sx, fy: self.fy * sy, cx: self.cx * sx, cy: self.cy * sy, width, height }
     }
 
     /// The ray through the centre of pixel `(x, y)` in the OpenCV camera frame, scaled to z = 1

@@ -110,7 +110,10 @@ impl Scalar {
 pub enum PropertyKind {
     Scalar(Scalar),
     /// A count of type `count`, then that many items of type `item` (a face's vertex indices).
-    List { count: Scalar, item: Scalar },
+    List {
+        count: Scalar,
+        item: Scalar,
+    },
 }
 
 impl PropertyKind {
@@ -264,7 +267,10 @@ impl PlyReader {
 
     /// Index of the element `name`, or a [`PlyError::Layout`] saying it is missing.
     pub fn element_index(&self, name: &str) -> Result<usize, PlyError> {
-        self.elements.iter().position(|e| e.name == name).ok_or_else(|| self.layout_error(format!("no '{name}' element")))
+        self.elements
+            .iter()
+            .position(|e| e.name == name)
+            .ok_or_else(|| self.layout_error(format!("no '{name}' element")))
     }
 
     /// A [`PlyError::Layout`] about this file.

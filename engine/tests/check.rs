@@ -88,7 +88,11 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn photo<'a>(report: &'a CheckReport, name: &str) -> &'a kiln_engine::check::PhotoCheck {
-    report.photos.iter().find(|p| p.path.file_name().unwrap() == name).unwrap_or_else(|| panic!("{name} not in the report"))
+    report
+        .photos
+        .iter()
+        .find(|p| p.path.file_name().unwrap() == name)
+        .unwrap_or_else(|| panic!("{name} not in the report"))
 }
 
 fn codes(report: &CheckReport, name: &str) -> Vec<String> {

@@ -128,7 +128,9 @@ fn glb_is_valid_and_reads_back() {
         let primitive = &doc["meshes"][0]["primitives"][0];
         let position = &doc["accessors"][primitive["attributes"]["POSITION"].as_u64().unwrap() as usize];
         let (lo, hi) = model.mesh.bounds().unwrap();
-        let as_f32 = |v: &serde_json::Value| -> Vec<f32> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect() };
+        let as_f32 = |v: &serde_json::Value| -> Vec<f32> {
+            v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+        };
         assert_eq!(as_f32(&position["min"]), lo.to_vec());
         assert_eq!(as_f32(&position["max"]), hi.to_vec());
         assert_eq!(position["count"].as_u64().unwrap() as usize, model.mesh.num_vertices());
@@ -150,7 +152,8 @@ fn glb_is_valid_and_reads_back() {
             let image_view = &doc["bufferViews"][image["bufferView"].as_u64().unwrap() as usize];
             assert!(image_view.get("target").is_none(), "image views have no target");
             let start = image_view["byteOffset"].as_u64().unwrap() as usize;
-            let png = image::load_from_memory(&bin[start..start + image_view["byteLength"].as_u64().unwrap() as usize]).unwrap();
+            let png = image::load_from_memory(&bin[start..start + image_view["byteLength"].as_u64().unwrap() as usize])
+                .unwrap();
             assert!(png.width() == 128 || png.width() == 64);
         }
         assert_eq!(doc["materials"][0].get("normalTexture").is_some(), with_normal_map);
@@ -158,7 +161,12 @@ fn glb_is_valid_and_reads_back() {
 
         if let Some(report) = run_validator("KILN_GLTF_VALIDATOR", &path) {
             assert_eq!(report["issues"]["numErrors"], 0, "{report:#}");
-            eprintln!("glTF-Validator: 0 errors, {} warnings, {} infos on {}", report["issues"]["numWarnings"], report["issues"]["numInfos"], path.display());
+            eprintln!(
+                "glTF-Validator: 0 errors, {} warnings, {} infos on {}",
+                report["issues"]["numWarnings"],
+                report["issues"]["numInfos"],
+                path.display()
+            );
             // The validator is not a rubber stamp: a position moved outside the declared max fails.
             let mut tampered = bytes.clone();
             let first_float = bytes.len() - bin.len() + offset;
@@ -227,7 +235,8 @@ fn usdz_is_valid_aligned_and_flips_v() {
         assert_eq!((png.width(), png.height()), (128, 64));
 
         let layer = String::from_utf8(entries[0].data.clone()).unwrap();
-        for needle in ["upAxis = \"Y\"", "metersPerUnit = 1", "defaultPrim = \"Model\"", "subdivisionScheme = \"none\""] {
+        for needle in ["upAxis = \"Y\"", "metersPerUnit = 1", "defaultPrim = \"Model\"", "subdivisionScheme = \"none\""]
+        {
             assert!(layer.contains(needle), "{needle} missing");
         }
         let st = usda_tuples(&layer, "texCoord2f[] primvars:st");

@@ -24,7 +24,10 @@ fn context_with(features: OptionalFeatures) -> Option<GpuContext> {
             Some(ctx)
         }
         Err(e @ GpuError::NoAdapter { .. }) => {
-            assert!(std::env::var_os("KILN_REQUIRE_GPU").is_none(), "KILN_REQUIRE_GPU is set and there is no adapter: {e}");
+            assert!(
+                std::env::var_os("KILN_REQUIRE_GPU").is_none(),
+                "KILN_REQUIRE_GPU is set and there is no adapter: {e}"
+            );
             println!("SKIPPED: no wgpu adapter");
             None
         }

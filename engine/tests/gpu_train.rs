@@ -14,13 +14,13 @@ mod gpu_train {
     use kiln_engine::gpu::loss::{LossBuffers, LossKernels};
     use kiln_engine::gpu::{DevicePreference, GpuContext, GpuError, GpuSplats};
     use kiln_engine::image_buf::ImageRgb;
+    use kiln_engine::splats::init::{random_in_view, scene_extent};
     use kiln_engine::splats::{SH_COEFFS, SplatGrads, Splats};
     use kiln_engine::train::adam::adam_step;
     use kiln_engine::train::backend::{AdamMoments, DensifyStats, LearningRates, TrainBackend, TrainState};
     use kiln_engine::train::config::TrainConfig;
     use kiln_engine::train::cpu::CpuBackend;
     use kiln_engine::train::loss::loss_with_grad;
-    use kiln_engine::splats::init::{random_in_view, scene_extent};
     use kiln_engine::train::schedule::learning_rates;
     use kiln_engine::train::{TrainError, TrainInput, run};
 
@@ -29,7 +29,10 @@ mod gpu_train {
         match GpuContext::new(DevicePreference::AllowSoftware) {
             Ok(ctx) => Some(ctx),
             Err(GpuError::NoAdapter { seen, .. }) => {
-                assert!(std::env::var_os("KILN_REQUIRE_GPU").is_none(), "KILN_REQUIRE_GPU is set and there is no adapter (seen: {seen})");
+                assert!(
+                    std::env::var_os("KILN_REQUIRE_GPU").is_none(),
+                    "KILN_REQUIRE_GPU is set and there is no adapter (seen: {seen})"
+                );
                 eprintln!("SKIPPED: no wgpu adapter (seen: {seen})");
                 None
             }
@@ -67,9 +70,15 @@ mod gpu_train {
         out
     }
 
-    fn gpu_loss(ctx: &GpuContext, kernels: &LossKernels, rendered: &ImageRgb, target: &ImageRgb) -> ([f32; 3], Vec<[f32; 3]>) {
+    fn gpu_loss(
+        ctx: &GpuContext,
+        kernels: &LossKernels,
+        rendered: &ImageRgb,
+        target: &ImageRgb,
+    ) -> ([f32; 3], Vec<[f32; 3]>) {
         let buffers = LossBuffers::new(ctx, rendered.width, rendered.height, 0.2).unwrap();
-        let (rendered_buffer, target_buffer) = (ctx.upload("rendered", &rendered.pixels), ctx.upload("target", &target.pixels));
+        let (rendered_buffer, target_buffer) =
+            (ctx.upload("rendered", &rendered.pixels), ctx.upload("target", &target.pixels));
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         kernels.encode(&mut encoder, &buffers, &rendered_buffer, &target_buffer);
         ctx.queue.submit([encoder.finish()]);
@@ -87,11 +96,18 @@ mod gpu_train {
         // narrower than the 11-tap window, and one large enough for many workgroup partial sums.
         for (width, height) in [(37, 23), (5, 9), (130, 17), (16, 16), (211, 97)] {
             let target = noise.image(width, height);
-            for (label, rendered) in [("unrelated", noise.image(width, height)), ("close", perturbed(&target, &mut noise, 0.02))] {
+            for (label, rendered) in
+                [("unrelated", noise.image(width, height)), ("close", perturbed(&target, &mut noise, 0.02))]
+            {
                 let (cpu, cpu_grad) = loss_with_grad(&rendered, &target, 0.2);
                 let ([total, l1, ssim], gpu_grad) = gpu_loss(&ctx, &kernels, &rendered, &target);
                 let max_grad = cpu_grad.pixels.iter().flatten().fold(0.0f32, |m, g| m.max(g.abs()));
-                let max_err = cpu_grad.pixels.iter().flatten().zip(gpu_grad.iter().flatten()).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                let max_err = cpu_grad
+                    .pixels
+                    .iter()
+                    .flatten()
+                    .zip(gpu_grad.iter().flatten())
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
                 eprintln!(
                     "{width}×{height} {label}: total {total} vs {}, l1 {l1} vs {}, ssim {ssim} vs {}, grad max err {max_err:e} of max {max_grad:e}",
                     cpu.total, cpu.l1, cpu.ssim
@@ -104,7 +120,10 @@ mod gpu_train {
                 assert!((total - cpu.total).abs() <= 1e-6, "total {total} vs {}", cpu.total);
                 // Each gradient entry is a 121-tap blur of SSIM partials computed in f32 (the CPU
                 // works in f64). Measured on lavapipe: ≤ 4e-7 of the largest entry.
-                assert!(max_err <= 1e-5 * max_grad, "{width}×{height} {label}: gradient error {max_err} vs max {max_grad}");
+                assert!(
+                    max_err <= 1e-5 * max_grad,
+                    "{width}×{height} {label}: gradient error {max_err} vs max {max_grad}"
+                );
             }
         }
     }
@@ -114,7 +133,13 @@ mod gpu_train {
         let mut r = |scale: f32| scale * (noise.next() - 0.5);
         for _ in 0..n {
             let sh = std::array::from_fn::<_, SH_COEFFS, _>(|_| [r(1.0), r(1.0), r(1.0)]);
-            splats.push([r(4.0), r(4.0), r(4.0)], [r(2.0) - 3.0; 3], [1.0 + r(0.5), r(1.0), r(1.0), r(1.0)], r(4.0), sh);
+            splats.push(
+                [r(4.0), r(4.0), r(4.0)],
+                [r(2.0) - 3.0; 3],
+                [1.0 + r(0.5), r(1.0), r(1.0), r(1.0)],
+                r(4.0),
+                sh,
+            );
         }
         splats
     }
@@ -134,7 +159,13 @@ mod gpu_train {
             for v in field.iter_mut() {
                 let kind = noise.next();
                 let magnitude = 10f32.powf(-8.0 * noise.next());
-                *v = if kind < 0.1 { 0.0 } else if kind < 0.15 { 1e-13 * (noise.next() - 0.5) } else { magnitude * (noise.next() - 0.5) };
+                *v = if kind < 0.1 {
+                    0.0
+                } else if kind < 0.15 {
+                    1e-13 * (noise.next() - 0.5)
+                } else {
+                    magnitude * (noise.next() - 0.5)
+                };
                 values.push(*v);
             }
         }
@@ -173,7 +204,14 @@ mod gpu_train {
             AdamGroup::new(&ctx, "sh", flat(&m.sh), flat(&v.sh)).unwrap(),
         ];
         let mut cpu_moments = AdamMoments::zeros(n);
-        let lr = LearningRates { means: 1.6e-4, log_scales: 5e-3, rotations: 1e-3, opacity_logits: 0.05, sh_dc: 2.5e-3, sh_rest: 1.25e-4 };
+        let lr = LearningRates {
+            means: 1.6e-4,
+            log_scales: 5e-3,
+            rotations: 1e-3,
+            opacity_logits: 0.05,
+            sh_dc: 2.5e-3,
+            sh_rest: 1.25e-4,
+        };
         for step in 1..=6 {
             let grads = random_grads(n, &mut noise);
             adam_step(&mut cpu_splats, &grads, &mut cpu_moments, &lr, step);
@@ -184,7 +222,13 @@ mod gpu_train {
                 ctx.upload("g opacity", &grads.opacity_logits),
                 ctx.upload("g sh", &grads.sh),
             ];
-            let params = [&gpu_splats.means, &gpu_splats.log_scales, &gpu_splats.rotations, &gpu_splats.opacity_logits, &gpu_splats.sh];
+            let params = [
+                &gpu_splats.means,
+                &gpu_splats.log_scales,
+                &gpu_splats.rotations,
+                &gpu_splats.opacity_logits,
+                &gpu_splats.sh,
+            ];
             let rates = [
                 GroupRates::uniform(lr.means),
                 GroupRates::uniform(lr.log_scales),
@@ -253,7 +297,14 @@ mod gpu_train {
         let back = backend.state().unwrap();
         assert_eq!(back.adam, AdamMoments::zeros(n));
         assert_eq!(back.stats, DensifyStats::zeros(n));
-        let lr = LearningRates { means: 0.0, log_scales: 0.0, rotations: 0.0, opacity_logits: 0.0, sh_dc: 0.0, sh_rest: 0.0 };
+        let lr = LearningRates {
+            means: 0.0,
+            log_scales: 0.0,
+            rotations: 0.0,
+            opacity_logits: 0.0,
+            sh_dc: 0.0,
+            sh_rest: 0.0,
+        };
         assert!(matches!(backend.step(0, &lr, 1), Err(TrainError::ViewIndex { index: 0, count: 0 })));
     }
 
@@ -319,7 +370,12 @@ mod gpu_train {
             let diffs: Vec<f32> = gpu_values.iter().zip(cpu_values).map(|(g, c)| (g - c).abs() / rate).collect();
             let apart = |steps: f32| diffs.iter().filter(|&&d| d > steps).count() as f32 / diffs.len() as f32;
             let (close, far) = (1.0 - apart(0.01), apart(1.0));
-            eprintln!("{name}: {:.2} % within 0.01 lr of the CPU, {:.3} % more than 1 lr apart (max {:.2} lr)", 100.0 * close, 100.0 * far, diffs.iter().cloned().fold(0.0, f32::max));
+            eprintln!(
+                "{name}: {:.2} % within 0.01 lr of the CPU, {:.3} % more than 1 lr apart (max {:.2} lr)",
+                100.0 * close,
+                100.0 * far,
+                diffs.iter().cloned().fold(0.0, f32::max)
+            );
             // 30 Adam steps of up to about lr each. Rounding-level gradient differences (~1e-6
             // relative) change a step only where a gradient is itself at rounding level: with
             // ε = 1e-15, Adam then takes a full step in a rounding-chosen direction. That is the
@@ -337,7 +393,8 @@ mod gpu_train {
         let grad_max = c.grad2d_sum.iter().cloned().fold(0.0f32, f32::max);
         let grad_err = max_abs_diff(&g.grad2d_sum, &c.grad2d_sum);
         // One pixel over the 64-pixel side: the integer radius may round the other way.
-        let radius_mismatches = c.max_radius.iter().zip(&g.max_radius).filter(|(a, b)| (*a - *b).abs() > 1.0 / 64.0 + 1e-6).count();
+        let radius_mismatches =
+            c.max_radius.iter().zip(&g.max_radius).filter(|(a, b)| (*a - *b).abs() > 1.0 / 64.0 + 1e-6).count();
         eprintln!(
             "stats: visible-count mismatches {count_mismatches}/{n}, max-radius mismatches {radius_mismatches}/{n}, grad2d_sum max err {grad_err:e} of max {grad_max:e}"
         );
@@ -444,8 +501,19 @@ mod gpu_train {
     }
 
     /// Per-step losses of `config` on both backends, and their final states.
-    fn cpu_and_gpu_runs(ctx: &GpuContext, config: &TrainConfig, cameras: &[Camera], images: &[ImageRgb]) -> [(Vec<f32>, TrainState); 2] {
-        let input = TrainInput { train_cameras: cameras, train_images: images, test_cameras: &[], test_images: &[], points: None };
+    fn cpu_and_gpu_runs(
+        ctx: &GpuContext,
+        config: &TrainConfig,
+        cameras: &[Camera],
+        images: &[ImageRgb],
+    ) -> [(Vec<f32>, TrainState); 2] {
+        let input = TrainInput {
+            train_cameras: cameras,
+            train_images: images,
+            test_cameras: &[],
+            test_images: &[],
+            points: None,
+        };
         let mut cpu_backend = CpuBackend::new(config.background, config.ssim_weight);
         let mut gpu_backend = GpuBackend::new(ctx, config.background, config.ssim_weight).unwrap();
         [&mut cpu_backend as &mut dyn TrainBackend, &mut gpu_backend].map(|backend| {

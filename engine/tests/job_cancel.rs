@@ -8,8 +8,8 @@ mod common;
 use std::path::Path;
 use std::time::Instant;
 
-use kiln_engine::job::report::{StageRecord, StageStatus};
 use common::{bunny_subset, tiny_settings};
+use kiln_engine::job::report::{StageRecord, StageStatus};
 use kiln_engine::job::{CancelFlag, EventKind, JobError, JobEvent, JobReport, Stage, run_job};
 use kiln_engine::mesh::pipeline::{MESH_FILE, MESH_JSON_FILE};
 use kiln_engine::sfm::pipeline::outputs::TRANSFORMS_FILE;
@@ -91,7 +91,10 @@ fn cancelled_mid_poses_and_mid_mesh_then_resumed() {
     let (outcome, _, at) = run(&photos, &job, None, |_| false);
     assert_eq!(at, None);
     let report = outcome.unwrap();
-    assert_eq!(report.stages.iter().map(|s| s.status).collect::<Vec<_>>(), [Skipped, Skipped, Skipped, Finished, Finished]);
+    assert_eq!(
+        report.stages.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [Skipped, Skipped, Skipped, Finished, Finished]
+    );
     assert_eq!(statuses(&job), [Skipped, Skipped, Skipped, Finished, Finished]);
     assert!(job.join("mesh").join(MESH_FILE).is_file());
     assert!(report.outputs().iter().any(|f| f.path.ends_with("model.glb") && f.path.is_file()));

@@ -46,7 +46,8 @@ fn a_good_job_is_not_failed_and_a_plane_in_its_place_is() {
     assert_eq!(quality.object_region, RegionSource::AutomaticMasks, "bunny-synth's photos come without masks");
     assert!(quality.silhouette_iou > 0.5 && quality.depth_agreement > 0.5, "{quality:?}");
     assert!(report.outputs().iter().any(|f| f.path.ends_with("model.glb")));
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(job.join("report.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job.join("report.json")).unwrap()).unwrap();
     assert!(json["verdict"].is_string(), "report.json has a top-level verdict: {}", json["verdict"]);
 
     // The mesh replaced by a plane across the object's box, the verdict measured again.
@@ -64,7 +65,8 @@ fn a_good_job_is_not_failed_and_a_plane_in_its_place_is() {
         "failed for its shape: {:#?}",
         report.findings
     );
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(job.join("report.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["verdict"], "failed");
     let names: Vec<String> =
         report.outputs().iter().map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned()).collect();

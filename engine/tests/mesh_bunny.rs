@@ -114,7 +114,13 @@ fn train() -> Option<Trained> {
         }
     }
     let config = TrainConfig { background: auto_background(&images), ..TrainConfig::for_steps(STEPS) };
-    let input = TrainInput { train_cameras: &cameras, train_images: &images, test_cameras: &[], test_images: &[], points: None };
+    let input = TrainInput {
+        train_cameras: &cameras,
+        train_images: &images,
+        test_cameras: &[],
+        test_images: &[],
+        points: None,
+    };
     let mut backend = CpuBackend::new(config.background, config.ssim_weight);
     let start = Instant::now();
     let result = run(&input, &config, &mut backend, &mut |_| {}).unwrap();
@@ -139,7 +145,14 @@ fn meshed(preset: Preset) -> Option<&'static (PathBuf, MeshSummary)> {
         let trained = trained()?;
         let out = scratch(preset.name());
         let start = Instant::now();
-        let summary = run_mesh_stage(&trained.train_dir, &out, &MeshOptions { preset, ..Default::default() }, &mut |_| {}, &|| false).unwrap();
+        let summary = run_mesh_stage(
+            &trained.train_dir,
+            &out,
+            &MeshOptions { preset, ..Default::default() },
+            &mut |_| {},
+            &|| false,
+        )
+        .unwrap();
         eprintln!("{preset}: mesh stage {:.1}s: {summary:?}", start.elapsed().as_secs_f32());
         Some((out, summary))
     })
@@ -194,7 +207,8 @@ fn masks_carve_a_closer_surface() {
     let Some((plain_dir, _)) = meshed(Preset::Medium) else { return };
     let trained = trained().unwrap();
     let out = scratch("medium-masked");
-    let options = MeshOptions { preset: Preset::Medium, masks: Some(trained.dataset.join("masks")), ..Default::default() };
+    let options =
+        MeshOptions { preset: Preset::Medium, masks: Some(trained.dataset.join("masks")), ..Default::default() };
     let start = Instant::now();
     let summary = run_mesh_stage(&trained.train_dir, &out, &options, &mut |_| {}, &|| false).unwrap();
     eprintln!("medium with masks: mesh stage {:.1}s, {} triangles", start.elapsed().as_secs_f32(), summary.triangles);
@@ -268,10 +282,17 @@ fn presets_hold_their_budgets() {
         let Some((dir, summary)) = meshed(preset) else { return };
         let budget = preset.max_triangles().unwrap();
         let (model, _) = read_mesh_dir(dir).unwrap();
-        eprintln!("{preset}: {} triangles (budget {budget}), texture {}²", model.mesh.num_triangles(), model.base_color.width());
+        eprintln!(
+            "{preset}: {} triangles (budget {budget}), texture {}²",
+            model.mesh.num_triangles(),
+            model.base_color.width()
+        );
         assert!(summary.triangles == model.mesh.num_triangles() && model.mesh.num_triangles() <= budget);
         assert!(model.mesh.num_triangles() > budget / 4, "a real extraction is not decimated far below its budget");
-        assert_eq!((model.base_color.width(), model.base_color.height()), (preset.texture_size(), preset.texture_size()));
+        assert_eq!(
+            (model.base_color.width(), model.base_color.height()),
+            (preset.texture_size(), preset.texture_size())
+        );
         if let Some(map) = &model.normal_map {
             assert_eq!(map.dimensions(), model.base_color.dimensions());
         }
@@ -289,7 +310,10 @@ fn presets_hold_their_budgets() {
 /// 0 errors from the Khronos glTF-Validator when `KILN_GLTF_VALIDATOR` names its wrapper.
 fn validate_glb(path: &Path) {
     let Ok(wrapper) = std::env::var("KILN_GLTF_VALIDATOR") else {
-        eprintln!("SKIPPED: KILN_GLTF_VALIDATOR is not set (scripts/test.sh sets it); {} not validated", path.display());
+        eprintln!(
+            "SKIPPED: KILN_GLTF_VALIDATOR is not set (scripts/test.sh sets it); {} not validated",
+            path.display()
+        );
         return;
     };
     let output = Command::new(&wrapper).arg(path).output().unwrap();

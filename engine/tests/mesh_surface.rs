@@ -222,7 +222,11 @@ fn measure_bunny_surface() {
     let voxel = env("KILN_SURFACE_VOXEL_MM", 1.0) / 1000.0;
     let options = SurfaceOptions {
         depth_max_side: env("KILN_SURFACE_DEPTH_SIDE", 800.0) as u32,
-        depth_mode: if std::env::var_os("KILN_SURFACE_RAY_PEAK").is_some() { DepthMode::RayPeak } else { DepthMode::SplatCentre },
+        depth_mode: if std::env::var_os("KILN_SURFACE_RAY_PEAK").is_some() {
+            DepthMode::RayPeak
+        } else {
+            DepthMode::SplatCentre
+        },
         depth_transmittance: env("KILN_SURFACE_DEPTH_T", kiln_engine::mesh::surface::DEPTH_TRANSMITTANCE),
         truncation_voxels: env("KILN_SURFACE_TRUNCATION", 4.0),
         ..SurfaceOptions::for_voxel_size(voxel)

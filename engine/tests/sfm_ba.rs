@@ -67,7 +67,12 @@ fn make_scene(spec: &SceneSpec) -> Scene {
             let angle = std::f64::consts::TAU * i as f64 / spec.cameras as f64;
             let height = if i % 3 == 0 { 1.5 } else { -0.5 };
             let center = DVec3::new(4.0 * angle.cos(), 4.0 * angle.sin(), height);
-            ImageState { camera: i % 2, camera_from_world: Some(look_at_origin(center)), keypoints: Vec::new(), point_of_keypoint: Vec::new() }
+            ImageState {
+                camera: i % 2,
+                camera_from_world: Some(look_at_origin(center)),
+                keypoints: Vec::new(),
+                point_of_keypoint: Vec::new(),
+            }
         })
         .collect();
     let mut truth = Reconstruction::new(groups, images);
@@ -225,7 +230,10 @@ fn global_ba_recovers_poses_and_shared_intrinsics() {
     for (got, want) in estimate.cameras.iter().zip(&scene.truth.cameras) {
         assert!((got.focal / want.focal - 1.0).abs() < 2e-3, "focal {} vs {}", got.focal, want.focal);
         assert!((got.k1 - want.k1).abs() < 5e-3, "k1 {} vs {}", got.k1, want.k1);
-        assert!((got.cx - want.cx).abs() < 1.0 && (got.cy - want.cy).abs() < 1.0, "principal point {got:?} vs {want:?}");
+        assert!(
+            (got.cx - want.cx).abs() < 1.0 && (got.cy - want.cy).abs() < 1.0,
+            "principal point {got:?} vs {want:?}"
+        );
     }
     // The anchor photo keeps its pose exactly.
     assert_eq!(estimate.images[0].camera_from_world, perturbed(&scene.truth, 11, true).images[0].camera_from_world);
@@ -317,10 +325,15 @@ fn degenerate_inputs_return_cleanly() {
     for point in odd.points.values_mut().take(200) {
         point.position *= -30.0;
     }
-    let summary = bundle_adjust(&mut odd, &global(RobustLoss::Cauchy { scale_px: 1.0 }, false)).expect("behind-camera points");
+    let summary =
+        bundle_adjust(&mut odd, &global(RobustLoss::Cauchy { scale_px: 1.0 }, false)).expect("behind-camera points");
     assert!(summary.final_rms_px.is_finite() && summary.final_rms_px <= summary.initial_rms_px, "{summary:?}");
     assert!(odd.points.values().all(|p| p.position.is_finite()));
-    assert!(odd.images.iter().all(|i| i.camera_from_world.is_some_and(|p| p.translation.is_finite() && p.rotation.is_finite())));
+    assert!(
+        odd.images
+            .iter()
+            .all(|i| i.camera_from_world.is_some_and(|p| p.translation.is_finite() && p.rotation.is_finite()))
+    );
 
     // Nothing variable: an empty set of variable photos.
     let mut fixed = perturbed(&scene.truth, 31, false);
@@ -331,5 +344,8 @@ fn degenerate_inputs_return_cleanly() {
     assert!(fixed == before);
 
     // Invalid loss scale is an error, not a panic.
-    assert!(bundle_adjust(&mut fixed, &BaOptions { loss: RobustLoss::Cauchy { scale_px: 0.0 }, ..BaOptions::default() }).is_err());
+    assert!(
+        bundle_adjust(&mut fixed, &BaOptions { loss: RobustLoss::Cauchy { scale_px: 0.0 }, ..BaOptions::default() })
+            .is_err()
+    );
 }

@@ -72,7 +72,8 @@ fn bunny_synth_poses_match_ground_truth() {
     let Some(root) = dataset("bunny-synth") else { return };
     let result = poses(&root);
     let truth = reference(root.join("transforms.json"));
-    let errors = compare_poses(&registered_poses_by_file_name(&result.photos, &result.reconstruction), &truth).expect("comparable poses");
+    let errors = compare_poses(&registered_poses_by_file_name(&result.photos, &result.reconstruction), &truth)
+        .expect("comparable poses");
     let (registered, reprojection) = report("bunny-synth", &result, Some(&errors));
     assert_eq!(registered, 80, "every render must register");
     assert!(errors.median_relative_rotation_deg <= 0.05, "{errors:?}");
@@ -87,7 +88,8 @@ fn fox_poses_match_colmap() {
     let Some(root) = dataset("fox") else { return };
     let result = poses(&root);
     let colmap = reference(root.join("transforms_present.json"));
-    let errors = compare_poses(&registered_poses_by_file_name(&result.photos, &result.reconstruction), &colmap).expect("comparable poses");
+    let errors = compare_poses(&registered_poses_by_file_name(&result.photos, &result.reconstruction), &colmap)
+        .expect("comparable poses");
     let (registered, _) = report("fox", &result, Some(&errors));
     assert_eq!(registered, 50, "every photo must register");
     // Fox's cameras span little depth, so the similarity fitted to the camera centres carries

@@ -65,10 +65,17 @@ fn blobs_are_found_at_their_centre_and_scale_in_every_octave() {
                 let options = SiftOptions { first_octave, ..SiftOptions::default() };
                 let (keypoints, descriptors) = sift(&blob(160, cx, cy, sigma), &options);
                 assert_eq!(descriptors.len(), keypoints.len() * DESCRIPTOR_LEN);
-                let found = nearest(&keypoints, cx, cy).unwrap_or_else(|| panic!("first octave {first_octave}, σ {sigma}, centre ({cx}, {cy}): no keypoint"));
+                let found = nearest(&keypoints, cx, cy).unwrap_or_else(|| {
+                    panic!("first octave {first_octave}, σ {sigma}, centre ({cx}, {cy}): no keypoint")
+                });
                 let error = (found.x - cx).hypot(found.y - cy);
                 worst_position = worst_position.max(error);
-                assert!(error < 0.05, "first octave {first_octave}, σ {sigma}, centre ({cx}, {cy}): found ({}, {})", found.x, found.y);
+                assert!(
+                    error < 0.05,
+                    "first octave {first_octave}, σ {sigma}, centre ({cx}, {cy}): found ({}, {})",
+                    found.x,
+                    found.y
+                );
                 // The blob seen through the scale space's assumed 0.5 px camera blur.
                 let expected_scale = (sigma * sigma - 0.25).sqrt();
                 scale_ratios.push(found.scale / expected_scale);
@@ -109,7 +116,11 @@ fn ratio_matches(a: &[f32], b: &[f32], ratio: f32) -> Vec<(usize, usize)> {
 }
 
 fn to_gray(image: &GrayImage) -> ImageGray {
-    ImageGray { width: image.width(), height: image.height(), pixels: image.pixels().map(|p| f32::from(p[0]) / 255.0).collect() }
+    ImageGray {
+        width: image.width(),
+        height: image.height(),
+        pixels: image.pixels().map(|p| f32::from(p[0]) / 255.0).collect(),
+    }
 }
 
 /// Warps `source` by `target_from_source` (corner-origin pixels), sampling bilinearly at each
@@ -120,7 +131,8 @@ fn warp(source: &GrayImage, target_from_source: &glam::DMat3, width: u32, height
         let p = source_from_target * glam::DVec3::new(f64::from(x) + 0.5, f64::from(y) + 0.5, 1.0);
         let (u, v) = (p.x / p.z - 0.5, p.y / p.z - 0.5);
         let (u0, v0) = (u.floor(), v.floor());
-        let inside = |i: f64, j: f64| i >= 0.0 && j >= 0.0 && i < f64::from(source.width()) && j < f64::from(source.height());
+        let inside =
+            |i: f64, j: f64| i >= 0.0 && j >= 0.0 && i < f64::from(source.width()) && j < f64::from(source.height());
         if !inside(u0, v0) || !inside(u0 + 1.0, v0 + 1.0) {
             return Luma([0]);
         }
@@ -178,7 +190,8 @@ fn matches_survive_rotation_scaling_and_homography() {
     assert!(n >= min_matches && inliers >= 0.8, "rotation: {n} matches, {inliers:.3} correct");
 
     // Half size, centre-aligned resampling: (u, v) → (u / 2, v / 2).
-    let half = image::imageops::resize(&image, image.width() / 2, image.height() / 2, image::imageops::FilterType::Triangle);
+    let half =
+        image::imageops::resize(&image, image.width() / 2, image.height() / 2, image::imageops::FilterType::Triangle);
     let (n, inliers) = repeatability(&image, &half, |p| p * 0.5, &options);
     println!("scale 0.5: {n} matches, {:.1} % within 1.5 px", 100.0 * inliers);
     assert!(n >= min_matches / 2 && inliers >= 0.8, "scaling: {n} matches, {inliers:.3} correct");
@@ -210,9 +223,7 @@ fn block_image() -> GrayImage {
 /// JPEG bytes of `image` with an APP1 EXIF segment holding `fields`.
 fn jpeg_with_exif(image: &GrayImage, fields: &[exif::Field]) -> Vec<u8> {
     let mut jpeg = Vec::new();
-    DynamicImage::ImageLuma8(image.clone())
-        .write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
-        .unwrap();
+    DynamicImage::ImageLuma8(image.clone()).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
     let mut writer = exif::experimental::Writer::new();
     for field in fields {
         writer.push_field(field);
@@ -278,7 +289,10 @@ fn exif_orientation_and_focal_give_oriented_pixels_and_prior() {
         for (x, y) in [(4, 4), (28, 4), (12, 20), (20, 12)] {
             let (dx, dy) = displayed(orientation, x, y, 32, 24);
             let (want, got) = (stored.get_pixel(x, y)[0], decoded.get_pixel(dx, dy)[0]);
-            assert!(want.abs_diff(got) <= 4, "orientation {orientation}: stored ({x},{y}) = {want}, displayed ({dx},{dy}) = {got}");
+            assert!(
+                want.abs_diff(got) <= 4,
+                "orientation {orientation}: stored ({x},{y}) = {want}, displayed ({dx},{dy}) = {got}"
+            );
         }
     }
 
@@ -374,7 +388,15 @@ fn dataset_photos_exif_report() {
         }
         let set = list_photos(&images).unwrap();
         let photo = &set.photos[0];
-        println!("{name}: {} photos, {} rejected, first {} {}×{} exif {:?}", set.photos.len(), set.rejected.len(), photo.name, photo.width, photo.height, photo.exif);
+        println!(
+            "{name}: {} photos, {} rejected, first {} {}×{} exif {:?}",
+            set.photos.len(),
+            set.rejected.len(),
+            photo.name,
+            photo.width,
+            photo.height,
+            photo.exif
+        );
         for group in &set.groups {
             println!("  group {}: focal {:.1} (from EXIF: {})", group.key, group.prior.focal, group.focal_from_exif);
         }

@@ -66,7 +66,8 @@ fn build_scene(spec: &SceneSpec) -> (Vec<RigidCv>, Vec<Features>, Vec<Vec<Option
     }
     let points: Vec<(DVec3, DVec3)> = (0..spec.points)
         .map(|_| {
-            let normal = DVec3::new(f64::from(rng.normal()), f64::from(rng.normal()), f64::from(rng.normal())).normalize();
+            let normal =
+                DVec3::new(f64::from(rng.normal()), f64::from(rng.normal()), f64::from(rng.normal())).normalize();
             let radius = 1.5 + 0.3 * (f64::from(rng.uniform()) * 2.0 - 1.0);
             (spec.center + normal * radius, normal)
         })
@@ -85,7 +86,8 @@ fn build_scene(spec: &SceneSpec) -> (Vec<RigidCv>, Vec<Features>, Vec<Vec<Option
             let facing = (pose.center() - position).normalize().dot(normal) > 0.25;
             let Some(pixel) = camera.project(pose.transform_point(position)) else { continue };
             let pixel = pixel + gaussian2(&mut rng) * spec.noise_px;
-            let inside = pixel.x > 1.0 && pixel.y > 1.0 && pixel.x < f64::from(WIDTH) - 1.0 && pixel.y < f64::from(HEIGHT) - 1.0;
+            let inside =
+                pixel.x > 1.0 && pixel.y > 1.0 && pixel.x < f64::from(WIDTH) - 1.0 && pixel.y < f64::from(HEIGHT) - 1.0;
             if facing && inside {
                 of_point[p] = Some(keypoints.len());
                 keypoints.push(Keypoint { x: pixel.x as f32, y: pixel.y as f32, scale: 2.0, orientation: 0.0 });
@@ -131,7 +133,10 @@ fn pairs_of(
                 j: global(j),
                 config: TwoViewConfig::Calibrated,
                 inliers,
-                relative_pose: Some(RigidCv { rotation: relative.rotation, translation: relative.translation / baseline }),
+                relative_pose: Some(RigidCv {
+                    rotation: relative.rotation,
+                    translation: relative.translation / baseline,
+                }),
                 essential: None,
                 fundamental: None,
                 homography: None,
@@ -191,12 +196,14 @@ fn synthetic_ring_registers_every_photo_accurately() {
     let s = scene(&spec);
     let mut phases = Vec::new();
     let mut progress = |p: &PhaseProgress| phases.push((p.phase, p.done, p.total));
-    let result = reconstruct(&s.photos, &s.features, &s.pairs, &MapperOptions::default(), &mut progress, &|| false).unwrap();
+    let result =
+        reconstruct(&s.photos, &s.features, &s.pairs, &MapperOptions::default(), &mut progress, &|| false).unwrap();
     let rec = &result.reconstruction;
     assert_eq!(rec.num_registered(), s.poses.len(), "dropped: {:?}", result.dropped);
     assert!(result.dropped.is_empty());
     assert_eq!(result.components.len(), 1);
-    let estimated: Vec<(usize, RigidCv)> = rec.registered_images().map(|i| (i, rec.images[i].camera_from_world.unwrap())).collect();
+    let estimated: Vec<(usize, RigidCv)> =
+        rec.registered_images().map(|i| (i, rec.images[i].camera_from_world.unwrap())).collect();
     let truth: Vec<(usize, RigidCv)> = s.poses.iter().copied().enumerate().collect();
     let errors = compare_poses(&named(&estimated), &named(&truth)).unwrap();
     println!("{errors:?}");
@@ -262,7 +269,8 @@ fn wrong_focal_prior_is_corrected_by_the_final_adjustment() {
     let mut photos = s.photos.clone();
     photos.groups[0].prior = RadialCamera::pinhole(WIDTH, HEIGHT, FOCAL * 1.08);
     photos.groups[0].focal_from_exif = false;
-    let result = reconstruct(&photos, &s.features, &s.pairs, &MapperOptions::default(), &mut |_| {}, &|| false).unwrap();
+    let result =
+        reconstruct(&photos, &s.features, &s.pairs, &MapperOptions::default(), &mut |_| {}, &|| false).unwrap();
     let rec = &result.reconstruction;
     let (mean_error, _) = rec.mean_reprojection_error();
     println!("camera {:?}, mean error {mean_error:.3} px", rec.cameras[0]);

@@ -142,7 +142,10 @@ fn planar_scene_is_planar() {
 #[test]
 fn pure_rotation_has_no_parallax() {
     let mut rng = Pcg32::new(8);
-    let motion = RigidCv { rotation: DMat3::from_axis_angle(DVec3::new(0.2, 1.0, 0.1).normalize(), 0.3), translation: DVec3::ZERO };
+    let motion = RigidCv {
+        rotation: DMat3::from_axis_angle(DVec3::new(0.2, 1.0, 0.1).normalize(), 0.3),
+        translation: DVec3::ZERO,
+    };
     let scene = build_scene(&mut rng, motion, &mut general_points, 600, 0.5, 0.3);
     let geometry = verify(&scene).expect("verified");
     assert_ne!(geometry.config, TwoViewConfig::Calibrated);

@@ -12,9 +12,7 @@ use kiln_engine::image_buf::{ImageGray, ImageRgb};
 use kiln_engine::mesh::TriMesh;
 use kiln_engine::mesh::decimate::{DecimateOptions, decimate};
 use kiln_engine::texture::atlas::{AtlasOptions, build_atlas_with_report};
-use kiln_engine::texture::bake::{
-    BakeOptions, BakeView, bake_base_color_with_report, linear_to_srgb, srgb_to_linear,
-};
+use kiln_engine::texture::bake::{BakeOptions, BakeView, bake_base_color_with_report, linear_to_srgb, srgb_to_linear};
 
 /// sRGB-encoded colour of the synthetic sphere at a point on it: smooth, all channels in
 /// [0.2, 0.8] (away from clipping), varying on the scale of a tenth of the sphere.
@@ -35,11 +33,7 @@ fn sphere_mesh(rings: u32, segments: u32) -> TriMesh {
         let theta = std::f32::consts::PI * i as f32 / rings as f32;
         for j in 0..segments {
             let phi = std::f32::consts::TAU * j as f32 / segments as f32;
-            positions.push([
-                theta.sin() * phi.cos(),
-                theta.sin() * phi.sin(),
-                theta.cos(),
-            ]);
+            positions.push([theta.sin() * phi.cos(), theta.sin() * phi.sin(), theta.cos()]);
         }
     }
     positions.push([0.0, 0.0, -1.0]);
@@ -52,21 +46,12 @@ fn sphere_mesh(rings: u32, segments: u32) -> TriMesh {
     }
     for i in 1..rings - 1 {
         for j in 0..segments {
-            let (a, b, c, d) = (
-                ring(i, j),
-                ring(i, j + 1),
-                ring(i + 1, j),
-                ring(i + 1, j + 1),
-            );
+            let (a, b, c, d) = (ring(i, j), ring(i, j + 1), ring(i + 1, j), ring(i + 1, j + 1));
             triangles.push([a, c, d]);
             triangles.push([a, d, b]);
         }
     }
-    TriMesh {
-        positions,
-        triangles,
-        ..TriMesh::default()
-    }
+    TriMesh { positions, triangles, ..TriMesh::default() }
 }
 
 /// An OpenCV camera at `eye` looking at `target` (x right, y down, z forward).
@@ -75,18 +60,8 @@ fn look_at(eye: Vec3, target: Vec3, up: Vec3, width: u32, height: u32, focal: f3
     let right = forward.cross(up).normalize();
     let down = forward.cross(right);
     Camera {
-        intrinsics: Intrinsics {
-            fx: focal,
-            fy: focal,
-            cx: width as f32 / 2.0,
-            cy: height as f32 / 2.0,
-            width,
-            height,
-        },
-        world_from_camera: WorldFromCameraCv {
-            rotation: Mat3::from_cols(right, down, forward),
-            translation: eye,
-        },
+        intrinsics: Intrinsics { fx: focal, fy: focal, cx: width as f32 / 2.0, cy: height as f32 / 2.0, width, height },
+        world_from_camera: WorldFromCameraCv { rotation: Mat3::from_cols(right, down, forward), translation: eye },
     }
 }
 
@@ -99,11 +74,7 @@ fn photograph(camera: &Camera) -> (ImageRgb, ImageGray) {
     let origin = camera.center();
     for y in 0..h {
         for x in 0..w {
-            let in_camera = Vec3::new(
-                (x as f32 + 0.5 - k.cx) / k.fx,
-                (y as f32 + 0.5 - k.cy) / k.fy,
-                1.0,
-            );
+            let in_camera = Vec3::new((x as f32 + 0.5 - k.cx) / k.fx, (y as f32 + 0.5 - k.cy) / k.fy, 1.0);
             let dir = (camera.world_from_camera.rotation * in_camera).normalize();
             // |o + t d|² = 1.
             let b = origin.dot(dir);
@@ -124,8 +95,7 @@ fn sphere_views() -> Vec<BakeView> {
     let mut cameras = Vec::new();
     for (elevation, count) in [(-50.0f32, 4), (-10.0, 6), (30.0, 6), (70.0, 3)] {
         for i in 0..count {
-            let azimuth =
-                (i as f32 + 0.3 * elevation / 10.0) / count as f32 * std::f32::consts::TAU;
+            let azimuth = (i as f32 + 0.3 * elevation / 10.0) / count as f32 * std::f32::consts::TAU;
             let (e, a) = (elevation.to_radians(), azimuth);
             let eye = 3.5 * Vec3::new(e.cos() * a.cos(), e.cos() * a.sin(), e.sin());
             cameras.push(look_at(eye, Vec3::ZERO, Vec3::Z, 240, 200, 260.0));
@@ -135,11 +105,7 @@ fn sphere_views() -> Vec<BakeView> {
         .into_iter()
         .map(|camera| {
             let (image, mask) = photograph(&camera);
-            BakeView {
-                camera,
-                image,
-                mask: Some(mask),
-            }
+            BakeView { camera, image, mask: Some(mask) }
         })
         .collect()
 }
@@ -151,21 +117,11 @@ fn sample_texture(texture: &image::RgbImage, uv: Vec2) -> [f32; 3] {
     let (x0, y0) = (x.floor(), y.floor());
     let (fx, fy) = (x - x0, y - y0);
     let at = |xi: i64, yi: i64| {
-        texture
-            .get_pixel(xi.clamp(0, w - 1) as u32, yi.clamp(0, h - 1) as u32)
-            .0
-            .map(|c| c as f32 / 255.0)
+        texture.get_pixel(xi.clamp(0, w - 1) as u32, yi.clamp(0, h - 1) as u32).0.map(|c| c as f32 / 255.0)
     };
     let (x0, y0) = (x0 as i64, y0 as i64);
-    let (a, b, c, d) = (
-        at(x0, y0),
-        at(x0 + 1, y0),
-        at(x0, y0 + 1),
-        at(x0 + 1, y0 + 1),
-    );
-    std::array::from_fn(|k| {
-        (a[k] * (1.0 - fx) + b[k] * fx) * (1.0 - fy) + (c[k] * (1.0 - fx) + d[k] * fx) * fy
-    })
+    let (a, b, c, d) = (at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1));
+    std::array::from_fn(|k| (a[k] * (1.0 - fx) + b[k] * fx) * (1.0 - fy) + (c[k] * (1.0 - fx) + d[k] * fx) * fy)
 }
 
 /// Mean absolute error (8-bit units) between the texture at each triangle's centroid and the
@@ -175,27 +131,15 @@ fn sphere_texture_error(mesh: &TriMesh, texture: &image::RgbImage) -> f32 {
 }
 
 /// [`sphere_texture_error`] over the triangles whose centroid passes `keep`.
-fn sphere_texture_error_where(
-    mesh: &TriMesh,
-    texture: &image::RgbImage,
-    keep: impl Fn(Vec3) -> bool,
-) -> f32 {
+fn sphere_texture_error_where(mesh: &TriMesh, texture: &image::RgbImage, keep: impl Fn(Vec3) -> bool) -> f32 {
     let (mut total, mut count) = (0.0f64, 0usize);
     for t in &mesh.triangles {
-        let centroid = t
-            .iter()
-            .map(|&v| Vec3::from(mesh.positions[v as usize]))
-            .sum::<Vec3>()
-            / 3.0;
+        let centroid = t.iter().map(|&v| Vec3::from(mesh.positions[v as usize])).sum::<Vec3>() / 3.0;
         if !keep(centroid) {
             continue;
         }
         count += 1;
-        let uv = t
-            .iter()
-            .map(|&v| Vec2::from(mesh.uvs[v as usize]))
-            .sum::<Vec2>()
-            / 3.0;
+        let uv = t.iter().map(|&v| Vec2::from(mesh.uvs[v as usize])).sum::<Vec2>() / 3.0;
         let got = sample_texture(texture, uv);
         let want = pattern(centroid.normalize());
         total += (0..3).map(|k| (got[k] - want[k]).abs() as f64).sum::<f64>() / 3.0;
@@ -220,10 +164,7 @@ fn baked_sphere_matches_its_pattern() {
     );
     assert!(error < 3.0, "mean abs error {error}/255");
     // Every part of the sphere is in some photo.
-    assert!(
-        (report.unseen_texels as f32) < 0.001 * report.surface_texels as f32,
-        "{report:?}"
-    );
+    assert!((report.unseen_texels as f32) < 0.001 * report.surface_texels as f32, "{report:?}");
     // Consistently exposed photos: the gains stay at 1.
     for g in report.gains.iter().flatten() {
         assert!((g - 1.0).abs() < 0.02, "gain {g}");
@@ -241,10 +182,7 @@ fn exposure_balancing_undoes_a_darker_photo() {
         *p = p.map(|c| linear_to_srgb(0.7 * srgb_to_linear(c)));
     }
     let balanced = BakeOptions::default();
-    let unbalanced = BakeOptions {
-        balance_exposure: false,
-        ..BakeOptions::default()
-    };
+    let unbalanced = BakeOptions { balance_exposure: false, ..BakeOptions::default() };
     let (with, report) = bake_base_color_with_report(&mesh, &views, 512, &balanced, &|| false).unwrap();
     let (without, _) = bake_base_color_with_report(&mesh, &views, 512, &unbalanced, &|| false).unwrap();
     // Where the dark photo looks at the surface within 60°, it is among the best views.
@@ -259,23 +197,13 @@ fn exposure_balancing_undoes_a_darker_photo() {
     );
     assert!(error_with_everywhere < 3.0);
     for g in report.gains[dark] {
-        assert!(
-            (g - 1.0 / 0.7).abs() < 0.03,
-            "gain of the dark view {g}, expected {}",
-            1.0 / 0.7
-        );
+        assert!((g - 1.0 / 0.7).abs() < 0.03, "gain of the dark view {g}, expected {}", 1.0 / 0.7);
     }
     for (v, gains) in report.gains.iter().enumerate().filter(|&(v, _)| v != dark) {
-        assert!(
-            gains.iter().all(|g| (g - 1.0).abs() < 0.02),
-            "view {v}: {gains:?}"
-        );
+        assert!(gains.iter().all(|g| (g - 1.0).abs() < 0.02), "view {v}: {gains:?}");
     }
     assert!(error_with < 3.0, "balanced bake off by {error_with}/255");
-    assert!(
-        error_without > error_with + 3.0,
-        "the darker photo should visibly hurt the unbalanced bake"
-    );
+    assert!(error_without > error_with + 3.0, "the darker photo should visibly hurt the unbalanced bake");
 }
 
 // ---- bunny-synth ----
@@ -288,10 +216,7 @@ fn shared_dataset(name: &str) -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!(
-            "SKIPPED: dataset {name} not found at {} (set KILN_DATASETS)",
-            dir.display()
-        );
+        eprintln!("SKIPPED: dataset {name} not found at {} (set KILN_DATASETS)", dir.display());
         None
     }
 }
@@ -300,28 +225,16 @@ fn shared_dataset(name: &str) -> Option<PathBuf> {
 /// lists (the layout of bunny-synth's gt_mesh.ply).
 fn read_ply_mesh(path: &Path) -> TriMesh {
     let bytes = std::fs::read(path).unwrap();
-    let end = bytes
-        .windows(11)
-        .position(|w| w == b"end_header\n")
-        .unwrap()
-        + 11;
+    let end = bytes.windows(11).position(|w| w == b"end_header\n").unwrap() + 11;
     let header = std::str::from_utf8(&bytes[..end]).unwrap();
-    assert!(
-        header.contains("binary_little_endian")
-            && header.contains("property list uchar int vertex_indices")
-    );
+    assert!(header.contains("binary_little_endian") && header.contains("property list uchar int vertex_indices"));
     let count = |element: &str| -> usize {
-        let line = header
-            .lines()
-            .find(|l| l.starts_with(&format!("element {element} ")))
-            .unwrap();
+        let line = header.lines().find(|l| l.starts_with(&format!("element {element} "))).unwrap();
         line.split_whitespace().nth(2).unwrap().parse().unwrap()
     };
     let (vertices, faces) = (count("vertex"), count("face"));
     let float = |at: usize| f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-    let positions = (0..vertices)
-        .map(|i| std::array::from_fn(|k| float(end + 12 * i + 4 * k)))
-        .collect();
+    let positions = (0..vertices).map(|i| std::array::from_fn(|k| float(end + 12 * i + 4 * k))).collect();
     let mut at = end + 12 * vertices;
     let mut triangles = Vec::with_capacity(faces);
     for _ in 0..faces {
@@ -331,38 +244,25 @@ fn read_ply_mesh(path: &Path) -> TriMesh {
         }));
         at += 13;
     }
-    TriMesh {
-        positions,
-        triangles,
-        ..TriMesh::default()
-    }
+    TriMesh { positions, triangles, ..TriMesh::default() }
 }
 
 /// The silhouette of a view, resized to `width × height`.
 fn read_mask(path: &Path, width: u32, height: u32) -> ImageGray {
     let mask = image::open(path).unwrap().to_luma8();
     let mask = image::imageops::resize(&mask, width, height, image::imageops::FilterType::Triangle);
-    ImageGray {
-        width,
-        height,
-        pixels: mask.pixels().map(|p| p[0] as f32 / 255.0).collect(),
-    }
+    ImageGray { width, height, pixels: mask.pixels().map(|p| p[0] as f32 / 255.0).collect() }
 }
 
 /// Renders the textured mesh at `camera` (z-buffer over perspective-correct UVs): the sRGB
 /// colour per pixel, `None` where the mesh is not.
-fn render_textured(
-    mesh: &TriMesh,
-    texture: &image::RgbImage,
-    camera: &Camera,
-) -> Vec<Option<[f32; 3]>> {
+fn render_textured(mesh: &TriMesh, texture: &image::RgbImage, camera: &Camera) -> Vec<Option<[f32; 3]>> {
     let (w, h) = (camera.width() as usize, camera.height() as usize);
     let mut depth = vec![f32::INFINITY; w * h];
     let mut uv = vec![Vec2::ZERO; w * h];
     let camera_from_world = camera.camera_from_world();
     for t in &mesh.triangles {
-        let p =
-            t.map(|v| camera_from_world.transform_point(Vec3::from(mesh.positions[v as usize])));
+        let p = t.map(|v| camera_from_world.transform_point(Vec3::from(mesh.positions[v as usize])));
         if p.iter().any(|q| q.z <= 1e-4) {
             continue;
         }
@@ -389,16 +289,12 @@ fn render_textured(
                 if z < depth[y * w + x] {
                     depth[y * w + x] = z;
                     let uvs = t.map(|v| Vec2::from(mesh.uvs[v as usize]));
-                    uv[y * w + x] =
-                        (uvs[0] * b[0] / p[0].z + uvs[1] * b[1] / p[1].z + uvs[2] * b[2] / p[2].z)
-                            * z;
+                    uv[y * w + x] = (uvs[0] * b[0] / p[0].z + uvs[1] * b[1] / p[1].z + uvs[2] * b[2] / p[2].z) * z;
                 }
             }
         }
     }
-    (0..w * h)
-        .map(|i| depth[i].is_finite().then(|| sample_texture(texture, uv[i])))
-        .collect()
+    (0..w * h).map(|i| depth[i].is_finite().then(|| sample_texture(texture, uv[i]))).collect()
 }
 
 fn psnr(mse: f64) -> f64 {
@@ -416,21 +312,9 @@ fn bunny_synth_texture_reproduces_held_out_photos() {
     let mut train = Vec::new();
     let mut test = Vec::new();
     for (view, (camera, image, _)) in dataset.views.iter().zip(loaded) {
-        let stem = Path::new(&view.image_path)
-            .file_stem()
-            .unwrap()
-            .to_string_lossy()
-            .to_string();
-        let mask = read_mask(
-            &dir.join("masks").join(format!("{stem}.png")),
-            image.width,
-            image.height,
-        );
-        let bake_view = BakeView {
-            camera,
-            image,
-            mask: Some(mask),
-        };
+        let stem = Path::new(&view.image_path).file_stem().unwrap().to_string_lossy().to_string();
+        let mask = read_mask(&dir.join("masks").join(format!("{stem}.png")), image.width, image.height);
+        let bake_view = BakeView { camera, image, mask: Some(mask) };
         match view.split {
             Split::Train => train.push(bake_view),
             Split::Test => test.push(bake_view),
@@ -449,33 +333,19 @@ fn bunny_synth_texture_reproduces_held_out_photos() {
     for view in &test {
         let rendered = render_textured(&mesh, &texture, &view.camera);
         let mask = view.mask.as_ref().unwrap();
-        let inside: Vec<usize> = (0..rendered.len())
-            .filter(|&i| mask.pixels[i] >= 0.99 && rendered[i].is_some())
-            .collect();
+        let inside: Vec<usize> =
+            (0..rendered.len()).filter(|&i| mask.pixels[i] >= 0.99 && rendered[i].is_some()).collect();
         let mean: [f64; 3] = std::array::from_fn(|k| {
-            inside
-                .iter()
-                .map(|&i| view.image.pixels[i][k] as f64)
-                .sum::<f64>()
-                / inside.len() as f64
+            inside.iter().map(|&i| view.image.pixels[i][k] as f64).sum::<f64>() / inside.len() as f64
         });
         for &i in &inside {
             let (got, want) = (rendered[i].unwrap_or_default(), view.image.pixels[i]);
-            squared += (0..3)
-                .map(|k| ((got[k] - want[k]) as f64).powi(2))
-                .sum::<f64>()
-                / 3.0;
-            squared_flat += (0..3)
-                .map(|k| (mean[k] - want[k] as f64).powi(2))
-                .sum::<f64>()
-                / 3.0;
+            squared += (0..3).map(|k| ((got[k] - want[k]) as f64).powi(2)).sum::<f64>() / 3.0;
+            squared_flat += (0..3).map(|k| (mean[k] - want[k] as f64).powi(2)).sum::<f64>() / 3.0;
         }
         count += inside.len();
     }
-    let (textured, flat) = (
-        psnr(squared / count as f64),
-        psnr(squared_flat / count as f64),
-    );
+    let (textured, flat) = (psnr(squared / count as f64), psnr(squared_flat / count as f64));
     println!(
         "bunny-synth: {} → {} triangles, {} charts, {:.1}% atlas use, {} unseen texels of {}; held-out PSNR {textured:.2} dB inside the masks ({count} pixels), flat mean colour {flat:.2} dB",
         dense.num_triangles(),
@@ -492,8 +362,5 @@ fn bunny_synth_texture_reproduces_held_out_photos() {
     // occluded surfaces painted from the wrong view, falls below it; and the texture must
     // explain far more than a flat colour does (12 dB: 16× less squared error).
     assert!(textured > 28.0, "held-out PSNR {textured:.2} dB");
-    assert!(
-        textured > flat + 12.0,
-        "textured {textured:.2} dB vs flat {flat:.2} dB"
-    );
+    assert!(textured > flat + 12.0, "textured {textured:.2} dB vs flat {flat:.2} dB");
 }

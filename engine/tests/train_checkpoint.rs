@@ -18,9 +18,7 @@ mod train_checkpoint {
     use kiln_engine::train::checkpoint::load;
     use kiln_engine::train::config::TrainConfig;
     use kiln_engine::train::cpu::CpuBackend;
-    use kiln_engine::train::{
-        Checkpointing, Progress, TrainError, TrainInput, TrainResult, run, run_resumable,
-    };
+    use kiln_engine::train::{Checkpointing, Progress, TrainError, TrainInput, TrainResult, run, run_resumable};
 
     /// Image size of the synthetic views: tiny, so that 60 debug-build steps take a few seconds.
     const WIDTH: u32 = 32;
@@ -46,10 +44,7 @@ mod train_checkpoint {
                 look_at(eye, center, WIDTH, HEIGHT)
             })
             .collect();
-        let images = cameras
-            .iter()
-            .map(|c| render(&truth.splats, c, truth.background).output.image)
-            .collect();
+        let images = cameras.iter().map(|c| render(&truth.splats, c, truth.background).output.image).collect();
         // Perturbed centres, so that training has work to do.
         let positions = truth
             .splats
@@ -167,10 +162,16 @@ mod train_checkpoint {
         let should_stop = || stop_at.is_some_and(|s| done.load(Ordering::SeqCst) >= s);
         let checkpointing = Checkpointing { path, every, should_stop: &should_stop };
         let mut reports = Vec::new();
-        let result = run_resumable(&scene.input(), config, backend, &mut |p| {
-            done.store(p.step, Ordering::SeqCst);
-            reports.push(*p);
-        }, &checkpointing);
+        let result = run_resumable(
+            &scene.input(),
+            config,
+            backend,
+            &mut |p| {
+                done.store(p.step, Ordering::SeqCst);
+                reports.push(*p);
+            },
+            &checkpointing,
+        );
         (result, reports)
     }
 
@@ -272,10 +273,7 @@ mod train_checkpoint {
         let outcome = resumable(scene, config, path, 0, None);
         assert_eq!(outcome.reports.first().map(|p| p.step), Some(1));
         let reference = uninterrupted(scene, config);
-        assert_eq!(
-            splat_bits(&outcome.result.unwrap().splats),
-            splat_bits(&reference.result.unwrap().splats)
-        );
+        assert_eq!(splat_bits(&outcome.result.unwrap().splats), splat_bits(&reference.result.unwrap().splats));
     }
 
     #[test]
@@ -362,8 +360,7 @@ mod train_checkpoint {
         assert_eq!(second_reports.first().map(|p| p.step), Some(STOP_AT + 1));
         let curve: Vec<f32> = first_reports.iter().chain(&second_reports).map(|p| p.loss.unwrap().total).collect();
         let reference_curve: Vec<f32> = reference.iter().map(|p| p.loss.unwrap().total).collect();
-        let relative =
-            curve.iter().zip(&reference_curve).map(|(a, b)| (a - b).abs() / b).fold(0.0f32, f32::max);
+        let relative = curve.iter().zip(&reference_curve).map(|(a, b)| (a - b).abs() / b).fold(0.0f32, f32::max);
         let params = |s: &Splats| bytemuck::cast_slice::<[f32; 3], f32>(&s.means).to_vec();
         let (a, b) = (params(&resumed.splats), params(&reference_result.splats));
         let mean_shift = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);

@@ -90,7 +90,8 @@ fn a_single_top_folder_is_descended_into_and_files_are_intact() {
     assert_eq!(std::fs::read(photos.join("sub/b.png")).unwrap(), b"png bytes");
     assert!(!root.join("work/dest/__MACOSX").exists(), "archiver metadata is skipped");
     assert!(!photos.join(".DS_Store").exists(), "archiver metadata is skipped");
-    let leftovers: Vec<_> = tree(&root.join("work")).into_iter().filter(|p| p.to_string_lossy().contains("partial")).collect();
+    let leftovers: Vec<_> =
+        tree(&root.join("work")).into_iter().filter(|p| p.to_string_lossy().contains("partial")).collect();
     assert!(leftovers.is_empty(), "temporary folder must be renamed away: {leftovers:?}");
 }
 
@@ -174,7 +175,10 @@ fn a_zip_bomb_is_stopped_by_the_total_size_limit() {
     let root = sandbox("bomb-total");
     let limits = ZipLimits { max_total_bytes: 50 << 20, max_ratio: f64::INFINITY, ..ZipLimits::default() };
     let error = extract_bytes(&root, &zero_bomb(), &limits).unwrap_err();
-    assert!(matches!(error, ZipInputError::TooLarge { ref entry, limit, .. } if entry == "bomb.jpg" && limit == 50 << 20), "{error:?}");
+    assert!(
+        matches!(error, ZipInputError::TooLarge { ref entry, limit, .. } if entry == "bomb.jpg" && limit == 50 << 20),
+        "{error:?}"
+    );
     assert_nothing_written(&root);
 }
 

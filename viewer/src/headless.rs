@@ -67,7 +67,11 @@ impl HeadlessRenderer {
             texture.as_image_copy(),
             wgpu::TexelCopyBufferInfo {
                 buffer: &staging,
-                layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(bytes_per_row), rows_per_image: None },
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(bytes_per_row),
+                    rows_per_image: None,
+                },
             },
             wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
         );
@@ -84,7 +88,12 @@ impl HeadlessRenderer {
 
     /// Renders one frame into `target` (an [`OUTPUT_FORMAT`] view at the camera's size) and
     /// submits it, without reading back: what the frame-time benchmark times.
-    pub fn render_frame(&mut self, camera: &Camera, options: &RenderOptions, target: &wgpu::TextureView) -> Result<FrameStats, ViewerError> {
+    pub fn render_frame(
+        &mut self,
+        camera: &Camera,
+        options: &RenderOptions,
+        target: &wgpu::TextureView,
+    ) -> Result<FrameStats, ViewerError> {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         let stats = self.draw(&mut encoder, target, camera, options)?;
         self.ctx.queue.submit([encoder.finish()]);
@@ -126,7 +135,15 @@ impl HeadlessRenderer {
     ) -> Result<FrameStats, ViewerError> {
         let ctx = self.ctx.clone();
         ctx.checked("viewer frame", || {
-            self.renderer.render(&ctx.device, &ctx.queue, encoder, target, (camera.width(), camera.height()), camera, options)
+            self.renderer.render(
+                &ctx.device,
+                &ctx.queue,
+                encoder,
+                target,
+                (camera.width(), camera.height()),
+                camera,
+                options,
+            )
         })?
     }
 }
@@ -181,7 +198,11 @@ pub fn open_device() -> Result<GpuContext, ViewerError> {
 
 /// Renders `scene` once from `camera` at the camera's image size (opens a device each call; use
 /// [`HeadlessRenderer`] for many frames).
-pub fn render_to_image(scene: &Scene, camera: &Camera, options: &RenderOptions) -> Result<image::RgbaImage, ViewerError> {
+pub fn render_to_image(
+    scene: &Scene,
+    camera: &Camera,
+    options: &RenderOptions,
+) -> Result<image::RgbaImage, ViewerError> {
     HeadlessRenderer::new(scene)?.render(camera, options)
 }
 

@@ -42,7 +42,11 @@ fn silhouettes_match(dir: &Path, rule: MaskRule) {
     let frame = ExportFrame::new(&mesh, DVec3::Z, &FrameOptions { scale: 2.0, ..Default::default() }).unwrap();
     let mut exported = frame.apply(&mesh);
     exported.uvs = vec![[0.5, 0.5]; exported.positions.len()];
-    let model = TexturedMesh { mesh: exported, base_color: image::RgbImage::from_pixel(1, 1, image::Rgb([200, 180, 160])), normal_map: None };
+    let model = TexturedMesh {
+        mesh: exported,
+        base_color: image::RgbImage::from_pixel(1, 1, image::Rgb([200, 180, 160])),
+        normal_map: None,
+    };
     let tmp = std::env::temp_dir().join(format!("kiln-viewer-conventions-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let glb = tmp.join("bunny.glb");
@@ -72,7 +76,8 @@ fn silhouettes_match(dir: &Path, rule: MaskRule) {
         let ours: Vec<bool> = (0..mask.height())
             .flat_map(|y| (0..mask.width()).map(move |x| (x, y)))
             .map(|(x, y)| {
-                let block = (0..ss * ss).filter(|k| render.get_pixel(x * ss + k % ss, y * ss + k / ss)[3] > 127).count();
+                let block =
+                    (0..ss * ss).filter(|k| render.get_pixel(x * ss + k % ss, y * ss + k / ss)[3] > 127).count();
                 2 * block > (ss * ss) as usize
             })
             .collect();

@@ -106,14 +106,20 @@ fn inria_layout_splat_renders_where_and_in_the_colour_expected() {
         let (u, v) = pixel_of(&camera, Vec3::from(position));
         // Where: the brightest pixel is the one holding the splat's centre.
         let brightest = image.enumerate_pixels().max_by_key(|(_, _, p)| p[0]).map(|(x, y, _)| (x, y)).unwrap();
-        assert!(brightest.0.abs_diff(u) <= 1 && brightest.1.abs_diff(v) <= 1, "brightest {brightest:?}, centre at ({u}, {v})");
+        assert!(
+            brightest.0.abs_diff(u) <= 1 && brightest.1.abs_diff(v) <= 1,
+            "brightest {brightest:?}, centre at ({u}, {v})"
+        );
         // What colour: σ is 0.25 m ≈ 8 px here, so the centre pixel has α ≈ 0.99.
         let dir = (Vec3::from(position) - camera.center()).normalize();
         assert!((dir.z - z_sign).abs() < 0.05);
         let expected = [base[0] + Y1 * dir.z * red_z, base[1], base[2]].map(|c| 0.99 * c * 255.0);
         let got = image.get_pixel(u, v);
         for c in 0..3 {
-            assert!((f32::from(got[c]) - expected[c]).abs() <= 4.0, "azimuth {azimuth}: pixel {got:?}, expected {expected:?}");
+            assert!(
+                (f32::from(got[c]) - expected[c]).abs() <= 4.0,
+                "azimuth {azimuth}: pixel {got:?}, expected {expected:?}"
+            );
         }
     }
     std::fs::remove_dir_all(&dir).ok();
@@ -201,7 +207,9 @@ fn hand_written_glb_renders_where_and_in_the_colours_expected() {
 
     // Where: coverage is exactly the projected quad (pixel centres inside its image rectangle).
     let t = Vec3::from(translation);
-    let corner = |x: f32, y: f32| camera.intrinsics.project(camera.camera_from_world().transform_point(t + Vec3::new(x, y, 0.0)));
+    let corner = |x: f32, y: f32| {
+        camera.intrinsics.project(camera.camera_from_world().transform_point(t + Vec3::new(x, y, 0.0)))
+    };
     let ([u0, v0], [u1, v1]) = (corner(-0.5, 0.5), corner(0.5, -0.5));
     let expected: Vec<bool> = (0..image.height())
         .flat_map(|y| (0..image.width()).map(move |x| (x as f32 + 0.5, y as f32 + 0.5)))

@@ -42,9 +42,15 @@ fn load(dataset: &Dataset, split: Option<Split>, max_side: u32) -> Views {
 }
 
 /// Per view: (trainer's PSNR with the CPU reference renderer, the viewer's PSNR).
-fn psnr_pairs(ctx: &kiln_engine::gpu::GpuContext, splats: &Splats, views: &Views, background: [f32; 3]) -> Vec<(f32, f32)> {
+fn psnr_pairs(
+    ctx: &kiln_engine::gpu::GpuContext,
+    splats: &Splats,
+    views: &Views,
+    background: [f32; 3],
+) -> Vec<(f32, f32)> {
     let mut renderer = HeadlessRenderer::with_context(ctx, &Scene::from_splats(splats.clone())).unwrap();
-    let options = RenderOptions { background: [background[0], background[1], background[2], 1.0], ..Default::default() };
+    let options =
+        RenderOptions { background: [background[0], background[1], background[2], 1.0], ..Default::default() };
     views
         .cameras
         .iter()
@@ -65,7 +71,10 @@ fn mean(values: impl Iterator<Item = f32>) -> f32 {
 fn assert_close(pairs: &[(f32, f32)], what: &str) {
     for (i, (trainer, viewer)) in pairs.iter().enumerate() {
         eprintln!("{what} view {i}: trainer {trainer:.3} dB, viewer {viewer:.3} dB");
-        assert!((trainer - viewer).abs() <= MAX_PSNR_GAP_DB, "{what} view {i}: trainer {trainer} dB vs viewer {viewer} dB");
+        assert!(
+            (trainer - viewer).abs() <= MAX_PSNR_GAP_DB,
+            "{what} view {i}: trainer {trainer} dB vs viewer {viewer} dB"
+        );
     }
 }
 

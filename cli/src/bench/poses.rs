@@ -12,9 +12,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use kiln_engine::dataset::colmap::ColmapModel;
 use kiln_engine::dataset::{Dataset, OpenOptions};
+use kiln_engine::sfm::PhaseProgress;
 use kiln_engine::sfm::eval::{PoseErrors, compare_poses, file_name, poses_by_file_name, registered_poses_by_file_name};
 use kiln_engine::sfm::model::RigidCv;
-use kiln_engine::sfm::PhaseProgress;
 use kiln_engine::sfm::pipeline::{PosesOptions, estimate_poses};
 
 use crate::progress::StageBar;
@@ -58,7 +58,10 @@ struct Run {
 
 pub fn bench_poses(args: &BenchPosesArgs) -> Result<()> {
     let root = args.datasets.join(&args.dataset);
-    let work = args.work.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("kiln-bench-poses-{}", std::process::id())));
+    let work = args
+        .work
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("kiln-bench-poses-{}", std::process::id())));
     let photos = photo_folder(&root.join("images"), args.limit, &work)?;
     let count = std::fs::read_dir(&photos).with_context(|| format!("reading {}", photos.display()))?.count();
     let reference = reference_poses(&root)?;
@@ -97,7 +100,8 @@ fn reference_poses(root: &Path) -> Result<Option<BTreeMap<String, RigidCv>>> {
     for name in ["transforms_present.json", "transforms.json"] {
         let path = root.join(name);
         if path.is_file() {
-            let dataset = Dataset::open_with(&path, &options).with_context(|| format!("reference poses {}", path.display()))?;
+            let dataset =
+                Dataset::open_with(&path, &options).with_context(|| format!("reference poses {}", path.display()))?;
             return Ok(Some(poses_by_file_name(&dataset.views)));
         }
     }
@@ -124,7 +128,13 @@ fn run_kiln(photos: &Path, count: usize, reference: Option<&BTreeMap<String, Rig
     })
 }
 
-fn run_colmap(colmap: &Path, photos: &Path, work: &Path, count: usize, reference: Option<&BTreeMap<String, RigidCv>>) -> Result<Run> {
+fn run_colmap(
+    colmap: &Path,
+    photos: &Path,
+    work: &Path,
+    count: usize,
+    reference: Option<&BTreeMap<String, RigidCv>>,
+) -> Result<Run> {
     if work.exists() {
         std::fs::remove_dir_all(work).with_context(|| format!("clearing {}", work.display()))?;
     }
@@ -133,9 +143,24 @@ fn run_colmap(colmap: &Path, photos: &Path, work: &Path, count: usize, reference
     let database = work.join("database.db");
     let (db, images, out) = (database.as_os_str(), photos.as_os_str(), sparse.as_os_str());
     let steps: [(&str, Vec<&std::ffi::OsStr>); 3] = [
-        ("feature_extractor", vec!["--database_path".as_ref(), db, "--image_path".as_ref(), images, "--ImageReader.single_camera".as_ref(), "1".as_ref(), "--SiftExtraction.use_gpu".as_ref(), "0".as_ref()]),
+        (
+            "feature_extractor",
+            vec![
+                "--database_path".as_ref(),
+                db,
+                "--image_path".as_ref(),
+                images,
+                "--ImageReader.single_camera".as_ref(),
+                "1".as_ref(),
+                "--SiftExtraction.use_gpu".as_ref(),
+                "0".as_ref(),
+            ],
+        ),
         ("exhaustive_matcher", vec!["--database_path".as_ref(), db, "--SiftMatching.use_gpu".as_ref(), "0".as_ref()]),
-        ("mapper", vec!["--database_path".as_ref(), db, "--image_path".as_ref(), images, "--output_path".as_ref(), out]),
+        (
+            "mapper",
+            vec!["--database_path".as_ref(), db, "--image_path".as_ref(), images, "--output_path".as_ref(), out],
+        ),
     ];
     let bar = StageBar::new("colmap", steps.len() as u64);
     let start = Instant::now();
@@ -146,9 +171,14 @@ fn run_colmap(colmap: &Path, photos: &Path, work: &Path, count: usize, reference
             .args(step_args)
             .env("QT_QPA_PLATFORM", "offscreen")
             .output()
-            .with_context(|| format!("running {} {step} (install Debian's `colmap` package, or pass --no-colmap)", colmap.display()))?;
+            .with_context(|| {
+                format!("running {} {step} (install Debian's `colmap` package, or pass --no-colmap)", colmap.display())
+            })?;
         if !output.status.success() {
-            bail!("colmap {step} failed: {}", String::from_utf8_lossy(&output.stderr).lines().rev().take(5).collect::<Vec<_>>().join(" | "));
+            bail!(
+                "colmap {step} failed: {}",
+                String::from_utf8_lossy(&output.stderr).lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+            );
         }
     }
     let wall_seconds = start.elapsed().as_secs_f64();
@@ -215,7 +245,8 @@ fn report(args: &BenchPosesArgs, photos: usize, runs: &[Run]) -> Result<()> {
     );
     for run in runs {
         let e = run.errors.as_ref();
-        let field = |f: fn(&PoseErrors) -> f64, digits: usize| e.map_or("-".to_string(), |e| format!("{:.*}", digits, f(e)));
+        let field =
+            |f: fn(&PoseErrors) -> f64, digits: usize| e.map_or("-".to_string(), |e| format!("{:.*}", digits, f(e)));
         println!(
             "{:<18} {:>9.1} {:>11} {:>10} {:>10} {:>10} {:>12} {:>10.3}",
             run.tool,
@@ -228,7 +259,9 @@ fn report(args: &BenchPosesArgs, photos: usize, runs: &[Run]) -> Result<()> {
             run.mean_reprojection_px,
         );
     }
-    println!("medians: rel.rot = pairwise relative rotation; rot/C, rot/R = absolute rotation after aligning centres (Umeyama) or orientations; centre err in reference units");
+    println!(
+        "medians: rel.rot = pairwise relative rotation; rot/C, rot/R = absolute rotation after aligning centres (Umeyama) or orientations; centre err in reference units"
+    );
     if let Some(ratio) = ratio {
         println!("COLMAP wall time / Kiln wall time = {ratio:.2}×");
     }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use super::image_quality::{ImageMeasures, hash_distance};
 use super::overlap::{CoverageGap, OverlapGraph, coverage_gap, loop_closes};
-use super::{CheckReport, FocalEstimate, FocalSource, Finding, Outcome, PhotoCheck, PhotoMeasures, SetSummary, Verdict};
+use super::{
+    CheckReport, Finding, FocalEstimate, FocalSource, Outcome, PhotoCheck, PhotoMeasures, SetSummary, Verdict,
+};
 use crate::sfm::photos::PhotoSet;
 use crate::sfm::pipeline::MIN_PHOTOS;
 
@@ -152,14 +154,26 @@ pub fn assess(measured: Measured<'_>, thresholds: &Thresholds) -> CheckReport {
             let key = |g: Option<usize>| g.and_then(|g| listed.groups.get(g)).map_or("", |g| g.key.as_str());
             findings.push(warn(
                 "other_camera",
-                format!("taken with other camera settings ({}) than most photos ({})", key(Some(photo.group)), key(main_group)),
+                format!(
+                    "taken with other camera settings ({}) than most photos ({})",
+                    key(Some(photo.group)),
+                    key(main_group)
+                ),
             ));
         }
         let readable_original = measures.is_some() && measured.duplicate_of[index].is_none();
         if let Some(image) = measures.filter(|_| readable_original) {
             findings.extend(image_findings(image, median_blur, thresholds));
             let previous = previous_original(&measured, index);
-            findings.extend(overlap_findings(index, previous, &measured.graph, &components, &names, thresholds, &measured.analyses));
+            findings.extend(overlap_findings(
+                index,
+                previous,
+                &measured.graph,
+                &components,
+                &names,
+                thresholds,
+                &measured.analyses,
+            ));
         }
         let measures = measures.map(|image| PhotoMeasures {
             width: photo.width,
@@ -323,7 +337,9 @@ fn image_findings(image: &ImageMeasures, median_blur: Option<f64>, t: &Threshold
 
 /// The photo before `index` in name order that was decoded and is not a copy.
 fn previous_original(measured: &Measured<'_>, index: usize) -> Option<usize> {
-    (0..index).rev().find(|&i| measured.analyses[i].is_ok() && measured.duplicate_of.get(i).is_some_and(Option::is_none))
+    (0..index)
+        .rev()
+        .find(|&i| measured.analyses[i].is_ok() && measured.duplicate_of.get(i).is_some_and(Option::is_none))
 }
 
 fn overlap_findings(
@@ -530,8 +546,9 @@ fn predict(
             Some(&Coverage::Bounded { narrowest, .. }) if narrowest > t.max_coverage_gap_deg => Some(format!(
                 " (whatever the focal length, no photo looks from a range of directions at least {narrowest:.0}° wide)"
             )),
-            _ => chain_ends(graph, main)
-                .map(|(a, b)| format!(" (no overlap was found past {} and {}, the ends of the chain)", name(a), name(b))),
+            _ => chain_ends(graph, main).map(|(a, b)| {
+                format!(" (no overlap was found past {} and {}, the ends of the chain)", name(a), name(b))
+            }),
         };
         risky.push(format!(
             "the photos do not go all the way around the object{}: the sides between them are missing or weakly \
@@ -579,7 +596,8 @@ fn predict(
         notes.push(format!("how far around the object the photos go is judged from their overlaps only: {reason}"));
     }
     if !summary.ignored_files.is_empty() {
-        let names: Vec<String> = summary.ignored_files.iter().map(|p| p.strip_prefix(input).unwrap_or(p).display().to_string()).collect();
+        let names: Vec<String> =
+            summary.ignored_files.iter().map(|p| p.strip_prefix(input).unwrap_or(p).display().to_string()).collect();
         notes.push(format!("{} file(s) are not JPEG/PNG photos and are ignored: {}", names.len(), name_list(&names)));
     }
     let outcome = if !fatal.is_empty() {

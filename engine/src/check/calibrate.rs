@@ -83,7 +83,9 @@ pub fn calibrate_focals(graph: &mut OverlapGraph, listed: &PhotoSet, verify: &Ve
         .cameras
         .keys()
         .copied()
-        .filter(|&i| group_of(i).and_then(|g| estimates.get(g)).is_some_and(|e| e.source == FocalSource::SelfCalibrated))
+        .filter(|&i| {
+            group_of(i).and_then(|g| estimates.get(g)).is_some_and(|e| e.source == FocalSource::SelfCalibrated)
+        })
         .collect();
     for &i in &recalibrated {
         let Some(estimate) = group_of(i).and_then(|g| estimates.get(g)) else { continue };
@@ -137,10 +139,8 @@ fn focal_multiplier(graph: &OverlapGraph, members: &dyn Fn(&usize) -> bool) -> O
     }
     let cost = |k: f64| median(pairs.iter().filter_map(|(pair, ci, cj)| calibration_cost(pair, ci, cj, k)));
     let steps = ((FOCAL_GRID.1 / FOCAL_GRID.0).ln() / FOCAL_GRID_STEP.ln()).ceil() as i32;
-    let grid: Vec<(f64, f64)> = (0..=steps)
-        .map(|s| FOCAL_GRID.0 * FOCAL_GRID_STEP.powi(s))
-        .filter_map(|k| Some((k, cost(k)?)))
-        .collect();
+    let grid: Vec<(f64, f64)> =
+        (0..=steps).map(|s| FOCAL_GRID.0 * FOCAL_GRID_STEP.powi(s)).filter_map(|k| Some((k, cost(k)?))).collect();
     let best = (1..grid.len().saturating_sub(1)).min_by(|&a, &b| grid[a].1.total_cmp(&grid[b].1))?;
     if grid[best].1 > grid[best - 1].1 || grid[best].1 > grid[best + 1].1 {
         return None;

@@ -116,9 +116,15 @@ impl OverlapGraph {
         let matches = match_pairs(features, &pairs, &options.matching, &|done, _| progress(done, total), &never)
             .unwrap_or_default();
         let offset = pairs.len();
-        let verified =
-            verify_pairs(features, cameras, &matches, &options.verify, &|done, _| progress(offset + done, total), &never)
-                .unwrap_or_default();
+        let verified = verify_pairs(
+            features,
+            cameras,
+            &matches,
+            &options.verify,
+            &|done, _| progress(offset + done, total),
+            &never,
+        )
+        .unwrap_or_default();
         let mut graph = Self::from_edges(features.len(), verified.iter().map(|g| (g.i, g.j)));
         graph.pairs_matched = pairs.len();
         graph.cameras = cameras.iter().copied().enumerate().collect();
@@ -294,7 +300,8 @@ pub fn coverage_gap(graph: &OverlapGraph, component: &[usize]) -> Option<Coverag
     }
     azimuths.sort_by(|a, b| a.0.total_cmp(&b.0));
     let last = azimuths.len() - 1;
-    let wrap = CoverageGap { degrees: azimuths[0].0 + 360.0 - azimuths[last].0, between: (azimuths[last].1, azimuths[0].1) };
+    let wrap =
+        CoverageGap { degrees: azimuths[0].0 + 360.0 - azimuths[last].0, between: (azimuths[last].1, azimuths[0].1) };
     let widest = azimuths
         .windows(2)
         .map(|w| CoverageGap { degrees: w[1].0 - w[0].0, between: (w[0].1, w[1].1) })
@@ -380,13 +387,9 @@ mod tests {
     /// `n` photos in a ring, each overlapping its `reach` nearest on either side; `closed` links
     /// the ends.
     fn ring(n: usize, reach: usize, closed: bool) -> OverlapGraph {
-        let edges = (0..n).flat_map(|i| (1..=reach).map(move |d| (i, i + d))).filter_map(|(i, j)| {
-            if j < n {
-                Some((i, j))
-            } else {
-                closed.then_some((i, j % n))
-            }
-        });
+        let edges = (0..n)
+            .flat_map(|i| (1..=reach).map(move |d| (i, i + d)))
+            .filter_map(|(i, j)| if j < n { Some((i, j)) } else { closed.then_some((i, j % n)) });
         OverlapGraph::from_edges(n, edges)
     }
 

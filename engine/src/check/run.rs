@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::{CheckReport, FocalSource};
 use super::advice::{Measured, Thresholds, assess, unusable_set};
 use super::calibrate::{calibrate_focals, gap_bounds};
 use super::image_quality::{ImageMeasures, measure_image};
 use super::overlap::{OverlapGraph, QuickMatchOptions};
+use super::{CheckReport, FocalSource};
 use crate::sfm::SfmError;
 use crate::sfm::features::{Features, sift};
 use crate::sfm::model::RadialCamera;
@@ -37,7 +37,11 @@ const ANALYSIS_SIDE: u32 = 1024;
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        Self { analysis_side: ANALYSIS_SIDE, quick_match: QuickMatchOptions::default(), thresholds: Thresholds::default() }
+        Self {
+            analysis_side: ANALYSIS_SIDE,
+            quick_match: QuickMatchOptions::default(),
+            thresholds: Thresholds::default(),
+        }
     }
 }
 
@@ -168,7 +172,9 @@ fn analyse(photo: &PhotoInfo, prior: Option<RadialCamera>, options: &CheckOption
         sift_options.first_octave = -1;
     }
     let (keypoints, descriptors) = sift(&small, &sift_options);
-    let prior = prior.unwrap_or_else(|| RadialCamera::pinhole(photo.width, photo.height, 1.2 * f64::from(photo.width.max(photo.height))));
+    let prior = prior.unwrap_or_else(|| {
+        RadialCamera::pinhole(photo.width, photo.height, 1.2 * f64::from(photo.width.max(photo.height)))
+    });
     let camera = RadialCamera::pinhole(small.width, small.height, prior.focal * scale);
     Ok(Analysis { measures, features: Features { keypoints, descriptors, colors: Vec::new() }, camera })
 }

@@ -114,7 +114,8 @@ impl ExportFrame {
             Some(size_mm) => metres_for_size(mesh_in_world, rotation, size_mm)? * options.scale,
             None => metres_per_world_unit(options)?,
         };
-        let scaled_from_world = DMat4::from_scale_rotation_translation(DVec3::splat(metres_per_world_unit), rotation, DVec3::ZERO);
+        let scaled_from_world =
+            DMat4::from_scale_rotation_translation(DVec3::splat(metres_per_world_unit), rotation, DVec3::ZERO);
         let (lo, hi) = transformed_bounds(mesh_in_world, &scaled_from_world)
             .ok_or_else(|| ExportError::InvalidMesh("the mesh has no vertices".into()))?;
         let offset = DVec3::new(-0.5 * (lo.x + hi.x), -lo.y, -0.5 * (lo.z + hi.z));
@@ -143,7 +144,8 @@ impl ExportFrame {
         let rotation = glam::DMat3::from_mat4(self.export_from_world) / self.metres_per_world_unit.max(MIN_LENGTH);
         let to_f32 = |v: DVec3| [v.x as f32, v.y as f32, v.z as f32];
         let positions = mesh_in_world.positions.iter().map(|p| to_f32(self.transform_point(as_dvec3(p)))).collect();
-        let normals = mesh_in_world.normals.iter().map(|n| to_f32((rotation * as_dvec3(n)).normalize_or_zero())).collect();
+        let normals =
+            mesh_in_world.normals.iter().map(|n| to_f32((rotation * as_dvec3(n)).normalize_or_zero())).collect();
         TriMesh { positions, normals, ..mesh_in_world.clone() }
     }
 }
@@ -226,7 +228,8 @@ mod tests {
         let apex = frame.transform_point(DVec3::new(2.0, 3.0, 0.6));
         assert!((apex - DVec3::new(0.0, 0.5, 0.0)).length() < 1e-6, "{apex}");
         // Rotating +Z onto +Y by the shortest arc sends world +Y to export −Z.
-        let along_y = frame.transform_point(DVec3::new(2.0, 4.0, 0.1)) - frame.transform_point(DVec3::new(2.0, 3.0, 0.1));
+        let along_y =
+            frame.transform_point(DVec3::new(2.0, 4.0, 0.1)) - frame.transform_point(DVec3::new(2.0, 3.0, 0.1));
         assert!((along_y - DVec3::NEG_Z).length() < 1e-9, "{along_y}");
         assert!((out.normals[0][1] - 1.0).abs() < 1e-6, "a +Z normal becomes +Y");
     }

@@ -87,7 +87,14 @@ impl BinBuilder {
         self.views.len() - 1
     }
 
-    fn push_accessor(&mut self, view: usize, component: u32, count: usize, kind: &str, bounds: Option<(Vec<f32>, Vec<f32>)>) -> usize {
+    fn push_accessor(
+        &mut self,
+        view: usize,
+        component: u32,
+        count: usize,
+        kind: &str,
+        bounds: Option<(Vec<f32>, Vec<f32>)>,
+    ) -> usize {
         let mut accessor = json!({ "bufferView": view, "componentType": component, "count": count, "type": kind });
         if let Some((min, max)) = bounds {
             accessor["min"] = json!(min);

@@ -35,7 +35,11 @@ fn check(mesh: &TriMesh) -> Result<(), ExportError> {
         return invalid("it has no triangles".into());
     }
     if mesh.uvs.len() != mesh.positions.len() {
-        return invalid(format!("{} UVs for {} vertices (a texture atlas is needed)", mesh.uvs.len(), mesh.positions.len()));
+        return invalid(format!(
+            "{} UVs for {} vertices (a texture atlas is needed)",
+            mesh.uvs.len(),
+            mesh.positions.len()
+        ));
     }
     if let Some(i) = mesh.positions.iter().position(|p| !p.iter().all(|c| c.is_finite())) {
         return invalid(format!("vertex {i} has a non-finite position"));
@@ -77,7 +81,8 @@ pub(crate) fn tangents(mesh: &Prepared) -> Vec<[f32; 4]> {
     let (mut along_u, mut up_image) = (vec![Vec3::ZERO; n], vec![Vec3::ZERO; n]);
     for tri in mesh.triangles {
         let [a, b, c] = tri.map(|i| i as usize);
-        let (p0, p1, p2) = (Vec3::from(mesh.positions[a]), Vec3::from(mesh.positions[b]), Vec3::from(mesh.positions[c]));
+        let (p0, p1, p2) =
+            (Vec3::from(mesh.positions[a]), Vec3::from(mesh.positions[b]), Vec3::from(mesh.positions[c]));
         let (e1, e2) = (p1 - p0, p2 - p0);
         // Texture coordinates with the image's up as +t: t = −v.
         let (du1, dt1) = (mesh.uvs[b][0] - mesh.uvs[a][0], mesh.uvs[a][1] - mesh.uvs[b][1]);

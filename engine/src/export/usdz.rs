@@ -37,7 +37,10 @@ pub fn write_usdz(path: &Path, model: &TexturedMesh) -> Result<(), ExportError> 
 pub fn usdz_bytes(model: &TexturedMesh) -> Result<Vec<u8>, ExportError> {
     let prepared = prepare(model)?;
     let layer = root_layer(&prepared, model.normal_map.is_some());
-    let mut files = vec![(ROOT_LAYER, layer.into_bytes()), (BASE_COLOR_FILE, encode_png(&model.base_color, "base colour texture")?)];
+    let mut files = vec![
+        (ROOT_LAYER, layer.into_bytes()),
+        (BASE_COLOR_FILE, encode_png(&model.base_color, "base colour texture")?),
+    ];
     if let Some(map) = &model.normal_map {
         files.push((NORMAL_MAP_FILE, encode_png(map, "normal map")?));
     }
@@ -61,7 +64,8 @@ fn root_layer(mesh: &Prepared, with_normal_map: bool) -> String {
 fn write_mesh(s: &mut String, mesh: &Prepared) {
     let (lo, hi) = extent(mesh.positions);
     s.push_str("    def Mesh \"Mesh\" (\n        prepend apiSchemas = [\"MaterialBindingAPI\"]\n    )\n    {\n");
-    let _ = writeln!(s, "        float3[] extent = [({}, {}, {}), ({}, {}, {})]", lo[0], lo[1], lo[2], hi[0], hi[1], hi[2]);
+    let _ =
+        writeln!(s, "        float3[] extent = [({}, {}, {}), ({}, {}, {})]", lo[0], lo[1], lo[2], hi[0], hi[1], hi[2]);
     write_array(s, "int[] faceVertexCounts", mesh.triangles.iter().map(|_| "3".to_string()));
     s.push('\n');
     write_array(s, "int[] faceVertexIndices", mesh.triangles.iter().flatten().map(u32::to_string));
@@ -102,14 +106,17 @@ fn write_material(s: &mut String, with_normal_map: bool) {
     s.push_str("            def Shader \"PreviewSurface\"\n            {\n");
     s.push_str("                uniform token info:id = \"UsdPreviewSurface\"\n");
     let _ = writeln!(s, "                color3f inputs:diffuseColor.connect = <{M}/BaseColor.outputs:rgb>");
-    let _ = writeln!(s, "                float inputs:metallic = 0\n                float inputs:roughness = {ROUGHNESS}");
+    let _ =
+        writeln!(s, "                float inputs:metallic = 0\n                float inputs:roughness = {ROUGHNESS}");
     if with_normal_map {
         let _ = writeln!(s, "                normal3f inputs:normal.connect = <{M}/NormalMap.outputs:rgb>");
     }
     s.push_str("                token outputs:surface\n            }\n\n");
     s.push_str("            def Shader \"StReader\"\n            {\n");
     s.push_str("                uniform token info:id = \"UsdPrimvarReader_float2\"\n");
-    s.push_str("                string inputs:varname = \"st\"\n                float2 outputs:result\n            }\n");
+    s.push_str(
+        "                string inputs:varname = \"st\"\n                float2 outputs:result\n            }\n",
+    );
     write_texture(s, "BaseColor", BASE_COLOR_FILE, "sRGB", None);
     if with_normal_map {
         // 8-bit [0, 1] to [−1, 1]; linear data, so "raw" (UsdPreviewSurface's normal-map rules).
@@ -126,7 +133,8 @@ fn write_texture(s: &mut String, name: &str, file: &str, colour_space: &str, sca
     s.push_str("                float2 inputs:st.connect = </Model/Materials/Surface/StReader.outputs:result>\n");
     s.push_str("                token inputs:wrapS = \"clamp\"\n                token inputs:wrapT = \"clamp\"\n");
     if let Some((scale, bias)) = scale_bias {
-        let _ = writeln!(s, "                float4 inputs:scale = {scale}\n                float4 inputs:bias = {bias}");
+        let _ =
+            writeln!(s, "                float4 inputs:scale = {scale}\n                float4 inputs:bias = {bias}");
     }
     s.push_str("                float3 outputs:rgb\n            }\n");
 }

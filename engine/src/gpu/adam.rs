@@ -69,9 +69,17 @@ impl AdamGroup {
     /// Moments for one group, initialised from `m` and `v` (same length: the group's floats).
     pub fn new(ctx: &GpuContext, label: &str, m: &[f32], v: &[f32]) -> Result<Self, GpuError> {
         if m.len() != v.len() {
-            return Err(GpuError::BufferSize { name: "adam second moments", got: v.len() as u64 * 4, expected: m.len() as u64 * 4 });
+            return Err(GpuError::BufferSize {
+                name: "adam second moments",
+                got: v.len() as u64 * 4,
+                expected: m.len() as u64 * 4,
+            });
         }
-        let len = u32::try_from(m.len()).map_err(|_| GpuError::TooLarge { what: "adam group floats", got: m.len() as u64, max: u32::MAX.into() })?;
+        let len = u32::try_from(m.len()).map_err(|_| GpuError::TooLarge {
+            what: "adam group floats",
+            got: m.len() as u64,
+            max: u32::MAX.into(),
+        })?;
         ctx.check_binding_size("adam moments", u64::from(len) * 4)?;
         Ok(Self {
             len,

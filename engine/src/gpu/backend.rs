@@ -124,7 +124,13 @@ impl GpuBackend {
     }
 
     /// Records the Adam update of every parameter group and the statistics accumulation.
-    fn encode_update(&self, encoder: &mut wgpu::CommandEncoder, grads: &GpuSplatGrads, lr: &LearningRates, step: u32) -> Result<(), TrainError> {
+    fn encode_update(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        grads: &GpuSplatGrads,
+        lr: &LearningRates,
+        step: u32,
+    ) -> Result<(), TrainError> {
         let state = self.device_state()?;
         let (p, m) = (&state.splats, &state.moments);
         let groups = [
@@ -138,7 +144,8 @@ impl GpuBackend {
             self.adam.encode(encoder, group, params, group_grads, rates, step);
         }
         let s = &state.stats;
-        let bind_group = self.stats_kernel.bind(&self.ctx, &[&grads.densify, &s.grad2d_sum, &s.visible_count, &s.max_radius]);
+        let bind_group =
+            self.stats_kernel.bind(&self.ctx, &[&grads.densify, &s.grad2d_sum, &s.visible_count, &s.max_radius]);
         self.stats_kernel.dispatch(encoder, &bind_group, workgroups_for(p.len));
         Ok(())
     }
@@ -200,7 +207,10 @@ impl TrainBackend for GpuBackend {
         self.views = cameras
             .iter()
             .zip(targets)
-            .map(|(camera, target)| GpuView { camera: *camera, target: self.ctx.upload("target image", &target.pixels) })
+            .map(|(camera, target)| GpuView {
+                camera: *camera,
+                target: self.ctx.upload("target image", &target.pixels),
+            })
             .collect();
         for camera in cameras {
             self.loss_buffers_index(camera.width(), camera.height())?;
@@ -218,7 +228,10 @@ impl TrainBackend for GpuBackend {
             &zeros
         };
         let zero_stats;
-        let stats = if state.stats.grad2d_sum.len() == n && state.stats.visible_count.len() == n && state.stats.max_radius.len() == n {
+        let stats = if state.stats.grad2d_sum.len() == n
+            && state.stats.visible_count.len() == n
+            && state.stats.max_radius.len() == n
+        {
             &state.stats
         } else {
             zero_stats = DensifyStats::zeros(n);
@@ -291,7 +304,8 @@ impl TrainBackend for GpuBackend {
 
     fn render(&mut self, camera: &Camera, background: [f32; 3]) -> Result<RasterOutput, TrainError> {
         let state = self.device_state()?;
-        let frame = self.ctx.checked("evaluation render", || self.renderer.forward(&state.splats, camera, background))??;
+        let frame =
+            self.ctx.checked("evaluation render", || self.renderer.forward(&state.splats, camera, background))??;
         Ok(frame.read_output(&self.ctx)?)
     }
 }

@@ -62,7 +62,11 @@ impl LossBuffers {
     /// Buffers for `width × height` images and `L = (1 − ssim_weight)·L1 + ssim_weight·(1 − SSIM)`.
     pub fn new(ctx: &GpuContext, width: u32, height: u32, ssim_weight: f32) -> Result<Self, GpuError> {
         let n = u64::from(width) * u64::from(height);
-        let pixels = u32::try_from(n).map_err(|_| GpuError::TooLarge { what: "loss image pixels", got: n, max: u32::MAX.into() })?;
+        let pixels = u32::try_from(n).map_err(|_| GpuError::TooLarge {
+            what: "loss image pixels",
+            got: n,
+            max: u32::MAX.into(),
+        })?;
         ctx.check_binding_size("loss blur planes", BLUR_PLANES * 3 * n * F32_BYTES)?;
         let num_partials = workgroups_for(pixels);
         // The CPU reference's f64 window, rounded once.
@@ -119,7 +123,13 @@ impl LossKernels {
     /// Records the loss forward and backward passes: once they run, `buffers.loss` holds
     /// `[total, l1, ssim, 0]` and `buffers.grad_image` holds `∂total/∂rendered`. `rendered` and
     /// `target` are interleaved RGB f32 images of `buffers`' size.
-    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, buffers: &LossBuffers, rendered: &wgpu::Buffer, target: &wgpu::Buffer) {
+    pub fn encode(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        buffers: &LossBuffers,
+        rendered: &wgpu::Buffer,
+        target: &wgpu::Buffer,
+    ) {
         let (ctx, b) = (&self.ctx, buffers);
         let groups = b.num_partials;
         let bind = |kernel: &Kernel, resources: &[&wgpu::Buffer]| kernel.bind(ctx, resources);

@@ -148,7 +148,10 @@ impl RadixSorter {
         let hist = ctx.zeroed("radix histogram", u64::from(num_blocks) * 256 * 4);
         let passes = (0..lo_passes).map(|p| (p * RADIX_BITS, 0)).chain((0..hi_passes).map(|p| (p * RADIX_BITS, 1)));
         for (shift, use_hi) in passes {
-            let params = ctx.uniform("radix params", &RadixParams { n, shift, use_hi, num_blocks, count_index: length.index, _pad: [0; 3] });
+            let params = ctx.uniform(
+                "radix params",
+                &RadixParams { n, shift, use_hi, num_blocks, count_index: length.index, _pad: [0; 3] },
+            );
             let bind_group = self.histogram.bind(ctx, &[&params, &src.keys_hi, &src.keys_lo, &hist, length.count]);
             self.histogram.dispatch(encoder, &bind_group, num_blocks);
             self.scanner.encode(ctx, encoder, &hist, num_blocks * 256);

@@ -20,7 +20,11 @@ pub fn check(photos_dir: &Path, progress: &mut dyn FnMut(usize, usize, &str)) ->
 /// The photos a job goes on with, or why it must not start.
 pub fn usable_photos(report: &CheckReport, keep_all: bool, input: &Path) -> Result<Vec<PathBuf>, JobError> {
     if !report.can_proceed() {
-        let advice = if report.advice.is_empty() { "the photo set cannot give a model".to_string() } else { report.advice.join("; ") };
+        let advice = if report.advice.is_empty() {
+            "the photo set cannot give a model".to_string()
+        } else {
+            report.advice.join("; ")
+        };
         return Err(JobError::CaptureRefused { input: input.to_path_buf(), advice });
     }
     let usable: Vec<PathBuf> = report.usable_photos(keep_all).into_iter().map(Path::to_path_buf).collect();
@@ -43,7 +47,9 @@ pub fn sfm_error(stage: super::Stage, error: SfmError) -> JobError {
     match error {
         SfmError::BadPhoto { path, problem } => JobError::BadInput { input: path, problem },
         SfmError::Unusable { input, problem } => JobError::BadInput { input, problem },
-        SfmError::Decode { path, source } => JobError::BadInput { input: path, problem: format!("cannot decode image: {source}") },
+        SfmError::Decode { path, source } => {
+            JobError::BadInput { input: path, problem: format!("cannot decode image: {source}") }
+        }
         SfmError::Io { path, source } => JobError::Io { path, source },
         SfmError::Internal(message) => JobError::Stage { stage, message },
         SfmError::Cancelled => JobError::Cancelled(stage),

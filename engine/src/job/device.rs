@@ -19,7 +19,11 @@ pub enum BackendError {
 /// Opens the backend for `device`, training against `background` with SSIM weight `ssim_weight`.
 /// `Auto` takes a hardware GPU when wgpu finds one, else the CPU; `Gpu` takes any adapter,
 /// software ones (lavapipe) included.
-pub fn open_backend(device: Device, background: [f32; 3], ssim_weight: f32) -> Result<Box<dyn TrainBackend>, BackendError> {
+pub fn open_backend(
+    device: Device,
+    background: [f32; 3],
+    ssim_weight: f32,
+) -> Result<Box<dyn TrainBackend>, BackendError> {
     match device {
         Device::Cpu => Ok(Box::new(CpuBackend::new(background, ssim_weight))),
         Device::Gpu => gpu::open(false, background, ssim_weight)?.ok_or(BackendError::NoAdapter),
@@ -35,7 +39,11 @@ mod gpu {
     use crate::gpu::backend::gpu_backend;
     use crate::train::backend::TrainBackend;
 
-    pub fn open(hardware_only: bool, background: [f32; 3], ssim_weight: f32) -> Result<Option<Box<dyn TrainBackend>>, BackendError> {
+    pub fn open(
+        hardware_only: bool,
+        background: [f32; 3],
+        ssim_weight: f32,
+    ) -> Result<Option<Box<dyn TrainBackend>>, BackendError> {
         let preference = if hardware_only { DevicePreference::HardwareOnly } else { DevicePreference::AllowSoftware };
         let backend = gpu_backend(preference, background, ssim_weight).map_err(|e| BackendError::Gpu(e.to_string()))?;
         Ok(backend.map(|b| Box::new(b) as Box<dyn TrainBackend>))
@@ -47,7 +55,11 @@ mod gpu {
     use super::BackendError;
     use crate::train::backend::TrainBackend;
 
-    pub fn open(hardware_only: bool, _background: [f32; 3], _ssim_weight: f32) -> Result<Option<Box<dyn TrainBackend>>, BackendError> {
+    pub fn open(
+        hardware_only: bool,
+        _background: [f32; 3],
+        _ssim_weight: f32,
+    ) -> Result<Option<Box<dyn TrainBackend>>, BackendError> {
         if hardware_only { Ok(None) } else { Err(BackendError::NotBuilt) }
     }
 }

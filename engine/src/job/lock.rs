@@ -24,7 +24,8 @@ impl JobLock {
     pub(crate) fn acquire(job_dir: &Path) -> Result<Self, JobError> {
         let path = job_dir.join(LOCK_FILE);
         let io = |source| JobError::Io { path: path.clone(), source };
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {
                 file.set_len(0).map_err(io)?;

@@ -68,7 +68,8 @@ impl Manifest {
         let photos = files
             .par_iter()
             .map(|path| {
-                let bytes = std::fs::metadata(path).map_err(|source| JobError::Io { path: path.clone(), source })?.len();
+                let bytes =
+                    std::fs::metadata(path).map_err(|source| JobError::Io { path: path.clone(), source })?.len();
                 Ok(InputFile { name: relative_name(photos_dir, path), bytes, sha256: hash_file(path)? })
             })
             .collect::<Result<Vec<_>, JobError>>()?;

@@ -87,7 +87,14 @@ impl<'a> Reporter<'a> {
         (elapsed >= ETA_MIN_SECONDS && done >= ETA_MIN_FRACTION).then(|| elapsed * (1.0 - job_fraction) / done)
     }
 
-    fn emit(&mut self, stage: Stage, kind: EventKind, fraction: f64, message: String, preview: Option<std::path::PathBuf>) {
+    fn emit(
+        &mut self,
+        stage: Stage,
+        kind: EventKind,
+        fraction: f64,
+        message: String,
+        preview: Option<std::path::PathBuf>,
+    ) {
         let stage_fraction = fraction.clamp(0.0, 1.0);
         let job_fraction = self.job_fraction(stage, stage_fraction);
         let eta_s = match kind {

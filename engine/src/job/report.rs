@@ -246,7 +246,12 @@ impl JobReport {
             error: None,
             stages: Stage::ALL
                 .iter()
-                .map(|&stage| StageReport { stage, status: StageStatus::Pending, seconds: None, message: String::new() })
+                .map(|&stage| StageReport {
+                    stage,
+                    status: StageStatus::Pending,
+                    seconds: None,
+                    message: String::new(),
+                })
                 .collect(),
             device: None,
             metrics: JobMetrics::default(),

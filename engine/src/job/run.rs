@@ -120,7 +120,8 @@ fn run_one(
     let summary = match run_stage(ctx, stage, previous, reporter) {
         Ok(summary) => summary,
         Err(error) => {
-            let status = if matches!(error, JobError::Cancelled(_)) { StageStatus::Cancelled } else { StageStatus::Failed };
+            let status =
+                if matches!(error, JobError::Cancelled(_)) { StageStatus::Cancelled } else { StageStatus::Failed };
             report.set_status(stage, status, error.to_string());
             reporter.failed(stage, error.to_string());
             return Err(error);
@@ -167,7 +168,13 @@ fn stage_keys(manifest: &Manifest) -> Vec<(Stage, String)> {
         "size_mm": s.size_mm,
     }));
     let export = hash_json(&json!({ "after": mesh, "formats": s.formats }));
-    vec![(Stage::Check, check), (Stage::Poses, poses), (Stage::Train, train), (Stage::Mesh, mesh), (Stage::Export, export)]
+    vec![
+        (Stage::Check, check),
+        (Stage::Poses, poses),
+        (Stage::Train, train),
+        (Stage::Mesh, mesh),
+        (Stage::Export, export),
+    ]
 }
 
 /// `input` made absolute, or why it cannot be used.

@@ -144,9 +144,10 @@ impl FromStr for Stage {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Stage::ALL.into_iter().find(|s| s.name() == text.trim().to_ascii_lowercase()).ok_or_else(|| {
-            format!("unknown stage {text:?}: expected check, poses, train, mesh or export")
-        })
+        Stage::ALL
+            .into_iter()
+            .find(|s| s.name() == text.trim().to_ascii_lowercase())
+            .ok_or_else(|| format!("unknown stage {text:?}: expected check, poses, train, mesh or export"))
     }
 }
 

@@ -10,19 +10,20 @@ use super::capture::{self, CHECK_REPORT_FILE, sfm_error, usable_photos};
 use super::device::open_backend;
 use super::progress::Reporter;
 use super::report::{
-    CheckSummary, ExportSummary, JobReport, MeshFigures, OutputFile, PosesSummary, StageRecord, StageSummary, TrainSummary,
-    VERDICT_FILE, VERDICT_VIEWS_DIR, read_json, write_json,
+    CheckSummary, ExportSummary, JobReport, MeshFigures, OutputFile, PosesSummary, StageRecord, StageSummary,
+    TrainSummary, VERDICT_FILE, VERDICT_VIEWS_DIR, read_json, write_json,
 };
-use super::verdict::{Judged, ModelVerdict, Strip, VerdictReport, judge};
 use super::settings::Resolved;
 use super::train_stage::{LoadedViews, load_dataset_views, metrics_json, write_train_outputs};
+use super::verdict::{Judged, ModelVerdict, Strip, VerdictReport, judge};
 use super::{CancelFlag, JobError, JobSettings, Stage};
 use crate::check::{CheckReport, Verdict};
 use crate::dataset::Dataset;
 use crate::error_text::chain_text;
 use crate::export::frame::FrameOptions;
 use crate::mesh::pipeline::{
-    BASE_COLOR_FILE, FAILED_MODEL_STEM, MODEL_STEM, SPLATS_FILE, MeshOptions, MeshProgress, MeshStageError, export_mesh_dir, run_mesh_stage,
+    BASE_COLOR_FILE, FAILED_MODEL_STEM, MODEL_STEM, MeshOptions, MeshProgress, MeshStageError, SPLATS_FILE,
+    export_mesh_dir, run_mesh_stage,
 };
 use crate::sfm::pipeline::outputs::{REPORT_FILE, TRANSFORMS_FILE, write_outputs};
 use crate::sfm::pipeline::{MIN_PHOTOS, estimate_poses};
@@ -194,13 +195,14 @@ fn train_with_checkpoints(
     config: &TrainConfig,
     reporter: &mut Reporter,
 ) -> Result<(TrainResult, Option<u32>), JobError> {
-    let mut backend =
-        open_backend(ctx.settings.device, config.background, config.ssim_weight).map_err(|e| stage_error(Stage::Train, &e))?;
+    let mut backend = open_backend(ctx.settings.device, config.background, config.ssim_weight)
+        .map_err(|e| stage_error(Stage::Train, &e))?;
     let device = backend.device_name();
     let checkpoint = dir.join(CHECKPOINT_FILE);
     let cancel = ctx.cancel.clone();
     let should_stop = move || cancel.is_cancelled();
-    let checkpointing = Checkpointing { path: &checkpoint, every: ctx.settings.checkpoint_every, should_stop: &should_stop };
+    let checkpointing =
+        Checkpointing { path: &checkpoint, every: ctx.settings.checkpoint_every, should_stop: &should_stop };
     let mut first_step = None;
     let mut last_loss = None;
     let mut report = |p: &Progress| {
@@ -290,10 +292,7 @@ pub(crate) fn judge_model(
     }
     reporter.progress(Stage::Mesh, 1.0, "comparing the model with the held-out photos".into());
     let check = report.metrics.check.as_ref();
-    let judged = Judged {
-        mesh_dir: &ctx.dir(Stage::Mesh),
-        capture: check.map(|c| (c.outcome, c.advice.as_slice())),
-    };
+    let judged = Judged { mesh_dir: &ctx.dir(Stage::Mesh), capture: check.map(|c| (c.outcome, c.advice.as_slice())) };
     let judgement = judge(&judged)?;
     write_strips(&ctx.dir(Stage::Mesh).join(VERDICT_VIEWS_DIR), &judgement.strips)?;
     write_json(&path, &judgement.report)?;
@@ -305,8 +304,10 @@ fn write_strips(dir: &Path, strips: &[Strip]) -> Result<(), JobError> {
     std::fs::create_dir_all(dir).map_err(|source| JobError::Io { path: dir.to_path_buf(), source })?;
     for (name, strip) in strips {
         let path = dir.join(format!("{name}.png"));
-        crate::atomic_file::write_atomically(&path, |w| strip.write_to(w, image::ImageFormat::Png).map_err(std::io::Error::other))
-            .map_err(|source| JobError::Io { path: path.clone(), source })?;
+        crate::atomic_file::write_atomically(&path, |w| {
+            strip.write_to(w, image::ImageFormat::Png).map_err(std::io::Error::other)
+        })
+        .map_err(|source| JobError::Io { path: path.clone(), source })?;
     }
     Ok(())
 }

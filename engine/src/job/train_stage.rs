@@ -112,7 +112,11 @@ pub fn metrics_json(
 }
 
 /// Writes `splats.ply` and then `metrics.json` into `out` (created if missing), each atomically.
-pub fn write_train_outputs(out: &Path, result: &TrainResult, metrics: &serde_json::Value) -> Result<(), TrainStageError> {
+pub fn write_train_outputs(
+    out: &Path,
+    result: &TrainResult,
+    metrics: &serde_json::Value,
+) -> Result<(), TrainStageError> {
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TrainStageError::Io { path, source }
@@ -120,10 +124,9 @@ pub fn write_train_outputs(out: &Path, result: &TrainResult, metrics: &serde_jso
     std::fs::create_dir_all(out).map_err(io_error(out))?;
     write_splats(&out.join(SPLATS_FILE), &result.splats)?;
     let metrics_path = out.join(TRAIN_METRICS_FILE);
-    let text = serde_json::to_string_pretty(metrics).map_err(|e| TrainStageError::Io {
-        path: metrics_path.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    write_atomically(&metrics_path, |w| std::io::Write::write_all(w, text.as_bytes())).map_err(io_error(&metrics_path))?;
+    let text = serde_json::to_string_pretty(metrics)
+        .map_err(|e| TrainStageError::Io { path: metrics_path.clone(), source: std::io::Error::other(e) })?;
+    write_atomically(&metrics_path, |w| std::io::Write::write_all(w, text.as_bytes()))
+        .map_err(io_error(&metrics_path))?;
     Ok(())
 }

@@ -184,7 +184,8 @@ pub struct Judged<'a> {
 
 /// Measures the model in `mesh_dir` against its held-out views and gives the verdict.
 pub fn judge(judged: &Judged) -> Result<Judgement, JobError> {
-    let (model, summary) = read_mesh_dir(judged.mesh_dir).map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
+    let (model, summary) =
+        read_mesh_dir(judged.mesh_dir).map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
     let mesh = mesh_in_world(model.mesh, &summary);
     let mut findings = Vec::new();
     let (quality, strips) = match measure(&mesh, &model.base_color, &summary, judged.mesh_dir)? {
@@ -196,8 +197,9 @@ pub fn judge(judged: &Judged) -> Result<Judgement, JobError> {
         None => findings.push(Finding {
             code: FindingCode::NotMeasured,
             severity: ModelVerdict::Warnings,
-            message: "no photo was held out of training, so the model was not compared with photos it was not made from"
-                .into(),
+            message:
+                "no photo was held out of training, so the model was not compared with photos it was not made from"
+                    .into(),
         }),
     }
     findings.extend(surface_findings(&summary));
@@ -274,7 +276,9 @@ fn quality_findings(q: &ModelQuality) -> Vec<Finding> {
         findings.push(Finding {
             code: FindingCode::Texture,
             severity: ModelVerdict::Warnings,
-            message: format!("the textured mesh shows the held-out photos at {mesh:.1} dB, the splats at {splats:.1} dB"),
+            message: format!(
+                "the textured mesh shows the held-out photos at {mesh:.1} dB, the splats at {splats:.1} dB"
+            ),
         });
     }
     findings
@@ -322,14 +326,17 @@ fn measure(
     summary: &MeshSummary,
     mesh_dir: &Path,
 ) -> Result<Option<(ModelQuality, Vec<Strip>)>, JobError> {
-    let dataset = Dataset::open_with(&summary.sources.dataset, &OpenOptions { skip_missing_images: true, ..Default::default() })
-        .map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
+    let dataset =
+        Dataset::open_with(&summary.sources.dataset, &OpenOptions { skip_missing_images: true, ..Default::default() })
+            .map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
     let held_out: Vec<_> = dataset.views.iter().filter(|v| v.split == Split::Test).take(MAX_VIEWS).cloned().collect();
     if held_out.is_empty() || mesh.triangles.is_empty() {
         return Ok(None);
     }
-    let splats = read_splats(&summary.sources.splats).map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
-    let loaded = load_views(&held_out, VIEW_MAX_SIDE).map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
+    let splats =
+        read_splats(&summary.sources.splats).map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
+    let loaded =
+        load_views(&held_out, VIEW_MAX_SIDE).map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
     let background = train_background(&summary.sources.train_dir);
     let region = ObjectBox::of(mesh);
     // The automatic masks reach `mask_margin` beyond the object: the mesh's own outline is drawn
@@ -501,8 +508,8 @@ fn compare_view(
 ) -> Result<(ViewStats, image::RgbImage), JobError> {
     let camera = input.camera;
     let (w, h) = (camera.width(), camera.height());
-    let textured =
-        render_textured(mesh, texture, camera, background).map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
+    let textured = render_textured(mesh, texture, camera, background)
+        .map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
     let mesh_depth = depth_buffer(mesh, camera);
     let splatted = render(splats, camera, background).output.image;
     let options = SurfaceOptions { depth_max_side: w.max(h), ..SurfaceOptions::for_voxel_size(1.0) };
@@ -518,7 +525,12 @@ fn compare_view(
             let d = splat_depth.pixels.get(i).copied().unwrap_or(0.0);
             let in_region = match input.object {
                 Some(mask) => mask.sample_scaled(x, y, w, h).unwrap_or(0.0) >= 0.5,
-                None => d > 0.0 && region.contains(world_from_camera.transform_point(camera.intrinsics.ray_through_pixel_centre(x, y) * d)),
+                None => {
+                    d > 0.0
+                        && region.contains(
+                            world_from_camera.transform_point(camera.intrinsics.ray_through_pixel_centre(x, y) * d),
+                        )
+                }
             };
             let covered = textured.covered[i];
             let outlined = input.outline.map_or(covered, |outline| outline.pixels.get(i).is_some_and(|&v| v >= 0.5));

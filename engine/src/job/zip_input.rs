@@ -108,8 +108,9 @@ pub fn extract_zip(zip: &Path, dest: &Path, limits: &ZipLimits) -> Result<PathBu
     // A leftover from a crashed run of this same process id cannot hold anything we want.
     let _ = fs::remove_dir_all(&temp);
     fs::create_dir(&temp).map_err(|source| ZipInputError::Io { path: temp.clone(), source })?;
-    let result = extract_into(zip, &temp, limits)
-        .and_then(|()| fs::rename(&temp, dest).map_err(|source| ZipInputError::Io { path: dest.to_path_buf(), source }));
+    let result = extract_into(zip, &temp, limits).and_then(|()| {
+        fs::rename(&temp, dest).map_err(|source| ZipInputError::Io { path: dest.to_path_buf(), source })
+    });
     if let Err(error) = result {
         // Best effort: the extraction error is the one worth reporting.
         let _ = fs::remove_dir_all(&temp);
@@ -132,7 +133,11 @@ fn extract_into(zip: &Path, out: &Path, limits: &ZipLimits) -> Result<(), ZipInp
     let mut archive = ::zip::ZipArchive::new(io::BufReader::new(file))
         .map_err(|e| ZipInputError::NotZip { zip: zip.to_path_buf(), message: e.to_string() })?;
     if archive.len() > limits.max_entries {
-        return Err(ZipInputError::TooManyEntries { zip: zip.to_path_buf(), entries: archive.len(), limit: limits.max_entries });
+        return Err(ZipInputError::TooManyEntries {
+            zip: zip.to_path_buf(),
+            entries: archive.len(),
+            limit: limits.max_entries,
+        });
     }
     let mut budget = Budget { zip, zip_len, limits, total: 0 };
     let mut files = 0usize;
@@ -158,13 +163,22 @@ struct Budget<'a> {
 }
 
 /// Writes one entry under `out`; returns whether it was a file that was written.
-fn extract_entry<R: Read>(mut entry: ::zip::read::ZipFile<'_, R>, out: &Path, budget: &mut Budget) -> Result<bool, ZipInputError> {
+fn extract_entry<R: Read>(
+    mut entry: ::zip::read::ZipFile<'_, R>,
+    out: &Path,
+    budget: &mut Budget,
+) -> Result<bool, ZipInputError> {
     let zip = budget.zip;
     let name = entry
         .name()
-        .map_err(|e| ZipInputError::Entry { zip: zip.to_path_buf(), entry: String::from_utf8_lossy(entry.name_raw()).into_owned(), message: e.to_string() })?
+        .map_err(|e| ZipInputError::Entry {
+            zip: zip.to_path_buf(),
+            entry: String::from_utf8_lossy(entry.name_raw()).into_owned(),
+            message: e.to_string(),
+        })?
         .into_owned();
-    let relative = safe_relative_path(&name).ok_or_else(|| ZipInputError::UnsafePath { zip: zip.to_path_buf(), entry: name.clone() })?;
+    let relative = safe_relative_path(&name)
+        .ok_or_else(|| ZipInputError::UnsafePath { zip: zip.to_path_buf(), entry: name.clone() })?;
     if entry.is_symlink() {
         return Err(ZipInputError::Symlink { zip: zip.to_path_buf(), entry: name });
     }
@@ -183,11 +197,11 @@ fn extract_entry<R: Read>(mut entry: ::zip::read::ZipFile<'_, R>, out: &Path, bu
         fs::create_dir_all(parent).map_err(|source| ZipInputError::Io { path: parent.to_path_buf(), source })?;
     }
     // `create_new`: a second entry of the same name is refused rather than overwriting the first.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| ZipInputError::Entry { zip: zip.to_path_buf(), entry: name.clone(), message: format!("cannot create {}: {e}", path.display()) })?;
+    let mut file = OpenOptions::new().write(true).create_new(true).open(&path).map_err(|e| ZipInputError::Entry {
+        zip: zip.to_path_buf(),
+        entry: name.clone(),
+        message: format!("cannot create {}: {e}", path.display()),
+    })?;
     let compressed = entry.compressed_size().min(budget.zip_len).max(1);
     copy_limited(&mut entry, &mut file, &name, compressed, budget, &path)?;
     file.sync_all().map_err(|source| ZipInputError::Io { path, source })?;
@@ -213,15 +227,29 @@ fn copy_limited(
             Ok(0) => return Ok(()),
             Ok(count) => count,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ZipInputError::Entry { zip: zip.to_path_buf(), entry: name.to_owned(), message: e.to_string() }),
+            Err(e) => {
+                return Err(ZipInputError::Entry {
+                    zip: zip.to_path_buf(),
+                    entry: name.to_owned(),
+                    message: e.to_string(),
+                });
+            }
         };
         written += count as u64;
         budget.total += count as u64;
         if budget.total > limits.max_total_bytes {
-            return Err(ZipInputError::TooLarge { zip: zip.to_path_buf(), entry: name.to_owned(), limit: limits.max_total_bytes });
+            return Err(ZipInputError::TooLarge {
+                zip: zip.to_path_buf(),
+                entry: name.to_owned(),
+                limit: limits.max_total_bytes,
+            });
         }
         if written > limits.ratio_grace_bytes && written as f64 > limits.max_ratio * compressed as f64 {
-            return Err(ZipInputError::RatioTooHigh { zip: zip.to_path_buf(), entry: name.to_owned(), limit: limits.max_ratio });
+            return Err(ZipInputError::RatioTooHigh {
+                zip: zip.to_path_buf(),
+                entry: name.to_owned(),
+                limit: limits.max_ratio,
+            });
         }
         file.write_all(&buffer[..count]).map_err(|source| ZipInputError::Io { path: path.to_path_buf(), source })?;
     }
@@ -278,7 +306,19 @@ mod tests {
 
     #[test]
     fn escaping_paths_are_refused() {
-        for name in ["../evil.jpg", "a/../../evil.jpg", "a/../b.jpg", "/abs.jpg", "\\abs.jpg", "C:/x.jpg", "C:x.jpg", "..\\evil.jpg", "a\0b", "", "./"] {
+        for name in [
+            "../evil.jpg",
+            "a/../../evil.jpg",
+            "a/../b.jpg",
+            "/abs.jpg",
+            "\\abs.jpg",
+            "C:/x.jpg",
+            "C:x.jpg",
+            "..\\evil.jpg",
+            "a\0b",
+            "",
+            "./",
+        ] {
             assert_eq!(safe_relative_path(name), None, "{name:?} must be refused");
         }
     }

@@ -154,7 +154,8 @@ pub fn cleanup(mesh: &TriMesh, options: &CleanupOptions) -> Result<(TriMesh, Cle
         ));
     }
     let mut report = CleanupReport::default();
-    let mut mesh = TriMesh { positions: mesh.positions.clone(), triangles: mesh.triangles.clone(), ..Default::default() };
+    let mut mesh =
+        TriMesh { positions: mesh.positions.clone(), triangles: mesh.triangles.clone(), ..Default::default() };
     merge_duplicate_vertices(&mut mesh);
     remove_degenerate_triangles(&mut mesh);
     if options.remove_ground {
@@ -167,7 +168,9 @@ pub fn cleanup(mesh: &TriMesh, options: &CleanupOptions) -> Result<(TriMesh, Cle
                 if cut.triangles.is_empty() {
                     // A plane through the object, not under it (a surface with no ground, e.g.
                     // carved by masks): cutting would leave nothing, so nothing is cut.
-                    tracing::warn!("plane {plane:?} has the whole surface within {height} above it: not ground, not cut");
+                    tracing::warn!(
+                        "plane {plane:?} has the whole surface within {height} above it: not ground, not cut"
+                    );
                     report.ground = None;
                 } else {
                     tracing::info!("support plane {plane:?}: cutting {height} above it");
@@ -355,7 +358,8 @@ pub fn detect_ground(mesh: &TriMesh, up: Option<[f32; 3]>, inlier_distance: f32)
     if (count as f32) < MIN_GROUND_FRACTION * sample.len() as f32 {
         return None;
     }
-    let inliers: Vec<Vec3> = sample.iter().copied().filter(|p| (normal.dot(*p) + offset).abs() <= inlier_distance).collect();
+    let inliers: Vec<Vec3> =
+        sample.iter().copied().filter(|p| (normal.dot(*p) + offset).abs() <= inlier_distance).collect();
     let (normal, offset) = fit_plane(&inliers).unwrap_or((normal, offset));
     let above = sample.iter().filter(|p| normal.dot(**p) + offset > inlier_distance).count();
     let below = sample.iter().filter(|p| normal.dot(**p) + offset < -inlier_distance).count();
@@ -481,7 +485,9 @@ pub fn keep_main_components(mesh: &mut TriMesh, fraction: f32, focus: Option<Foc
             let grow = FOCUS_BOX_GROWTH * (hi - lo);
             let inside = |(l, h): (Vec3, Vec3)| l.cmpge(lo - grow).all() && h.cmple(hi + grow).all();
             area.iter()
-                .map(|(&root, &a)| (root, root == main || (inside(bounds[&root]) && a >= fraction as f64 * area[&main])))
+                .map(|(&root, &a)| {
+                    (root, root == main || (inside(bounds[&root]) && a >= fraction as f64 * area[&main]))
+                })
                 .collect()
         }
         None => {
@@ -598,7 +604,11 @@ pub enum CapStyle {
 fn cap_measured(mesh: &mut TriMesh, style: CapStyle, cappable: &dyn Fn(&[Vec3]) -> bool) -> (usize, f64) {
     let before = mesh.triangles.len();
     let capped = cap_holes_where(mesh, style, cappable);
-    let caps = TriMesh { positions: mesh.positions.clone(), triangles: mesh.triangles[before..].to_vec(), ..Default::default() };
+    let caps = TriMesh {
+        positions: mesh.positions.clone(),
+        triangles: mesh.triangles[before..].to_vec(),
+        ..Default::default()
+    };
     (capped, super::metrics::triangle_areas(&caps).iter().sum())
 }
 
@@ -787,13 +797,19 @@ mod tests {
         let (r, c) = (0.4f32, 0.2f32);
         let mesh = ball_on_ground(81, r, c);
         let margin = 0.05;
-        let options =
-            CleanupOptions { up: Some([0.0, 0.0, 1.0]), ground_margin: margin, ..CleanupOptions::for_voxel_size(0.025) };
+        let options = CleanupOptions {
+            up: Some([0.0, 0.0, 1.0]),
+            ground_margin: margin,
+            ..CleanupOptions::for_voxel_size(0.025)
+        };
         let (clean, report) = cleanup(&mesh, &options).unwrap();
         let ground = report.ground.unwrap();
         assert!(ground.normal[2] > 0.999 && ground.offset.abs() < 0.1 * 0.025, "{ground:?}");
         assert!(report.components_dropped >= 1, "the floater goes: {report:?}");
-        assert!(report.base_area > 0.1 && report.capped_area < 0.01 * report.base_area, "the cut base is a base: {report:?}");
+        assert!(
+            report.base_area > 0.1 && report.capped_area < 0.01 * report.base_area,
+            "the cut base is a base: {report:?}"
+        );
         assert_eq!(bad_edges(&clean), 0, "closed and oriented: {report:?}");
         // What is left: the ball above the flat cut z = h, a spherical cap of height r + c − h.
         // The cut is `margin` above the top of the ground layer (one histogram bin thick here).
@@ -817,8 +833,12 @@ mod tests {
         for p in &mut pancake.positions {
             p[2] *= 0.01;
         }
-        let options = CleanupOptions { up: Some([0.0, 0.0, 1.0]), ground_margin: 0.1, ..CleanupOptions::for_voxel_size(0.05) };
-        assert!(detect_ground(&pancake, options.up, options.ground_margin).is_some(), "the test needs a plane to be found");
+        let options =
+            CleanupOptions { up: Some([0.0, 0.0, 1.0]), ground_margin: 0.1, ..CleanupOptions::for_voxel_size(0.05) };
+        assert!(
+            detect_ground(&pancake, options.up, options.ground_margin).is_some(),
+            "the test needs a plane to be found"
+        );
         let (clean, report) = cleanup(&pancake, &options).unwrap();
         assert!(report.ground.is_none(), "{report:?}");
         assert_eq!(clean.triangles.len(), pancake.triangles.len());
@@ -827,7 +847,8 @@ mod tests {
     #[test]
     fn without_ground_removal_only_floaters_go() {
         let mesh = ball_on_ground(41, 0.4, 0.2);
-        let options = CleanupOptions { remove_ground: false, watertight: false, ..CleanupOptions::for_voxel_size(0.05) };
+        let options =
+            CleanupOptions { remove_ground: false, watertight: false, ..CleanupOptions::for_voxel_size(0.05) };
         let (clean, report) = cleanup(&mesh, &options).unwrap();
         assert!(report.ground.is_none() && report.holes_capped == 0);
         assert!(clean.positions.iter().any(|p| p[2].abs() < 1e-3 && p[0].abs() > 0.9), "the ground stays");
@@ -879,7 +900,8 @@ mod tests {
     fn a_flat_opening_at_the_bottom_is_a_base_and_capped() {
         // Masks carve the support away: the object ends in a flat, level opening underneath.
         let mesh = sphere_without(|c| c.z < -0.6);
-        let options = CleanupOptions { remove_ground: false, up: Some([0.0, 0.0, 1.0]), ..CleanupOptions::for_voxel_size(0.05) };
+        let options =
+            CleanupOptions { remove_ground: false, up: Some([0.0, 0.0, 1.0]), ..CleanupOptions::for_voxel_size(0.05) };
         let (clean, report) = cleanup(&mesh, &options).unwrap();
         assert_eq!((report.holes_capped, report.holes_left_open), (1, 0), "{report:?}");
         assert_eq!(bad_edges(&clean), 0);
@@ -894,12 +916,26 @@ mod tests {
     fn centre_fan_closes_a_square_hole() {
         // An open box (no top), CCW from outside.
         let positions = vec![
-            [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0],
-            [0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0],
+            [0.0, 0.0, 0.0],
+            [1.0, 0.0, 0.0],
+            [1.0, 1.0, 0.0],
+            [0.0, 1.0, 0.0],
+            [0.0, 0.0, 1.0],
+            [1.0, 0.0, 1.0],
+            [1.0, 1.0, 1.0],
+            [0.0, 1.0, 1.0],
         ];
         let triangles = vec![
-            [0, 2, 1], [0, 3, 2], [0, 1, 5], [0, 5, 4], [1, 2, 6], [1, 6, 5],
-            [2, 3, 7], [2, 7, 6], [3, 0, 4], [3, 4, 7],
+            [0, 2, 1],
+            [0, 3, 2],
+            [0, 1, 5],
+            [0, 5, 4],
+            [1, 2, 6],
+            [1, 6, 5],
+            [2, 3, 7],
+            [2, 7, 6],
+            [3, 0, 4],
+            [3, 4, 7],
         ];
         for style in [CapStyle::EarClip, CapStyle::CentreFan] {
             let mut mesh = TriMesh { positions: positions.clone(), triangles: triangles.clone(), ..Default::default() };

@@ -28,10 +28,7 @@ pub struct DecimateOptions {
 
 impl Default for DecimateOptions {
     fn default() -> Self {
-        Self {
-            relative_error: 1e-3,
-            lock_border: true,
-        }
+        Self { relative_error: 1e-3, lock_border: true }
     }
 }
 
@@ -75,7 +72,10 @@ pub fn decimate_with_report(
         if indices.len() / 3 > max_triangles && options.lock_border {
             // Open borders everywhere (a partial capture's openings) leave too little to collapse
             // with them locked: the budget wins over the borders' exact outline.
-            tracing::info!("{} triangles with locked borders, over the budget of {max_triangles}: borders unlocked", indices.len() / 3);
+            tracing::info!(
+                "{} triangles with locked borders, over the budget of {max_triangles}: borders unlocked",
+                indices.len() / 3
+            );
             (indices, error_limit, relative_error) =
                 simplify(&welded, mesh, max_triangles, options.relative_error, SimplifyOptions::None);
         }
@@ -117,8 +117,14 @@ fn simplify(
     let mut error_limit = relative_error.max(f32::MIN_POSITIVE);
     let mut reached = 0.0f32;
     loop {
-        let indices =
-            meshopt::simplify_decoder(welded, &mesh.positions, max_triangles * 3, error_limit, flags, Some(&mut reached));
+        let indices = meshopt::simplify_decoder(
+            welded,
+            &mesh.positions,
+            max_triangles * 3,
+            error_limit,
+            flags,
+            Some(&mut reached),
+        );
         if indices.len() / 3 <= max_triangles || error_limit >= MAX_RELATIVE_ERROR {
             return (indices, error_limit, reached);
         }
@@ -167,12 +173,8 @@ fn compact(mesh: &TriMesh, indices: &[u32]) -> TriMesh {
             Vec::new()
         }
     };
-    let mut out = TriMesh {
-        positions: pick(&mesh.positions),
-        triangles,
-        colors: pick(&mesh.colors),
-        ..TriMesh::default()
-    };
+    let mut out =
+        TriMesh { positions: pick(&mesh.positions), triangles, colors: pick(&mesh.colors), ..TriMesh::default() };
     if !mesh.normals.is_empty() {
         out.normals = vertex_normals(&out);
     }
@@ -189,9 +191,7 @@ pub(crate) fn vertex_normals(mesh: &TriMesh) -> Vec<[f32; 3]> {
             sums[v as usize] += area_normal;
         }
     }
-    sums.into_iter()
-        .map(|n| n.normalize_or_zero().to_array())
-        .collect()
+    sums.into_iter().map(|n| n.normalize_or_zero().to_array()).collect()
 }
 
 #[cfg(test)]
@@ -251,9 +251,8 @@ mod tests {
             let mut midpoints: HashMap<(u32, u32), u32> = HashMap::new();
             let mut midpoint = |a: u32, b: u32, positions: &mut Vec<[f32; 3]>| {
                 *midpoints.entry((a.min(b), a.max(b))).or_insert_with(|| {
-                    let m = (glam::Vec3::from(positions[a as usize])
-                        + glam::Vec3::from(positions[b as usize]))
-                    .normalize();
+                    let m =
+                        (glam::Vec3::from(positions[a as usize]) + glam::Vec3::from(positions[b as usize])).normalize();
                     positions.push(m.to_array());
                     positions.len() as u32 - 1
                 })
@@ -270,11 +269,7 @@ mod tests {
                 })
                 .collect();
         }
-        TriMesh {
-            positions,
-            triangles,
-            ..TriMesh::default()
-        }
+        TriMesh { positions, triangles, ..TriMesh::default() }
     }
 
     /// Whether every undirected edge is shared by exactly two triangles, in opposite directions.
@@ -285,9 +280,7 @@ mod tests {
                 *directed.entry((t[k], t[(k + 1) % 3])).or_default() += 1;
             }
         }
-        directed
-            .iter()
-            .all(|(&(a, b), &n)| n == 1 && directed.get(&(b, a)) == Some(&1))
+        directed.iter().all(|(&(a, b), &n)| n == 1 && directed.get(&(b, a)) == Some(&1))
     }
 
     #[test]
@@ -297,28 +290,13 @@ mod tests {
         assert!(is_closed_manifold(&dense));
         let budget = 5_000;
         let (low, report) = decimate_with_report(&dense, budget, &DecimateOptions::default());
-        assert!(
-            report.within_budget && low.num_triangles() <= budget,
-            "{report:?}"
-        );
-        assert!(
-            low.num_triangles() > budget / 2,
-            "collapsed far below the budget: {report:?}"
-        );
-        assert!(
-            is_closed_manifold(&low),
-            "decimation opened or broke the surface"
-        );
+        assert!(report.within_budget && low.num_triangles() <= budget, "{report:?}");
+        assert!(low.num_triangles() > budget / 2, "collapsed far below the budget: {report:?}");
+        assert!(is_closed_manifold(&low), "decimation opened or broke the surface");
         // Vertices stay on the sphere, and the faces between them do not cut deep inside it.
-        let max_vertex_off = low
-            .positions
-            .iter()
-            .map(|p| (glam::Vec3::from(*p).length() - 1.0).abs())
-            .fold(0.0, f32::max);
-        assert!(
-            max_vertex_off < 2e-3,
-            "vertex off the sphere by {max_vertex_off}"
-        );
+        let max_vertex_off =
+            low.positions.iter().map(|p| (glam::Vec3::from(*p).length() - 1.0).abs()).fold(0.0, f32::max);
+        assert!(max_vertex_off < 2e-3, "vertex off the sphere by {max_vertex_off}");
         let mut mean_face = 0.0;
         for t in &low.triangles {
             let [a, b, c] = t.map(|v| glam::Vec3::from(low.positions[v as usize]));
@@ -327,24 +305,16 @@ mod tests {
         mean_face /= low.num_triangles() as f32;
         // The best a mesh of this many faces can do: equilateral faces of area 4π/n, whose
         // circumradius R = edge/√3 puts the centroid R²/2 inside the sphere.
-        let edge =
-            (4.0 * std::f32::consts::PI / low.num_triangles() as f32 * 4.0 / 3f32.sqrt()).sqrt();
+        let edge = (4.0 * std::f32::consts::PI / low.num_triangles() as f32 * 4.0 / 3f32.sqrt()).sqrt();
         let ideal_sag = edge * edge / 6.0;
-        assert!(
-            mean_face < 2.0 * ideal_sag,
-            "mean centroid sag {mean_face}, ideal {ideal_sag}"
-        );
+        assert!(mean_face < 2.0 * ideal_sag, "mean centroid sag {mean_face}, ideal {ideal_sag}");
         // Every triangle still faces outwards.
         let facing_out = |mesh: &TriMesh| {
             mesh.triangles
                 .iter()
                 .filter(|t| {
                     let [a, b, c] = t.map(|v| glam::Vec3::from(mesh.positions[v as usize]));
-                    (b - a)
-                        .cross(c - a)
-                        .normalize_or_zero()
-                        .dot((a + b + c).normalize())
-                        > 0.0
+                    (b - a).cross(c - a).normalize_or_zero().dot((a + b + c).normalize()) > 0.0
                 })
                 .count()
         };
@@ -352,10 +322,7 @@ mod tests {
         assert_eq!(facing_out(&low), low.num_triangles());
         // Vertices are compacted: each is used.
         let mut used = vec![false; low.num_vertices()];
-        low.triangles
-            .iter()
-            .flatten()
-            .for_each(|&v| used[v as usize] = true);
+        low.triangles.iter().flatten().for_each(|&v| used[v as usize] = true);
         assert!(used.iter().all(|&u| u));
     }
 
@@ -369,23 +336,12 @@ mod tests {
             .copied()
             .filter(|t| t.iter().all(|&v| sphere.positions[v as usize][2] >= -1e-6))
             .collect();
-        let half = TriMesh {
-            triangles: upper,
-            ..sphere.clone()
-        };
-        let rim: Vec<[f32; 3]> = sphere
-            .positions
-            .iter()
-            .copied()
-            .filter(|p| p[2].abs() < 1e-6)
-            .collect();
+        let half = TriMesh { triangles: upper, ..sphere.clone() };
+        let rim: Vec<[f32; 3]> = sphere.positions.iter().copied().filter(|p| p[2].abs() < 1e-6).collect();
         assert_eq!(rim.len(), 80);
         let low = decimate(&half, 400, &DecimateOptions::default());
         for p in &rim {
-            assert!(
-                low.positions.contains(p),
-                "rim vertex {p:?} moved or vanished"
-            );
+            assert!(low.positions.contains(p), "rim vertex {p:?} moved or vanished");
         }
         assert!(low.num_triangles() <= 400);
     }

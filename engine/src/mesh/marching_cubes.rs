@@ -39,7 +39,8 @@ fn face_corners(f: usize) -> [usize; 4] {
     let (k, side) = (f / 2, f % 2);
     let (a, b) = ((k + 1) % 3, (k + 2) % 3);
     // (a, b) is right-handed around +axis k, so this order is CCW around +k; reversed for −k.
-    let order: [(usize, usize); 4] = if side == 1 { [(0, 0), (1, 0), (1, 1), (0, 1)] } else { [(0, 0), (0, 1), (1, 1), (1, 0)] };
+    let order: [(usize, usize); 4] =
+        if side == 1 { [(0, 0), (1, 0), (1, 1), (0, 1)] } else { [(0, 0), (0, 1), (1, 1), (1, 0)] };
     order.map(|(ua, ub)| (side << k) | (ua << a) | (ub << b))
 }
 
@@ -98,9 +99,8 @@ pub fn marching_cubes_dense(values: &[f32], dims: [usize; 3], lattice: Lattice) 
     if dims.iter().any(|&d| d < 2) || values.len() != dims[0] * dims[1] * dims[2] {
         return TriMesh::default();
     }
-    let slabs: Vec<([i32; 3], [i32; 3])> = (0..dims[2] as i32 - 1)
-        .map(|z| ([0, 0, z], [dims[0] as i32 - 1, dims[1] as i32 - 1, z + 1]))
-        .collect();
+    let slabs: Vec<([i32; 3], [i32; 3])> =
+        (0..dims[2] as i32 - 1).map(|z| ([0, 0, z], [dims[0] as i32 - 1, dims[1] as i32 - 1, z + 1])).collect();
     let sample = |i: [i32; 3]| {
         let [x, y, z] = i.map(|v| v as usize);
         values.get(x + dims[0] * (y + dims[1] * z)).copied()
@@ -317,7 +317,8 @@ mod tests {
     fn ambiguous_saddles_stay_closed() {
         // A coarse grid over many small blobs forces ambiguous faces; the result must still be
         // closed and consistently oriented.
-        let (values, lattice) = sample_grid(24, 1.0, |[x, y, z]| (7.0 * x).sin() * (7.0 * y).sin() * (7.0 * z).sin() - 0.1);
+        let (values, lattice) =
+            sample_grid(24, 1.0, |[x, y, z]| (7.0 * x).sin() * (7.0 * y).sin() * (7.0 * z).sin() - 0.1);
         // Close the field at the border (positive = outside) so the surface cannot leave the box.
         let n = 24;
         let closed: Vec<f32> = values

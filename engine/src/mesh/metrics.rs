@@ -223,7 +223,13 @@ fn build(triangles: &mut [[Vec3; 3]], offset: usize, nodes: &mut Vec<Node>, inde
         return;
     }
     let extent = max - min;
-    let axis = if extent.x >= extent.y && extent.x >= extent.z { 0 } else if extent.y >= extent.z { 1 } else { 2 };
+    let axis = if extent.x >= extent.y && extent.x >= extent.z {
+        0
+    } else if extent.y >= extent.z {
+        1
+    } else {
+        2
+    };
     let centroid = |t: &[Vec3; 3]| (t[0][axis] + t[1][axis] + t[2][axis]) / 3.0;
     let mid = triangles.len() / 2;
     triangles.select_nth_unstable_by(mid, |a, b| centroid(a).total_cmp(&centroid(b)));

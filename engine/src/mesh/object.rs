@@ -13,7 +13,8 @@ use glam::Vec3;
 
 use super::TriMesh;
 use super::cleanup::{
-    CleanupOptions, Focus, MAX_GROUND_TILT_DEG, Plane, cleanup, clip_above, detect_ground, ground_cut_height, vertex_normals,
+    CleanupOptions, Focus, MAX_GROUND_TILT_DEG, Plane, cleanup, clip_above, detect_ground, ground_cut_height,
+    vertex_normals,
 };
 use super::tsdf::{DepthFrame, SEEN_EMPTY};
 use crate::camera::Camera;
@@ -108,7 +109,10 @@ pub fn find_object(
     let (lo, hi) = mesh.bounds()?;
     let (lo, hi) = (Vec3::from_array(lo), Vec3::from_array(hi));
     let grow = OBJECT_BOX_MARGIN * (hi - lo).max_element() + voxel_size;
-    tracing::info!("object: {} triangles in {lo}..{hi} near focus {focus}, supports {supports:?}", mesh.num_triangles());
+    tracing::info!(
+        "object: {} triangles in {lo}..{hi} near focus {focus}, supports {supports:?}",
+        mesh.num_triangles()
+    );
     let focus = Focus { centre: focus.to_array(), radius: FOCUS_RADIUS * radius };
     Some(FoundObject { mesh, supports, focus, min: (lo - grow).to_array(), max: (hi + grow).to_array() })
 }
@@ -161,7 +165,10 @@ fn spans_region(points: &[[f32; 3]], plane: &Plane, margin: f32, radius: f32) ->
         points.iter().filter(|p| plane.signed_distance(**p).abs() <= margin).map(|p| Vec3::from_array(*p)).collect();
     let (lo, hi) = inliers.iter().fold((Vec3::INFINITY, Vec3::NEG_INFINITY), |(lo, hi), p| (lo.min(*p), hi.max(*p)));
     let (share, span) = (inliers.len() as f32 / points.len().max(1) as f32, (hi - lo).length() / radius);
-    tracing::debug!("support candidate {plane:?}: {:.0} % of the surface near the focus, spans {span:.2} radii", 100.0 * share);
+    tracing::debug!(
+        "support candidate {plane:?}: {:.0} % of the surface near the focus, spans {span:.2} radii",
+        100.0 * share
+    );
     share >= MIN_SUPPORT_SHARE && span >= MIN_SUPPORT_SPAN
 }
 
@@ -253,7 +260,10 @@ mod tests {
         let right = forward.cross(Vec3::Z).normalize();
         let down = forward.cross(right);
         let intrinsics = Intrinsics { fx: 80.0, fy: 80.0, cx: 40.0, cy: 40.0, width: 80, height: 80 };
-        Camera { intrinsics, world_from_camera: WorldFromCameraCv { rotation: Mat3::from_cols(right, down, forward), translation: eye } }
+        Camera {
+            intrinsics,
+            world_from_camera: WorldFromCameraCv { rotation: Mat3::from_cols(right, down, forward), translation: eye },
+        }
     }
 
     #[test]

@@ -28,16 +28,16 @@ use std::time::Instant;
 use glam::DVec3;
 
 use super::cleanup::{CleanupOptions, CleanupReport, cleanup};
+use super::cleanup::{Focus, Plane};
 use super::decimate::{DecimateOptions, decimate};
 use super::error::MeshError;
-use super::preset::Preset;
 use super::object::{FOCUS_RADIUS, SILHOUETTE_INFLATE_VOXELS, carve, cut_at, find_object, raised, silhouettes};
-use super::cleanup::{Focus, Plane};
-use super::tsdf::DepthFrame;
+use super::preset::Preset;
 use super::surface::{
     Region, SurfaceOptions, SurfaceView, fuse_frames, looked_at, object_region_around, region_of_interest,
     render_depth_frames, sees_convergence,
 };
+use super::tsdf::DepthFrame;
 use super::{TexturedMesh, TriMesh, ply};
 use crate::atomic_file::write_atomically;
 use crate::camera::Camera;
@@ -77,7 +77,8 @@ const MIN_VOXEL_PIXELS: f32 = 0.5;
 /// Photos are loaded at the training resolution when `metrics.json` does not say it.
 const DEFAULT_MAX_SIDE: u32 = 1600;
 /// What `mesh.json` says about the frame of the passthrough `splats.ply`.
-const SPLATS_FRAME_NOTE: &str = "input world frame (copied unchanged); apply export_from_world to place them with the mesh";
+const SPLATS_FRAME_NOTE: &str =
+    "input world frame (copied unchanged); apply export_from_world to place them with the mesh";
 
 /// Errors of the mesh stage and of exporting a mesh folder.
 #[derive(Debug, thiserror::Error)]
@@ -263,7 +264,8 @@ pub fn run_mesh_stage(
     let dataset_path = options.dataset.clone().unwrap_or(info.dataset);
     let splats_path = train_dir.join(SPLATS_FILE);
     let splats = read_splats(&splats_path)?;
-    let mut dataset = Dataset::open_with(&dataset_path, &OpenOptions { skip_missing_images: true, ..Default::default() })?;
+    let mut dataset =
+        Dataset::open_with(&dataset_path, &OpenOptions { skip_missing_images: true, ..Default::default() })?;
     if let Some(masks) = &options.masks {
         attach_masks(&mut dataset, masks)?;
     }
@@ -289,7 +291,8 @@ pub fn run_mesh_stage(
         .as_ref()
         .map(|object| silhouettes(&object.mesh, &views.cameras, SILHOUETTE_INFLATE_VOXELS * object.voxel_size));
     if let Some(masks) = &object_masks {
-        views.masks = views.masks.iter().zip(masks).map(|(valid, object)| Some(combine(valid.as_ref(), object))).collect();
+        views.masks =
+            views.masks.iter().zip(masks).map(|(valid, object)| Some(combine(valid.as_ref(), object))).collect();
     }
     let textured = texture(&clean, &views, options, progress, should_stop)?;
     timings.lap("texture");
@@ -298,7 +301,8 @@ pub fn run_mesh_stage(
     let (up, up_source) = export_up(&report, up_hint);
     let frame = ExportFrame::new(&textured.mesh, up, &options.frame)?;
     let exported = TexturedMesh { mesh: frame.apply(&textured.mesh), ..textured };
-    let sources = MeshSources { train_dir: train_dir.to_path_buf(), splats: splats_path, dataset: dataset_path, masked_views };
+    let sources =
+        MeshSources { train_dir: train_dir.to_path_buf(), splats: splats_path, dataset: dataset_path, masked_views };
     let mut summary = MeshSummary {
         generator: glb::GENERATOR.to_string(),
         preset: options.preset,
@@ -357,13 +361,12 @@ impl Timings {
 
 fn read_train_info(train_dir: &Path) -> Result<TrainInfo, MeshStageError> {
     let path = train_dir.join(TRAIN_METRICS_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| MeshStageError::bad_folder(&path, format!("{e} (is {} a `kiln train` output folder?)", train_dir.display())))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        MeshStageError::bad_folder(&path, format!("{e} (is {} a `kiln train` output folder?)", train_dir.display()))
+    })?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| MeshStageError::bad_folder(&path, format!("invalid JSON: {e}")))?;
-    let dataset = json["dataset"]
-        .as_str()
-        .ok_or_else(|| MeshStageError::bad_folder(&path, "no \"dataset\" path"))?;
+    let dataset = json["dataset"].as_str().ok_or_else(|| MeshStageError::bad_folder(&path, "no \"dataset\" path"))?;
     let max_side = json["max_side"].as_u64().map_or(DEFAULT_MAX_SIDE, |v| v.min(u64::from(u32::MAX)) as u32);
     Ok(TrainInfo { dataset: PathBuf::from(dataset), max_side })
 }
@@ -384,7 +387,12 @@ pub fn attach_masks(dataset: &mut Dataset, masks: &Path) -> Result<(), MeshStage
         let Some(found) = candidates.iter().find(|path| path.is_file()) else {
             return Err(MeshStageError::bad_folder(
                 masks,
-                format!("no mask for {} (looked for {} and {})", view.image_path.display(), candidates[0].display(), candidates[1].display()),
+                format!(
+                    "no mask for {} (looked for {} and {})",
+                    view.image_path.display(),
+                    candidates[0].display(),
+                    candidates[1].display()
+                ),
             ));
         };
         view.mask_path = Some(found.clone());
@@ -455,8 +463,12 @@ fn surface(
     progress: &mut dyn FnMut(MeshProgress),
     should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<FoundSurface, MeshStageError> {
-    let surface_views: Vec<SurfaceView> =
-        views.cameras.iter().zip(&views.masks).map(|(camera, mask)| SurfaceView { camera: *camera, mask: mask.clone() }).collect();
+    let surface_views: Vec<SurfaceView> = views
+        .cameras
+        .iter()
+        .zip(&views.masks)
+        .map(|(camera, mask)| SurfaceView { camera: *camera, mask: mask.clone() })
+        .collect();
     let mut report = |done, total| progress(MeshProgress { stage: "surface", done, total });
     // Depth renders do not depend on the voxel: the same frames are fused at every scale.
     let render_options = SurfaceOptions::for_voxel_size(1.0);
@@ -509,12 +521,16 @@ fn surface(
     let masks = silhouettes(&object.mesh, &frame_cameras, SILHOUETTE_INFLATE_VOXELS * voxel_size);
     let coverage = median_coverage(&masks);
     if coverage < MIN_OBJECT_COVERAGE {
-        tracing::info!("what the cameras converge on covers {:.1} % of a photo: no single object, the whole surface is kept", 100.0 * coverage);
+        tracing::info!(
+            "what the cameras converge on covers {:.1} % of a photo: no single object, the whole surface is kept",
+            100.0 * coverage
+        );
         return Ok(scene(Subject::Scene));
     }
     let fine_voxel =
         voxel_size_for(object.min, object.max, preset)?.max(MIN_VOXEL_PIXELS * pixel_footprint(&frames, object_box.0));
-    let fine = fuse_frames(&carve(&frames, &masks), object.min, object.max, &SurfaceOptions::for_voxel_size(fine_voxel))?;
+    let fine =
+        fuse_frames(&carve(&frames, &masks), object.min, object.max, &SurfaceOptions::for_voxel_size(fine_voxel))?;
     Ok(FoundSurface {
         mesh: cut_at(&fine, &raised(&object.supports, 2.0 * fine_voxel)),
         voxel_size: fine_voxel,
@@ -529,16 +545,20 @@ fn surface(
 /// The median size of a depth pixel at `point`: its distance from each frame's camera over the
 /// frame's focal length.
 fn pixel_footprint(frames: &[DepthFrame], point: glam::Vec3) -> f32 {
-    let mut sizes: Vec<f32> =
-        frames.iter().map(|f| f.camera.center().distance(point) / f.camera.intrinsics.fx.max(f32::MIN_POSITIVE)).collect();
+    let mut sizes: Vec<f32> = frames
+        .iter()
+        .map(|f| f.camera.center().distance(point) / f.camera.intrinsics.fx.max(f32::MIN_POSITIVE))
+        .collect();
     sizes.sort_by(f32::total_cmp);
     sizes.get(sizes.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The share of its photo that the median view's mask covers.
 fn median_coverage(masks: &[ImageGray]) -> f32 {
-    let mut shares: Vec<f32> =
-        masks.iter().map(|m| m.pixels.iter().filter(|&&v| v >= 0.5).count() as f32 / m.pixels.len().max(1) as f32).collect();
+    let mut shares: Vec<f32> = masks
+        .iter()
+        .map(|m| m.pixels.iter().filter(|&&v| v >= 0.5).count() as f32 / m.pixels.len().max(1) as f32)
+        .collect();
     shares.sort_by(f32::total_cmp);
     shares.get(shares.len() / 2).copied().unwrap_or(0.0)
 }
@@ -601,7 +621,9 @@ fn clean_up(
 fn write_object_masks(out: &Path, dataset: &Dataset, masks: Option<&[ImageGray]>) -> Result<(), MeshStageError> {
     let dir = out.join(MASKS_DIR);
     match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(ExportError::Io { path: dir, source: e }.into()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(ExportError::Io { path: dir, source: e }.into());
+        }
         _ => {}
     }
     let Some(masks) = masks else { return Ok(()) };
@@ -682,7 +704,12 @@ fn size(mesh: &TriMesh) -> [f32; 3] {
     mesh.bounds().map_or([0.0; 3], |(lo, hi)| std::array::from_fn(|k| hi[k] - lo[k]))
 }
 
-fn write_mesh_dir(out: &Path, model: &TexturedMesh, summary: &mut MeshSummary, mut timings: Timings) -> Result<(), MeshStageError> {
+fn write_mesh_dir(
+    out: &Path,
+    model: &TexturedMesh,
+    summary: &mut MeshSummary,
+    mut timings: Timings,
+) -> Result<(), MeshStageError> {
     std::fs::create_dir_all(out).map_err(|source| MeshError::Io { path: out.to_path_buf(), source })?;
     ply::write_mesh(&out.join(MESH_FILE), &model.mesh)?;
     write_png(&out.join(BASE_COLOR_FILE), &model.base_color)?;
@@ -702,16 +729,16 @@ fn write_mesh_dir(out: &Path, model: &TexturedMesh, summary: &mut MeshSummary, m
 
 fn remove_if_present(path: &Path) -> Result<(), ExportError> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ExportError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(ExportError::Io { path: path.to_path_buf(), source: e })
+        }
         _ => Ok(()),
     }
 }
 
 fn write_png(path: &Path, image: &image::RgbImage) -> Result<(), ExportError> {
-    write_atomically(path, |w| {
-        image.write_to(w, image::ImageFormat::Png).map_err(std::io::Error::other)
-    })
-    .map_err(ExportError::io(path))
+    write_atomically(path, |w| image.write_to(w, image::ImageFormat::Png).map_err(std::io::Error::other))
+        .map_err(ExportError::io(path))
 }
 
 /// A file format [`export_mesh_dir`] writes.
@@ -742,11 +769,13 @@ impl FromStr for Format {
 /// A mesh folder read back: the textured mesh (export frame) and its summary.
 pub fn read_mesh_dir(mesh_dir: &Path) -> Result<(TexturedMesh, MeshSummary), MeshStageError> {
     let json_path = mesh_dir.join(MESH_JSON_FILE);
-    let text = std::fs::read_to_string(&json_path)
-        .map_err(|e| MeshStageError::bad_folder(&json_path, format!("{e} (is {} a `kiln mesh` output folder?)", mesh_dir.display())))?;
-    let summary: MeshSummary =
-        serde_json::from_str(&text).map_err(|e| MeshStageError::bad_folder(&json_path, format!("invalid mesh.json: {e}")))?;
-    let mesh = ply::read_mesh(&mesh_dir.join(MESH_FILE)).map_err(|e| MeshStageError::bad_folder(mesh_dir, e.to_string()))?;
+    let text = std::fs::read_to_string(&json_path).map_err(|e| {
+        MeshStageError::bad_folder(&json_path, format!("{e} (is {} a `kiln mesh` output folder?)", mesh_dir.display()))
+    })?;
+    let summary: MeshSummary = serde_json::from_str(&text)
+        .map_err(|e| MeshStageError::bad_folder(&json_path, format!("invalid mesh.json: {e}")))?;
+    let mesh =
+        ply::read_mesh(&mesh_dir.join(MESH_FILE)).map_err(|e| MeshStageError::bad_folder(mesh_dir, e.to_string()))?;
     let texture_path = mesh_dir.join(BASE_COLOR_FILE);
     let base_color = read_rgb(&texture_path)?;
     let normal_path = mesh_dir.join(NORMAL_MAP_FILE);

@@ -83,9 +83,8 @@ fn read_vertices(ply: &mut PlyReader, element: &Element, mesh: &mut TriMesh) -> 
     let normal = find_scalars(element, &["nx", "ny", "nz"]);
     let uv = UV_NAMES.iter().find_map(|names| find_scalars(element, names));
     let color = find_scalars(element, &["red", "green", "blue"]);
-    let color_is_integer = color
-        .as_ref()
-        .is_some_and(|c| element.properties[c[0]].kind.scalar().is_some_and(|ty| ty.is_integer()));
+    let color_is_integer =
+        color.as_ref().is_some_and(|c| element.properties[c[0]].kind.scalar().is_some_and(|ty| ty.is_integer()));
     let mut row = vec![0.0f64; element.properties.len()];
     for _ in 0..element.count {
         ply.read_row(&mut row, None).map_err(mesh_error)?;
@@ -217,7 +216,11 @@ mod tests {
         // 8-bit sRGB storage: within half a code value after the transfer function.
         for (a, b) in back.colors.iter().zip(&mesh.colors) {
             for k in 0..3 {
-                assert!((linear_to_srgb(a[k].clamp(0.0, 1.0)) - linear_to_srgb(b[k].clamp(0.0, 1.0))).abs() <= 0.5 / 255.0 + 1e-6, "{a:?} vs {b:?}");
+                assert!(
+                    (linear_to_srgb(a[k].clamp(0.0, 1.0)) - linear_to_srgb(b[k].clamp(0.0, 1.0))).abs()
+                        <= 0.5 / 255.0 + 1e-6,
+                    "{a:?} vs {b:?}"
+                );
             }
         }
     }

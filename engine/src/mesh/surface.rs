@@ -160,7 +160,12 @@ pub fn render_depth_frames(
 
 /// Fuses `frames` into a TSDF over the box `min..max` with `options`' voxels and truncation,
 /// and extracts its surface with vertex normals.
-pub fn fuse_frames(frames: &[DepthFrame], min: [f32; 3], max: [f32; 3], options: &SurfaceOptions) -> Result<TriMesh, MeshError> {
+pub fn fuse_frames(
+    frames: &[DepthFrame],
+    min: [f32; 3],
+    max: [f32; 3],
+    options: &SurfaceOptions,
+) -> Result<TriMesh, MeshError> {
     let truncation = options.truncation_voxels * options.voxel_size;
     let mut volume = TsdfVolume::new(min, max, options.voxel_size, truncation)?;
     volume.allocate(frames);
@@ -172,13 +177,16 @@ pub fn fuse_frames(frames: &[DepthFrame], min: [f32; 3], max: [f32; 3], options:
 }
 
 /// The world-space box that `region` means for these splats and views.
-pub fn region_of_interest(splats: &Splats, views: &[SurfaceView], region: Region) -> Result<([f32; 3], [f32; 3]), MeshError> {
+pub fn region_of_interest(
+    splats: &Splats,
+    views: &[SurfaceView],
+    region: Region,
+) -> Result<([f32; 3], [f32; 3]), MeshError> {
     let cameras: Vec<Camera> = views.iter().map(|v| v.camera).collect();
     match region {
         Region::Aabb { min, max } => Ok((min, max)),
-        Region::Object => object_region(&cameras).ok_or_else(|| {
-            MeshError::InvalidInput("the cameras' optical axes do not converge on an object".into())
-        }),
+        Region::Object => object_region(&cameras)
+            .ok_or_else(|| MeshError::InvalidInput("the cameras' optical axes do not converge on an object".into())),
         Region::Auto => match object_region(&cameras) {
             Some(roi) if sees_convergence(&cameras) => Ok(roi),
             _ => scene_region(splats),
@@ -296,7 +304,8 @@ fn scene_region(splats: &Splats) -> Result<([f32; 3], [f32; 3]), MeshError> {
 /// `options.min_alpha` unknown (0).
 pub fn render_depth(splats: &Splats, view: &SurfaceView, options: &SurfaceOptions) -> DepthFrame {
     let camera = fit_camera(&view.camera, options.depth_max_side);
-    let (median_depth, alpha) = depth::render_depth_at(splats, &camera, options.depth_mode, options.depth_transmittance);
+    let (median_depth, alpha) =
+        depth::render_depth_at(splats, &camera, options.depth_mode, options.depth_transmittance);
     let (w, h) = (camera.width(), camera.height());
     let mut depth = ImageGray::new(w, h, 0.0);
     for j in 0..h {

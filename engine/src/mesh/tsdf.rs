@@ -145,9 +145,12 @@ impl TsdfVolume {
             )));
         }
         let block_side = voxel_size * BLOCK as f32;
-        let dims_blocks: [usize; 3] = std::array::from_fn(|k| ((max[k] - min[k]) / block_side).ceil().max(1.0) as usize);
+        let dims_blocks: [usize; 3] =
+            std::array::from_fn(|k| ((max[k] - min[k]) / block_side).ceil().max(1.0) as usize);
         let total = dims_blocks.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).unwrap_or(usize::MAX);
-        if total > MAX_BLOCK_TABLE || min.iter().zip(&max).any(|(a, b)| b.partial_cmp(a) != Some(std::cmp::Ordering::Greater)) {
+        if total > MAX_BLOCK_TABLE
+            || min.iter().zip(&max).any(|(a, b)| b.partial_cmp(a) != Some(std::cmp::Ordering::Greater))
+        {
             return Err(MeshError::InvalidInput(format!(
                 "region {min:?}..{max:?} at voxel size {voxel_size} needs {dims_blocks:?} blocks: empty or too large"
             )));
@@ -375,7 +378,11 @@ mod tests {
         for k in 0..12 {
             let a = k as f32 * std::f32::consts::TAU / 12.0;
             let elevation = if k % 2 == 0 { 0.6 } else { -0.6f32 };
-            frames.push(sphere_depth(Vec3::new(a.cos() * elevation.cos(), a.sin() * elevation.cos(), elevation.sin()) * 1.5, radius, 160));
+            frames.push(sphere_depth(
+                Vec3::new(a.cos() * elevation.cos(), a.sin() * elevation.cos(), elevation.sin()) * 1.5,
+                radius,
+                160,
+            ));
         }
         frames.push(sphere_depth(Vec3::new(0.01, 0.0, 1.5), radius, 160));
         frames.push(sphere_depth(Vec3::new(0.01, 0.0, -1.5), radius, 160));

@@ -109,7 +109,10 @@ pub fn items_from_folder(folder: &Path, out: &Path, defaults: &JobSettings) -> R
         }
     }
     if inputs.is_empty() {
-        return Err(bad_input(folder, "holds no subfolders or .zip files: batch expects one folder (or ZIP) of photos per job"));
+        return Err(bad_input(
+            folder,
+            "holds no subfolders or .zip files: batch expects one folder (or ZIP) of photos per job",
+        ));
     }
     inputs.sort();
     let mut items = Vec::new();
@@ -128,12 +131,16 @@ pub fn items_from_csv(csv: &Path, out: &Path, defaults: &JobSettings) -> Result<
     let text = std::fs::read_to_string(csv).map_err(QueueError::io(csv))?;
     let base = csv.parent().unwrap_or(Path::new("."));
     let mut rows = text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty());
-    let (_, header) = rows.next().ok_or_else(|| bad_input(csv, "is empty: expected a header row `input,output,preset,formats`"))?;
+    let (_, header) =
+        rows.next().ok_or_else(|| bad_input(csv, "is empty: expected a header row `input,output,preset,formats`"))?;
     let columns = Columns::parse(header).map_err(|problem| bad_input(csv, format!("line 1: {problem}")))?;
     let mut items = Vec::new();
     for (index, line) in rows {
-        let fields = split_csv_line(line).map_err(|problem| bad_input(csv, format!("line {}: {problem}", index + 1)))?;
-        let item = columns.item(&fields, base, out, defaults).map_err(|problem| bad_input(csv, format!("line {}: {problem}", index + 1)))?;
+        let fields =
+            split_csv_line(line).map_err(|problem| bad_input(csv, format!("line {}: {problem}", index + 1)))?;
+        let item = columns
+            .item(&fields, base, out, defaults)
+            .map_err(|problem| bad_input(csv, format!("line {}: {problem}", index + 1)))?;
         items.push(item);
     }
     Ok(items)
@@ -226,7 +233,13 @@ pub fn run_batch(
         results.push(result);
     }
     let done = results.iter().filter(|r| r.status == ItemStatus::Done).count();
-    BatchReport { source: source.to_path_buf(), done, failed: results.len() - done, seconds: clock.elapsed().as_secs_f64(), items: results }
+    BatchReport {
+        source: source.to_path_buf(),
+        done,
+        failed: results.len() - done,
+        seconds: clock.elapsed().as_secs_f64(),
+        items: results,
+    }
 }
 
 fn item_result(item: &BatchItem, outcome: Result<KeyMetrics, JobError>, seconds: f64) -> ItemResult {
@@ -249,7 +262,8 @@ fn item_result(item: &BatchItem, outcome: Result<KeyMetrics, JobError>, seconds:
 pub fn write_batch_report(out: &Path, report: &BatchReport) -> Result<PathBuf, QueueError> {
     std::fs::create_dir_all(out).map_err(QueueError::io(out))?;
     let path = out.join(BATCH_REPORT_FILE);
-    write_atomically(&path, |w| serde_json::to_writer_pretty(w, report).map_err(std::io::Error::other)).map_err(QueueError::io(&path))?;
+    write_atomically(&path, |w| serde_json::to_writer_pretty(w, report).map_err(std::io::Error::other))
+        .map_err(QueueError::io(&path))?;
     Ok(path)
 }
 
@@ -280,7 +294,11 @@ mod tests {
         std::fs::create_dir_all(dir.join("photos/one")).unwrap();
         std::fs::write(dir.join("photos/one/kiln.toml"), "until = \"poses\"\npreset = \"full\"").unwrap();
         let csv = dir.join("jobs.csv");
-        std::fs::write(&csv, "input,output,preset,formats\nphotos/one,,preview,\"glb,obj\"\n\n/abs/two.zip,jobs/two,,usdz\n").unwrap();
+        std::fs::write(
+            &csv,
+            "input,output,preset,formats\nphotos/one,,preview,\"glb,obj\"\n\n/abs/two.zip,jobs/two,,usdz\n",
+        )
+        .unwrap();
         let defaults = JobSettings::for_preset(Preset::Medium);
         let items = plan_batch(&csv, Path::new("/out"), &defaults).unwrap();
         assert_eq!(items.len(), 2);
@@ -332,7 +350,11 @@ mod tests {
     fn one_failure_does_not_stop_the_others() {
         let items: Vec<BatchItem> = ["good-1", "bad", "good-2"]
             .iter()
-            .map(|n| BatchItem { input: n.into(), output: format!("/out/{n}").into(), settings: JobSettings::for_preset(Preset::Preview) })
+            .map(|n| BatchItem {
+                input: n.into(),
+                output: format!("/out/{n}").into(),
+                settings: JobSettings::for_preset(Preset::Preview),
+            })
             .collect();
         let mut runs = Vec::new();
         let mut runner = |input: &Path, _: &Path, _: &JobSettings, _: &CancelFlag| {
@@ -344,7 +366,8 @@ mod tests {
             }
         };
         let mut seen = 0;
-        let report = run_batch(Path::new("list.csv"), &items, &mut runner, &CancelFlag::default(), &mut |_, _| seen += 1);
+        let report =
+            run_batch(Path::new("list.csv"), &items, &mut runner, &CancelFlag::default(), &mut |_, _| seen += 1);
         assert_eq!(runs.len(), 3);
         assert_eq!(seen, 3);
         assert_eq!((report.done, report.failed), (2, 1));

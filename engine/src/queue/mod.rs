@@ -67,7 +67,11 @@ impl KeyMetrics {
             registered_images: metrics.poses.as_ref().map(|p| p.registered_images),
             psnr: metrics.train.as_ref().and_then(|t| t.psnr),
             triangles: metrics.mesh.as_ref().map(|m| m.triangles),
-            files: metrics.export.as_ref().map(|e| e.files.iter().map(|f| f.path.clone()).collect()).unwrap_or_default(),
+            files: metrics
+                .export
+                .as_ref()
+                .map(|e| e.files.iter().map(|f| f.path.clone()).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -77,7 +81,12 @@ impl KeyMetrics {
 pub type JobRunner<'a> = dyn FnMut(&Path, &Path, &JobSettings, &CancelFlag) -> Result<KeyMetrics, JobError> + 'a;
 
 /// [`run_job`] with its progress events sent to `tracing` (stage starts and ends at `info`).
-pub fn run_real_job(input: &Path, job_dir: &Path, settings: &JobSettings, cancel: &CancelFlag) -> Result<KeyMetrics, JobError> {
+pub fn run_real_job(
+    input: &Path,
+    job_dir: &Path,
+    settings: &JobSettings,
+    cancel: &CancelFlag,
+) -> Result<KeyMetrics, JobError> {
     let mut log_event = |event: &JobEvent| match event.kind {
         EventKind::Progress => tracing::debug!(stage = %event.stage, "{}", event.message),
         _ => tracing::info!(stage = %event.stage, kind = ?event.kind, "{}", event.message),
@@ -163,7 +172,10 @@ mod tests {
         std::fs::write(root.join("b/.partial-copy"), b"hidden temporaries do not count").unwrap();
         let a = input_content_hash(&root.join("a")).unwrap();
         assert_eq!(a, input_content_hash(&root.join("b")).unwrap());
-        assert_eq!(a, hash_bytes(format!("1.jpg\t{}\nsub/2.jpg\t{}\n", hash_bytes(b"one"), hash_bytes(b"two")).as_bytes()));
+        assert_eq!(
+            a,
+            hash_bytes(format!("1.jpg\t{}\nsub/2.jpg\t{}\n", hash_bytes(b"one"), hash_bytes(b"two")).as_bytes())
+        );
         std::fs::write(root.join("b/sub/2.jpg"), b"changed").unwrap();
         assert_ne!(a, input_content_hash(&root.join("b")).unwrap());
         std::fs::rename(root.join("a/1.jpg"), root.join("a/renamed.jpg")).unwrap();

@@ -46,8 +46,10 @@ pub fn apply_overrides(text: &str, settings: &mut JobSettings) -> Result<(), Str
         if line.is_empty() {
             continue;
         }
-        let (key, value) = line.split_once('=').ok_or_else(|| format!("line {}: expected `key = value`, found {raw:?}", index + 1))?;
-        apply_one(key.trim(), &Value::parse(value.trim())?, settings).map_err(|problem| format!("line {}: {problem}", index + 1))?;
+        let (key, value) =
+            line.split_once('=').ok_or_else(|| format!("line {}: expected `key = value`, found {raw:?}", index + 1))?;
+        apply_one(key.trim(), &Value::parse(value.trim())?, settings)
+            .map_err(|problem| format!("line {}: {problem}", index + 1))?;
     }
     Ok(())
 }
@@ -65,7 +67,10 @@ impl Value {
     fn parse(text: &str) -> Result<Value, String> {
         if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
             let items = inner.split(',').map(str::trim).filter(|s| !s.is_empty());
-            return items.map(|item| unquote(item).ok_or_else(|| format!("expected a quoted string in the list, found {item}"))).collect::<Result<_, _>>().map(Value::List);
+            return items
+                .map(|item| unquote(item).ok_or_else(|| format!("expected a quoted string in the list, found {item}")))
+                .collect::<Result<_, _>>()
+                .map(Value::List);
         }
         if let Some(text) = unquote(text) {
             return Ok(Value::Text(text));
@@ -116,7 +121,11 @@ fn apply_one(key: &str, value: &Value, settings: &mut JobSettings) -> Result<(),
             Value::Bool(keep) => settings.keep_all = *keep,
             other => return Err(format!("keep_all: expected true or false, found {other:?}")),
         },
-        _ => return Err(format!("unknown key {key:?}: expected preset, formats, until, steps, max_side, keep_all, device or seed")),
+        _ => {
+            return Err(format!(
+                "unknown key {key:?}: expected preset, formats, until, steps, max_side, keep_all, device or seed"
+            ));
+        }
     }
     Ok(())
 }
@@ -160,7 +169,10 @@ mod tests {
         assert_eq!(settings.checkpoint_every, preview.checkpoint_every);
         assert_eq!(settings.formats, vec![Format::Glb, Format::Obj]);
         assert_eq!(settings.until, Stage::Poses);
-        assert_eq!((settings.train_steps, settings.max_side, settings.keep_all, settings.seed), (Some(1500), Some(640), true, 7));
+        assert_eq!(
+            (settings.train_steps, settings.max_side, settings.keep_all, settings.seed),
+            (Some(1500), Some(640), true, 7)
+        );
         assert_eq!(settings.device, crate::job::Device::Cpu);
     }
 

@@ -112,13 +112,26 @@ impl QueueStore {
     }
 
     /// Queues `input` unless a job with the same content hash exists (then returns that one).
-    pub fn enqueue(&self, input: &Path, content_hash: &str, job_dir: &Path, settings: &JobSettings) -> Result<Enqueued, QueueError> {
+    pub fn enqueue(
+        &self,
+        input: &Path,
+        content_hash: &str,
+        job_dir: &Path,
+        settings: &JobSettings,
+    ) -> Result<Enqueued, QueueError> {
         self.insert(input, content_hash, job_dir, settings, JobState::Queued, None)
     }
 
     /// Records `input` as failed before it could run (e.g. a broken sidecar), so the failure is
     /// visible and the same content is not retried.
-    pub fn record_failure(&self, input: &Path, content_hash: &str, job_dir: &Path, settings: &JobSettings, error: &str) -> Result<Enqueued, QueueError> {
+    pub fn record_failure(
+        &self,
+        input: &Path,
+        content_hash: &str,
+        job_dir: &Path,
+        settings: &JobSettings,
+        error: &str,
+    ) -> Result<Enqueued, QueueError> {
         self.insert(input, content_hash, job_dir, settings, JobState::Failed, Some(error))
     }
 
@@ -144,7 +157,8 @@ impl QueueStore {
         if inserted == 1 {
             return Ok(Enqueued::New(self.connection.last_insert_rowid()));
         }
-        let known = self.find_by_hash(content_hash)?.ok_or_else(|| self.corrupt(format!("hash {content_hash} vanished")))?;
+        let known =
+            self.find_by_hash(content_hash)?.ok_or_else(|| self.corrupt(format!("hash {content_hash} vanished")))?;
         Ok(Enqueued::AlreadyKnown(Box::new(known)))
     }
 
@@ -168,15 +182,23 @@ impl QueueStore {
     pub fn claim_next(&mut self) -> Result<Option<QueuedJob>, QueueError> {
         let path = self.path.clone();
         let sql = |source| QueueError::Sql { path: path.clone(), source };
-        let transaction = self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
+        let transaction =
+            self.connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
         let claimed = transaction
-            .query_row(&format!("{SELECT} WHERE state = 'queued' AND not_before <= ?1 ORDER BY id LIMIT 1"), [unix_now()], read_row)
+            .query_row(
+                &format!("{SELECT} WHERE state = 'queued' AND not_before <= ?1 ORDER BY id LIMIT 1"),
+                [unix_now()],
+                read_row,
+            )
             .optional()
             .map_err(sql)?;
         let Some(job) = claimed else { return Ok(None) };
         let mut job = job.map_err(|problem| QueueError::BadInput { path: path.clone(), problem })?;
         transaction
-            .execute("UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1", params![job.id, unix_now()])
+            .execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+                params![job.id, unix_now()],
+            )
             .map_err(sql)?;
         transaction.commit().map_err(sql)?;
         job.state = JobState::Running;
@@ -211,7 +233,13 @@ impl QueueStore {
         Ok(())
     }
 
-    fn set_state(&self, id: i64, state: JobState, error: Option<&str>, metrics: Option<&str>) -> Result<(), QueueError> {
+    fn set_state(
+        &self,
+        id: i64,
+        state: JobState,
+        error: Option<&str>,
+        metrics: Option<&str>,
+    ) -> Result<(), QueueError> {
         self.connection
             .execute(
                 "UPDATE jobs SET state = ?2, error = ?3, metrics = ?4, updated_at = ?5 WHERE id = ?1",
@@ -310,7 +338,8 @@ mod tests {
         let path = temp_db("cycle");
         let settings = JobSettings::for_preset(Preset::Preview);
         let mut store = QueueStore::open(&path).unwrap();
-        let Enqueued::New(id) = store.enqueue(Path::new("/in/a"), "hash-a", Path::new("/out/a"), &settings).unwrap() else {
+        let Enqueued::New(id) = store.enqueue(Path::new("/in/a"), "hash-a", Path::new("/out/a"), &settings).unwrap()
+        else {
             panic!("first enqueue must be new")
         };
         let again = store.enqueue(Path::new("/in/copy-of-a"), "hash-a", Path::new("/out/x"), &settings).unwrap();
@@ -345,7 +374,8 @@ mod tests {
         store.mark_failed(resumed.id, "no photos").unwrap();
         let b = store.claim_next().unwrap().unwrap();
         store.requeue(b.id).unwrap();
-        let states: Vec<(JobState, Option<String>)> = store.jobs().unwrap().into_iter().map(|j| (j.state, j.error)).collect();
+        let states: Vec<(JobState, Option<String>)> =
+            store.jobs().unwrap().into_iter().map(|j| (j.state, j.error)).collect();
         assert_eq!(states, vec![(JobState::Failed, Some("no photos".into())), (JobState::Queued, None)]);
         assert_eq!(store.unfinished().unwrap(), 1);
     }

@@ -16,9 +16,9 @@ use std::fs::{File, OpenOptions};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use notify::{RecursiveMode, Watcher};
@@ -86,7 +86,12 @@ pub fn watch(options: &WatchOptions, runner: &mut JobRunner, stop: &CancelFlag) 
     let log = WatchLog::open(&out.join(LOG_FILE))?;
     let mut store = QueueStore::open(&out.join(QUEUE_FILE))?;
     let resumed = store.requeue_interrupted()?;
-    log.info(&format!("watching {} into {} (quiet {:.1} s); {resumed} interrupted job(s) to resume", dir.display(), out.display(), options.quiet.as_secs_f64()));
+    log.info(&format!(
+        "watching {} into {} (quiet {:.1} s); {resumed} interrupted job(s) to resume",
+        dir.display(),
+        out.display(),
+        options.quiet.as_secs_f64()
+    ));
     let scanner_done = AtomicBool::new(false);
     let runner_done = AtomicBool::new(false);
     let shared = Shared { stop, log: &log, scanner_done: &scanner_done, runner_done: &runner_done };
@@ -98,10 +103,15 @@ pub fn watch(options: &WatchOptions, runner: &mut JobRunner, stop: &CancelFlag) 
         });
         let summary = run_queue(&mut store, runner, &shared, options.busy_retry);
         runner_done.store(true, Ordering::SeqCst);
-        let scanned = scanner.join().map_err(|_| QueueError::Watch { path: dir.clone(), message: "the scanner thread panicked".into() });
+        let scanned = scanner
+            .join()
+            .map_err(|_| QueueError::Watch { path: dir.clone(), message: "the scanner thread panicked".into() });
         let summary = summary?;
         scanned??;
-        log.info(&format!("stopped: {} done, {} failed, {} interrupted this run", summary.done, summary.failed, summary.interrupted));
+        log.info(&format!(
+            "stopped: {} done, {} failed, {} interrupted this run",
+            summary.done, summary.failed, summary.interrupted
+        ));
         Ok(summary)
     })
 }
@@ -127,13 +137,21 @@ fn resolve_folders(options: &WatchOptions) -> Result<(PathBuf, PathBuf), QueueEr
     std::fs::create_dir_all(&options.out).map_err(QueueError::io(&options.out))?;
     let out = std::fs::canonicalize(&options.out).map_err(QueueError::io(&options.out))?;
     if dir.starts_with(&out) {
-        return Err(QueueError::BadInput { path: dir, problem: format!("the watched folder must not be inside the output folder {}", out.display()) });
+        return Err(QueueError::BadInput {
+            path: dir,
+            problem: format!("the watched folder must not be inside the output folder {}", out.display()),
+        });
     }
     Ok((dir, out))
 }
 
 /// Runs queued jobs one at a time until stopped, or until the scanner ended.
-fn run_queue(store: &mut QueueStore, runner: &mut JobRunner, shared: &Shared, busy_retry: Duration) -> Result<WatchSummary, QueueError> {
+fn run_queue(
+    store: &mut QueueStore,
+    runner: &mut JobRunner,
+    shared: &Shared,
+    busy_retry: Duration,
+) -> Result<WatchSummary, QueueError> {
     let mut summary = WatchSummary::default();
     while !shared.stop.is_cancelled() {
         let Some(job) = store.claim_next()? else {
@@ -143,7 +161,13 @@ fn run_queue(store: &mut QueueStore, runner: &mut JobRunner, shared: &Shared, bu
             std::thread::sleep(RUNNER_POLL);
             continue;
         };
-        shared.log.info(&format!("job #{} started (attempt {}): {} -> {}", job.id, job.attempts, job.input.display(), job.job_dir.display()));
+        shared.log.info(&format!(
+            "job #{} started (attempt {}): {} -> {}",
+            job.id,
+            job.attempts,
+            job.input.display(),
+            job.job_dir.display()
+        ));
         let start = Instant::now();
         let outcome = runner(&job.input, &job.job_dir, &job.settings, shared.stop);
         let seconds = start.elapsed().as_secs_f64();
@@ -160,11 +184,19 @@ fn run_queue(store: &mut QueueStore, runner: &mut JobRunner, shared: &Shared, bu
             }
             Err(error @ JobError::Busy { .. }) => {
                 store.defer(job.id, busy_retry)?;
-                shared.log.warn(&format!("job #{} waits: {error}; trying again in {:.0} s", job.id, busy_retry.as_secs_f64()));
+                shared.log.warn(&format!(
+                    "job #{} waits: {error}; trying again in {:.0} s",
+                    job.id,
+                    busy_retry.as_secs_f64()
+                ));
             }
             Err(error) => {
                 store.mark_failed(job.id, &error.to_string())?;
-                shared.log.error(&format!("job #{} failed after {seconds:.1} s: {} ({error})", job.id, job.input.display()));
+                shared.log.error(&format!(
+                    "job #{} failed after {seconds:.1} s: {} ({error})",
+                    job.id,
+                    job.input.display()
+                ));
                 summary.failed += 1;
             }
         }
@@ -264,7 +296,11 @@ impl<'a> Scanner<'a> {
         let mut all_handled = true;
         for path in present {
             let fingerprint = fingerprint(&path);
-            let candidate = self.candidates.entry(path.clone()).or_insert(Candidate { fingerprint, changed_at: now, handled: false });
+            let candidate = self.candidates.entry(path.clone()).or_insert(Candidate {
+                fingerprint,
+                changed_at: now,
+                handled: false,
+            });
             if candidate.fingerprint != fingerprint {
                 *candidate = Candidate { fingerprint, changed_at: now, handled: false };
             }
@@ -310,10 +346,19 @@ impl<'a> Scanner<'a> {
             }
         };
         if let Some(known) = self.store.find_by_hash(&hash)? {
-            log.info(&format!("skipping {}: same content as job #{} ({})", input.display(), known.id, known.state.name()));
+            log.info(&format!(
+                "skipping {}: same content as job #{} ({})",
+                input.display(),
+                known.id,
+                known.state.name()
+            ));
             return Ok(true);
         }
-        let job_dir = self.out.join(JOBS_DIR).join(format!("{}-{}", input_stem(input), &hash[..JOB_DIR_HASH_DIGITS.min(hash.len())]));
+        let job_dir = self.out.join(JOBS_DIR).join(format!(
+            "{}-{}",
+            input_stem(input),
+            &hash[..JOB_DIR_HASH_DIGITS.min(hash.len())]
+        ));
         let mut settings = self.options.defaults.clone();
         let sidecar = if input.is_dir() { apply_sidecar(input, &mut settings).map(|_| ()) } else { Ok(()) };
         if let Err(error) = sidecar {
@@ -486,7 +531,9 @@ mod tests {
     }
 
     /// A stand-in job that records its inputs and fails for folders named `bad*`.
-    fn fake_runner(runs: &Mutex<Vec<PathBuf>>) -> impl FnMut(&Path, &Path, &JobSettings, &CancelFlag) -> Result<KeyMetrics, JobError> + '_ {
+    fn fake_runner(
+        runs: &Mutex<Vec<PathBuf>>,
+    ) -> impl FnMut(&Path, &Path, &JobSettings, &CancelFlag) -> Result<KeyMetrics, JobError> + '_ {
         move |input, _, _, _| {
             runs.lock().unwrap().push(input.to_path_buf());
             if input.file_name().is_some_and(|n| n.to_string_lossy().starts_with("bad")) {
@@ -520,7 +567,8 @@ mod tests {
         let runs = Mutex::new(Vec::new());
         let summary = watch(&options, &mut fake_runner(&runs), &CancelFlag::default()).unwrap();
         assert_eq!((summary.done, summary.failed), (2, 1), "a and b (or its copy) done, bad failed");
-        let mut ran: Vec<String> = runs.lock().unwrap().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let mut ran: Vec<String> =
+            runs.lock().unwrap().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         ran.sort();
         assert!(ran == ["a", "b", "bad"] || ran == ["b", "bad", "copy-of-a"], "each content runs once: {ran:?}");
 

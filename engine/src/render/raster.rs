@@ -405,7 +405,6 @@ fn centre<T: Real>(origin: u32, l: u32) -> T {
     T::c(origin as f64 + l as f64 + 0.5)
 }
 
-
 /// One tile's forward results, indexed by local pixel.
 struct TileOut<T> {
     color: [[T; 3]; TILE_PIXELS],
@@ -671,4 +670,3 @@ fn backward_tile<T: Real>(
     }
     out
 }
-

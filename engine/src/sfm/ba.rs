@@ -37,8 +37,12 @@ use schur::NormalEquations;
 pub enum RobustLoss {
     Trivial,
     /// `ρ(s²) = c² log(1 + s²/c²)`.
-    Cauchy { scale_px: f64 },
-    Huber { scale_px: f64 },
+    Cauchy {
+        scale_px: f64,
+    },
+    Huber {
+        scale_px: f64,
+    },
 }
 
 /// What to refine.
@@ -107,7 +111,12 @@ pub fn bundle_adjust(reconstruction: &mut Reconstruction, options: &BaOptions) -
     let problem = Problem::new(reconstruction, options);
     let mut state = State::new(reconstruction, &problem);
     let initial = problem.evaluate(&state, &options.loss, None).unwrap_or_default();
-    let mut summary = BaSummary { initial_rms_px: initial.rms(), final_rms_px: initial.rms(), iterations: 0, observations: problem.obs.len() };
+    let mut summary = BaSummary {
+        initial_rms_px: initial.rms(),
+        final_rms_px: initial.rms(),
+        iterations: 0,
+        observations: problem.obs.len(),
+    };
     if problem.obs.is_empty() {
         return Ok(summary);
     }
@@ -116,13 +125,21 @@ pub fn bundle_adjust(reconstruction: &mut Reconstruction, options: &BaOptions) -
     let mut lambda_growth = 2.0;
     let (mut lins, mut valid, mut current) = problem.linearize(&state, &options.loss);
     let mut normal = NormalEquations::new(&problem, &lins);
-    while summary.iterations < options.max_iterations && lambda <= MAX_LAMBDA && normal.max_gradient(&problem) > GRADIENT_TOLERANCE {
+    while summary.iterations < options.max_iterations
+        && lambda <= MAX_LAMBDA
+        && normal.max_gradient(&problem) > GRADIENT_TOLERANCE
+    {
         summary.iterations += 1;
         let outcome = normal.solve(&problem, lambda).and_then(|step| {
             let candidate = state.stepped(&problem, &step.cameras, &step.points);
             let evaluation = problem.evaluate(&candidate, &options.loss, Some(&valid))?;
             let gain = (current.cost - evaluation.cost) / step.predicted_decrease;
-            (step.predicted_decrease > 0.0 && gain > MIN_GAIN_RATIO).then_some((candidate, evaluation.cost, gain, step.norm))
+            (step.predicted_decrease > 0.0 && gain > MIN_GAIN_RATIO).then_some((
+                candidate,
+                evaluation.cost,
+                gain,
+                step.norm,
+            ))
         });
         let Some((candidate, new_cost, gain, step_norm)) = outcome else {
             lambda *= lambda_growth;
@@ -156,5 +173,9 @@ fn validate(options: &BaOptions) -> Result<(), SfmError> {
         RobustLoss::Trivial => true,
         RobustLoss::Cauchy { scale_px } | RobustLoss::Huber { scale_px } => scale_px.is_finite() && scale_px > 0.0,
     };
-    if scale_ok { Ok(()) } else { Err(SfmError::Internal(format!("bundle adjustment: invalid robust loss {:?}", options.loss))) }
+    if scale_ok {
+        Ok(())
+    } else {
+        Err(SfmError::Internal(format!("bundle adjustment: invalid robust loss {:?}", options.loss)))
+    }
 }

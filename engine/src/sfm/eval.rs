@@ -61,7 +61,8 @@ pub fn umeyama(source: &[DVec3], target: &[DVec3]) -> Option<Similarity> {
         return None;
     }
     let rotation_na = u * signs * v_t;
-    let scale = (singular[0] * signs[(0, 0)] + singular[1] * signs[(1, 1)] + singular[2] * signs[(2, 2)]) / source_variance;
+    let scale =
+        (singular[0] * signs[(0, 0)] + singular[1] * signs[(1, 1)] + singular[2] * signs[(2, 2)]) / source_variance;
     let rotation = from_nalgebra(&rotation_na);
     let translation = mean_target - scale * (rotation * mean_source);
     Some(Similarity { scale, rotation, translation })
@@ -181,7 +182,10 @@ pub fn poses_by_file_name(views: &[crate::dataset::View]) -> BTreeMap<String, Ri
         .iter()
         .map(|view| {
             let camera_from_world = view.camera.camera_from_world();
-            let pose = RigidCv { rotation: camera_from_world.rotation.as_dmat3(), translation: camera_from_world.translation.as_dvec3() };
+            let pose = RigidCv {
+                rotation: camera_from_world.rotation.as_dmat3(),
+                translation: camera_from_world.translation.as_dvec3(),
+            };
             (file_name(&view.name), pose)
         })
         .collect()
@@ -258,7 +262,8 @@ mod tests {
             rotation: DMat3::from_quat(DQuat::from_euler(glam::EulerRot::XYZ, 0.4, -1.2, 2.0)),
             translation: DVec3::new(1.0, -2.0, 0.5),
         };
-        let source: Vec<DVec3> = (0..10).map(|i| DVec3::new(f64::from(i).sin(), f64::from(i * i % 7), f64::from(i) * 0.3)).collect();
+        let source: Vec<DVec3> =
+            (0..10).map(|i| DVec3::new(f64::from(i).sin(), f64::from(i * i % 7), f64::from(i) * 0.3)).collect();
         let target: Vec<DVec3> = source.iter().map(|p| truth.transform_point(*p)).collect();
         let found = umeyama(&source, &target).expect("non-degenerate");
         assert!((found.scale - truth.scale).abs() < 1e-9);

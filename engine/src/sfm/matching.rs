@@ -120,9 +120,8 @@ fn nearest_neighbours(a: &Features, b: &Features) -> (Vec<Top2>, Vec<Top2>) {
             }
         }
     }
-    let columns = (0..nb)
-        .map(|c| Top2 { best: column_best[c], second: column_second[c], index: column_index[c] })
-        .collect();
+    let columns =
+        (0..nb).map(|c| Top2 { best: column_best[c], second: column_second[c], index: column_index[c] }).collect();
     (rows, columns)
 }
 
@@ -132,7 +131,15 @@ fn descriptor_count(features: &Features) -> usize {
 }
 
 /// `tile[r * n + c] = a[row_start + r] · b[column_start + c]` for an `m × n` tile.
-fn similarity_tile(a: &Features, b: &Features, row_start: usize, m: usize, column_start: usize, n: usize, tile: &mut [f32]) {
+fn similarity_tile(
+    a: &Features,
+    b: &Features,
+    row_start: usize,
+    m: usize,
+    column_start: usize,
+    n: usize,
+    tile: &mut [f32],
+) {
     let a_block = &a.descriptors[row_start * DESCRIPTOR_LEN..(row_start + m) * DESCRIPTOR_LEN];
     let b_block = &b.descriptors[column_start * DESCRIPTOR_LEN..(column_start + n) * DESCRIPTOR_LEN];
     let c_block = &mut tile[..m * n];
@@ -260,8 +267,10 @@ pub fn select_pairs_with(features: &[Features], selection: &PairSelection) -> Ve
         return pairs_for(PairStrategy::Exhaustive, features);
     }
     let mut pairs = pairs_for(PairStrategy::Sequential { overlap: selection.sequential_overlap }, features);
-    let retrieval =
-        PairStrategy::Retrieval { per_photo: selection.retrieved_per_photo, descriptors: selection.retrieval_descriptors };
+    let retrieval = PairStrategy::Retrieval {
+        per_photo: selection.retrieved_per_photo,
+        descriptors: selection.retrieval_descriptors,
+    };
     pairs.extend(pairs_for(retrieval, features));
     pairs.sort_unstable();
     pairs.dedup();
@@ -400,7 +409,8 @@ mod tests {
                     return None;
                 }
                 let back = top(b.descriptor(forward.index as usize), a);
-                (!options.cross_check || (back.index as usize == r && back.passes(options))).then_some((r as u32, forward.index))
+                (!options.cross_check || (back.index as usize == r && back.passes(options)))
+                    .then_some((r as u32, forward.index))
             })
             .collect()
     }
@@ -487,7 +497,8 @@ mod tests {
         assert!(pairs.len() < n * (n - 1) / 4, "{} pairs", pairs.len());
         assert_eq!(select_pairs(&photos[..20], MAX_EXHAUSTIVE_PHOTOS).len(), 190);
         let matched =
-            match_pairs(&photos, &[(10, 150), (10, 11), (10, 100)], &MatchOptions::default(), &|_, _| {}, &|| false).unwrap();
+            match_pairs(&photos, &[(10, 150), (10, 11), (10, 100)], &MatchOptions::default(), &|_, _| {}, &|| false)
+                .unwrap();
         assert!(matched[0].1.len() >= 60 && matched[1].1.len() >= 30, "{} {}", matched[0].1.len(), matched[1].1.len());
         assert!(matched[2].1.is_empty());
     }

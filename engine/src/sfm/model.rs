@@ -92,7 +92,10 @@ impl RigidCv {
 
     /// `a_from_c = a_from_b.then(b_from_c)`… read right to left: `self * other`.
     pub fn compose(&self, other: &Self) -> Self {
-        Self { rotation: self.rotation * other.rotation, translation: self.rotation * other.translation + self.translation }
+        Self {
+            rotation: self.rotation * other.rotation,
+            translation: self.rotation * other.translation + self.translation,
+        }
     }
 
     /// For a `camera_from_world` transform: the camera centre in world coordinates.

@@ -234,7 +234,8 @@ fn focal_plane_pixels_per_mm(
 
 fn ascii_value(value: &exif::Value) -> Option<String> {
     let exif::Value::Ascii(parts) = value else { return None };
-    let text = String::from_utf8_lossy(parts.first()?).trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string();
+    let text =
+        String::from_utf8_lossy(parts.first()?).trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string();
     (!text.is_empty()).then_some(text)
 }
 
@@ -349,7 +350,11 @@ mod tests {
         assert!(from_exif);
         assert!(((2832f64.hypot(2128.0) / 2.0 / f).atan() - half_diagonal_angle).abs() < 1e-12);
 
-        let exif = ExifSummary { focal_length_mm: Some(4.0), focal_plane_pixels_per_mm: Some(500.0), ..ExifSummary::default() };
+        let exif = ExifSummary {
+            focal_length_mm: Some(4.0),
+            focal_plane_pixels_per_mm: Some(500.0),
+            ..ExifSummary::default()
+        };
         assert_eq!(focal_prior(&exif, 4000, 3000), (2000.0, true));
 
         let broken = ExifSummary { focal_length_35mm: Some(0.5), ..ExifSummary::default() };

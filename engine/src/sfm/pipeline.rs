@@ -361,7 +361,8 @@ mod tests {
     #[test]
     fn a_stop_requested_before_the_run_extracts_no_features() {
         let mut events = Vec::new();
-        let result = estimate_poses(&fixture_images(), &PosesOptions::default(), &mut |p| events.push(p.clone()), &|| true);
+        let result =
+            estimate_poses(&fixture_images(), &PosesOptions::default(), &mut |p| events.push(p.clone()), &|| true);
         assert!(matches!(result, Err(SfmError::Cancelled)), "{:?}", result.err());
         assert_eq!(extracted(&events), 0, "{events:?}");
         assert!(events.iter().all(|e| matches!(e.phase, Phase::Photos | Phase::Features)), "{events:?}");
@@ -373,7 +374,8 @@ mod tests {
         let checks = AtomicUsize::new(0);
         let should_stop = || checks.fetch_add(1, Ordering::SeqCst) >= 2;
         let mut events = Vec::new();
-        let result = estimate_poses(&fixture_images(), &PosesOptions::default(), &mut |p| events.push(p.clone()), &should_stop);
+        let result =
+            estimate_poses(&fixture_images(), &PosesOptions::default(), &mut |p| events.push(p.clone()), &should_stop);
         assert!(matches!(result, Err(SfmError::Cancelled)), "{:?}", result.err());
         let photos = std::fs::read_dir(fixture_images()).unwrap().count();
         assert!(extracted(&events) <= 2 && photos > 2, "{} of {photos} photos extracted", extracted(&events));
@@ -390,7 +392,8 @@ mod tests {
             }
             phases.push(p.phase);
         };
-        let result = estimate_poses(&fixture_images(), &PosesOptions::default(), &mut progress, &|| stop.load(Ordering::SeqCst));
+        let result =
+            estimate_poses(&fixture_images(), &PosesOptions::default(), &mut progress, &|| stop.load(Ordering::SeqCst));
         assert!(matches!(result, Err(SfmError::Cancelled)), "{:?}", result.err());
         assert!(phases.contains(&Phase::Matching), "{phases:?}");
         assert!(

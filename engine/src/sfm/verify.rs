@@ -187,19 +187,25 @@ pub fn verify_pair(
 
     // The pose, whenever E is trusted (calibrated, or planar with E as good as F).
     let trusted_essential = essential.filter(|_| enough(n_e) && ratio(n_e, n_f) >= options.min_e_f_inlier_ratio);
-    let relative = trusted_essential
-        .as_ref()
-        .and_then(|e| relative_pose(e, &normalized_i, &normalized_j, essential_threshold));
+    let relative =
+        trusted_essential.as_ref().and_then(|e| relative_pose(e, &normalized_i, &normalized_j, essential_threshold));
     let inlier_indices = match config {
-        TwoViewConfig::Calibrated => relative.as_ref().map(|r| r.inliers.clone()).or(trusted_essential.map(|e| e.inliers)),
+        TwoViewConfig::Calibrated => {
+            relative.as_ref().map(|r| r.inliers.clone()).or(trusted_essential.map(|e| e.inliers))
+        }
         TwoViewConfig::Uncalibrated => fundamental.as_ref().map(|f| f.inliers.clone()),
-        TwoViewConfig::Planar => [relative.as_ref().map(|r| &r.inliers), fundamental.as_ref().map(|f| &f.inliers), homography.as_ref().map(|h| &h.inliers)]
-            .into_iter()
-            .flatten()
-            .max_by_key(|v| v.len())
-            .cloned(),
+        TwoViewConfig::Planar => [
+            relative.as_ref().map(|r| &r.inliers),
+            fundamental.as_ref().map(|f| &f.inliers),
+            homography.as_ref().map(|h| &h.inliers),
+        ]
+        .into_iter()
+        .flatten()
+        .max_by_key(|v| v.len())
+        .cloned(),
     }?;
-    if !enough(inlier_indices.len()) || (inlier_indices.len() as f64) < options.min_inlier_ratio * matches.len() as f64 {
+    if !enough(inlier_indices.len()) || (inlier_indices.len() as f64) < options.min_inlier_ratio * matches.len() as f64
+    {
         return None;
     }
     Some(TwoViewGeometry {

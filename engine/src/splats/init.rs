@@ -60,9 +60,7 @@ const PCG_INCREMENT: u64 = 1_442_695_040_888_963_407;
 
 impl Pcg32 {
     pub fn new(seed: u64) -> Self {
-        let mut rng = Self {
-            state: seed.wrapping_add(PCG_INCREMENT),
-        };
+        let mut rng = Self { state: seed.wrapping_add(PCG_INCREMENT) };
         rng.next_u32();
         rng
     }
@@ -113,10 +111,7 @@ impl Pcg32 {
 pub fn scene_extent(cameras: &[Camera]) -> f32 {
     let n = cameras.len().max(1) as f32;
     let mean = cameras.iter().map(Camera::center).sum::<Vec3>() / n;
-    let radius = cameras
-        .iter()
-        .map(|c| (c.center() - mean).length())
-        .fold(0.0, f32::max);
+    let radius = cameras.iter().map(|c| (c.center() - mean).length()).fold(0.0, f32::max);
     EXTENT_MARGIN * radius
 }
 
@@ -137,25 +132,15 @@ pub fn look_at_point(cameras: &[Camera]) -> Vec3 {
         return a.inverse() * b;
     }
     let mean = cameras.iter().map(Camera::center).sum::<Vec3>() / n;
-    let forward = cameras
-        .iter()
-        .map(|c| c.world_from_camera.forward())
-        .sum::<Vec3>()
-        .normalize_or_zero();
+    let forward = cameras.iter().map(|c| c.world_from_camera.forward()).sum::<Vec3>().normalize_or_zero();
     let extent = scene_extent(cameras);
-    mean + forward
-        * if extent > 0.0 {
-            extent
-        } else {
-            SINGLE_CAMERA_DEPTH
-        }
+    mean + forward * if extent > 0.0 { extent } else { SINGLE_CAMERA_DEPTH }
 }
 
 /// Splats at the points of a sparse cloud, coloured by it.
 pub fn from_point_cloud(cloud: &PointCloud) -> Splats {
-    let colors: Vec<[f32; 3]> = (0..cloud.positions.len())
-        .map(|i| cloud.colors.get(i).copied().unwrap_or([0.5; 3]))
-        .collect();
+    let colors: Vec<[f32; 3]> =
+        (0..cloud.positions.len()).map(|i| cloud.colors.get(i).copied().unwrap_or([0.5; 3])).collect();
     splats_at(&cloud.positions, &colors)
 }
 
@@ -178,30 +163,22 @@ pub fn random_in_view(
     seed: u64,
 ) -> Splats {
     let mut rng = Pcg32::new(seed);
-    let views: Vec<_> = cameras
-        .iter()
-        .zip(images)
-        .map(|(c, image)| (c.camera_from_world(), c.intrinsics, image))
+    let views: Vec<_> =
+        cameras.iter().zip(images).map(|(c, image)| (c.camera_from_world(), c.intrinsics, image)).collect();
+    let min_views =
+        ((views.len() as f32 * MIN_CONSISTENCY_FRACTION).ceil() as usize).max(MIN_CONSISTENCY_VIEWS).min(views.len());
+    let mut scored: Vec<(f32, Vec3, [f32; 3])> = sample_in_view(cameras, count * CANDIDATES_PER_SPLAT, &mut rng)
+        .into_iter()
+        .filter_map(|point| {
+            let samples = view_samples(&views, point);
+            if samples[0].len() < min_views {
+                return None;
+            }
+            let (colour, spread) = median_and_spread(samples);
+            let is_background = colour.iter().zip(background).all(|(c, b)| (c - b).abs() <= BACKGROUND_TOLERANCE);
+            (!is_background).then_some((spread, point, colour))
+        })
         .collect();
-    let min_views = ((views.len() as f32 * MIN_CONSISTENCY_FRACTION).ceil() as usize)
-        .max(MIN_CONSISTENCY_VIEWS)
-        .min(views.len());
-    let mut scored: Vec<(f32, Vec3, [f32; 3])> =
-        sample_in_view(cameras, count * CANDIDATES_PER_SPLAT, &mut rng)
-            .into_iter()
-            .filter_map(|point| {
-                let samples = view_samples(&views, point);
-                if samples[0].len() < min_views {
-                    return None;
-                }
-                let (colour, spread) = median_and_spread(samples);
-                let is_background = colour
-                    .iter()
-                    .zip(background)
-                    .all(|(c, b)| (c - b).abs() <= BACKGROUND_TOLERANCE);
-                (!is_background).then_some((spread, point, colour))
-            })
-            .collect();
     scored.sort_by(|a, b| a.0.total_cmp(&b.0));
     scored.truncate(count);
     let positions: Vec<[f32; 3]> = scored.iter().map(|(_, p, _)| p.to_array()).collect();
@@ -212,20 +189,10 @@ pub fn random_in_view(
 /// Up to `count` points uniform in the cube of [`random_in_view`] that at least one camera sees.
 fn sample_in_view(cameras: &[Camera], count: usize, rng: &mut Pcg32) -> Vec<Vec3> {
     let centre = look_at_point(cameras);
-    let mut distances: Vec<f32> = cameras
-        .iter()
-        .map(|c| (c.center() - centre).length())
-        .collect();
+    let mut distances: Vec<f32> = cameras.iter().map(|c| (c.center() - centre).length()).collect();
     distances.sort_by(f32::total_cmp);
-    let half_side = distances
-        .get(distances.len() / 2)
-        .copied()
-        .unwrap_or(1.0)
-        .max(f32::EPSILON);
-    let views: Vec<_> = cameras
-        .iter()
-        .map(|c| (c.camera_from_world(), c.intrinsics))
-        .collect();
+    let half_side = distances.get(distances.len() / 2).copied().unwrap_or(1.0).max(f32::EPSILON);
+    let views: Vec<_> = cameras.iter().map(|c| (c.camera_from_world(), c.intrinsics)).collect();
     let mut points = Vec::with_capacity(count);
     for _ in 0..count * MAX_DRAWS_PER_SPLAT {
         if points.len() == count {
@@ -233,10 +200,7 @@ fn sample_in_view(cameras: &[Camera], count: usize, rng: &mut Pcg32) -> Vec<Vec3
         }
         let offset = Vec3::new(rng.uniform(), rng.uniform(), rng.uniform()) * 2.0 - Vec3::ONE;
         let point_in_world = centre + offset * half_side;
-        if views
-            .iter()
-            .any(|(camera_from_world, k)| pixel_of(camera_from_world, k, point_in_world).is_some())
-        {
+        if views.iter().any(|(camera_from_world, k)| pixel_of(camera_from_world, k, point_in_world).is_some()) {
             points.push(point_in_world);
         }
     }
@@ -244,11 +208,7 @@ fn sample_in_view(cameras: &[Camera], count: usize, rng: &mut Pcg32) -> Vec<Vec3
 }
 
 /// Pixel a world point falls on, if it is in front of the camera and inside the image.
-fn pixel_of(
-    camera_from_world: &CameraFromWorldCv,
-    k: &Intrinsics,
-    point_in_world: Vec3,
-) -> Option<[u32; 2]> {
+fn pixel_of(camera_from_world: &CameraFromWorldCv, k: &Intrinsics, point_in_world: Vec3) -> Option<[u32; 2]> {
     let point_in_camera = camera_from_world.transform_point(point_in_world);
     if point_in_camera.z < NEAR_PLANE {
         return None;
@@ -259,10 +219,7 @@ fn pixel_of(
 }
 
 /// The colours of `point` in every view that sees it, per channel.
-fn view_samples(
-    views: &[(CameraFromWorldCv, Intrinsics, &ImageRgb)],
-    point: Vec3,
-) -> [Vec<f32>; 3] {
+fn view_samples(views: &[(CameraFromWorldCv, Intrinsics, &ImageRgb)], point: Vec3) -> [Vec<f32>; 3] {
     let mut samples: [Vec<f32>; 3] = Default::default();
     for (camera_from_world, k, image) in views {
         let Some([u, v]) = pixel_of(camera_from_world, k, point) else {
@@ -302,13 +259,7 @@ fn splats_at(positions: &[[f32; 3]], colors: &[[f32; 3]]) -> Splats {
     for ((p, c), s) in positions.iter().zip(colors).zip(scales) {
         let mut sh: ShCoeffs = Default::default();
         sh[0] = c.map(|v| (v - 0.5) / SH_C0);
-        splats.push(
-            *p,
-            [s.ln(); 3],
-            [1.0, 0.0, 0.0, 0.0],
-            logit(INIT_OPACITY),
-            sh,
-        );
+        splats.push(*p, [s.ln(); 3], [1.0, 0.0, 0.0, 0.0], logit(INIT_OPACITY), sh);
     }
     splats
 }
@@ -317,10 +268,8 @@ fn splats_at(positions: &[[f32; 3]], colors: &[[f32; 3]]) -> Splats {
 /// cells hold a couple of points on average.
 fn neighbour_scales(positions: &[[f32; 3]]) -> Vec<f32> {
     let points: Vec<Vec3> = positions.iter().map(|p| Vec3::from(*p)).collect();
-    let (lo, hi) = points.iter().fold(
-        (Vec3::splat(f32::MAX), Vec3::splat(f32::MIN)),
-        |(lo, hi), p| (lo.min(*p), hi.max(*p)),
-    );
+    let (lo, hi) =
+        points.iter().fold((Vec3::splat(f32::MAX), Vec3::splat(f32::MIN)), |(lo, hi), p| (lo.min(*p), hi.max(*p)));
     let diag = (hi - lo).length();
     let min_scale = (diag * MIN_SCALE_FRACTION).max(f32::MIN_POSITIVE.sqrt());
     if points.len() <= NEIGHBOURS {
@@ -352,9 +301,7 @@ fn neighbour_scales(positions: &[[f32; 3]]) -> Vec<f32> {
                     break;
                 }
             }
-            (best.iter().sum::<f32>() / NEIGHBOURS as f32)
-                .sqrt()
-                .max(min_scale)
+            (best.iter().sum::<f32>() / NEIGHBOURS as f32).sqrt().max(min_scale)
         })
         .collect()
 }
@@ -399,9 +346,8 @@ mod tests {
     #[test]
     fn grid_neighbours_match_brute_force() {
         let mut rng = Pcg32::new(3);
-        let positions: Vec<[f32; 3]> = (0..400)
-            .map(|_| [rng.uniform() * 4.0, rng.uniform(), rng.normal() * 0.3])
-            .collect();
+        let positions: Vec<[f32; 3]> =
+            (0..400).map(|_| [rng.uniform() * 4.0, rng.uniform(), rng.normal() * 0.3]).collect();
         let scales = neighbour_scales(&positions);
         for (i, p) in positions.iter().enumerate() {
             let mut d: Vec<f32> = positions
@@ -412,11 +358,7 @@ mod tests {
                 .collect();
             d.sort_by(f32::total_cmp);
             let want = (d[..3].iter().sum::<f32>() / 3.0).sqrt();
-            assert!(
-                (scales[i] - want).abs() <= 1e-5 * want.max(1e-3),
-                "point {i}: {} vs {want}",
-                scales[i]
-            );
+            assert!((scales[i] - want).abs() <= 1e-5 * want.max(1e-3), "point {i}: {} vs {want}", scales[i]);
         }
     }
 
@@ -430,10 +372,7 @@ mod tests {
         assert_eq!(splats.len(), 4);
         let rgb = splats.sh[0][0].map(|v| v * SH_C0 + 0.5);
         assert!((rgb[0] - 1.0).abs() < 1e-6 && (rgb[2]).abs() < 1e-6);
-        assert!(
-            (splats.log_scales[0][0].exp() - 1.0).abs() < 1e-5,
-            "three unit-distance neighbours"
-        );
+        assert!((splats.log_scales[0][0].exp() - 1.0).abs() < 1e-5, "three unit-distance neighbours");
     }
 
     fn orbit(n: usize, target: Vec3, distance: f32) -> Vec<Camera> {
@@ -444,14 +383,7 @@ mod tests {
                 let forward = (target - center).normalize();
                 let right = forward.cross(Vec3::Z).normalize();
                 let down = forward.cross(right);
-                let intrinsics = Intrinsics {
-                    fx: 50.0,
-                    fy: 50.0,
-                    cx: 32.0,
-                    cy: 24.0,
-                    width: 64,
-                    height: 48,
-                };
+                let intrinsics = Intrinsics { fx: 50.0, fy: 50.0, cx: 32.0, cy: 24.0, width: 64, height: 48 };
                 Camera {
                     intrinsics,
                     world_from_camera: WorldFromCameraCv {
@@ -484,13 +416,7 @@ mod tests {
         // world point its ray hits, so points on the plane agree across views and points above it
         // do not.
         let cameras = orbit(24, Vec3::ZERO, 3.0);
-        let texture = |p: Vec3| {
-            [
-                (p.x * 0.6).rem_euclid(1.0),
-                (p.y * 0.7).rem_euclid(1.0),
-                0.5,
-            ]
-        };
+        let texture = |p: Vec3| [(p.x * 0.6).rem_euclid(1.0), (p.y * 0.7).rem_euclid(1.0), 0.5];
         let images: Vec<ImageRgb> = cameras
             .iter()
             .map(|c| {
@@ -498,16 +424,12 @@ mod tests {
                 let mut image = ImageRgb::new(k.width, k.height, [0.0; 3]);
                 for v in 0..k.height {
                     for u in 0..k.width {
-                        let dir_in_camera = Vec3::new(
-                            (u as f32 + 0.5 - k.cx) / k.fx,
-                            (v as f32 + 0.5 - k.cy) / k.fy,
-                            1.0,
-                        );
+                        let dir_in_camera =
+                            Vec3::new((u as f32 + 0.5 - k.cx) / k.fx, (v as f32 + 0.5 - k.cy) / k.fy, 1.0);
                         let dir = c.world_from_camera.rotation * dir_in_camera;
                         let t = -c.center().z / dir.z;
                         if t > 0.0 {
-                            image.pixels[(v * k.width + u) as usize] =
-                                texture(c.center() + dir * t);
+                            image.pixels[(v * k.width + u) as usize] = texture(c.center() + dir * t);
                         }
                     }
                 }
@@ -518,30 +440,18 @@ mod tests {
         assert_eq!(splats.len(), 200);
         // Points whose rays all see the black sky agree too (they model the backdrop); every other
         // kept point must lie on the plane, where uniform sampling would put about 0.3 / 3.35 ≈ 9 %.
-        let textured: Vec<usize> = (0..200)
-            .filter(|&i| splats.sh[i][0].iter().map(|v| v * SH_C0 + 0.5).sum::<f32>() > 0.25)
-            .collect();
-        let on_plane = textured
-            .iter()
-            .filter(|&&i| splats.means[i][2].abs() < 0.3)
-            .count();
+        let textured: Vec<usize> =
+            (0..200).filter(|&i| splats.sh[i][0].iter().map(|v| v * SH_C0 + 0.5).sum::<f32>() > 0.25).collect();
+        let on_plane = textured.iter().filter(|&&i| splats.means[i][2].abs() < 0.3).count();
         assert!(
             textured.len() > 50 && on_plane * 10 > textured.len() * 6,
             "{on_plane} of {} textured points near the plane",
             textured.len()
         );
-        let (i, m) = splats
-            .means
-            .iter()
-            .enumerate()
-            .find(|(_, m)| m[2].abs() < 0.05)
-            .unwrap();
+        let (i, m) = splats.means.iter().enumerate().find(|(_, m)| m[2].abs() < 0.05).unwrap();
         let rgb = splats.sh[i][0].map(|v| v * SH_C0 + 0.5);
         let want = texture(Vec3::from(*m));
-        assert!(
-            (rgb[0] - want[0]).abs() < 0.2 && (rgb[1] - want[1]).abs() < 0.2,
-            "{rgb:?} vs {want:?}"
-        );
+        assert!((rgb[0] - want[0]).abs() < 0.2 && (rgb[1] - want[1]).abs() < 0.2, "{rgb:?} vs {want:?}");
     }
 
     #[test]

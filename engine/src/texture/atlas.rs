@@ -57,10 +57,7 @@ pub struct AtlasOptions {
 
 impl Default for AtlasOptions {
     fn default() -> Self {
-        Self {
-            max_chart_angle_degrees: 45.0,
-            padding_texels: 2,
-        }
+        Self { max_chart_angle_degrees: 45.0, padding_texels: 2 }
     }
 }
 
@@ -77,11 +74,7 @@ pub struct AtlasReport {
 }
 
 /// A UV atlas for `mesh`; see [`build_atlas_with_report`].
-pub fn build_atlas(
-    mesh: &TriMesh,
-    texture_size: u32,
-    options: &AtlasOptions,
-) -> Result<TriMesh, TextureError> {
+pub fn build_atlas(mesh: &TriMesh, texture_size: u32, options: &AtlasOptions) -> Result<TriMesh, TextureError> {
     Ok(build_atlas_with_report(mesh, texture_size, options)?.0)
 }
 
@@ -101,11 +94,8 @@ pub fn build_atlas_with_report(
     for grown in grow_charts(&faces, &adjacency, cos_limit) {
         charts.extend(project_without_overlap(mesh, &faces, &adjacency, grown));
     }
-    let layout =
-        pack(&charts, texture_size, options.padding_texels).ok_or(TextureError::AtlasFull {
-            charts: charts.len(),
-            size: texture_size,
-        })?;
+    let layout = pack(&charts, texture_size, options.padding_texels)
+        .ok_or(TextureError::AtlasFull { charts: charts.len(), size: texture_size })?;
     let out = split_vertices(mesh, &charts, &layout, texture_size);
     let report = AtlasReport {
         charts: charts.len(),
@@ -138,11 +128,7 @@ pub(crate) fn check_indices(mesh: &TriMesh) -> Result<(), TextureError> {
     let vertices = mesh.num_vertices();
     for (triangle, t) in mesh.triangles.iter().enumerate() {
         if let Some(&vertex) = t.iter().find(|&&v| v as usize >= vertices) {
-            return Err(TextureError::BadIndex {
-                triangle,
-                vertex,
-                vertices,
-            });
+            return Err(TextureError::BadIndex { triangle, vertex, vertices });
         }
     }
     Ok(())
@@ -171,15 +157,11 @@ impl FaceFrames {
 
 /// For each face, the faces sharing an edge with it.
 fn face_adjacency(mesh: &TriMesh) -> Vec<Vec<u32>> {
-    let mut by_edge: HashMap<(u32, u32), Vec<u32>> =
-        HashMap::with_capacity(mesh.triangles.len() * 3 / 2);
+    let mut by_edge: HashMap<(u32, u32), Vec<u32>> = HashMap::with_capacity(mesh.triangles.len() * 3 / 2);
     for (f, t) in mesh.triangles.iter().enumerate() {
         for k in 0..3 {
             let (a, b) = (t[k], t[(k + 1) % 3]);
-            by_edge
-                .entry((a.min(b), a.max(b)))
-                .or_default()
-                .push(f as u32);
+            by_edge.entry((a.min(b), a.max(b))).or_default().push(f as u32);
         }
     }
     let mut adjacency = vec![Vec::new(); mesh.triangles.len()];
@@ -193,11 +175,7 @@ fn face_adjacency(mesh: &TriMesh) -> Vec<Vec<u32>> {
 
 /// Faces grouped by greedy region growing within the normal cone of each seed face; returns
 /// `(seed normal, faces)` per chart.
-fn grow_charts(
-    faces: &FaceFrames,
-    adjacency: &[Vec<u32>],
-    cos_limit: f32,
-) -> Vec<(Vec3, Vec<u32>)> {
+fn grow_charts(faces: &FaceFrames, adjacency: &[Vec<u32>], cos_limit: f32) -> Vec<(Vec3, Vec<u32>)> {
     let mut chart_of = vec![u32::MAX; faces.normals.len()];
     let mut charts = Vec::new();
     let mut queue = VecDeque::new();
@@ -215,8 +193,7 @@ fn grow_charts(
             members.push(f);
             for &g in &adjacency[f as usize] {
                 let n = faces.normals[g as usize];
-                if chart_of[g as usize] == u32::MAX && (n == Vec3::ZERO || n.dot(axis) >= cos_limit)
-                {
+                if chart_of[g as usize] == u32::MAX && (n == Vec3::ZERO || n.dot(axis) >= cos_limit) {
                     chart_of[g as usize] = id;
                     queue.push_back(g);
                 }
@@ -253,12 +230,8 @@ fn project_without_overlap(
             done.push(chart);
             continue;
         }
-        let mut centres: Vec<(f32, u32)> = chart
-            .faces
-            .iter()
-            .zip(&chart.corners)
-            .map(|(&f, c)| ((c[0].x + c[1].x + c[2].x) / 3.0, f))
-            .collect();
+        let mut centres: Vec<(f32, u32)> =
+            chart.faces.iter().zip(&chart.corners).map(|(&f, c)| ((c[0].x + c[1].x + c[2].x) / 3.0, f)).collect();
         centres.sort_by(|a, b| a.0.total_cmp(&b.0));
         let (left, right) = centres.split_at(centres.len() / 2);
         for half in [left, right] {
@@ -303,10 +276,7 @@ fn project(mesh: &TriMesh, axis: Vec3, faces: Vec<u32>) -> Chart {
         // unmirrored: seen from outside, `+u` is right and `−v` is up.
         Vec2::new(p.dot(tangent), -p.dot(bitangent))
     };
-    let mut corners: Vec<[Vec2; 3]> = faces
-        .iter()
-        .map(|&f| mesh.triangles[f as usize].map(flat))
-        .collect();
+    let mut corners: Vec<[Vec2; 3]> = faces.iter().map(|&f| mesh.triangles[f as usize].map(flat)).collect();
     let rotation = principal_rotation(&corners);
     let (mut lo, mut hi) = (Vec2::splat(f32::INFINITY), Vec2::splat(f32::NEG_INFINITY));
     for p in corners.iter_mut().flatten() {
@@ -318,17 +288,10 @@ fn project(mesh: &TriMesh, axis: Vec3, faces: Vec<u32>) -> Chart {
     corners.iter_mut().flatten().for_each(|p| *p -= lo);
     if size.y > size.x {
         // Turn by 90° (a rotation, not a mirror) so the longer side is x.
-        corners
-            .iter_mut()
-            .flatten()
-            .for_each(|p| *p = Vec2::new(size.y - p.y, p.x));
+        corners.iter_mut().flatten().for_each(|p| *p = Vec2::new(size.y - p.y, p.x));
         size = Vec2::new(size.y, size.x);
     }
-    Chart {
-        faces,
-        corners,
-        size,
-    }
+    Chart { faces, corners, size }
 }
 
 /// The rotation (as a unit complex number) that takes the principal axis of the points to x.
@@ -352,12 +315,10 @@ fn principal_rotation(corners: &[[Vec2; 3]]) -> Vec2 {
 fn overlaps(chart: &Chart, faces: &FaceFrames) -> bool {
     let area: f32 = chart.faces.iter().map(|&f| faces.areas[f as usize]).sum();
     let box_area = (chart.size.x * chart.size.y).max(area);
-    let cells = (OVERLAP_CELLS_PER_FACE * chart.faces.len() as f32)
-        .clamp(MIN_OVERLAP_CELLS, MAX_OVERLAP_CELLS);
+    let cells = (OVERLAP_CELLS_PER_FACE * chart.faces.len() as f32).clamp(MIN_OVERLAP_CELLS, MAX_OVERLAP_CELLS);
     // Thin charts: no more cells along x than the cell budget's square side allows.
-    let scale = (cells / box_area.max(f32::MIN_POSITIVE))
-        .sqrt()
-        .min(cells.sqrt() / chart.size.x.max(f32::MIN_POSITIVE));
+    let scale =
+        (cells / box_area.max(f32::MIN_POSITIVE)).sqrt().min(cells.sqrt() / chart.size.x.max(f32::MIN_POSITIVE));
     let width = ((chart.size.x * scale).ceil() as u32).max(1);
     let height = ((chart.size.y * scale).ceil() as u32).max(1);
     let mut owner = vec![u32::MAX; width as usize * height as usize];
@@ -448,24 +409,16 @@ fn shelf_pack(
         x += w;
         shelf_height = shelf_height.max(h);
     }
-    Some(Layout {
-        texels_per_unit,
-        origins,
-    })
+    Some(Layout { texels_per_unit, origins })
 }
 
 /// The output mesh: one vertex per (chart, input vertex), UVs from the layout.
 fn split_vertices(mesh: &TriMesh, charts: &[Chart], layout: &Layout, texture_size: u32) -> TriMesh {
     let has = |n: usize| n == mesh.num_vertices();
-    let mut out = TriMesh {
-        triangles: mesh.triangles.clone(),
-        ..TriMesh::default()
-    };
+    let mut out = TriMesh { triangles: mesh.triangles.clone(), ..TriMesh::default() };
     // The output vertex of an input vertex in the current chart, tagged with the chart.
     let mut copy_of: Vec<(u32, u32)> = vec![(u32::MAX, 0); mesh.num_vertices()];
-    let to_uv = |p: Vec2, origin: Vec2| {
-        ((origin + p * layout.texels_per_unit) / texture_size as f32).to_array()
-    };
+    let to_uv = |p: Vec2, origin: Vec2| ((origin + p * layout.texels_per_unit) / texture_size as f32).to_array();
     for (c, chart) in charts.iter().enumerate() {
         let origin = layout.origins[c];
         for (&f, corners) in chart.faces.iter().zip(&chart.corners) {
@@ -537,10 +490,7 @@ mod tests {
                 parent[b as usize] = a;
             }
         }
-        mesh.triangles
-            .iter()
-            .map(|t| find(&mut parent, t[0]))
-            .collect()
+        mesh.triangles.iter().map(|t| find(&mut parent, t[0])).collect()
     }
 
     #[test]
@@ -551,16 +501,10 @@ mod tests {
         let (out, report) = build_atlas_with_report(&mesh, size, &options).unwrap();
         assert_eq!(out.num_triangles(), mesh.num_triangles());
         assert_eq!(out.uvs.len(), out.num_vertices());
-        assert!(
-            out.uvs.iter().flatten().all(|&c| (0.0..=1.0).contains(&c)),
-            "UV outside [0, 1]"
-        );
+        assert!(out.uvs.iter().flatten().all(|&c| (0.0..=1.0).contains(&c)), "UV outside [0, 1]");
         // Same surface: each output triangle has the input triangle's positions.
         for (a, b) in out.triangles.iter().zip(&mesh.triangles) {
-            assert_eq!(
-                a.map(|v| out.positions[v as usize]),
-                b.map(|v| mesh.positions[v as usize])
-            );
+            assert_eq!(a.map(|v| out.positions[v as usize]), b.map(|v| mesh.positions[v as usize]));
         }
         // Coverage grid: texel centres strictly inside triangles; no two charts' texels may be
         // within 2 texels of each other (the padding leaves 2 × 2 texels between bounding boxes).
@@ -614,21 +558,9 @@ mod tests {
             // (u, −v), i.e. clockwise in (u, v) with v down.
             assert!(signed < 0.0, "mirrored chart: UV signed area {signed}");
         }
-        println!(
-            "atlas: {} charts, utilisation {:.1}%",
-            report.charts,
-            100.0 * report.utilisation
-        );
-        assert!(
-            report.charts > 6 && report.charts < 2000,
-            "{} charts",
-            report.charts
-        );
-        assert!(
-            report.utilisation > 0.3,
-            "utilisation {:.3}",
-            report.utilisation
-        );
+        println!("atlas: {} charts, utilisation {:.1}%", report.charts, 100.0 * report.utilisation);
+        assert!(report.charts > 6 && report.charts < 2000, "{} charts", report.charts);
+        assert!(report.utilisation > 0.3, "utilisation {:.3}", report.utilisation);
     }
 
     #[test]
@@ -649,16 +581,9 @@ mod tests {
             triangles.push([a, b, d]);
             triangles.push([a, d, c]);
         }
-        let mesh = TriMesh {
-            positions,
-            triangles,
-            ..TriMesh::default()
-        };
+        let mesh = TriMesh { positions, triangles, ..TriMesh::default() };
         let (out, report) = build_atlas_with_report(&mesh, 256, &AtlasOptions::default()).unwrap();
-        assert!(
-            report.charts >= 2,
-            "a two-turn ramp cannot be one planar chart"
-        );
+        assert!(report.charts >= 2, "a two-turn ramp cannot be one planar chart");
         let mut owner = vec![u32::MAX; 256 * 256];
         for (f, t) in out.triangles.iter().enumerate() {
             let corners = t.map(|v| out.uvs[v as usize].map(|c| c * 256.0));
@@ -673,10 +598,7 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         let mesh = bumpy_sphere(6, 8);
-        assert!(matches!(
-            build_atlas(&mesh, 8, &AtlasOptions::default()),
-            Err(TextureError::TextureSize(8))
-        ));
+        assert!(matches!(build_atlas(&mesh, 8, &AtlasOptions::default()), Err(TextureError::TextureSize(8))));
         assert!(matches!(
             build_atlas(&TriMesh::default(), 256, &AtlasOptions::default()),
             Err(TextureError::EmptyMesh)

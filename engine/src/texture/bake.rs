@@ -87,13 +87,7 @@ pub struct BakeOptions {
 
 impl Default for BakeOptions {
     fn default() -> Self {
-        Self {
-            min_cos: 0.15,
-            depth_tolerance: 0.01,
-            mask_threshold: 0.5,
-            balance_exposure: true,
-            dilation_texels: 8,
-        }
+        Self { min_cos: 0.15, depth_tolerance: 0.01, mask_threshold: 0.5, balance_exposure: true, dilation_texels: 8 }
     }
 }
 
@@ -140,44 +134,19 @@ pub fn bake_base_color_with_report(
     let faces = face_normals(mesh);
     let scene = Scene::new(mesh, &faces, views, options, should_stop)?;
     check_stop(should_stop)?;
-    let gains = if options.balance_exposure {
-        estimate_gains(&scene, &texels)
-    } else {
-        vec![[1.0; 3]; views.len()]
-    };
+    let gains = if options.balance_exposure { estimate_gains(&scene, &texels) } else { vec![[1.0; 3]; views.len()] };
     check_stop(should_stop)?;
     let (mut colors, mut filled) = blend(&scene, &texels, &gains);
-    let unseen_texels = texels
-        .triangle
-        .iter()
-        .zip(&filled)
-        .filter(|&(&t, &f)| t != NO_TRIANGLE && !f)
-        .count();
-    let surface_texels = texels
-        .triangle
-        .iter()
-        .filter(|&&t| t != NO_TRIANGLE)
-        .count();
-    dilate(
-        &mut colors,
-        &mut filled,
-        texture_size,
-        options.dilation_texels,
-    );
+    let unseen_texels = texels.triangle.iter().zip(&filled).filter(|&(&t, &f)| t != NO_TRIANGLE && !f).count();
+    let surface_texels = texels.triangle.iter().filter(|&&t| t != NO_TRIANGLE).count();
+    dilate(&mut colors, &mut filled, texture_size, options.dilation_texels);
     pull_push_fill(&mut colors, &filled, texture_size);
     let image = encode_srgb8(&colors, texture_size);
     tracing::info!(
         "baked a {texture_size}² texture from {} views: {surface_texels} surface texels, {unseen_texels} seen by no view",
         views.len()
     );
-    Ok((
-        image,
-        BakeReport {
-            surface_texels,
-            unseen_texels,
-            gains,
-        },
-    ))
+    Ok((image, BakeReport { surface_texels, unseen_texels, gains }))
 }
 
 fn validate(mesh: &TriMesh, views: &[BakeView], texture_size: u32) -> Result<(), TextureError> {
@@ -188,10 +157,7 @@ fn validate(mesh: &TriMesh, views: &[BakeView], texture_size: u32) -> Result<(),
         return Err(TextureError::EmptyMesh);
     }
     if mesh.uvs.len() != mesh.num_vertices() {
-        return Err(TextureError::MissingUvs {
-            uvs: mesh.uvs.len(),
-            vertices: mesh.num_vertices(),
-        });
+        return Err(TextureError::MissingUvs { uvs: mesh.uvs.len(), vertices: mesh.num_vertices() });
     }
     super::atlas::check_indices(mesh)?;
     if views.is_empty() {
@@ -200,22 +166,12 @@ fn validate(mesh: &TriMesh, views: &[BakeView], texture_size: u32) -> Result<(),
     for (view, v) in views.iter().enumerate() {
         let (w, h) = (v.camera.width(), v.camera.height());
         let bad = |problem: String| Err(TextureError::BadView { view, problem });
-        if (v.image.width, v.image.height) != (w, h)
-            || v.image.pixels.len() != w as usize * h as usize
-        {
-            return bad(format!(
-                "image is {}×{} but its camera is {w}×{h}",
-                v.image.width, v.image.height
-            ));
+        if (v.image.width, v.image.height) != (w, h) || v.image.pixels.len() != w as usize * h as usize {
+            return bad(format!("image is {}×{} but its camera is {w}×{h}", v.image.width, v.image.height));
         }
-        let wrong_size = |m: &&ImageGray| {
-            (m.width, m.height) != (w, h) || m.pixels.len() != w as usize * h as usize
-        };
+        let wrong_size = |m: &&ImageGray| (m.width, m.height) != (w, h) || m.pixels.len() != w as usize * h as usize;
         if let Some(m) = v.mask.as_ref().filter(wrong_size) {
-            return bad(format!(
-                "mask is {}×{} but its image is {w}×{h}",
-                m.width, m.height
-            ));
+            return bad(format!("mask is {}×{} but its image is {w}×{h}", m.width, m.height));
         }
     }
     Ok(())
@@ -235,11 +191,7 @@ struct TexelMap {
 impl TexelMap {
     fn new(mesh: &TriMesh, size: u32) -> Self {
         let n = size as usize * size as usize;
-        let mut map = Self {
-            size,
-            triangle: vec![NO_TRIANGLE; n],
-            barycentric: vec![[0.0; 2]; n],
-        };
+        let mut map = Self { size, triangle: vec![NO_TRIANGLE; n], barycentric: vec![[0.0; 2]; n] };
         // Inside first; then texels that only touch a triangle, where still free.
         for (tolerance, overwrite) in [(0.0, true), (EDGE_TEXELS, false)] {
             for (f, t) in mesh.triangles.iter().enumerate() {
@@ -314,16 +266,7 @@ impl<'a> Scene<'a> {
         options: &'a BakeOptions,
         should_stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Self, TextureError> {
-        let linear = views
-            .par_iter()
-            .map(|v| {
-                v.image
-                    .pixels
-                    .iter()
-                    .map(|p| p.map(srgb_to_linear))
-                    .collect()
-            })
-            .collect();
+        let linear = views.par_iter().map(|v| v.image.pixels.iter().map(|p| p.map(srgb_to_linear)).collect()).collect();
         let depth = views
             .par_iter()
             .map(|v| {
@@ -336,11 +279,7 @@ impl<'a> Scene<'a> {
             .par_iter()
             .zip(faces)
             .map(|(t, n)| {
-                let centroid = t
-                    .iter()
-                    .map(|&v| Vec3::from(mesh.positions[v as usize]))
-                    .sum::<Vec3>()
-                    / 3.0;
+                let centroid = t.iter().map(|&v| Vec3::from(mesh.positions[v as usize])).sum::<Vec3>() / 3.0;
                 (0..views.len().min(u16::MAX as usize))
                     .filter(|&v| n.dot(views[v].camera.center() - centroid) > 0.0)
                     .map(|v| v as u16)
@@ -388,29 +327,17 @@ impl<'a> Scene<'a> {
         let [u, v_px] = camera.intrinsics.project(in_camera);
         let footprint = Footprint::new(u, v_px, camera.width(), camera.height())?;
         let limit = in_camera.z / (1.0 + self.options.depth_tolerance);
-        if footprint
-            .indices()
-            .iter()
-            .any(|&p| self.depth[v as usize][p] < limit)
-        {
+        if footprint.indices().iter().any(|&p| self.depth[v as usize][p] < limit) {
             return None;
         }
-        let background = |mask: &ImageGray| {
-            footprint
-                .indices()
-                .iter()
-                .any(|&p| mask.pixels[p] < self.options.mask_threshold)
-        };
+        let background =
+            |mask: &ImageGray| footprint.indices().iter().any(|&p| mask.pixels[p] < self.options.mask_threshold);
         if view.mask.as_ref().is_some_and(background) {
             return None;
         }
         let density = camera.intrinsics.fx * camera.intrinsics.fy / (in_camera.z * in_camera.z);
         let weight = cos * cos * density;
-        Some(Observation {
-            view: v,
-            weight,
-            color: footprint.sample(&self.linear[v as usize]),
-        })
+        Some(Observation { view: v, weight, color: footprint.sample(&self.linear[v as usize]) })
     }
 }
 
@@ -431,39 +358,20 @@ impl Footprint {
             return None;
         }
         let (gx, gy) = ((u - 0.5).max(0.0), (v - 0.5).max(0.0));
-        let (x0, y0) = (
-            (gx as usize).min(width as usize - 1),
-            (gy as usize).min(height as usize - 1),
-        );
-        let (x1, y1) = (
-            (x0 + 1).min(width as usize - 1),
-            (y0 + 1).min(height as usize - 1),
-        );
-        Some(Self {
-            x: [x0, x1],
-            y: [y0, y1],
-            width: width as usize,
-            fx: gx - x0 as f32,
-            fy: gy - y0 as f32,
-        })
+        let (x0, y0) = ((gx as usize).min(width as usize - 1), (gy as usize).min(height as usize - 1));
+        let (x1, y1) = ((x0 + 1).min(width as usize - 1), (y0 + 1).min(height as usize - 1));
+        Some(Self { x: [x0, x1], y: [y0, y1], width: width as usize, fx: gx - x0 as f32, fy: gy - y0 as f32 })
     }
 
     fn indices(&self) -> [usize; 4] {
         let w = self.width;
-        [
-            self.y[0] * w + self.x[0],
-            self.y[0] * w + self.x[1],
-            self.y[1] * w + self.x[0],
-            self.y[1] * w + self.x[1],
-        ]
+        [self.y[0] * w + self.x[0], self.y[0] * w + self.x[1], self.y[1] * w + self.x[0], self.y[1] * w + self.x[1]]
     }
 
     fn sample(&self, pixels: &[[f32; 3]]) -> [f32; 3] {
         let [a, b, c, d] = self.indices().map(|i| pixels[i]);
         let (fx, fy) = (self.fx, self.fy);
-        std::array::from_fn(|k| {
-            (a[k] * (1.0 - fx) + b[k] * fx) * (1.0 - fy) + (c[k] * (1.0 - fx) + d[k] * fx) * fy
-        })
+        std::array::from_fn(|k| (a[k] * (1.0 - fx) + b[k] * fx) * (1.0 - fy) + (c[k] * (1.0 - fx) + d[k] * fx) * fy)
     }
 }
 
@@ -475,14 +383,7 @@ struct TopK<const K: usize> {
 
 impl<const K: usize> TopK<K> {
     fn new() -> Self {
-        Self {
-            items: [Observation {
-                view: 0,
-                weight: 0.0,
-                color: [0.0; 3],
-            }; K],
-            len: 0,
-        }
+        Self { items: [Observation { view: 0, weight: 0.0, color: [0.0; 3] }; K], len: 0 }
     }
 
     fn insert(&mut self, o: Observation) {
@@ -511,8 +412,7 @@ pub fn depth_buffer(mesh: &TriMesh, camera: &Camera) -> Vec<f32> {
     let mut depth = vec![f32::INFINITY; width as usize * height as usize];
     let camera_from_world = camera.camera_from_world();
     for t in &mesh.triangles {
-        let in_camera =
-            t.map(|v| camera_from_world.transform_point(Vec3::from(mesh.positions[v as usize])));
+        let in_camera = t.map(|v| camera_from_world.transform_point(Vec3::from(mesh.positions[v as usize])));
         if in_camera.iter().any(|p| p.z <= NEAR_PLANE) {
             continue;
         }
@@ -530,9 +430,7 @@ pub fn depth_buffer(mesh: &TriMesh, camera: &Camera) -> Vec<f32> {
 
 /// Per-view linear RGB gains from the surface points several views see (see the module doc).
 fn estimate_gains(scene: &Scene, texels: &TexelMap) -> Vec<[f32; 3]> {
-    let surface: Vec<usize> = (0..texels.triangle.len())
-        .filter(|&i| texels.triangle[i] != NO_TRIANGLE)
-        .collect();
+    let surface: Vec<usize> = (0..texels.triangle.len()).filter(|&i| texels.triangle[i] != NO_TRIANGLE).collect();
     let stride = (surface.len() / EXPOSURE_SAMPLES).max(1);
     let points: Vec<Vec<(u16, [f32; 3])>> = surface
         .par_iter()
@@ -541,11 +439,7 @@ fn estimate_gains(scene: &Scene, texels: &TexelMap) -> Vec<[f32; 3]> {
             let seen = scene.observe::<EXPOSURE_VIEWS>(texels, i);
             seen.as_slice()
                 .iter()
-                .filter(|o| {
-                    o.color
-                        .iter()
-                        .all(|&c| (EXPOSURE_DARK..=EXPOSURE_BRIGHT).contains(&c))
-                })
+                .filter(|o| o.color.iter().all(|&c| (EXPOSURE_DARK..=EXPOSURE_BRIGHT).contains(&c)))
                 .map(|o| (o.view, o.color.map(f32::ln)))
                 .collect::<Vec<_>>()
         })
@@ -570,11 +464,7 @@ fn solve_log_exposures(points: &[Vec<(u16, [f32; 3])>], views: usize, channel: u
     let mut exposure = vec![0.0f32; views];
     let mut values = vec![0.0f32; points.len()];
     let huber = |r: f32| {
-        if r.abs() <= EXPOSURE_HUBER {
-            1.0
-        } else {
-            EXPOSURE_HUBER / r.abs()
-        }
+        if r.abs() <= EXPOSURE_HUBER { 1.0 } else { EXPOSURE_HUBER / r.abs() }
     };
     for _ in 0..EXPOSURE_ROUNDS {
         for (x, seen) in values.iter_mut().zip(points) {
@@ -601,26 +491,14 @@ fn solve_log_exposures(points: &[Vec<(u16, [f32; 3])>], views: usize, channel: u
         }
     }
     let mut seen_views = vec![false; views];
-    points
-        .iter()
-        .flatten()
-        .for_each(|&(v, _)| seen_views[v as usize] = true);
-    let mut observed: Vec<f32> = exposure
-        .iter()
-        .zip(&seen_views)
-        .filter(|&(_, &s)| s)
-        .map(|(&e, _)| e)
-        .collect();
+    points.iter().flatten().for_each(|&(v, _)| seen_views[v as usize] = true);
+    let mut observed: Vec<f32> = exposure.iter().zip(&seen_views).filter(|&(_, &s)| s).map(|(&e, _)| e).collect();
     if observed.is_empty() {
         return exposure;
     }
     observed.sort_by(f32::total_cmp);
     let median = observed[observed.len() / 2];
-    exposure
-        .iter()
-        .zip(&seen_views)
-        .map(|(&e, &s)| if s { e - median } else { 0.0 })
-        .collect()
+    exposure.iter().zip(&seen_views).map(|(&e, &s)| if s { e - median } else { 0.0 }).collect()
 }
 
 /// Linear colours of the surface texels seen by some view, and which texels got one.
@@ -628,31 +506,23 @@ fn blend(scene: &Scene, texels: &TexelMap, gains: &[[f32; 3]]) -> (Vec<[f32; 3]>
     let size = texels.size as usize;
     let mut colors = vec![[0.0f32; 3]; size * size];
     let mut filled = vec![false; size * size];
-    colors
-        .par_chunks_mut(size)
-        .zip(filled.par_chunks_mut(size))
-        .enumerate()
-        .for_each(|(y, (row, row_filled))| {
-            for (x, (color, is_filled)) in row.iter_mut().zip(row_filled).enumerate() {
-                let i = y * size + x;
-                if texels.triangle[i] == NO_TRIANGLE {
-                    continue;
-                }
-                let seen = scene.observe::<BLEND_VIEWS>(texels, i);
-                let total: f32 = seen.as_slice().iter().map(|o| o.weight).sum();
-                if total <= 0.0 {
-                    continue;
-                }
-                *color = std::array::from_fn(|k| {
-                    seen.as_slice()
-                        .iter()
-                        .map(|o| o.weight * o.color[k] * gains[o.view as usize][k])
-                        .sum::<f32>()
-                        / total
-                });
-                *is_filled = true;
+    colors.par_chunks_mut(size).zip(filled.par_chunks_mut(size)).enumerate().for_each(|(y, (row, row_filled))| {
+        for (x, (color, is_filled)) in row.iter_mut().zip(row_filled).enumerate() {
+            let i = y * size + x;
+            if texels.triangle[i] == NO_TRIANGLE {
+                continue;
             }
-        });
+            let seen = scene.observe::<BLEND_VIEWS>(texels, i);
+            let total: f32 = seen.as_slice().iter().map(|o| o.weight).sum();
+            if total <= 0.0 {
+                continue;
+            }
+            *color = std::array::from_fn(|k| {
+                seen.as_slice().iter().map(|o| o.weight * o.color[k] * gains[o.view as usize][k]).sum::<f32>() / total
+            });
+            *is_filled = true;
+        }
+    });
     (colors, filled)
 }
 
@@ -668,16 +538,7 @@ fn dilate(colors: &mut [[f32; 3]], filled: &mut [bool], size: u32, rounds: u32) 
                 }
                 let (x, y) = (i as i64 % n, i as i64 / n);
                 let (mut sum, mut count) = ([0.0f32; 3], 0);
-                for (dx, dy) in [
-                    (-1, -1),
-                    (0, -1),
-                    (1, -1),
-                    (-1, 0),
-                    (1, 0),
-                    (-1, 1),
-                    (0, 1),
-                    (1, 1),
-                ] {
+                for (dx, dy) in [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)] {
                     let (nx, ny) = (x + dx, y + dy);
                     if nx >= 0 && ny >= 0 && nx < n && ny < n && filled[(ny * n + nx) as usize] {
                         let c = colors[(ny * n + nx) as usize];
@@ -710,11 +571,7 @@ fn pull_push_fill(colors: &mut [[f32; 3]], filled: &[bool], size: u32) {
     // Level 0 is the texture; each level holds (sum of colours, count of filled texels).
     let mut levels: Vec<PyramidLevel> = vec![(
         size as usize,
-        colors
-            .iter()
-            .zip(filled)
-            .map(|(&c, &f)| if f { (c, 1.0) } else { ([0.0; 3], 0.0) })
-            .collect(),
+        colors.iter().zip(filled).map(|(&c, &f)| if f { (c, 1.0) } else { ([0.0; 3], 0.0) }).collect(),
     )];
     while let Some((side, fine)) = levels.last().filter(|(side, _)| *side > 1) {
         let side = *side;
@@ -765,20 +622,12 @@ fn encode_srgb8(colors: &[[f32; 3]], size: u32) -> image::RgbImage {
 
 /// The sRGB transfer function's inverse (IEC 61966-2-1): encoded `[0, 1]` → linear light.
 pub fn srgb_to_linear(c: f32) -> f32 {
-    if c <= 0.04045 {
-        c / 12.92
-    } else {
-        ((c + 0.055) / 1.055).powf(2.4)
-    }
+    if c <= 0.04045 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) }
 }
 
 /// The sRGB transfer function: linear light `[0, 1]` → encoded.
 pub fn linear_to_srgb(c: f32) -> f32 {
-    if c <= 0.003_130_8 {
-        c * 12.92
-    } else {
-        1.055 * c.powf(1.0 / 2.4) - 0.055
-    }
+    if c <= 0.003_130_8 { c * 12.92 } else { 1.055 * c.powf(1.0 / 2.4) - 0.055 }
 }
 
 #[cfg(test)]
@@ -797,19 +646,8 @@ mod tests {
     #[test]
     fn top_k_keeps_the_heaviest_in_order() {
         let mut top = TopK::<3>::new();
-        for (view, weight) in [
-            (0u16, 1.0f32),
-            (1, 5.0),
-            (2, 3.0),
-            (3, 0.5),
-            (4, 4.0),
-            (5, 2.0),
-        ] {
-            top.insert(Observation {
-                view,
-                weight,
-                color: [0.0; 3],
-            });
+        for (view, weight) in [(0u16, 1.0f32), (1, 5.0), (2, 3.0), (3, 0.5), (4, 4.0), (5, 2.0)] {
+            top.insert(Observation { view, weight, color: [0.0; 3] });
         }
         let views: Vec<u16> = top.as_slice().iter().map(|o| o.view).collect();
         assert_eq!(views, vec![1, 4, 2]);
@@ -842,31 +680,12 @@ mod tests {
     fn depth_buffer_of_a_square_facing_the_camera() {
         use crate::camera::{Intrinsics, WorldFromCameraCv};
         let camera = Camera {
-            intrinsics: Intrinsics {
-                fx: 100.0,
-                fy: 100.0,
-                cx: 50.0,
-                cy: 40.0,
-                width: 100,
-                height: 80,
-            },
-            world_from_camera: WorldFromCameraCv {
-                rotation: glam::Mat3::IDENTITY,
-                translation: Vec3::ZERO,
-            },
+            intrinsics: Intrinsics { fx: 100.0, fy: 100.0, cx: 50.0, cy: 40.0, width: 100, height: 80 },
+            world_from_camera: WorldFromCameraCv { rotation: glam::Mat3::IDENTITY, translation: Vec3::ZERO },
         };
         // A tilted quad at depth 2 + x: covers x, y in [-0.25, 0.25] at its depth.
-        let positions = vec![
-            [-0.5, -0.5, 1.5],
-            [0.5, -0.5, 2.5],
-            [0.5, 0.5, 2.5],
-            [-0.5, 0.5, 1.5],
-        ];
-        let mesh = TriMesh {
-            positions,
-            triangles: vec![[0, 1, 2], [0, 2, 3]],
-            ..TriMesh::default()
-        };
+        let positions = vec![[-0.5, -0.5, 1.5], [0.5, -0.5, 2.5], [0.5, 0.5, 2.5], [-0.5, 0.5, 1.5]];
+        let mesh = TriMesh { positions, triangles: vec![[0, 1, 2], [0, 2, 3]], ..TriMesh::default() };
         let depth = depth_buffer(&mesh, &camera);
         let mut hits = 0;
         for y in 0..80u32 {
@@ -877,10 +696,7 @@ mod tests {
                     // The ray through the pixel centre meets the plane z = 2 + X at z = 2/(1 - xn).
                     let xn = (x as f32 + 0.5 - 50.0) / 100.0;
                     let expected = 2.0 / (1.0 - xn);
-                    assert!(
-                        (d - expected).abs() < 1e-4,
-                        "pixel {x},{y}: {d} vs {expected}"
-                    );
+                    assert!((d - expected).abs() < 1e-4, "pixel {x},{y}: {d} vs {expected}");
                 }
             }
         }
@@ -903,21 +719,13 @@ mod tests {
         filled[50 * 64 + 50] = true;
         let before = colors.clone();
         dilate(&mut colors, &mut filled, size, 2);
-        assert_eq!(
-            colors[8 * 64 + 8],
-            [0.8, 0.2, 0.1],
-            "two rounds reach two texels out"
-        );
+        assert_eq!(colors[8 * 64 + 8], [0.8, 0.2, 0.1], "two rounds reach two texels out");
         assert!(!filled[7 * 64 + 7]);
         pull_push_fill(&mut colors, &filled, size);
         assert_eq!(colors[15 * 64 + 15], before[15 * 64 + 15]);
         assert_eq!(colors[50 * 64 + 50], [0.0, 0.0, 1.0]);
         // Far texels get a blend of what exists, never the untouched zero.
         assert!(colors.iter().all(|c| c.iter().sum::<f32>() > 0.5));
-        assert!(
-            colors[5 * 64 + 5][0] > 0.5,
-            "near the red block, red: {:?}",
-            colors[5 * 64 + 5]
-        );
+        assert!(colors[5 * 64 + 5][0] > 0.5, "near the red block, red: {:?}", colors[5 * 64 + 5]);
     }
 }

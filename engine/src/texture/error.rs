@@ -10,11 +10,7 @@ pub enum TextureError {
     #[error("the mesh has {uvs} UVs for {vertices} vertices (build the atlas first)")]
     MissingUvs { uvs: usize, vertices: usize },
     #[error("triangle {triangle} refers to vertex {vertex}, but the mesh has {vertices} vertices")]
-    BadIndex {
-        triangle: usize,
-        vertex: u32,
-        vertices: usize,
-    },
+    BadIndex { triangle: usize, vertex: u32, vertices: usize },
     #[error("no views to bake from")]
     NoViews,
     #[error("view {view}: {problem}")]

@@ -26,11 +26,7 @@ const FLAT: [u8; 3] = [128, 128, 255];
 
 /// A tangent-space normal map (8-bit, glTF / OpenGL convention) for `low` (with `uvs`) carrying
 /// the normals of `dense`, the surface `low` was decimated from.
-pub fn bake_normal_map(
-    dense: &TriMesh,
-    low: &TriMesh,
-    texture_size: u32,
-) -> Result<image::RgbImage, TextureError> {
+pub fn bake_normal_map(dense: &TriMesh, low: &TriMesh, texture_size: u32) -> Result<image::RgbImage, TextureError> {
     if !(MIN_TEXTURE_SIZE..=MAX_TEXTURE_SIZE).contains(&texture_size) {
         return Err(TextureError::TextureSize(texture_size));
     }
@@ -38,24 +34,14 @@ pub fn bake_normal_map(
         return Err(TextureError::EmptyMesh);
     }
     if low.uvs.len() != low.num_vertices() {
-        return Err(TextureError::MissingUvs {
-            uvs: low.uvs.len(),
-            vertices: low.num_vertices(),
-        });
+        return Err(TextureError::MissingUvs { uvs: low.uvs.len(), vertices: low.num_vertices() });
     }
     super::atlas::check_indices(low)?;
     super::atlas::check_indices(dense)?;
     let grid = TriangleGrid::new(dense);
-    let dense_normals = if dense.normals.len() == dense.num_vertices() {
-        dense.normals.clone()
-    } else {
-        vertex_normals(dense)
-    };
-    let low_normals = if low.normals.len() == low.num_vertices() {
-        low.normals.clone()
-    } else {
-        vertex_normals(low)
-    };
+    let dense_normals =
+        if dense.normals.len() == dense.num_vertices() { dense.normals.clone() } else { vertex_normals(dense) };
+    let low_normals = if low.normals.len() == low.num_vertices() { low.normals.clone() } else { vertex_normals(low) };
     let texels = texel_triangles(low, texture_size);
     let bytes: Vec<u8> = texels
         .par_iter()
@@ -63,27 +49,16 @@ pub fn bake_normal_map(
             let Some((f, w)) = hit else { return FLAT };
             let t = low.triangles[*f as usize];
             let point = interpolate(t.map(|v| Vec3::from(low.positions[v as usize])), *w);
-            let normal =
-                interpolate(t.map(|v| Vec3::from(low_normals[v as usize])), *w).normalize_or_zero();
+            let normal = interpolate(t.map(|v| Vec3::from(low_normals[v as usize])), *w).normalize_or_zero();
             let Some((tangent, bitangent)) = tangent_frame(low, t, normal) else {
                 return FLAT;
             };
             let Some((g, gw)) = grid.closest(dense, point) else {
                 return FLAT;
             };
-            let detail = interpolate(
-                dense.triangles[g as usize].map(|v| Vec3::from(dense_normals[v as usize])),
-                gw,
-            );
-            let local = Vec3::new(
-                detail.dot(tangent),
-                detail.dot(bitangent),
-                detail.dot(normal),
-            )
-            .normalize_or_zero();
-            local
-                .to_array()
-                .map(|c| ((c * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0 + 0.5) as u8)
+            let detail = interpolate(dense.triangles[g as usize].map(|v| Vec3::from(dense_normals[v as usize])), gw);
+            let local = Vec3::new(detail.dot(tangent), detail.dot(bitangent), detail.dot(normal)).normalize_or_zero();
+            local.to_array().map(|c| ((c * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0 + 0.5) as u8)
         })
         .collect();
     Ok(image::RgbImage::from_raw(texture_size, texture_size, bytes)
@@ -145,35 +120,18 @@ struct TriangleGrid {
 
 impl TriangleGrid {
     fn new(mesh: &TriMesh) -> Self {
-        let (lo, hi) = mesh
-            .bounds()
-            .map(|(a, b)| (Vec3::from(a), Vec3::from(b)))
-            .unwrap_or((Vec3::ZERO, Vec3::ONE));
+        let (lo, hi) = mesh.bounds().map(|(a, b)| (Vec3::from(a), Vec3::from(b))).unwrap_or((Vec3::ZERO, Vec3::ONE));
         let extent = (hi - lo).max(Vec3::splat(1e-6));
         let target_cells = (mesh.num_triangles() as f32 * CELLS_PER_TRIANGLE).max(1.0);
-        let cell = (extent.x * extent.y * extent.z / target_cells)
-            .cbrt()
-            .max(extent.max_element() / 1024.0);
-        let dims = (extent / cell)
-            .ceil()
-            .to_array()
-            .map(|d| (d as usize).max(1));
-        let mut grid = Self {
-            origin: lo,
-            cell,
-            dims,
-            starts: Vec::new(),
-            items: Vec::new(),
-        };
+        let cell = (extent.x * extent.y * extent.z / target_cells).cbrt().max(extent.max_element() / 1024.0);
+        let dims = (extent / cell).ceil().to_array().map(|d| (d as usize).max(1));
+        let mut grid = Self { origin: lo, cell, dims, starts: Vec::new(), items: Vec::new() };
         let ranges: Vec<([usize; 3], [usize; 3])> = mesh
             .triangles
             .iter()
             .map(|t| {
                 let p = t.map(|v| Vec3::from(mesh.positions[v as usize]));
-                (
-                    grid.cell_of(p[0].min(p[1]).min(p[2])),
-                    grid.cell_of(p[0].max(p[1]).max(p[2])),
-                )
+                (grid.cell_of(p[0].min(p[1]).min(p[2])), grid.cell_of(p[0].max(p[1]).max(p[2])))
             })
             .collect();
         let mut counts = vec![0u32; dims[0] * dims[1] * dims[2] + 1];
@@ -229,22 +187,15 @@ impl TriangleGrid {
             let hi: [usize; 3] = std::array::from_fn(|k| (centre[k] + ring).min(self.dims[k] - 1));
             self.for_cells(lo, hi, |c| {
                 let on_shell = {
-                    let (x, y, z) = (
-                        c % self.dims[0],
-                        (c / self.dims[0]) % self.dims[1],
-                        c / (self.dims[0] * self.dims[1]),
-                    );
-                    [x, y, z]
-                        .iter()
-                        .zip(&centre)
-                        .any(|(&i, &m)| i.abs_diff(m) == ring)
+                    let (x, y, z) =
+                        (c % self.dims[0], (c / self.dims[0]) % self.dims[1], c / (self.dims[0] * self.dims[1]));
+                    [x, y, z].iter().zip(&centre).any(|(&i, &m)| i.abs_diff(m) == ring)
                 };
                 if !on_shell {
                     return;
                 }
                 for &f in &self.items[self.starts[c] as usize..self.starts[c + 1] as usize] {
-                    let p =
-                        mesh.triangles[f as usize].map(|v| Vec3::from(mesh.positions[v as usize]));
+                    let p = mesh.triangles[f as usize].map(|v| Vec3::from(mesh.positions[v as usize]));
                     let w = closest_on_triangle(point, p);
                     let d2 = (interpolate(p, w) - point).length_squared();
                     if best.is_none_or(|(b, _, _)| d2 < b) {
@@ -306,27 +257,15 @@ mod tests {
 
     #[test]
     fn closest_point_matches_brute_force_sampling() {
-        let tri = [
-            Vec3::new(0.0, 0.0, 0.0),
-            Vec3::new(1.0, 0.2, 0.0),
-            Vec3::new(0.3, 1.0, 0.4),
-        ];
+        let tri = [Vec3::new(0.0, 0.0, 0.0), Vec3::new(1.0, 0.2, 0.0), Vec3::new(0.3, 1.0, 0.4)];
         for i in 0..200 {
             let s = i as f32;
-            let p = Vec3::new(
-                (s * 0.37).sin() * 1.5,
-                (s * 0.71).cos() * 1.5,
-                (s * 0.13).sin(),
-            );
+            let p = Vec3::new((s * 0.37).sin() * 1.5, (s * 0.71).cos() * 1.5, (s * 0.13).sin());
             let got = (interpolate(tri, closest_on_triangle(p, tri)) - p).length();
             let mut best = f32::INFINITY;
             for a in 0..=100 {
                 for b in 0..=(100 - a) {
-                    let w = [
-                        a as f32 / 100.0,
-                        b as f32 / 100.0,
-                        (100 - a - b) as f32 / 100.0,
-                    ];
+                    let w = [a as f32 / 100.0, b as f32 / 100.0, (100 - a - b) as f32 / 100.0];
                     best = best.min((interpolate(tri, w) - p).length());
                 }
             }
@@ -353,11 +292,7 @@ mod tests {
         let (mut with_map, mut without, mut count) = (0.0f32, 0.0f32, 0);
         for t in &low.triangles {
             let w = [1.0 / 3.0; 3];
-            let uv = t
-                .iter()
-                .map(|&v| Vec2::from(low.uvs[v as usize]))
-                .sum::<Vec2>()
-                / 3.0;
+            let uv = t.iter().map(|&v| Vec2::from(low.uvs[v as usize])).sum::<Vec2>() / 3.0;
             let (x, y) = ((uv.x * 256.0) as u32, (uv.y * 256.0) as u32);
             let point = interpolate(t.map(|v| Vec3::from(low.positions[v as usize])), w);
             let normal = interpolate(t.map(|v| Vec3::from(low_normals[v as usize])), w).normalize();
@@ -365,14 +300,10 @@ mod tests {
                 continue;
             };
             let texel = map.get_pixel(x, y).0.map(|c| c as f32 / 255.0 * 2.0 - 1.0);
-            let decoded =
-                (tangent * texel[0] + bitangent * texel[1] + normal * texel[2]).normalize();
+            let decoded = (tangent * texel[0] + bitangent * texel[1] + normal * texel[2]).normalize();
             let (g, gw) = grid.closest(&dense, point).unwrap();
-            let truth = interpolate(
-                dense.triangles[g as usize].map(|v| Vec3::from(dense_normals[v as usize])),
-                gw,
-            )
-            .normalize();
+            let truth =
+                interpolate(dense.triangles[g as usize].map(|v| Vec3::from(dense_normals[v as usize])), gw).normalize();
             with_map += decoded.angle_between(truth);
             without += normal.angle_between(truth);
             count += 1;
@@ -383,46 +314,20 @@ mod tests {
             with_map.to_degrees(),
             without.to_degrees()
         );
-        assert!(
-            with_map < 0.5 * without,
-            "mean angle {with_map} with the map, {without} without"
-        );
-        assert!(
-            with_map.to_degrees() < 2.0,
-            "mean angle {} degrees",
-            with_map.to_degrees()
-        );
+        assert!(with_map < 0.5 * without, "mean angle {with_map} with the map, {without} without");
+        assert!(with_map.to_degrees() < 2.0, "mean angle {} degrees", with_map.to_degrees());
     }
 
     #[test]
     fn a_plane_gets_the_flat_normal_and_the_frame_follows_the_uvs() {
         // A square in the z = 0 plane, u along +x, v along −y (so image-up is +y).
-        let positions = vec![
-            [0.0, 0.0, 0.0],
-            [1.0, 0.0, 0.0],
-            [1.0, 1.0, 0.0],
-            [0.0, 1.0, 0.0],
-        ];
+        let positions = vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0]];
         let uvs = vec![[0.1, 0.9], [0.9, 0.9], [0.9, 0.1], [0.1, 0.1]];
-        let mesh = TriMesh {
-            positions,
-            triangles: vec![[0, 1, 2], [0, 2, 3]],
-            uvs,
-            ..TriMesh::default()
-        };
+        let mesh = TriMesh { positions, triangles: vec![[0, 1, 2], [0, 2, 3]], uvs, ..TriMesh::default() };
         let (t, b) = tangent_frame(&mesh, mesh.triangles[0], Vec3::Z).unwrap();
-        assert!(
-            (t - Vec3::X).length() < 1e-5 && (b - Vec3::Y).length() < 1e-5,
-            "{t} {b}"
-        );
+        assert!((t - Vec3::X).length() < 1e-5 && (b - Vec3::Y).length() < 1e-5, "{t} {b}");
         let map = bake_normal_map(&mesh, &mesh, 64).unwrap();
         let centre = map.get_pixel(32, 32).0;
-        assert!(
-            centre
-                .iter()
-                .zip([128u8, 128, 255])
-                .all(|(&a, b)| a.abs_diff(b) <= 1),
-            "{centre:?}"
-        );
+        assert!(centre.iter().zip([128u8, 128, 255]).all(|(&a, b)| a.abs_diff(b) <= 1), "{centre:?}");
     }
 }

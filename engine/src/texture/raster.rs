@@ -23,8 +23,7 @@ pub(crate) fn rasterize(
         return;
     }
     // Per edge (opposite corner i): the length, to turn barycentrics into distances.
-    let edge_length =
-        |p: [f32; 2], q: [f32; 2]| ((q[0] - p[0]).powi(2) + (q[1] - p[1]).powi(2)).sqrt();
+    let edge_length = |p: [f32; 2], q: [f32; 2]| ((q[0] - p[0]).powi(2) + (q[1] - p[1]).powi(2)).sqrt();
     let lengths = [edge_length(b, c), edge_length(c, a), edge_length(a, b)];
     let margin: [f32; 3] = std::array::from_fn(|i| -tolerance * lengths[i] / area2.abs());
     let lo = |k: usize| a[k].min(b[k]).min(c[k]) - tolerance.max(0.0);
@@ -33,18 +32,12 @@ pub(crate) fn rasterize(
     let y0 = (lo(1) - 0.5).ceil().max(0.0) as u32;
     let x1 = ((hi(0) - 0.5).floor().min(width as f32 - 1.0)).max(-1.0) as i64;
     let y1 = ((hi(1) - 0.5).floor().min(height as f32 - 1.0)).max(-1.0) as i64;
-    let cross = |p: [f32; 2], q: [f32; 2], r: [f32; 2]| {
-        (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
-    };
+    let cross = |p: [f32; 2], q: [f32; 2], r: [f32; 2]| (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]);
     for y in y0 as i64..=y1 {
         let py = y as f32 + 0.5;
         for x in x0 as i64..=x1 {
             let p = [x as f32 + 0.5, py];
-            let w = [
-                cross(b, c, p) / area2,
-                cross(c, a, p) / area2,
-                cross(a, b, p) / area2,
-            ];
+            let w = [cross(b, c, p) / area2, cross(c, a, p) / area2, cross(a, b, p) / area2];
             if w[0] >= margin[0] && w[1] >= margin[1] && w[2] >= margin[2] {
                 visit(x as u32, y as u32, w);
             }
@@ -66,19 +59,13 @@ mod tests {
         let mut count = 0usize;
         rasterize(corners, 64, 64, 0.0, |x, y, w| {
             count += 1;
-            let px: [f32; 2] = std::array::from_fn(|k| {
-                w[0] * corners[0][k] + w[1] * corners[1][k] + w[2] * corners[2][k]
-            });
-            assert!(
-                (px[0] - (x as f32 + 0.5)).abs() < 1e-3 && (px[1] - (y as f32 + 0.5)).abs() < 1e-3
-            );
+            let px: [f32; 2] =
+                std::array::from_fn(|k| w[0] * corners[0][k] + w[1] * corners[1][k] + w[2] * corners[2][k]);
+            assert!((px[0] - (x as f32 + 0.5)).abs() < 1e-3 && (px[1] - (y as f32 + 0.5)).abs() < 1e-3);
             assert!(w.iter().all(|&v| v >= -1e-6));
         });
         // The pixel-centre count of a large triangle is its area up to a perimeter term.
-        assert!(
-            (count as f32 - area).abs() < 0.05 * area,
-            "{count} vs {area}"
-        );
+        assert!((count as f32 - area).abs() < 0.05 * area, "{count} vs {area}");
     }
 
     #[test]
@@ -86,20 +73,8 @@ mod tests {
         // A square split in two, one triangle clockwise, the other counter-clockwise.
         let mut hits = vec![0u8; 32 * 32];
         let mut mark = |x: u32, y: u32, _w: [f32; 3]| hits[(y * 32 + x) as usize] += 1;
-        rasterize(
-            [[2.0, 2.0], [30.0, 2.0], [30.0, 30.0]],
-            32,
-            32,
-            0.0,
-            &mut mark,
-        );
-        rasterize(
-            [[2.0, 2.0], [2.0, 30.0], [30.0, 30.0]],
-            32,
-            32,
-            0.0,
-            &mut mark,
-        );
+        rasterize([[2.0, 2.0], [30.0, 2.0], [30.0, 30.0]], 32, 32, 0.0, &mut mark);
+        rasterize([[2.0, 2.0], [2.0, 30.0], [30.0, 30.0]], 32, 32, 0.0, &mut mark);
         for y in 2..30 {
             for x in 2..30 {
                 assert!(hits[y * 32 + x] >= 1, "gap at {x},{y}");

@@ -67,7 +67,8 @@ pub fn render_textured(
         });
     }
     let covered: Vec<bool> = depth.iter().map(|d| d.is_finite()).collect();
-    let pixels = covered.iter().zip(&uv).map(|(&c, &uv)| if c { sample_bilinear(texture, uv) } else { background }).collect();
+    let pixels =
+        covered.iter().zip(&uv).map(|(&c, &uv)| if c { sample_bilinear(texture, uv) } else { background }).collect();
     Ok(TexturedView { image: ImageRgb { width: w, height: h, pixels }, covered })
 }
 
@@ -80,7 +81,9 @@ pub fn sample_bilinear(texture: &image::RgbImage, uv: Vec2) -> [f32; 3] {
     let (x, y) = (uv.x * w as f32 - 0.5, uv.y * h as f32 - 0.5);
     let (x0, y0) = (x.floor(), y.floor());
     let (fx, fy) = (x - x0, y - y0);
-    let at = |xi: i64, yi: i64| texture.get_pixel(xi.clamp(0, w - 1) as u32, yi.clamp(0, h - 1) as u32).0.map(|c| f32::from(c) / 255.0);
+    let at = |xi: i64, yi: i64| {
+        texture.get_pixel(xi.clamp(0, w - 1) as u32, yi.clamp(0, h - 1) as u32).0.map(|c| f32::from(c) / 255.0)
+    };
     let (x0, y0) = (x0 as i64, y0 as i64);
     let (a, b, c, d) = (at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1));
     std::array::from_fn(|k| (a[k] * (1.0 - fx) + b[k] * fx) * (1.0 - fy) + (c[k] * (1.0 - fx) + d[k] * fx) * fy)
@@ -95,7 +98,10 @@ mod tests {
     /// A camera at the origin looking along +Z (OpenCV axes), 64×64, focal 64.
     fn camera() -> Camera {
         let intrinsics = Intrinsics { fx: 64.0, fy: 64.0, cx: 32.0, cy: 32.0, width: 64, height: 64 };
-        Camera { intrinsics, world_from_camera: WorldFromCameraCv { rotation: Mat3::IDENTITY, translation: Vec3::ZERO } }
+        Camera {
+            intrinsics,
+            world_from_camera: WorldFromCameraCv { rotation: Mat3::IDENTITY, translation: Vec3::ZERO },
+        }
     }
 
     /// A square at depth `z` spanning x, y ∈ [−s, s], UVs mapping it onto the whole texture.
@@ -111,7 +117,12 @@ mod tests {
     #[test]
     fn a_textured_square_shows_its_texture_and_the_nearer_surface_wins() {
         // Left half red, right half blue.
-        let texture = image::RgbImage::from_fn(8, 8, |x, _| if x < 4 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) });
+        let texture =
+            image::RgbImage::from_fn(
+                8,
+                8,
+                |x, _| if x < 4 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) },
+            );
         // The square spans pixels 16..48 at depth 2 (x = ±0.5 → u = 32 ± 64·0.5/2).
         let view = render_textured(&square(2.0, 0.5), &texture, &camera(), [0.5; 3]).unwrap();
         let at = |x: u32, y: u32| (view.image.pixels[(y * 64 + x) as usize], view.covered[(y * 64 + x) as usize]);
@@ -126,7 +137,12 @@ mod tests {
         both.positions.extend(&near.positions);
         both.uvs.extend(vec![[0.0, 0.0]; 4]);
         both.triangles.extend(near.triangles.iter().map(|t| t.map(|v| v + 4)));
-        let grey = image::RgbImage::from_fn(8, 8, |x, _| if x == 0 { image::Rgb([128, 128, 128]) } else { image::Rgb([255, 0, 0]) });
+        let grey =
+            image::RgbImage::from_fn(
+                8,
+                8,
+                |x, _| if x == 0 { image::Rgb([128, 128, 128]) } else { image::Rgb([255, 0, 0]) },
+            );
         let view = render_textured(&both, &grey, &camera(), [0.0; 3]).unwrap();
         assert_eq!(view.image.pixels[32 * 64 + 32], [128.0 / 255.0; 3]);
     }
@@ -139,6 +155,9 @@ mod tests {
         assert!(matches!(render_textured(&mesh, &texture, &camera(), [0.0; 3]), Err(TextureError::MissingUvs { .. })));
         let mut mesh = square(2.0, 1.0);
         mesh.triangles.push([0, 1, 9]);
-        assert!(matches!(render_textured(&mesh, &texture, &camera(), [0.0; 3]), Err(TextureError::BadIndex { vertex: 9, .. })));
+        assert!(matches!(
+            render_textured(&mesh, &texture, &camera(), [0.0; 3]),
+            Err(TextureError::BadIndex { vertex: 9, .. })
+        ));
     }
 }

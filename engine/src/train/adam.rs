@@ -24,10 +24,7 @@ const SH_FLOATS: usize = SH_COEFFS * 3;
 impl AdamMoments {
     /// Zero moments for `n` splats.
     pub fn zeros(n: usize) -> Self {
-        Self {
-            m: SplatGrads::zeros(n),
-            v: SplatGrads::zeros(n),
-        }
+        Self { m: SplatGrads::zeros(n), v: SplatGrads::zeros(n) }
     }
 
     /// Number of splats the moments are sized for.
@@ -56,19 +53,13 @@ fn update(
     lr_of: impl Fn(usize) -> f32 + Sync,
 ) {
     let (bc1, bc2_sqrt) = bias_corrections(step);
-    (
-        params.par_iter_mut(),
-        grads.par_iter(),
-        m.par_iter_mut(),
-        v.par_iter_mut(),
-    )
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(i, (p, &g, m, v))| {
+    (params.par_iter_mut(), grads.par_iter(), m.par_iter_mut(), v.par_iter_mut()).into_par_iter().enumerate().for_each(
+        |(i, (p, &g, m, v))| {
             *m = BETA1 * *m + (1.0 - BETA1) * g;
             *v = BETA2 * *v + (1.0 - BETA2) * g * g;
             *p -= lr_of(i) / bc1 * *m / (v.sqrt() / bc2_sqrt + EPSILON);
-        });
+        },
+    );
 }
 
 fn flat<T: bytemuck::Pod>(v: &[T]) -> &[f32] {
@@ -81,13 +72,7 @@ fn flat_mut<T: bytemuck::Pod>(v: &mut [T]) -> &mut [f32] {
 
 /// Applies one Adam step (1-based `step`) to every parameter of `splats`. `moments` are resized
 /// with zeros if they do not match the number of splats.
-pub fn adam_step(
-    splats: &mut Splats,
-    grads: &SplatGrads,
-    moments: &mut AdamMoments,
-    lr: &LearningRates,
-    step: u32,
-) {
+pub fn adam_step(splats: &mut Splats, grads: &SplatGrads, moments: &mut AdamMoments, lr: &LearningRates, step: u32) {
     if moments.len() != splats.len() {
         *moments = AdamMoments::zeros(splats.len());
     }
@@ -124,20 +109,9 @@ pub fn adam_step(
         step,
         |_| lr.opacity_logits,
     );
-    update(
-        flat_mut(&mut splats.sh),
-        flat(&grads.sh),
-        flat_mut(&mut m.sh),
-        flat_mut(&mut v.sh),
-        step,
-        |i| {
-            if i % SH_FLOATS < 3 {
-                lr.sh_dc
-            } else {
-                lr.sh_rest
-            }
-        },
-    );
+    update(flat_mut(&mut splats.sh), flat(&grads.sh), flat_mut(&mut m.sh), flat_mut(&mut v.sh), step, |i| {
+        if i % SH_FLOATS < 3 { lr.sh_dc } else { lr.sh_rest }
+    });
 }
 
 #[cfg(test)]
@@ -158,13 +132,7 @@ mod tests {
     #[test]
     fn first_step_moves_each_parameter_by_its_learning_rate() {
         let mut splats = Splats::default();
-        splats.push(
-            [0.0; 3],
-            [0.0; 3],
-            [1.0, 0.0, 0.0, 0.0],
-            0.0,
-            [[0.0; 3]; SH_COEFFS],
-        );
+        splats.push([0.0; 3], [0.0; 3], [1.0, 0.0, 0.0, 0.0], 0.0, [[0.0; 3]; SH_COEFFS]);
         let mut grads = SplatGrads::zeros(1);
         grads.means[0] = [2.0, -0.5, 0.0];
         grads.opacity_logits[0] = 1e-6;
@@ -175,38 +143,22 @@ mod tests {
         // With bias correction the first Adam step is lr · sign(g).
         assert!((splats.means[0][0] + 0.1).abs() < 1e-6 && (splats.means[0][1] - 0.1).abs() < 1e-6);
         assert_eq!(splats.means[0][2], 0.0);
-        assert!(
-            (splats.opacity_logits[0] + 0.1).abs() < 1e-4,
-            "tiny gradients still take full steps"
-        );
+        assert!((splats.opacity_logits[0] + 0.1).abs() < 1e-4, "tiny gradients still take full steps");
         assert!((splats.sh[0][0][1] + 0.1).abs() < 1e-6);
-        assert!(
-            (splats.sh[0][5][2] + 0.005).abs() < 1e-6,
-            "rest coefficients use the rest rate"
-        );
+        assert!((splats.sh[0][5][2] + 0.005).abs() < 1e-6, "rest coefficients use the rest rate");
         assert_eq!(moments.len(), 1);
     }
 
     #[test]
     fn adam_minimises_a_quadratic() {
         let mut splats = Splats::default();
-        splats.push(
-            [3.0, -2.0, 1.0],
-            [0.0; 3],
-            [1.0, 0.0, 0.0, 0.0],
-            0.0,
-            [[0.0; 3]; SH_COEFFS],
-        );
+        splats.push([3.0, -2.0, 1.0], [0.0; 3], [1.0, 0.0, 0.0, 0.0], 0.0, [[0.0; 3]; SH_COEFFS]);
         let mut moments = AdamMoments::default();
         for step in 1..=500 {
             let mut grads = SplatGrads::zeros(1);
             grads.means[0] = splats.means[0].map(|x| 2.0 * x);
             adam_step(&mut splats, &grads, &mut moments, &lr(0.05), step);
         }
-        assert!(
-            splats.means[0].iter().all(|x| x.abs() < 0.05),
-            "{:?}",
-            splats.means[0]
-        );
+        assert!(splats.means[0].iter().all(|x| x.abs() < 0.05), "{:?}", splats.means[0]);
     }
 }

@@ -93,10 +93,7 @@ impl Fingerprint {
         let mut config_hash = Fnv1a::new();
         config_hash.update(format!("{config:?}").as_bytes());
         let mut input_hash = Fnv1a::new();
-        for (cameras, images) in [
-            (input.train_cameras, input.train_images),
-            (input.test_cameras, input.test_images),
-        ] {
+        for (cameras, images) in [(input.train_cameras, input.train_images), (input.test_cameras, input.test_images)] {
             input_hash.update(&(cameras.len() as u64).to_le_bytes());
             input_hash.update(&(images.len() as u64).to_le_bytes());
             for image in images {
@@ -113,10 +110,7 @@ impl Fingerprint {
                 input_hash.words(floats.map(f32::to_bits));
             }
         }
-        Self {
-            config: config_hash.0,
-            input: input_hash.0,
-        }
+        Self { config: config_hash.0, input: input_hash.0 }
     }
 }
 
@@ -177,10 +171,7 @@ pub fn save(
 /// Reads a checkpoint, checking its magic, version, length and checksum.
 pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
     let bytes = std::fs::read(path).map_err(|source| io_error(path, source))?;
-    parse(&bytes).map_err(|problem| TrainError::CheckpointCorrupt {
-        path: path.to_path_buf(),
-        problem,
-    })
+    parse(&bytes).map_err(|problem| TrainError::CheckpointCorrupt { path: path.to_path_buf(), problem })
 }
 
 /// The checkpoint at `path` if there is one from this run (`fingerprint`); `None` after a
@@ -195,18 +186,11 @@ pub fn load_matching(path: &Path, fingerprint: &Fingerprint) -> Option<Checkpoin
         } else {
             return Ok(checkpoint);
         };
-        Err(TrainError::CheckpointMismatch {
-            path: path.to_path_buf(),
-            what,
-        })
+        Err(TrainError::CheckpointMismatch { path: path.to_path_buf(), what })
     });
     match result {
         Ok(checkpoint) => Some(checkpoint),
-        Err(TrainError::CheckpointIo { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            None
-        }
+        Err(TrainError::CheckpointIo { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => {
             tracing::warn!("ignoring the checkpoint, training starts from step 0: {error}");
             None
@@ -215,10 +199,7 @@ pub fn load_matching(path: &Path, fingerprint: &Fingerprint) -> Option<Checkpoin
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> TrainError {
-    TrainError::CheckpointIo {
-        path: PathBuf::from(path),
-        source,
-    }
+    TrainError::CheckpointIo { path: PathBuf::from(path), source }
 }
 
 /// A writer that hashes everything written through it.
@@ -230,11 +211,7 @@ struct ChecksumWriter<W> {
 
 impl<W: Write> ChecksumWriter<W> {
     fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hash: Fnv1a::new(),
-            buffer: Vec::with_capacity(WRITE_CHUNK * 4),
-        }
+        Self { inner, hash: Fnv1a::new(), buffer: Vec::with_capacity(WRITE_CHUNK * 4) }
     }
 
     fn bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -274,12 +251,7 @@ fn write_header<W: Write>(
     for value in [position.step, position.sh_degree, state.splats.sh_degree] {
         out.bytes(&value.to_le_bytes())?;
     }
-    for value in [
-        position.rng.state(),
-        elapsed_ns,
-        position.order.len() as u64,
-        state.splats.len() as u64,
-    ] {
+    for value in [position.rng.state(), elapsed_ns, position.order.len() as u64, state.splats.len() as u64] {
         out.bytes(&value.to_le_bytes())?;
     }
     Ok(())
@@ -342,10 +314,7 @@ impl<'a> Reader<'a> {
     /// `count` 4-byte values, converted by `from_le`.
     fn words<T>(&mut self, count: usize, from_le: fn([u8; 4]) -> T) -> Result<Vec<T>, String> {
         let bytes = self.take(count.checked_mul(4).ok_or("impossible array size")?)?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|c| from_le([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(bytes.chunks_exact(4).map(|c| from_le([c[0], c[1], c[2], c[3]])).collect())
     }
 
     /// `count` values of `T`, each a block of f32.
@@ -353,9 +322,7 @@ impl<'a> Reader<'a> {
         let per_value = std::mem::size_of::<T>() / 4;
         let total = count.checked_mul(per_value).ok_or("impossible array size")?;
         let floats = self.words(total, f32::from_le_bytes)?;
-        bytemuck::try_cast_slice::<f32, T>(&floats)
-            .map(<[T]>::to_vec)
-            .map_err(|e| format!("array layout: {e}"))
+        bytemuck::try_cast_slice::<f32, T>(&floats).map(<[T]>::to_vec).map_err(|e| format!("array layout: {e}"))
     }
 
     fn params(&mut self, n: usize) -> Result<SplatGrads, String> {
@@ -377,14 +344,9 @@ fn parse(bytes: &[u8]) -> Result<Checkpoint, String> {
     }
     let version = r.u32()?;
     if version != VERSION {
-        return Err(format!(
-            "format version {version}, this build reads version {VERSION}"
-        ));
+        return Err(format!("format version {version}, this build reads version {VERSION}"));
     }
-    let fingerprint = Fingerprint {
-        config: r.u64()?,
-        input: r.u64()?,
-    };
+    let fingerprint = Fingerprint { config: r.u64()?, input: r.u64()? };
     let (step, sh_degree, splats_sh_degree) = (r.u32()?, r.u32()?, r.u32()?);
     let (rng_state, elapsed_ns, order_len, n) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
     check_length(bytes, order_len, n)?;
@@ -422,11 +384,7 @@ fn parse(bytes: &[u8]) -> Result<Checkpoint, String> {
             sh_degree,
             elapsed: Duration::from_nanos(elapsed_ns),
         },
-        state: TrainState {
-            splats,
-            adam: AdamMoments { m, v },
-            stats,
-        },
+        state: TrainState { splats, adam: AdamMoments { m, v }, stats },
     })
 }
 
@@ -439,10 +397,9 @@ fn check_length(bytes: &[u8], order_len: u64, n: u64) -> Result<(), String> {
         .and_then(|arrays| arrays.checked_add(HEADER_BYTES + CHECKSUM_BYTES));
     match expected {
         Some(expected) if expected == bytes.len() as u64 => Ok(()),
-        Some(expected) => Err(format!(
-            "{} bytes where its header announces {expected} (truncated or damaged)",
-            bytes.len()
-        )),
+        Some(expected) => {
+            Err(format!("{} bytes where its header announces {expected} (truncated or damaged)", bytes.len()))
+        }
         None => Err(format!("impossible counts ({order_len} views, {n} splats)")),
     }
 }
@@ -576,7 +533,9 @@ mod tests {
     fn missing_files_are_io_errors_naming_the_path() {
         let path = temp_path("does-not-exist.ckpt");
         let error = load(&path).unwrap_err();
-        assert!(matches!(&error, TrainError::CheckpointIo { source, .. } if source.kind() == std::io::ErrorKind::NotFound));
+        assert!(
+            matches!(&error, TrainError::CheckpointIo { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+        );
         assert!(error.to_string().contains("does-not-exist.ckpt"));
         let fingerprint = Fingerprint { config: 1, input: 2 };
         assert!(load_matching(&path, &fingerprint).is_none());

@@ -95,8 +95,7 @@ impl TrainConfig {
     /// reset opacities every 10 % of the run, raise the SH degree every `steps / 30` steps (the
     /// reference's 1000 of 30 000).
     pub fn for_steps(steps: u32) -> Self {
-        let scaled =
-            |reference: u32| (reference as u64 * steps as u64 / REFERENCE_STEPS as u64) as u32;
+        let scaled = |reference: u32| (reference as u64 * steps as u64 / REFERENCE_STEPS as u64) as u32;
         Self {
             steps,
             seed: 0,

@@ -7,9 +7,7 @@ use crate::render::{RasterOutput, render, render_backward};
 
 use super::TrainError;
 use super::adam::adam_step;
-use super::backend::{
-    AdamMoments, DensifyStats, LearningRates, StepLoss, TrainBackend, TrainState,
-};
+use super::backend::{AdamMoments, DensifyStats, LearningRates, StepLoss, TrainBackend, TrainState};
 use super::densify::accumulate_stats;
 use super::loss::loss_with_grad;
 
@@ -71,43 +69,20 @@ impl TrainBackend for CpuBackend {
         Ok(self.state.clone())
     }
 
-    fn step(
-        &mut self,
-        view: usize,
-        lr: &LearningRates,
-        adam_step_count: u32,
-    ) -> Result<(), TrainError> {
+    fn step(&mut self, view: usize, lr: &LearningRates, adam_step_count: u32) -> Result<(), TrainError> {
         let (camera, target) = match (self.cameras.get(view), self.targets.get(view)) {
             (Some(c), Some(t)) => (c, t),
             _ => {
-                return Err(TrainError::ViewIndex {
-                    index: view,
-                    count: self.cameras.len(),
-                });
+                return Err(TrainError::ViewIndex { index: view, count: self.cameras.len() });
             }
         };
         let rendered = render(&self.state.splats, camera, self.background);
         let (loss, grad_image) = loss_with_grad(&rendered.output.image, target, self.ssim_weight);
-        let (grads, projected_grads) = render_backward(
-            &self.state.splats,
-            camera,
-            &rendered,
-            self.background,
-            &grad_image,
-        );
-        let TrainState {
-            splats,
-            adam,
-            stats,
-        } = &mut self.state;
+        let (grads, projected_grads) =
+            render_backward(&self.state.splats, camera, &rendered, self.background, &grad_image);
+        let TrainState { splats, adam, stats } = &mut self.state;
         adam_step(splats, &grads, adam, lr, adam_step_count);
-        accumulate_stats(
-            stats,
-            &rendered.projected,
-            &projected_grads,
-            camera.width(),
-            camera.height(),
-        );
+        accumulate_stats(stats, &rendered.projected, &projected_grads, camera.width(), camera.height());
         self.last_loss = Some(loss);
         Ok(())
     }
@@ -116,11 +91,7 @@ impl TrainBackend for CpuBackend {
         self.last_loss.ok_or(TrainError::NoStepYet)
     }
 
-    fn render(
-        &mut self,
-        camera: &Camera,
-        background: [f32; 3],
-    ) -> Result<RasterOutput, TrainError> {
+    fn render(&mut self, camera: &Camera, background: [f32; 3]) -> Result<RasterOutput, TrainError> {
         Ok(render(&self.state.splats, camera, background).output)
     }
 }

@@ -85,9 +85,7 @@ pub fn densify_and_prune(
             _ => 0.0,
         })
         .collect();
-    let mut candidates: Vec<usize> = (0..n)
-        .filter(|&i| mean_grad[i] >= config.grad_threshold)
-        .collect();
+    let mut candidates: Vec<usize> = (0..n).filter(|&i| mean_grad[i] >= config.grad_threshold).collect();
     candidates.sort_by(|&a, &b| mean_grad[b].total_cmp(&mean_grad[a]).then(a.cmp(&b)));
     candidates.truncate(max_splats.saturating_sub(n));
 
@@ -113,10 +111,7 @@ pub fn densify_and_prune(
         .map(|i| {
             let too_faint = sigmoid(splats.opacity_logits[i]) < config.min_opacity;
             let too_large = prune_large
-                && (config
-                    .max_screen_fraction
-                    .zip(state.stats.max_radius.get(i))
-                    .is_some_and(|(limit, &r)| r > limit)
+                && (config.max_screen_fraction.zip(state.stats.max_radius.get(i)).is_some_and(|(limit, &r)| r > limit)
                     || max_scale(splats, i) > max_world);
             !(replaced.get(i).copied().unwrap_or(false) || too_faint || too_large)
         })
@@ -145,10 +140,7 @@ fn ensure_moments(state: &mut TrainState) {
 }
 
 fn max_scale(splats: &Splats, i: usize) -> f32 {
-    splats.log_scales[i]
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &b| a.max(b))
-        .exp()
+    splats.log_scales[i].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)).exp()
 }
 
 fn push_zero_moment(g: &mut SplatGrads) {
@@ -215,70 +207,34 @@ mod tests {
     fn state_with(log_scales: &[f32], opacities: &[f32]) -> TrainState {
         let mut splats = Splats::default();
         for (i, (&s, &o)) in log_scales.iter().zip(opacities).enumerate() {
-            splats.push(
-                [i as f32, 0.0, 0.0],
-                [s; 3],
-                [1.0, 0.0, 0.0, 0.0],
-                logit(o),
-                Default::default(),
-            );
+            splats.push([i as f32, 0.0, 0.0], [s; 3], [1.0, 0.0, 0.0, 0.0], logit(o), Default::default());
         }
         let n = splats.len();
-        TrainState {
-            splats,
-            adam: AdamMoments::zeros(n),
-            stats: DensifyStats::zeros(n),
-        }
+        TrainState { splats, adam: AdamMoments::zeros(n), stats: DensifyStats::zeros(n) }
     }
 
     #[test]
     fn clones_small_splits_large_and_prunes_faint() {
         let config = TrainConfig::for_steps(30_000).densify;
         // Scene extent 10: splats up to 0.1 are "small".
-        let mut state = state_with(
-            &[
-                (0.05f32).ln(),
-                (0.5f32).ln(),
-                (0.05f32).ln(),
-                (0.05f32).ln(),
-            ],
-            &[0.5, 0.5, 0.5, 0.001],
-        );
+        let mut state =
+            state_with(&[(0.05f32).ln(), (0.5f32).ln(), (0.05f32).ln(), (0.05f32).ln()], &[0.5, 0.5, 0.5, 0.001]);
         state.adam.m.means[0] = [1.0; 3];
         state.stats.grad2d_sum = vec![1e-3, 1e-3, 1e-5, 0.0];
         state.stats.visible_count = vec![2, 1, 1, 0];
         let report = densify_and_prune(&mut state, &config, 100, 10.0, false, &mut Pcg32::new(1));
-        assert_eq!(
-            report,
-            DensifyReport {
-                cloned: 1,
-                split: 1,
-                pruned: 1
-            }
-        );
+        assert_eq!(report, DensifyReport { cloned: 1, split: 1, pruned: 1 });
         // Kept: 0, 2, then (largest gradient first) two children of 1 and the clone of 0.
         assert_eq!(state.splats.len(), 5);
         assert_eq!(state.adam.len(), 5);
         assert_eq!(state.stats.grad2d_sum, vec![0.0; 5]);
-        assert_eq!(
-            state.adam.m.means[0], [1.0; 3],
-            "survivors keep their moments"
-        );
-        assert_eq!(
-            state.adam.m.means[2], [0.0; 3],
-            "new splats start with zero moments"
-        );
-        assert_eq!(
-            state.splats.means[4], state.splats.means[0],
-            "a clone sits on its parent"
-        );
+        assert_eq!(state.adam.m.means[0], [1.0; 3], "survivors keep their moments");
+        assert_eq!(state.adam.m.means[2], [0.0; 3], "new splats start with zero moments");
+        assert_eq!(state.splats.means[4], state.splats.means[0], "a clone sits on its parent");
         let child_scale = state.splats.log_scales[3][0].exp();
         assert!((child_scale - 0.5 / 1.6).abs() < 1e-5);
         let offset = Vec3::from(state.splats.means[3]) - Vec3::new(1.0, 0.0, 0.0);
-        assert!(
-            offset.length() > 0.0 && offset.length() < 5.0 * 0.5,
-            "children are sampled from the parent"
-        );
+        assert!(offset.length() > 0.0 && offset.length() < 5.0 * 0.5, "children are sampled from the parent");
     }
 
     #[test]
@@ -295,26 +251,13 @@ mod tests {
 
     #[test]
     fn prunes_large_splats_only_when_asked() {
-        let config = DensifyConfig {
-            max_screen_fraction: Some(0.1),
-            ..TrainConfig::for_steps(30_000).densify
-        };
+        let config = DensifyConfig { max_screen_fraction: Some(0.1), ..TrainConfig::for_steps(30_000).densify };
         let mut state = state_with(&[(0.01f32).ln(), (5.0f32).ln()], &[0.5, 0.5]);
         state.stats.max_radius = vec![0.5, 0.0];
-        let report = densify_and_prune(
-            &mut state.clone(),
-            &config,
-            10,
-            10.0,
-            false,
-            &mut Pcg32::new(1),
-        );
+        let report = densify_and_prune(&mut state.clone(), &config, 10, 10.0, false, &mut Pcg32::new(1));
         assert_eq!(report.pruned, 0);
         let report = densify_and_prune(&mut state, &config, 10, 10.0, true, &mut Pcg32::new(1));
-        assert_eq!(
-            report.pruned, 2,
-            "one large on screen, one large in the world"
-        );
+        assert_eq!(report.pruned, 2, "one large on screen, one large in the world");
     }
 
     #[test]
@@ -329,22 +272,10 @@ mod tests {
 
     #[test]
     fn stats_use_ndc_units_and_skip_culled_splats() {
-        let projected = [
-            ProjectedSplat {
-                radius: 10,
-                ..Default::default()
-            },
-            ProjectedSplat::default(),
-        ];
+        let projected = [ProjectedSplat { radius: 10, ..Default::default() }, ProjectedSplat::default()];
         let grads = [
-            ProjectedGrad {
-                mean2d: [0.01, 0.0],
-                ..Default::default()
-            },
-            ProjectedGrad {
-                mean2d: [1.0, 1.0],
-                ..Default::default()
-            },
+            ProjectedGrad { mean2d: [0.01, 0.0], ..Default::default() },
+            ProjectedGrad { mean2d: [1.0, 1.0], ..Default::default() },
         ];
         let mut stats = DensifyStats::default();
         accumulate_stats(&mut stats, &projected, &grads, 200, 100);

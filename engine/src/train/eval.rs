@@ -35,14 +35,7 @@ pub fn psnr(rendered: &ImageRgb, target: &ImageRgb) -> f32 {
 }
 
 fn clamped(image: &ImageRgb) -> ImageRgb {
-    ImageRgb {
-        pixels: image
-            .pixels
-            .iter()
-            .map(|p| p.map(|v| v.clamp(0.0, 1.0)))
-            .collect(),
-        ..*image
-    }
+    ImageRgb { pixels: image.pixels.iter().map(|p| p.map(|v| v.clamp(0.0, 1.0))).collect(), ..*image }
 }
 
 /// PSNR and SSIM of one render.
@@ -68,11 +61,7 @@ pub fn eval(
     }
     let views = cameras.len();
     let d = views.max(1) as f64;
-    Ok(EvalMetrics {
-        psnr: (psnr_sum / d) as f32,
-        ssim: (ssim_sum / d) as f32,
-        views,
-    })
+    Ok(EvalMetrics { psnr: (psnr_sum / d) as f32, ssim: (ssim_sum / d) as f32, views })
 }
 
 #[cfg(test)]

@@ -11,22 +11,13 @@ use super::ssim::ssim_with_grad;
 
 /// The loss of `rendered` against `target` (same size) and `∂L/∂rendered`.
 /// [`StepLoss::ssim`] holds the SSIM value itself (1 is a perfect match), not `1 − SSIM`.
-pub fn loss_with_grad(
-    rendered: &ImageRgb,
-    target: &ImageRgb,
-    ssim_weight: f32,
-) -> (StepLoss, ImageRgb) {
+pub fn loss_with_grad(rendered: &ImageRgb, target: &ImageRgb, ssim_weight: f32) -> (StepLoss, ImageRgb) {
     let n = (rendered.pixels.len() * 3).max(1) as f32;
     let (ssim, ssim_grad) = ssim_with_grad(rendered, target);
     let l1_scale = (1.0 - ssim_weight) / n;
     let mut l1_sum = 0.0f64;
     let mut grad = ssim_grad;
-    for ((g, r), t) in grad
-        .pixels
-        .iter_mut()
-        .zip(&rendered.pixels)
-        .zip(&target.pixels)
-    {
+    for ((g, r), t) in grad.pixels.iter_mut().zip(&rendered.pixels).zip(&target.pixels) {
         for c in 0..3 {
             let d = r[c] - t[c];
             l1_sum += d.abs() as f64;
@@ -58,11 +49,7 @@ mod tests {
             s ^= s << 5;
             (s >> 8) as f32 / (1u32 << 24) as f32
         };
-        ImageRgb {
-            width: w,
-            height: h,
-            pixels: (0..w * h).map(|_| [next(), next(), next()]).collect(),
-        }
+        ImageRgb { width: w, height: h, pixels: (0..w * h).map(|_| [next(), next(), next()]).collect() }
     }
 
     #[test]
@@ -79,23 +66,14 @@ mod tests {
         let (loss, grad) = loss_with_grad(&rendered, &target, 0.2);
         assert!(loss.total > 0.0 && loss.l1 > 0.05 && loss.ssim < 1.0);
         let eps = 1e-2_f32;
-        for &(i, c) in &[
-            (0usize, 0usize),
-            (5, 1),
-            (w as usize * 6 + 7, 2),
-            (w as usize * h as usize - 1, 1),
-        ] {
+        for &(i, c) in &[(0usize, 0usize), (5, 1), (w as usize * 6 + 7, 2), (w as usize * h as usize - 1, 1)] {
             let (mut rp, mut rm) = (rendered.clone(), rendered.clone());
             rp.pixels[i][c] += eps;
             rm.pixels[i][c] -= eps;
-            let fd = (loss_with_grad(&rp, &target, 0.2).0.total
-                - loss_with_grad(&rm, &target, 0.2).0.total)
-                / (2.0 * eps);
+            let fd =
+                (loss_with_grad(&rp, &target, 0.2).0.total - loss_with_grad(&rm, &target, 0.2).0.total) / (2.0 * eps);
             let g = grad.pixels[i][c];
-            assert!(
-                (fd - g).abs() <= 2e-3 * g.abs().max(1e-3),
-                "pixel {i} channel {c}: analytic {g} vs fd {fd}"
-            );
+            assert!((fd - g).abs() <= 2e-3 * g.abs().max(1e-3), "pixel {i} channel {c}: analytic {g} vs fd {fd}");
         }
     }
 

@@ -34,22 +34,14 @@ pub enum TrainError {
     #[error("no training views")]
     NoViews,
     #[error("view {index}: image is {got_w}×{got_h} but its camera expects {want_w}×{want_h}")]
-    ImageSize {
-        index: usize,
-        got_w: u32,
-        got_h: u32,
-        want_w: u32,
-        want_h: u32,
-    },
+    ImageSize { index: usize, got_w: u32, got_h: u32, want_w: u32, want_h: u32 },
     #[error("{cameras} cameras but {images} images")]
     ViewCount { cameras: usize, images: usize },
     #[error("view index {index} out of range ({count} views)")]
     ViewIndex { index: usize, count: usize },
     #[error("no loss yet: no training step has run")]
     NoStepYet,
-    #[error(
-        "initialisation produced no splats (no point cloud, and no camera sees the sampled region)"
-    )]
+    #[error("initialisation produced no splats (no point cloud, and no camera sees the sampled region)")]
     EmptyInit,
     #[error("GPU: {0}")]
     Gpu(String),
@@ -72,18 +64,11 @@ pub(crate) fn check_count(cameras: &[Camera], images: &[ImageRgb]) -> Result<(),
     if cameras.len() == images.len() {
         return Ok(());
     }
-    Err(TrainError::ViewCount {
-        cameras: cameras.len(),
-        images: images.len(),
-    })
+    Err(TrainError::ViewCount { cameras: cameras.len(), images: images.len() })
 }
 
 /// Checks that `target` has the size `camera` expects.
-pub(crate) fn check_size(
-    index: usize,
-    camera: &Camera,
-    target: &ImageRgb,
-) -> Result<(), TrainError> {
+pub(crate) fn check_size(index: usize, camera: &Camera, target: &ImageRgb) -> Result<(), TrainError> {
     if (target.width, target.height) == (camera.width(), camera.height()) {
         return Ok(());
     }
@@ -174,8 +159,7 @@ pub fn run_resumable(
     check_input(input)?;
     let fingerprint = Fingerprint::of(config, input);
     backend.set_views(input.train_cameras, input.train_images)?;
-    let (position, num_splats) = match checkpoint::load_matching(checkpointing.path, &fingerprint)
-    {
+    let (position, num_splats) = match checkpoint::load_matching(checkpointing.path, &fingerprint) {
         Some(Checkpoint { position, state, .. }) => {
             tracing::info!(
                 step = position.step,
@@ -198,10 +182,7 @@ fn check_input(input: &TrainInput) -> Result<(), TrainError> {
     if input.train_cameras.is_empty() {
         return Err(TrainError::NoViews);
     }
-    for (views, images) in [
-        (input.train_cameras, input.train_images),
-        (input.test_cameras, input.test_images),
-    ] {
+    for (views, images) in [(input.train_cameras, input.train_images), (input.test_cameras, input.test_images)] {
         check_count(views, images)?;
         for (index, (camera, image)) in views.iter().zip(images).enumerate() {
             check_size(index, camera, image)?;
@@ -220,30 +201,15 @@ fn initialise(
     let cameras = input.train_cameras;
     let mut splats = match input.points {
         Some(cloud) if !cloud.positions.is_empty() => from_point_cloud(cloud),
-        _ => random_in_view(
-            cameras,
-            input.train_images,
-            config.background,
-            config.init_random_splats,
-            config.seed,
-        ),
+        _ => random_in_view(cameras, input.train_images, config.background, config.init_random_splats, config.seed),
     };
     if splats.is_empty() {
         return Err(TrainError::EmptyInit);
     }
     splats.sh_degree = 0;
     let n = splats.len();
-    tracing::info!(
-        splats = n,
-        scene_extent = scene_extent(cameras),
-        views = cameras.len(),
-        "training starts"
-    );
-    backend.set_state(&TrainState {
-        splats,
-        adam: AdamMoments::zeros(n),
-        stats: DensifyStats::zeros(n),
-    })?;
+    tracing::info!(splats = n, scene_extent = scene_extent(cameras), views = cameras.len(), "training starts");
+    backend.set_state(&TrainState { splats, adam: AdamMoments::zeros(n), stats: DensifyStats::zeros(n) })?;
     Ok((LoopPosition::start(config.seed), n))
 }
 
@@ -344,46 +310,25 @@ impl Session<'_> {
         num_splats: usize,
     ) -> Result<Progress, TrainError> {
         let (config, step) = (self.config, position.step);
-        let wants_loss =
-            (config.loss_every > 0 && step % config.loss_every == 0) || step == config.steps;
-        let loss = if wants_loss {
-            Some(backend.last_loss()?)
-        } else {
-            None
-        };
+        let wants_loss = (config.loss_every > 0 && step % config.loss_every == 0) || step == config.steps;
+        let loss = if wants_loss { Some(backend.last_loss()?) } else { None };
         let psnr = if config.psnr_every > 0 && step % config.psnr_every == 0 {
             let rendered = backend.render(&self.input.train_cameras[view], config.background)?;
             Some(eval::psnr(&rendered.image, &self.input.train_images[view]))
         } else {
             None
         };
-        Ok(Progress {
-            step,
-            total: config.steps,
-            loss,
-            psnr,
-            num_splats,
-            elapsed: position.elapsed,
-        })
+        Ok(Progress { step, total: config.steps, loss, psnr, num_splats, elapsed: position.elapsed })
     }
 
     /// The trained splats, evaluated on the test views.
-    fn finish(
-        &self,
-        backend: &mut dyn TrainBackend,
-        elapsed: Duration,
-    ) -> Result<TrainResult, TrainError> {
+    fn finish(&self, backend: &mut dyn TrainBackend, elapsed: Duration) -> Result<TrainResult, TrainError> {
         let input = self.input;
         let state = backend.state()?;
         let test = if input.test_cameras.is_empty() {
             None
         } else {
-            Some(eval::eval(
-                backend,
-                input.test_cameras,
-                input.test_images,
-                self.config.background,
-            )?)
+            Some(eval::eval(backend, input.test_cameras, input.test_images, self.config.background)?)
         };
         Ok(TrainResult {
             num_splats: state.splats.len(),
@@ -413,14 +358,8 @@ fn control_density(
     let mut state = backend.state()?;
     if densify {
         let prune_large = schedule::prunes_large(config, step);
-        let report = densify::densify_and_prune(
-            &mut state,
-            &config.densify,
-            config.max_splats,
-            extent,
-            prune_large,
-            rng,
-        );
+        let report =
+            densify::densify_and_prune(&mut state, &config.densify, config.max_splats, extent, prune_large, rng);
         tracing::debug!(step, ?report, splats = state.splats.len(), "densified");
     }
     if reset {
@@ -437,20 +376,10 @@ mod tests {
     use cpu::CpuBackend;
 
     fn camera() -> Camera {
-        let intrinsics = Intrinsics {
-            fx: 20.0,
-            fy: 20.0,
-            cx: 8.0,
-            cy: 6.0,
-            width: 16,
-            height: 12,
-        };
+        let intrinsics = Intrinsics { fx: 20.0, fy: 20.0, cx: 8.0, cy: 6.0, width: 16, height: 12 };
         Camera {
             intrinsics,
-            world_from_camera: WorldFromCameraCv {
-                rotation: glam::Mat3::IDENTITY,
-                translation: glam::Vec3::ZERO,
-            },
+            world_from_camera: WorldFromCameraCv { rotation: glam::Mat3::IDENTITY, translation: glam::Vec3::ZERO },
         }
     }
 
@@ -463,33 +392,18 @@ mod tests {
             points: None,
         };
         let config = TrainConfig::for_steps(10);
-        run(
-            &input,
-            &config,
-            &mut CpuBackend::new(config.background, config.ssim_weight),
-            &mut |_| {},
-        )
+        run(&input, &config, &mut CpuBackend::new(config.background, config.ssim_weight), &mut |_| {})
     }
 
     #[test]
     fn run_rejects_missing_mismatched_and_missized_views() {
         assert!(matches!(run_on(&[], &[]), Err(TrainError::NoViews)));
         let image = ImageRgb::new(16, 12, [0.5; 3]);
-        assert!(matches!(
-            run_on(&[camera()], &[]),
-            Err(TrainError::ViewCount {
-                cameras: 1,
-                images: 0
-            })
-        ));
+        assert!(matches!(run_on(&[camera()], &[]), Err(TrainError::ViewCount { cameras: 1, images: 0 })));
         let wrong = ImageRgb::new(8, 12, [0.5; 3]);
         assert!(matches!(
             run_on(&[camera(), camera()], &[image, wrong]),
-            Err(TrainError::ImageSize {
-                index: 1,
-                got_w: 8,
-                ..
-            })
+            Err(TrainError::ImageSize { index: 1, got_w: 8, .. })
         ));
     }
 }

@@ -62,10 +62,7 @@ mod tests {
         let last = learning_rates(&config, 2.0, 1000).means;
         assert!((first - 3.2e-4).abs() < 1e-9 && (last - 3.2e-6).abs() < 1e-10);
         assert!((mid - 3.2e-5).abs() < 1e-8, "geometric midpoint, got {mid}");
-        assert_eq!(
-            learning_rates(&config, 2.0, 10).sh_rest,
-            config.lr.sh_dc / 20.0
-        );
+        assert_eq!(learning_rates(&config, 2.0, 10).sh_rest, config.lr.sh_dc / 20.0);
     }
 
     #[test]
@@ -80,9 +77,7 @@ mod tests {
     #[test]
     fn densification_window_matches_the_scaled_recipe() {
         let config = TrainConfig::for_steps(30_000);
-        assert!(
-            !densifies(&config, 1500) && densifies(&config, 1600) && !densifies(&config, 15_000)
-        );
+        assert!(!densifies(&config, 1500) && densifies(&config, 1600) && !densifies(&config, 15_000));
         assert!(resets_opacity(&config, 3000) && !resets_opacity(&config, 15_000));
         assert!(gathers_stats(&config, 14_999) && !gathers_stats(&config, 15_000));
     }

@@ -114,13 +114,7 @@ pub fn ssim_plane_sum(x: &[f64], y: &[f64], width: usize, height: usize) -> f64 
 }
 
 /// Sum over pixels of the SSIM map of one channel and `scale ·` its gradient w.r.t. `x`.
-pub fn ssim_plane_sum_with_grad(
-    x: &[f64],
-    y: &[f64],
-    width: usize,
-    height: usize,
-    scale: f64,
-) -> (f64, Vec<f64>) {
+pub fn ssim_plane_sum_with_grad(x: &[f64], y: &[f64], width: usize, height: usize, scale: f64) -> (f64, Vec<f64>) {
     let k = kernel();
     let m = Moments::new(x, y, width, height, &k);
     let n = x.len();
@@ -135,14 +129,9 @@ pub fn ssim_plane_sum_with_grad(
         g_xx[i] = scale * (-s / b2);
         g_xy[i] = scale * (2.0 * a1 / b12);
     }
-    let (b_mu, b_xx, b_xy) = (
-        blur(&g_mu, width, height, &k),
-        blur(&g_xx, width, height, &k),
-        blur(&g_xy, width, height, &k),
-    );
-    let grad = (0..n)
-        .map(|i| b_mu[i] + 2.0 * x[i] * b_xx[i] + y[i] * b_xy[i])
-        .collect();
+    let (b_mu, b_xx, b_xy) =
+        (blur(&g_mu, width, height, &k), blur(&g_xx, width, height, &k), blur(&g_xy, width, height, &k));
+    let grad = (0..n).map(|i| b_mu[i] + 2.0 * x[i] * b_xx[i] + y[i] * b_xy[i]).collect();
     (sum, grad)
 }
 
@@ -155,10 +144,7 @@ pub(crate) fn planes(image: &ImageRgb) -> [Vec<f64>; 3] {
 pub fn ssim(a: &ImageRgb, b: &ImageRgb) -> f32 {
     let (pa, pb) = (planes(a), planes(b));
     let (w, h) = (a.width as usize, a.height as usize);
-    let sum: f64 = (0..3)
-        .into_par_iter()
-        .map(|c| ssim_plane_sum(&pa[c], &pb[c], w, h))
-        .sum();
+    let sum: f64 = (0..3).into_par_iter().map(|c| ssim_plane_sum(&pa[c], &pb[c], w, h)).sum();
     (sum / (3 * w * h).max(1) as f64) as f32
 }
 
@@ -167,10 +153,8 @@ pub fn ssim_with_grad(rendered: &ImageRgb, target: &ImageRgb) -> (f32, ImageRgb)
     let (px, py) = (planes(rendered), planes(target));
     let (w, h) = (rendered.width as usize, rendered.height as usize);
     let inv_n = 1.0 / (3 * w * h).max(1) as f64;
-    let per_channel: Vec<(f64, Vec<f64>)> = (0..3)
-        .into_par_iter()
-        .map(|c| ssim_plane_sum_with_grad(&px[c], &py[c], w, h, inv_n))
-        .collect();
+    let per_channel: Vec<(f64, Vec<f64>)> =
+        (0..3).into_par_iter().map(|c| ssim_plane_sum_with_grad(&px[c], &py[c], w, h, inv_n)).collect();
     let mut grad = ImageRgb::new(rendered.width, rendered.height, [0.0; 3]);
     for (c, (_, g)) in per_channel.iter().enumerate() {
         for (dst, v) in grad.pixels.iter_mut().zip(g) {
@@ -187,14 +171,10 @@ mod tests {
 
     /// A tiny deterministic generator for test images.
     fn noise(n: usize, seed: u64) -> Vec<f64> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 ((s >> 11) as f64) / ((1u64 << 53) as f64)
             })
             .collect()
@@ -206,43 +186,23 @@ mod tests {
         let x = noise(w * h, 1);
         let (sum, grad) = ssim_plane_sum_with_grad(&x, &x, w, h, 1.0);
         assert!((sum / (w * h) as f64 - 1.0).abs() < 1e-12, "ssim {sum}");
-        assert!(
-            grad.iter().all(|g| g.abs() < 1e-9),
-            "SSIM is maximal at x = y"
-        );
+        assert!(grad.iter().all(|g| g.abs() < 1e-9), "SSIM is maximal at x = y");
     }
 
     #[test]
     fn ssim_gradient_matches_central_differences() {
         let (w, h) = (19, 14);
         let x = noise(w * h, 2);
-        let y: Vec<f64> = noise(w * h, 3)
-            .iter()
-            .zip(&x)
-            .map(|(n, x)| 0.6 * x + 0.4 * n)
-            .collect();
+        let y: Vec<f64> = noise(w * h, 3).iter().zip(&x).map(|(n, x)| 0.6 * x + 0.4 * n).collect();
         let (_, grad) = ssim_plane_sum_with_grad(&x, &y, w, h, 1.0);
         let eps = 1e-6;
         // Corners, edges (where the zero padding matters) and interior pixels.
-        for &i in &[
-            0,
-            1,
-            w - 1,
-            w + 3,
-            (h / 2) * w + w / 2,
-            w * h - 1,
-            w * h - w,
-            5 * w + 9,
-        ] {
+        for &i in &[0, 1, w - 1, w + 3, (h / 2) * w + w / 2, w * h - 1, w * h - w, 5 * w + 9] {
             let (mut xp, mut xm) = (x.clone(), x.clone());
             xp[i] += eps;
             xm[i] -= eps;
             let fd = (ssim_plane_sum(&xp, &y, w, h) - ssim_plane_sum(&xm, &y, w, h)) / (2.0 * eps);
-            assert!(
-                (fd - grad[i]).abs() <= 1e-6 * (1.0 + fd.abs()),
-                "pixel {i}: analytic {} vs fd {fd}",
-                grad[i]
-            );
+            assert!((fd - grad[i]).abs() <= 1e-6 * (1.0 + fd.abs()), "pixel {i}: analytic {} vs fd {fd}", grad[i]);
         }
     }
 
@@ -253,17 +213,10 @@ mod tests {
         let mk = |v: &[f64]| ImageRgb {
             width: w as u32,
             height: h as u32,
-            pixels: v
-                .chunks_exact(3)
-                .map(|p| [p[0] as f32, p[1] as f32, p[2] as f32])
-                .collect(),
+            pixels: v.chunks_exact(3).map(|p| [p[0] as f32, p[1] as f32, p[2] as f32]).collect(),
         };
         let a = mk(&clean);
-        let noisy: Vec<f64> = clean
-            .iter()
-            .zip(noise(w * h * 3, 5))
-            .map(|(c, n)| c + (n - 0.5))
-            .collect();
+        let noisy: Vec<f64> = clean.iter().zip(noise(w * h * 3, 5)).map(|(c, n)| c + (n - 0.5)).collect();
         let b = mk(&noisy);
         let s = ssim(&a, &b);
         assert!(s < 0.8 && s > 0.0, "noisy image ssim {s}");

@@ -43,4 +43,3 @@ pub fn tiny_settings() -> JobSettings {
         ..JobSettings::for_preset(Preset::Preview)
     }
 }
-

@@ -83,14 +83,12 @@ pub fn run(options: WindowOptions) -> Result<(), WindowError> {
     let result = eframe::run_native(
         "kiln-view",
         native_options(&title),
-        Box::new(move |creation| {
-            match window::ViewerApp::new(creation, scene, &options, Arc::clone(&app_outcome)) {
-                Ok(app) => Ok(Box::new(app) as Box<dyn eframe::App>),
-                Err(error) => {
-                    let message = error.to_string();
-                    set_outcome(&app_outcome, error);
-                    Err(message.into())
-                }
+        Box::new(move |creation| match window::ViewerApp::new(creation, scene, &options, Arc::clone(&app_outcome)) {
+            Ok(app) => Ok(Box::new(app) as Box<dyn eframe::App>),
+            Err(error) => {
+                let message = error.to_string();
+                set_outcome(&app_outcome, error);
+                Err(message.into())
             }
         }),
     );

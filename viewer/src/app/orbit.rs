@@ -223,7 +223,10 @@ mod tests {
             let camera = orbit.camera(aspect.0, aspect.1);
             for corner in box_corners(BOUNDS) {
                 let [u, v] = project(&camera, corner);
-                assert!(u > 0.0 && u < aspect.0 as f32 && v > 0.0 && v < aspect.1 as f32, "{corner} at ({u}, {v}) in {aspect:?}");
+                assert!(
+                    u > 0.0 && u < aspect.0 as f32 && v > 0.0 && v < aspect.1 as f32,
+                    "{corner} at ({u}, {v}) in {aspect:?}"
+                );
             }
         }
     }

@@ -56,7 +56,10 @@ impl RenderTarget {
     }
 }
 
-fn create_texture(device: &wgpu::Device, (width, height): (u32, u32)) -> (wgpu::Texture, wgpu::TextureView, wgpu::TextureView) {
+fn create_texture(
+    device: &wgpu::Device,
+    (width, height): (u32, u32),
+) -> (wgpu::Texture, wgpu::TextureView, wgpu::TextureView) {
     let texture = device.create_texture(&wgpu::TextureDescriptor {
         label: Some("kiln view: scene"),
         size: wgpu::Extent3d { width: width.max(1), height: height.max(1), depth_or_array_layers: 1 },
@@ -68,9 +71,7 @@ fn create_texture(device: &wgpu::Device, (width, height): (u32, u32)) -> (wgpu::
         view_formats: &[SAMPLE_FORMAT],
     });
     let render_view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-    let sample_view = texture.create_view(&wgpu::TextureViewDescriptor {
-        format: Some(SAMPLE_FORMAT),
-        ..Default::default()
-    });
+    let sample_view =
+        texture.create_view(&wgpu::TextureViewDescriptor { format: Some(SAMPLE_FORMAT), ..Default::default() });
     (texture, render_view, sample_view)
 }

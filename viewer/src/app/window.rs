@@ -153,7 +153,12 @@ impl ViewerApp {
     /// What fitting the view frames: the layers the options show.
     fn framing(&self) -> ([f32; 3], [f32; 3]) {
         let o = &self.options;
-        self.scene.framing_bounds(Shown { splats: o.show_splats, mesh: o.show_mesh, cameras: o.show_cameras, points: o.show_points })
+        self.scene.framing_bounds(Shown {
+            splats: o.show_splats,
+            mesh: o.show_mesh,
+            cameras: o.show_cameras,
+            points: o.show_points,
+        })
     }
 
     /// Leaves a snapped camera for the orbit that continues from it.
@@ -223,12 +228,10 @@ impl ViewerApp {
     fn handle_mouse(&mut self, ui: &egui::Ui, response: &egui::Response) {
         let delta = response.drag_delta();
         let orbiting = response.dragged_by(egui::PointerButton::Primary);
-        let panning = response.dragged_by(egui::PointerButton::Secondary) || response.dragged_by(egui::PointerButton::Middle);
-        let (scroll, pinch) = if response.hovered() {
-            ui.input(|i| (i.smooth_scroll_delta().y, i.zoom_delta()))
-        } else {
-            (0.0, 1.0)
-        };
+        let panning =
+            response.dragged_by(egui::PointerButton::Secondary) || response.dragged_by(egui::PointerButton::Middle);
+        let (scroll, pinch) =
+            if response.hovered() { ui.input(|i| (i.smooth_scroll_delta().y, i.zoom_delta())) } else { (0.0, 1.0) };
         let moved = (orbiting || panning) && delta != egui::Vec2::ZERO;
         if !moved && scroll == 0.0 && pinch == 1.0 {
             return;
@@ -267,7 +270,15 @@ impl ViewerApp {
         }
         let device = &self.render_state.device;
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln view") });
-        match self.renderer.render(device, &self.render_state.queue, &mut encoder, target.render_view(), size, &camera, &self.options) {
+        match self.renderer.render(
+            device,
+            &self.render_state.queue,
+            &mut encoder,
+            target.render_view(),
+            size,
+            &camera,
+            &self.options,
+        ) {
             Ok(stats) => {
                 self.render_state.queue.submit([encoder.finish()]);
                 self.stats = Some(stats);
@@ -353,7 +364,9 @@ impl ViewerApp {
         self.selected_camera = index;
         let snapped = self.mode == ViewMode::Input(index);
         ui.horizontal(|ui| {
-            if ui.add_enabled(!snapped, egui::Button::new("Snap to camera")).clicked() || (changed && self.mode != ViewMode::Orbit) {
+            if ui.add_enabled(!snapped, egui::Button::new("Snap to camera")).clicked()
+                || (changed && self.mode != ViewMode::Orbit)
+            {
                 self.snap_to(index);
             }
             if ui.add_enabled(self.mode != ViewMode::Orbit, egui::Button::new("Free view (Esc)")).clicked() {
@@ -369,7 +382,10 @@ impl ViewerApp {
             ui.selectable_value(&mut self.photo_mode, PhotoMode::Blended, "over");
             ui.selectable_value(&mut self.photo_mode, PhotoMode::Beside, "beside");
         });
-        ui.add_enabled(self.photo_mode == PhotoMode::Blended, egui::Slider::new(&mut self.photo_opacity, 0.0..=1.0).text("opacity"));
+        ui.add_enabled(
+            self.photo_mode == PhotoMode::Blended,
+            egui::Slider::new(&mut self.photo_opacity, 0.0..=1.0).text("opacity"),
+        );
         if camera.image.is_none() {
             ui.label("No photo was found for this camera.");
         }
@@ -388,7 +404,11 @@ impl ViewerApp {
             ui.end_row();
             if let Some(stats) = &self.stats {
                 ui.label("Drawn");
-                ui.label(format!("{} splats, {} triangles", count_text(stats.splats_drawn), count_text(stats.triangles)));
+                ui.label(format!(
+                    "{} splats, {} triangles",
+                    count_text(stats.splats_drawn),
+                    count_text(stats.triangles)
+                ));
                 ui.end_row();
                 if let Some(gpu_ms) = stats.gpu_ms {
                     ui.label("GPU time");
@@ -445,7 +465,14 @@ impl ViewerApp {
         self.paint_photo(ui.ctx(), &painter, render_rect, photo_area, full_uv);
     }
 
-    fn paint_photo(&mut self, ctx: &egui::Context, painter: &egui::Painter, render_rect: egui::Rect, photo_area: Option<egui::Rect>, uv: egui::Rect) {
+    fn paint_photo(
+        &mut self,
+        ctx: &egui::Context,
+        painter: &egui::Painter,
+        render_rect: egui::Rect,
+        photo_area: Option<egui::Rect>,
+        uv: egui::Rect,
+    ) {
         let wanted = match (self.snapped_camera(), self.photo_mode) {
             (Some(input), mode) if mode != PhotoMode::Hidden => input.image.clone(),
             _ => None,
@@ -460,10 +487,22 @@ impl ViewerApp {
                 painter.image(texture.id(), rect, uv, tint);
             }
             PhotoState::Loading => {
-                painter.text(rect.center(), egui::Align2::CENTER_CENTER, "loading photo…", egui::FontId::proportional(16.0), egui::Color32::GRAY);
+                painter.text(
+                    rect.center(),
+                    egui::Align2::CENTER_CENTER,
+                    "loading photo…",
+                    egui::FontId::proportional(16.0),
+                    egui::Color32::GRAY,
+                );
             }
             PhotoState::Failed(problem) => {
-                painter.text(rect.center(), egui::Align2::CENTER_CENTER, problem, egui::FontId::proportional(14.0), egui::Color32::LIGHT_RED);
+                painter.text(
+                    rect.center(),
+                    egui::Align2::CENTER_CENTER,
+                    problem,
+                    egui::FontId::proportional(14.0),
+                    egui::Color32::LIGHT_RED,
+                );
             }
             PhotoState::Ready(_) | PhotoState::None => {}
         }
@@ -556,12 +595,14 @@ fn save_png(path: &std::path::Path, image: &egui::ColorImage) -> Result<(), Wind
     let failed = |problem: String| WindowError::Screenshot { path: path.to_path_buf(), problem };
     let [width, height] = image.size;
     let rgba: Vec<u8> = image.pixels.iter().flat_map(|pixel| pixel.to_srgba_unmultiplied()).collect();
-    let buffer = image::RgbaImage::from_raw(width as u32, height as u32, rgba).ok_or_else(|| failed("screenshot size does not match its pixels".into()))?;
+    let buffer = image::RgbaImage::from_raw(width as u32, height as u32, rgba)
+        .ok_or_else(|| failed("screenshot size does not match its pixels".into()))?;
     let mut png = Vec::new();
     image::DynamicImage::ImageRgba8(buffer)
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|error| failed(error.to_string()))?;
-    kiln_engine::atomic_file::write_atomically(path, |file| std::io::Write::write_all(file, &png)).map_err(|error| failed(error.to_string()))
+    kiln_engine::atomic_file::write_atomically(path, |file| std::io::Write::write_all(file, &png))
+        .map_err(|error| failed(error.to_string()))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use kiln_engine::camera::Camera;
 use kiln_engine::gpu::GpuContext;
 use wgpu::util::DeviceExt;
 
-use super::{accum_format, reverse_z_depth, VIEW_WGSL};
+use super::{VIEW_WGSL, accum_format, reverse_z_depth};
 use crate::scene::Scene;
 
 /// Frustum depth as a fraction of the scene's bounding-box diagonal: visible, yet small enough
@@ -151,7 +151,11 @@ fn pipeline(
             module,
             entry_point: Some("fs_main"),
             compilation_options: Default::default(),
-            targets: &[Some(wgpu::ColorTargetState { format: accum_format(device), blend: None, write_mask: wgpu::ColorWrites::ALL })],
+            targets: &[Some(wgpu::ColorTargetState {
+                format: accum_format(device),
+                blend: None,
+                write_mask: wgpu::ColorWrites::ALL,
+            })],
         }),
         multiview_mask: None,
         cache: None,
@@ -167,7 +171,10 @@ mod tests {
     fn frustum_opens_along_plus_z_and_through_the_image_corners() {
         let camera = Camera {
             intrinsics: Intrinsics { fx: 100.0, fy: 100.0, cx: 50.0, cy: 40.0, width: 100, height: 80 },
-            world_from_camera: WorldFromCameraCv { rotation: glam::Mat3::IDENTITY, translation: Vec3::new(1.0, 2.0, 3.0) },
+            world_from_camera: WorldFromCameraCv {
+                rotation: glam::Mat3::IDENTITY,
+                translation: Vec3::new(1.0, 2.0, 3.0),
+            },
         };
         let lines = frustum_lines(&camera, 2.0);
         // The far end of the first segment is the top-left image corner, 2 units along +Z.

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use kiln_engine::gpu::GpuContext;
 use wgpu::util::DeviceExt;
 
-use super::{accum_format, reverse_z_depth, SRGB_WGSL, VIEW_WGSL};
+use super::{SRGB_WGSL, VIEW_WGSL, accum_format, reverse_z_depth};
 use crate::scene::{MeshLayer, MeshPrimitive};
 
 /// Interleaved vertex: position, normal, UV, linear RGBA colour.
@@ -75,9 +75,7 @@ impl MeshRenderer {
             bind_group_layouts: &[Some(view_layout), Some(&material_layout)],
             immediate_size: 0,
         });
-        let pipeline = |vs: &str, fs: &str, topology| {
-            mesh_pipeline(device, &layout, &module, vs, fs, topology)
-        };
+        let pipeline = |vs: &str, fs: &str, topology| mesh_pipeline(device, &layout, &module, vs, fs, topology);
         Self {
             primitives,
             lit: pipeline("vs_main", "fs_lit", wgpu::PrimitiveTopology::TriangleList),
@@ -155,8 +153,15 @@ fn upload_primitive(
             0.0,
         ],
     };
-    let base_color = texture(ctx, "base colour", p.material.base_color.as_deref(), [255; 4], wgpu::TextureFormat::Rgba8UnormSrgb);
-    let normal_map = texture(ctx, "normal map", p.material.normal_map.as_deref(), FLAT_NORMAL_TEXEL, wgpu::TextureFormat::Rgba8Unorm);
+    let base_color =
+        texture(ctx, "base colour", p.material.base_color.as_deref(), [255; 4], wgpu::TextureFormat::Rgba8UnormSrgb);
+    let normal_map = texture(
+        ctx,
+        "normal map",
+        p.material.normal_map.as_deref(),
+        FLAT_NORMAL_TEXEL,
+        wgpu::TextureFormat::Rgba8Unorm,
+    );
     let material_buffer = buffer("mesh material", bytemuck::bytes_of(&material), wgpu::BufferUsages::UNIFORM);
     let material = device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("mesh material"),
@@ -187,7 +192,9 @@ fn texture(
     format: wgpu::TextureFormat,
 ) -> wgpu::TextureView {
     let (width, height, data) = match image {
-        Some(image) if image.width() > 0 && image.height() > 0 => (image.width(), image.height(), image.as_raw().as_slice()),
+        Some(image) if image.width() > 0 && image.height() > 0 => {
+            (image.width(), image.height(), image.as_raw().as_slice())
+        }
         _ => (1, 1, &fallback[..]),
     };
     ctx.device
@@ -275,7 +282,11 @@ fn mesh_pipeline(
             module,
             entry_point: Some(fs),
             compilation_options: Default::default(),
-            targets: &[Some(wgpu::ColorTargetState { format: accum_format(device), blend: None, write_mask: wgpu::ColorWrites::ALL })],
+            targets: &[Some(wgpu::ColorTargetState {
+                format: accum_format(device),
+                blend: None,
+                write_mask: wgpu::ColorWrites::ALL,
+            })],
         }),
         multiview_mask: None,
         cache: None,

@@ -193,7 +193,11 @@ impl Targets {
         let attachment = wgpu::TextureUsages::RENDER_ATTACHMENT;
         Self {
             size,
-            accum: texture("viewer accumulation", accum_format(device), attachment | wgpu::TextureUsages::TEXTURE_BINDING),
+            accum: texture(
+                "viewer accumulation",
+                accum_format(device),
+                attachment | wgpu::TextureUsages::TEXTURE_BINDING,
+            ),
             depth: texture("viewer depth", DEPTH_FORMAT, attachment),
         }
     }
@@ -316,7 +320,9 @@ impl SceneRenderer {
                 multiview_mask: None,
             });
             pass.set_bind_group(0, &self.view_bind_group, &[]);
-            if options.show_mesh && let Some(mesh) = &self.mesh {
+            if options.show_mesh
+                && let Some(mesh) = &self.mesh
+            {
                 mesh.draw(&mut pass, options.matcap);
                 stats.triangles = mesh.triangles();
                 if options.wireframe {

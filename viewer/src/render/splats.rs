@@ -11,10 +11,10 @@ use kiln_engine::camera::Camera;
 use kiln_engine::gpu::context::{Kernel, workgroups_for};
 use kiln_engine::gpu::sort::{RadixSorter, SortedKeys};
 use kiln_engine::gpu::{FrameUniforms, GpuContext, GpuError, SH_FLOATS};
-use kiln_engine::splats::Splats;
 use kiln_engine::render::{MAX_ALPHA, MIN_ALPHA};
+use kiln_engine::splats::Splats;
 
-use super::{accum_format, reverse_z_depth, VIEW_WGSL};
+use super::{VIEW_WGSL, accum_format, reverse_z_depth};
 use crate::ViewerError;
 use crate::scene::SplatLayer;
 
@@ -49,8 +49,11 @@ impl DrawSplats {
                 return Err(GpuError::SplatFieldLength { field, got, expected }.into());
             }
         }
-        let len = u32::try_from(expected)
-            .map_err(|_| GpuError::TooLarge { what: "splat count", got: expected as u64, max: u32::MAX.into() })?;
+        let len = u32::try_from(expected).map_err(|_| GpuError::TooLarge {
+            what: "splat count",
+            got: expected as u64,
+            max: u32::MAX.into(),
+        })?;
         let sh = pack_sh_f16(splats);
         ctx.check_binding_size("SH buffer (f16)", sh.len() as u64 * 4)?;
         Ok(Self {
@@ -159,13 +162,26 @@ impl SplatRenderer {
     }
 
     /// Records projection and depth sort for `camera`.
-    pub fn prepare(&mut self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, camera: &Camera) -> Result<(), ViewerError> {
-        ctx.queue.write_buffer(&self.frame, 0, bytemuck::bytes_of(&FrameUniforms::new(camera, [0.0; 3], self.len, self.sh_degree)));
+    pub fn prepare(
+        &mut self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        camera: &Camera,
+    ) -> Result<(), ViewerError> {
+        ctx.queue.write_buffer(
+            &self.frame,
+            0,
+            bytemuck::bytes_of(&FrameUniforms::new(camera, [0.0; 3], self.len, self.sh_degree)),
+        );
         self.project.dispatch(encoder, &self.project_bind_group, workgroups_for(self.len));
         let sorted = self.sorter.encode(
             ctx,
             encoder,
-            SortedKeys { keys_hi: self.keys_hi.clone(), keys_lo: self.depth_keys.clone(), values: self.splat_ids.clone() },
+            SortedKeys {
+                keys_hi: self.keys_hi.clone(),
+                keys_lo: self.depth_keys.clone(),
+                values: self.splat_ids.clone(),
+            },
             self.len,
             DEPTH_KEY_BITS,
             0,
@@ -196,7 +212,10 @@ fn sh_frame_columns(m: Mat3) -> [[f32; 4]; 3] {
     [m.x_axis.extend(0.0).into(), m.y_axis.extend(0.0).into(), m.z_axis.extend(0.0).into()]
 }
 
-fn draw_pipeline(device: &wgpu::Device, view_layout: &wgpu::BindGroupLayout) -> (wgpu::RenderPipeline, wgpu::BindGroupLayout) {
+fn draw_pipeline(
+    device: &wgpu::Device,
+    view_layout: &wgpu::BindGroupLayout,
+) -> (wgpu::RenderPipeline, wgpu::BindGroupLayout) {
     let storage = |binding| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::VERTEX,

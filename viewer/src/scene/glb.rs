@@ -14,7 +14,8 @@ use crate::ViewerError;
 /// Loads every triangle primitive of a `.glb` / `.gltf` (points and lines are left out).
 pub fn load_gltf(path: &Path) -> Result<MeshLayer, ViewerError> {
     let bytes = std::fs::read(path).map_err(|source| ViewerError::Io { path: path.to_path_buf(), source })?;
-    let gltf = gltf::Gltf::from_slice(&bytes).map_err(|source| ViewerError::Gltf { path: path.to_path_buf(), source })?;
+    let gltf =
+        gltf::Gltf::from_slice(&bytes).map_err(|source| ViewerError::Gltf { path: path.to_path_buf(), source })?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let buffers = gltf
         .document
@@ -44,7 +45,12 @@ fn invalid(path: &Path, problem: impl Into<String>) -> ViewerError {
     ViewerError::Invalid { path: path.to_path_buf(), problem: problem.into() }
 }
 
-fn buffer_data(buffer: &gltf::Buffer, blob: Option<&[u8]>, base_dir: &Path, path: &Path) -> Result<Vec<u8>, ViewerError> {
+fn buffer_data(
+    buffer: &gltf::Buffer,
+    blob: Option<&[u8]>,
+    base_dir: &Path,
+    path: &Path,
+) -> Result<Vec<u8>, ViewerError> {
     match buffer.source() {
         gltf::buffer::Source::Bin => {
             blob.map(<[u8]>::to_vec).ok_or_else(|| invalid(path, "buffer refers to a missing GLB binary chunk"))

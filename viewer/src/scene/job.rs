@@ -63,7 +63,9 @@ pub(super) fn load_dir(dir: &Path) -> Result<Scene, ViewerError> {
         scene.frame_note = "the exported model's frame (metres, +Y up); splats, cameras and points moved \
                             there with mesh.json's export_from_world"
             .into();
-    } else if let Some(glb) = first_existing([dir.join("export"), dir.to_path_buf()].map(|d| d.join(format!("{MODEL_STEM}.glb")))) {
+    } else if let Some(glb) =
+        first_existing([dir.join("export"), dir.to_path_buf()].map(|d| d.join(format!("{MODEL_STEM}.glb"))))
+    {
         // A GLB without mesh.json: its frame is unknown relative to the rest, so it is shown alone.
         scene = Scene { mesh: Some(load_gltf(&glb)?), loaded: vec![glb.clone()], ..Scene::default() };
         scene.frame_note = format!("the frame of {}", glb.display());

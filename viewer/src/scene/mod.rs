@@ -177,9 +177,11 @@ impl Scene {
     /// shown, [`Self::bounds`].
     pub fn framing_bounds(&self, shown: Shown) -> ([f32; 3], [f32; 3]) {
         let finite = |p: &&[f32; 3]| p.iter().all(|v| v.is_finite());
-        let mesh = self.mesh.as_ref().filter(|_| shown.mesh).and_then(|mesh| {
-            bounds_of(mesh.primitives.iter().flat_map(|p| p.positions.iter()).filter(finite))
-        });
+        let mesh = self
+            .mesh
+            .as_ref()
+            .filter(|_| shown.mesh)
+            .and_then(|mesh| bounds_of(mesh.primitives.iter().flat_map(|p| p.positions.iter()).filter(finite)));
         let splats = self.splats.as_ref().filter(|_| shown.splats).and_then(|layer| core_bounds(&layer.splats));
         let points = Some(&self.points)
             .filter(|_| shown.points)
@@ -316,9 +318,7 @@ fn core_bounds(splats: &Splats) -> Option<([f32; 3], [f32; 3])> {
 fn bounds_of<'a>(points: impl Iterator<Item = &'a [f32; 3]>) -> Option<([f32; 3], [f32; 3])> {
     points.fold(None, |acc, p| match acc {
         None => Some((*p, *p)),
-        Some((lo, hi)) => {
-            Some((std::array::from_fn(|k| lo[k].min(p[k])), std::array::from_fn(|k| hi[k].max(p[k]))))
-        }
+        Some((lo, hi)) => Some((std::array::from_fn(|k| lo[k].min(p[k])), std::array::from_fn(|k| hi[k].max(p[k])))),
     })
 }
 

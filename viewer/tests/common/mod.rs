@@ -32,7 +32,10 @@ pub fn gpu() -> Option<GpuContext> {
             Some(ctx)
         }
         Err(e) => {
-            assert!(std::env::var_os("KILN_REQUIRE_GPU").is_none(), "KILN_REQUIRE_GPU is set and there is no adapter: {e}");
+            assert!(
+                std::env::var_os("KILN_REQUIRE_GPU").is_none(),
+                "KILN_REQUIRE_GPU is set and there is no adapter: {e}"
+            );
             eprintln!("SKIPPED: no wgpu adapter ({e}); install Mesa's lavapipe (Debian mesa-vulkan-drivers)");
             None
         }

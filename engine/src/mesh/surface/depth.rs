@@ -53,7 +53,12 @@ impl DepthSplat {
 /// `(depth, alpha)` images of `splats` from `camera`, compositing exactly as [`crate::render`]:
 /// the depth (`mode`) of the splat at which transmittance first falls to `transmittance` (0
 /// where it never does); alpha = 1 − final transmittance.
-pub fn render_depth_at(splats: &Splats, camera: &Camera, mode: DepthMode, transmittance: f32) -> (ImageGray, ImageGray) {
+pub fn render_depth_at(
+    splats: &Splats,
+    camera: &Camera,
+    mode: DepthMode,
+    transmittance: f32,
+) -> (ImageGray, ImageGray) {
     let (w, h) = (camera.width(), camera.height());
     let projected = project(splats, camera);
     let camera_from_world = camera.camera_from_world();
@@ -162,14 +167,23 @@ mod tests {
     /// A camera at the origin looking along +Z (OpenCV axes).
     fn camera() -> Camera {
         let intrinsics = Intrinsics { fx: 100.0, fy: 100.0, cx: 32.0, cy: 32.0, width: 64, height: 64 };
-        Camera { intrinsics, world_from_camera: WorldFromCameraCv { rotation: Mat3::IDENTITY, translation: Vec3::ZERO } }
+        Camera {
+            intrinsics,
+            world_from_camera: WorldFromCameraCv { rotation: Mat3::IDENTITY, translation: Vec3::ZERO },
+        }
     }
 
     /// One big, flat, nearly opaque splat in the plane through `(0, 0, 2)` tilted 45° about Y.
     fn tilted_disc() -> Splats {
         let mut splats = Splats::default();
         let q = Quat::from_rotation_y(std::f32::consts::FRAC_PI_4);
-        splats.push([0.0, 0.0, 2.0], [0.3f32.ln(), 0.3f32.ln(), 1e-4f32.ln()], [q.w, q.x, q.y, q.z], logit(0.99), [[0.0; 3]; SH_COEFFS]);
+        splats.push(
+            [0.0, 0.0, 2.0],
+            [0.3f32.ln(), 0.3f32.ln(), 1e-4f32.ln()],
+            [q.w, q.x, q.y, q.z],
+            logit(0.99),
+            [[0.0; 3]; SH_COEFFS],
+        );
         splats
     }
 

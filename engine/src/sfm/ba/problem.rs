@@ -87,7 +87,11 @@ impl Evaluation {
     }
 
     fn add(self, other: Self) -> Self {
-        Self { cost: self.cost + other.cost, squared_sum: self.squared_sum + other.squared_sum, count: self.count + other.count }
+        Self {
+            cost: self.cost + other.cost,
+            squared_sum: self.squared_sum + other.squared_sum,
+            count: self.count + other.count,
+        }
     }
 }
 
@@ -99,7 +103,8 @@ impl Problem {
             None => registered.clone(),
         };
         let points = select_points(reconstruction, &registered, &requested);
-        let seen: BTreeSet<usize> = points.iter().flat_map(|(_, track)| track.iter().map(|&(image, _)| image)).collect();
+        let seen: BTreeSet<usize> =
+            points.iter().flat_map(|(_, track)| track.iter().map(|&(image, _)| image)).collect();
         let mut variable: BTreeSet<usize> = requested.intersection(&seen).copied().collect();
         let mut fixed: Vec<usize> = seen.difference(&variable).copied().collect();
         if fixed.is_empty()
@@ -110,9 +115,20 @@ impl Problem {
         let pose_images: Vec<usize> = variable.iter().copied().collect();
         let pose_block_of = |image: usize| pose_images.binary_search(&image).ok();
 
-        let refined = [options.refine_focal, options.refine_principal_point, options.refine_principal_point, options.refine_distortion, options.refine_distortion];
+        let refined = [
+            options.refine_focal,
+            options.refine_principal_point,
+            options.refine_principal_point,
+            options.refine_distortion,
+            options.refine_distortion,
+        ];
         let intr_cameras: Vec<usize> = if refined.iter().any(|&r| r) {
-            requested.iter().map(|&image| reconstruction.images[image].camera).collect::<BTreeSet<_>>().into_iter().collect()
+            requested
+                .iter()
+                .map(|&image| reconstruction.images[image].camera)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
         } else {
             Vec::new()
         };
@@ -137,7 +153,8 @@ impl Problem {
         for (id, track) in points {
             let point = problem.point_ids.len();
             problem.point_ids.push(id);
-            let blocks: BTreeSet<usize> = track.iter().filter_map(|&(image, _)| intr_block_of(reconstruction.images[image].camera)).collect();
+            let blocks: BTreeSet<usize> =
+                track.iter().filter_map(|&(image, _)| intr_block_of(reconstruction.images[image].camera)).collect();
             let first_entry = problem.entry_block.len();
             for &block in &blocks {
                 problem.intr_entries[block].push(problem.entry_block.len());
@@ -254,7 +271,12 @@ impl Problem {
             .obs
             .par_iter()
             .map(|obs| {
-                let mut lin = residual::linearize(&state.cameras[obs.camera], &state.poses[obs.image], state.points[obs.point], obs.measured)?;
+                let mut lin = residual::linearize(
+                    &state.cameras[obs.camera],
+                    &state.poses[obs.image],
+                    state.points[obs.point],
+                    obs.measured,
+                )?;
                 let s = lin.residual.norm_squared();
                 let scale = loss.weight(s).sqrt();
                 lin.residual *= scale;
@@ -272,7 +294,11 @@ impl Problem {
 
 /// Points that take part, as `(id, [(image, measured pixel)])`: at least two observations in
 /// registered photos, one of them in a requested (variable) photo.
-fn select_points(reconstruction: &Reconstruction, registered: &BTreeSet<usize>, variable: &BTreeSet<usize>) -> Vec<(PointId, Vec<(usize, DVec2)>)> {
+fn select_points(
+    reconstruction: &Reconstruction,
+    registered: &BTreeSet<usize>,
+    variable: &BTreeSet<usize>,
+) -> Vec<(PointId, Vec<(usize, DVec2)>)> {
     reconstruction
         .points
         .iter()
@@ -292,7 +318,11 @@ fn select_points(reconstruction: &Reconstruction, registered: &BTreeSet<usize>, 
 impl State {
     pub fn new(reconstruction: &Reconstruction, problem: &Problem) -> Self {
         let poses = reconstruction.images.iter().map(|i| i.camera_from_world.unwrap_or(RigidCv::IDENTITY)).collect();
-        let points = problem.point_ids.iter().map(|id| reconstruction.points.get(id).map_or(DVec3::ZERO, |p| p.position)).collect();
+        let points = problem
+            .point_ids
+            .iter()
+            .map(|id| reconstruction.points.get(id).map_or(DVec3::ZERO, |p| p.position))
+            .collect();
         Self { poses, cameras: reconstruction.cameras.clone(), points }
     }
 
@@ -301,13 +331,18 @@ impl State {
         let mut next = self.clone();
         for (block, &image) in problem.pose_images.iter().enumerate() {
             let s = &camera_step[6 * block..6 * block + 6];
-            next.poses[image] = residual::apply_pose_increment(&self.poses[image], DVec3::new(s[0], s[1], s[2]), DVec3::new(s[3], s[4], s[5]));
+            next.poses[image] = residual::apply_pose_increment(
+                &self.poses[image],
+                DVec3::new(s[0], s[1], s[2]),
+                DVec3::new(s[3], s[4], s[5]),
+            );
         }
         for (block, &camera) in problem.intr_cameras.iter().enumerate() {
             let offset = problem.intr_offset(block);
             let mut delta = [0.0; INTRINSICS];
             delta.copy_from_slice(&camera_step[offset..offset + INTRINSICS]);
-            next.cameras[camera] = residual::apply_intrinsics_increment(&self.cameras[camera], &delta, &problem.intr_enabled);
+            next.cameras[camera] =
+                residual::apply_intrinsics_increment(&self.cameras[camera], &delta, &problem.intr_enabled);
         }
         for (point, step) in next.points.iter_mut().zip(point_steps) {
             *point += *step;

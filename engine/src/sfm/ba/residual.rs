@@ -34,7 +34,12 @@ pub(super) struct Linearization {
 
 /// The residual in pixels, or `None` when the point is behind the camera or the value is not
 /// finite.
-pub(super) fn residual(camera: &RadialCamera, camera_from_world: &RigidCv, point: DVec3, measured: DVec2) -> Option<DVec2> {
+pub(super) fn residual(
+    camera: &RadialCamera,
+    camera_from_world: &RigidCv,
+    point: DVec3,
+    measured: DVec2,
+) -> Option<DVec2> {
     let in_camera = camera_from_world.transform_point(point);
     if in_camera.z.is_nan() || in_camera.z <= MIN_DEPTH {
         return None;
@@ -44,7 +49,12 @@ pub(super) fn residual(camera: &RadialCamera, camera_from_world: &RigidCv, point
 }
 
 /// Residual and Jacobians, or `None` where [`residual`] is `None`.
-pub(super) fn linearize(camera: &RadialCamera, camera_from_world: &RigidCv, point: DVec3, measured: DVec2) -> Option<Linearization> {
+pub(super) fn linearize(
+    camera: &RadialCamera,
+    camera_from_world: &RigidCv,
+    point: DVec3,
+    measured: DVec2,
+) -> Option<Linearization> {
     let p = camera_from_world.transform_point(point);
     if p.z.is_nan() || p.z <= MIN_DEPTH {
         return None;
@@ -82,7 +92,8 @@ pub(super) fn linearize(camera: &RadialCamera, camera_from_world: &RigidCv, poin
         x * d, 1.0, 0.0, f * x * r2, f * x * r4,
         y * d, 0.0, 1.0, f * y * r2, f * y * r4,
     );
-    let all_finite = residual.iter().chain(d_pose.iter()).chain(d_intrinsics.iter()).chain(d_point.iter()).all(|v| v.is_finite());
+    let all_finite =
+        residual.iter().chain(d_pose.iter()).chain(d_intrinsics.iter()).chain(d_point.iter()).all(|v| v.is_finite());
     all_finite.then_some(Linearization { residual, d_pose, d_intrinsics, d_point })
 }
 
@@ -95,7 +106,11 @@ pub(super) fn apply_pose_increment(camera_from_world: &RigidCv, rotation_vector:
 }
 
 /// Adds `delta` (f, cx, cy, k1, k2) to the parameters whose `enabled` flag is set.
-pub(super) fn apply_intrinsics_increment(camera: &RadialCamera, delta: &[f64; INTRINSICS], enabled: &[bool; INTRINSICS]) -> RadialCamera {
+pub(super) fn apply_intrinsics_increment(
+    camera: &RadialCamera,
+    delta: &[f64; INTRINSICS],
+    enabled: &[bool; INTRINSICS],
+) -> RadialCamera {
     let mut out = *camera;
     let fields = [&mut out.focal, &mut out.cx, &mut out.cy, &mut out.k1, &mut out.k2];
     for ((field, step), on) in fields.into_iter().zip(delta).zip(enabled) {
@@ -115,7 +130,8 @@ mod tests {
     use super::*;
 
     fn setup() -> (RadialCamera, RigidCv, DVec3, DVec2) {
-        let camera = RadialCamera { k1: -0.08, k2: 0.02, cx: 402.0, cy: 297.0, ..RadialCamera::pinhole(800, 600, 700.0) };
+        let camera =
+            RadialCamera { k1: -0.08, k2: 0.02, cx: 402.0, cy: 297.0, ..RadialCamera::pinhole(800, 600, 700.0) };
         let rotation = DMat3::from_euler(glam::EulerRot::XYZ, 0.3, -0.4, 0.2);
         let pose = RigidCv { rotation, translation: DVec3::new(0.2, -0.1, 3.0) };
         (camera, pose, DVec3::new(0.4, -0.3, 0.5), DVec2::new(390.0, 310.0))
@@ -192,7 +208,10 @@ mod tests {
     fn disabled_intrinsics_are_not_touched() {
         let (camera, ..) = setup();
         let moved = apply_intrinsics_increment(&camera, &[1.0; INTRINSICS], &[true, false, false, false, true]);
-        assert_eq!((moved.focal, moved.cx, moved.cy, moved.k1, moved.k2), (701.0, camera.cx, camera.cy, camera.k1, camera.k2 + 1.0));
+        assert_eq!(
+            (moved.focal, moved.cx, moved.cy, moved.k1, moved.k2),
+            (701.0, camera.cx, camera.cy, camera.k1, camera.k2 + 1.0)
+        );
     }
 
     #[test]
@@ -211,7 +230,9 @@ mod tests {
         let moved = apply_pose_increment(&pose, DVec3::new(0.1, -0.2, 0.05), DVec3::new(1.0, 2.0, 3.0));
         let should_be_identity = moved.rotation * moved.rotation.transpose();
         assert!(should_be_identity.abs_diff_eq(DMat3::IDENTITY, 1e-12));
-        let expected = DMat3::from_axis_angle(DVec3::new(0.1, -0.2, 0.05).normalize(), DVec3::new(0.1, -0.2, 0.05).length()) * pose.rotation;
+        let expected =
+            DMat3::from_axis_angle(DVec3::new(0.1, -0.2, 0.05).normalize(), DVec3::new(0.1, -0.2, 0.05).length())
+                * pose.rotation;
         assert!(moved.rotation.abs_diff_eq(expected, 1e-12));
     }
 }

@@ -65,11 +65,18 @@ impl NormalEquations {
             .into_par_iter()
             .map(|p| {
                 let range = problem.point_obs[p]..problem.point_obs[p + 1];
-                lins[range].iter().fold((Matrix3::zeros(), Vector3::zeros()), |(v, g), l| (v + l.d_point.tr_mul(&l.d_point), g + l.d_point.tr_mul(&l.residual)))
+                lins[range].iter().fold((Matrix3::zeros(), Vector3::zeros()), |(v, g), l| {
+                    (v + l.d_point.tr_mul(&l.d_point), g + l.d_point.tr_mul(&l.residual))
+                })
             })
             .collect();
         let (v, g_point) = points.into_iter().unzip();
-        let w_pose = problem.obs.par_iter().zip(lins).map(|(o, l)| if o.pose_block.is_some() { l.d_pose.tr_mul(&l.d_point) } else { Matrix6x3::zeros() }).collect();
+        let w_pose = problem
+            .obs
+            .par_iter()
+            .zip(lins)
+            .map(|(o, l)| if o.pose_block.is_some() { l.d_pose.tr_mul(&l.d_point) } else { Matrix6x3::zeros() })
+            .collect();
         let w_intr = (0..problem.entry_block.len())
             .into_par_iter()
             .map(|e| {
@@ -85,7 +92,11 @@ impl NormalEquations {
             .map(|list| {
                 list.iter().fold((Matrix6::zeros(), Vector6::zeros(), MatrixIx6::zeros()), |(u, g, c), &o| {
                     let l = &lins[o];
-                    (u + l.d_pose.tr_mul(&l.d_pose), g + l.d_pose.tr_mul(&l.residual), c + l.d_intrinsics.tr_mul(&l.d_pose))
+                    (
+                        u + l.d_pose.tr_mul(&l.d_pose),
+                        g + l.d_pose.tr_mul(&l.residual),
+                        c + l.d_intrinsics.tr_mul(&l.d_pose),
+                    )
                 })
             })
             .collect();
@@ -122,7 +133,8 @@ impl NormalEquations {
     /// Solves `(JᵀJ + λ D) δ = −Jᵀr` with `D` the clamped diagonal of `JᵀJ`; `None` when the
     /// reduced system is not positive definite (the caller raises λ).
     pub fn solve(&self, problem: &Problem, lambda: f64) -> Option<Step> {
-        let v_inv: Vec<Matrix3<f64>> = self.v.par_iter().map(|v| damped(v, lambda).try_inverse().unwrap_or_else(Matrix3::zeros)).collect();
+        let v_inv: Vec<Matrix3<f64>> =
+            self.v.par_iter().map(|v| damped(v, lambda).try_inverse().unwrap_or_else(Matrix3::zeros)).collect();
         let n = problem.num_camera_params();
         let (mut s, rhs) = self.reduced_system(problem, lambda, &v_inv);
         let scale = mask_and_scale(&mut s, &problem.masked);
@@ -148,14 +160,33 @@ impl NormalEquations {
         }
         let pose_columns = 6 * problem.pose_images.len();
         let (pose_part, intr_part) = s.as_mut_slice().split_at_mut(pose_columns * n);
-        let pose_rhs: Vec<Vector6<f64>> = pose_part.par_chunks_mut(6 * n).enumerate().map(|(a, column)| self.pose_column(problem, lambda, v_inv, a, column)).collect();
-        let intr_rhs: Vec<VectorI> = intr_part.par_chunks_mut(INTRINSICS * n).enumerate().map(|(c, column)| self.intr_column(problem, lambda, v_inv, c, column)).collect();
-        let rhs = pose_rhs.iter().flat_map(|r| r.iter().copied()).chain(intr_rhs.iter().flat_map(|r| r.iter().copied())).collect();
+        let pose_rhs: Vec<Vector6<f64>> = pose_part
+            .par_chunks_mut(6 * n)
+            .enumerate()
+            .map(|(a, column)| self.pose_column(problem, lambda, v_inv, a, column))
+            .collect();
+        let intr_rhs: Vec<VectorI> = intr_part
+            .par_chunks_mut(INTRINSICS * n)
+            .enumerate()
+            .map(|(c, column)| self.intr_column(problem, lambda, v_inv, c, column))
+            .collect();
+        let rhs = pose_rhs
+            .iter()
+            .flat_map(|r| r.iter().copied())
+            .chain(intr_rhs.iter().flat_map(|r| r.iter().copied()))
+            .collect();
         (s, rhs)
     }
 
     /// Column block of pose `a`: rows of pose blocks `b ≥ a` and of every intrinsics block.
-    fn pose_column(&self, problem: &Problem, lambda: f64, v_inv: &[Matrix3<f64>], a: usize, column: &mut [f64]) -> Vector6<f64> {
+    fn pose_column(
+        &self,
+        problem: &Problem,
+        lambda: f64,
+        v_inv: &[Matrix3<f64>],
+        a: usize,
+        column: &mut [f64],
+    ) -> Vector6<f64> {
         let n = problem.num_camera_params();
         add_block(column, n, 6 * a, &damped(&self.u_pose[a], lambda));
         if let Ok(block) = problem.intr_cameras.binary_search(&problem.pose_cameras[a]) {
@@ -179,7 +210,14 @@ impl NormalEquations {
     }
 
     /// Column block of camera group `c`: rows of intrinsics blocks `≥ c`.
-    fn intr_column(&self, problem: &Problem, lambda: f64, v_inv: &[Matrix3<f64>], c: usize, column: &mut [f64]) -> VectorI {
+    fn intr_column(
+        &self,
+        problem: &Problem,
+        lambda: f64,
+        v_inv: &[Matrix3<f64>],
+        c: usize,
+        column: &mut [f64],
+    ) -> VectorI {
         let n = problem.num_camera_params();
         add_block(column, n, problem.intr_offset(c), &damped(&self.u_intr[c], lambda));
         let mut rhs = -self.g_intr[c];
@@ -189,7 +227,12 @@ impl NormalEquations {
             rhs += y * self.g_point[p];
             for f in problem.point_entries[p]..problem.point_entries[p + 1] {
                 if problem.entry_block[f] >= c {
-                    add_block(column, n, problem.intr_offset(problem.entry_block[f]), &(-(self.w_intr[f] * y.transpose())));
+                    add_block(
+                        column,
+                        n,
+                        problem.intr_offset(problem.entry_block[f]),
+                        &(-(self.w_intr[f] * y.transpose())),
+                    );
                 }
             }
         }
@@ -305,7 +348,12 @@ mod tests {
                 let angle = 0.3 * i as f64;
                 let rotation = DMat3::from_rotation_y(-angle);
                 let center = DVec3::new(4.0 * angle.sin(), 0.1 * i as f64, -4.0 * angle.cos());
-                ImageState { camera: i % 2, camera_from_world: Some(RigidCv { rotation, translation: -(rotation * center) }), keypoints: Vec::new(), point_of_keypoint: Vec::new() }
+                ImageState {
+                    camera: i % 2,
+                    camera_from_world: Some(RigidCv { rotation, translation: -(rotation * center) }),
+                    keypoints: Vec::new(),
+                    point_of_keypoint: Vec::new(),
+                }
             })
             .collect();
         let mut rec = Reconstruction::new(cameras, images);
@@ -315,9 +363,13 @@ mod tests {
                 .filter(|i| (k + i) % 4 != 0)
                 .map(|i| {
                     let image = &mut rec.images[i];
-                    let pixel = rec.cameras[image.camera].project(image.camera_from_world.unwrap_or(RigidCv::IDENTITY).transform_point(position)).unwrap_or_default();
+                    let pixel = rec.cameras[image.camera]
+                        .project(image.camera_from_world.unwrap_or(RigidCv::IDENTITY).transform_point(position))
+                        .unwrap_or_default();
                     let observation = Observation { image: i, keypoint: image.keypoints.len() as u32 };
-                    image.keypoints.push(pixel + DVec2::new((k * 7 + i) as f64 % 5.0 - 2.0, (k * 3 + i) as f64 % 4.0 - 1.5));
+                    image
+                        .keypoints
+                        .push(pixel + DVec2::new((k * 7 + i) as f64 % 5.0 - 2.0, (k * 3 + i) as f64 % 4.0 - 1.5));
                     image.point_of_keypoint.push(None);
                     observation
                 })
@@ -352,8 +404,12 @@ mod tests {
             for row in 0..2 {
                 residuals[2 * o + row] = lin.residual[row];
                 for (column, &parameter) in free.iter().enumerate() {
-                    let pose = obs.pose_block.filter(|&b| parameter / 6 == b && parameter < 6 * problem.pose_images.len());
-                    let intr = obs.intr_entry.map(|e| problem.intr_offset(problem.entry_block[e])).filter(|&off| (off..off + INTRINSICS).contains(&parameter));
+                    let pose =
+                        obs.pose_block.filter(|&b| parameter / 6 == b && parameter < 6 * problem.pose_images.len());
+                    let intr = obs
+                        .intr_entry
+                        .map(|e| problem.intr_offset(problem.entry_block[e]))
+                        .filter(|&off| (off..off + INTRINSICS).contains(&parameter));
                     jacobian[(2 * o + row, column)] = match (pose, intr) {
                         (Some(b), _) => lin.d_pose[(row, parameter - 6 * b)],
                         (_, Some(off)) => lin.d_intrinsics[(row, parameter - off)],
@@ -376,7 +432,10 @@ mod tests {
         for (i, (a, b)) in got.iter().zip(reference.iter()).enumerate() {
             assert!((a - b).abs() < 1e-7 * (1.0 + b.abs()), "parameter {i}: schur {a} vs dense {b}");
         }
-        assert!(problem.masked.iter().zip(&step.cameras).all(|(m, s)| !m || *s == 0.0), "masked parameters do not move");
+        assert!(
+            problem.masked.iter().zip(&step.cameras).all(|(m, s)| !m || *s == 0.0),
+            "masked parameters do not move"
+        );
         // Gauge: photo 0 is the anchor, one translation coordinate of another photo is masked.
         assert_eq!(problem.pose_images, vec![1, 2, 3, 4]);
         assert_eq!(problem.masked[..24].iter().filter(|m| **m).count(), 1);

@@ -134,7 +134,8 @@ fn refine(
         let fit = Fit::at(dogs, x, y, level);
         let offset = fit.peak_offset()?;
         if offset.iter().all(|o| o.abs() <= MAX_FIT_OFFSET) {
-            let response = fit.value + 0.5 * (fit.gradient[0] * offset[0] + fit.gradient[1] * offset[1] + fit.gradient[2] * offset[2]);
+            let response = fit.value
+                + 0.5 * (fit.gradient[0] * offset[0] + fit.gradient[1] * offset[1] + fit.gradient[2] * offset[2]);
             if response.abs() < peak_threshold || fit.is_edge(edge_threshold) {
                 return None;
             }
@@ -269,7 +270,11 @@ mod tests {
     #[test]
     fn peak_offset_finds_a_quadratic_peak() {
         // D(p) = c + g·p + ½ pᵀ H p has its peak at -H⁻¹ g; check H · offset = -g.
-        let fit = Fit { value: 1.0, gradient: [0.3, -0.2, 0.1], hessian: [[-2.0, 0.3, 0.1], [0.3, -1.5, 0.2], [0.1, 0.2, -1.0]] };
+        let fit = Fit {
+            value: 1.0,
+            gradient: [0.3, -0.2, 0.1],
+            hessian: [[-2.0, 0.3, 0.1], [0.3, -1.5, 0.2], [0.1, 0.2, -1.0]],
+        };
         let offset = fit.peak_offset().unwrap();
         for (row, g) in fit.hessian.iter().zip(fit.gradient) {
             let h_offset: f32 = row.iter().zip(offset).map(|(h, o)| h * o).sum();
@@ -280,7 +285,8 @@ mod tests {
     #[test]
     fn duplicates_keep_the_strongest() {
         let at = |x: f32, level: f32, response: f32| Extremum { x, y: 10.0, level, response };
-        let kept = deduplicated(vec![at(10.0, 2.0, 0.1), at(10.1, 2.05, -0.3), at(12.0, 2.0, 0.2), at(10.0, 3.0, 0.05)]);
+        let kept =
+            deduplicated(vec![at(10.0, 2.0, 0.1), at(10.1, 2.05, -0.3), at(12.0, 2.0, 0.2), at(10.0, 3.0, 0.05)]);
         assert_eq!(kept, vec![at(10.1, 2.05, -0.3), at(12.0, 2.0, 0.2), at(10.0, 3.0, 0.05)]);
     }
 

@@ -42,18 +42,20 @@ impl Gradients {
         let (width, height) = (plane.width, plane.height);
         let mut magnitude = vec![0.0; width * height];
         let mut angle = vec![0.0; width * height];
-        magnitude.par_chunks_mut(width).zip(angle.par_chunks_mut(width)).enumerate().for_each(|(y, (magnitudes, angles))| {
-            let row = plane.row(y);
-            let (above, below) = (plane.row(y.saturating_sub(1)), plane.row((y + 1).min(height - 1)));
-            let vertical_span = ((y + 1).min(height - 1) - y.saturating_sub(1)) as f32;
-            for x in 0..width {
-                let (left, right) = (x.saturating_sub(1), (x + 1).min(width - 1));
-                let dx = (row[right] - row[left]) / (right - left).max(1) as f32;
-                let dy = (below[x] - above[x]) / vertical_span.max(1.0);
-                magnitudes[x] = (dx * dx + dy * dy).sqrt();
-                angles[x] = fast_atan2(dy, dx);
-            }
-        });
+        magnitude.par_chunks_mut(width).zip(angle.par_chunks_mut(width)).enumerate().for_each(
+            |(y, (magnitudes, angles))| {
+                let row = plane.row(y);
+                let (above, below) = (plane.row(y.saturating_sub(1)), plane.row((y + 1).min(height - 1)));
+                let vertical_span = ((y + 1).min(height - 1) - y.saturating_sub(1)) as f32;
+                for x in 0..width {
+                    let (left, right) = (x.saturating_sub(1), (x + 1).min(width - 1));
+                    let dx = (row[right] - row[left]) / (right - left).max(1) as f32;
+                    let dy = (below[x] - above[x]) / vertical_span.max(1.0);
+                    magnitudes[x] = (dx * dx + dy * dy).sqrt();
+                    angles[x] = fast_atan2(dy, dx);
+                }
+            },
+        );
         Gradients { width, height, magnitude, angle }
     }
 }
@@ -69,7 +71,9 @@ pub(super) fn fast_atan2(y: f32, x: f32) -> f32 {
     let z = small / large;
     let z2 = z * z;
     let mut a = z
-        * (0.999_977_26 + z2 * (-0.332_623_47 + z2 * (0.193_543_46 + z2 * (-0.116_432_87 + z2 * (0.052_653_32 + z2 * -0.011_721_2)))));
+        * (0.999_977_26
+            + z2 * (-0.332_623_47
+                + z2 * (0.193_543_46 + z2 * (-0.116_432_87 + z2 * (0.052_653_32 + z2 * -0.011_721_2)))));
     if ay > ax {
         a = std::f32::consts::FRAC_PI_2 - a;
     }

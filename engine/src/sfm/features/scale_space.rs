@@ -80,15 +80,20 @@ impl Plane {
         let radius = kernel.len() - 1;
         let width = self.width;
         let mut horizontal = Plane::new(width, self.height);
-        horizontal.data.par_chunks_mut(width).zip(self.data.par_chunks(width)).with_min_len(ROWS_PER_TASK).for_each_init(
-            || vec![0.0f32; width + 2 * radius],
-            |padded, (out, row)| {
-                padded[..radius].fill(row[0]);
-                padded[radius..radius + width].copy_from_slice(row);
-                padded[radius + width..].fill(row[width - 1]);
-                blur_row(padded, &kernel, out);
-            },
-        );
+        horizontal
+            .data
+            .par_chunks_mut(width)
+            .zip(self.data.par_chunks(width))
+            .with_min_len(ROWS_PER_TASK)
+            .for_each_init(
+                || vec![0.0f32; width + 2 * radius],
+                |padded, (out, row)| {
+                    padded[..radius].fill(row[0]);
+                    padded[radius..radius + width].copy_from_slice(row);
+                    padded[radius + width..].fill(row[width - 1]);
+                    blur_row(padded, &kernel, out);
+                },
+            );
         let mut out = Plane::new(width, self.height);
         let last = self.height - 1;
         out.data.par_chunks_mut(width).enumerate().with_min_len(ROWS_PER_TASK).for_each(|(y, out)| {

@@ -59,7 +59,13 @@ impl Default for SiftOptions {
     /// COLMAP's detector defaults (8192 features, upsampled first octave, peak 0.02 / 3 levels,
     /// edge 10), with photos downscaled to [`DEFAULT_MAX_IMAGE_SIDE`].
     fn default() -> Self {
-        Self { max_features: 8192, max_image_side: DEFAULT_MAX_IMAGE_SIDE, first_octave: -1, peak_threshold: 0.02 / 3.0, edge_threshold: 10.0 }
+        Self {
+            max_features: 8192,
+            max_image_side: DEFAULT_MAX_IMAGE_SIDE,
+            first_octave: -1,
+            peak_threshold: 0.02 / 3.0,
+            edge_threshold: 10.0,
+        }
     }
 }
 
@@ -208,7 +214,11 @@ struct Oriented {
 }
 
 /// Orientations of the strongest candidates, taken in order until `max_features` keypoints.
-fn oriented_keypoints(octaves: &[OctaveFeatures], candidates: &[(usize, Extremum)], max_features: usize) -> Vec<Oriented> {
+fn oriented_keypoints(
+    octaves: &[OctaveFeatures],
+    candidates: &[(usize, Extremum)],
+    max_features: usize,
+) -> Vec<Oriented> {
     let mut oriented = Vec::new();
     for chunk in candidates.chunks(max_features.max(1)) {
         if oriented.len() >= max_features {
@@ -230,7 +240,6 @@ fn oriented_keypoints(octaves: &[OctaveFeatures], candidates: &[(usize, Extremum
     oriented.truncate(max_features);
     oriented
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -243,7 +243,13 @@ fn hidden_variable_matrix(reduced: &[[f64; 20]; 10]) -> [[[f64; 5]; 3]; 3] {
     let mut out = [[[0.0; 5]; 3]; 3];
     for (row, (a, b)) in [(4, 5), (6, 7), (8, 9)].into_iter().enumerate() {
         for (k, &(i, j, power)) in MONOMIALS.iter().enumerate().skip(10) {
-            let column = if i == 1 { 0 } else if j == 1 { 1 } else { 2 };
+            let column = if i == 1 {
+                0
+            } else if j == 1 {
+                1
+            } else {
+                2
+            };
             out[row][column][power] += reduced[a][k];
             out[row][column][power + 1] -= reduced[b][k];
         }
@@ -354,7 +360,11 @@ pub(crate) mod tests {
         let mut xi = Vec::new();
         let mut xj = Vec::new();
         while xi.len() < n {
-            let p = DVec3::new(f64::from(rng.uniform()) * 4.0 - 2.0, f64::from(rng.uniform()) * 4.0 - 2.0, 4.0 + 4.0 * f64::from(rng.uniform()));
+            let p = DVec3::new(
+                f64::from(rng.uniform()) * 4.0 - 2.0,
+                f64::from(rng.uniform()) * 4.0 - 2.0,
+                4.0 + 4.0 * f64::from(rng.uniform()),
+            );
             let q = r * p + t;
             if q.z > 0.5 {
                 xi.push(p.truncate() / p.z);

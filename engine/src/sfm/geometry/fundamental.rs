@@ -27,10 +27,7 @@ pub fn seven_point(xi: &[DVec2], xj: &[DVec2]) -> Vec<DMat3> {
     let (plus, minus) = ((f1 + f2).determinant(), (f1 - f2).determinant());
     let a2 = (plus + minus) / 2.0 - a0;
     let a1 = (plus - minus) / 2.0 - a3;
-    real_roots(&[a0, a1, a2, a3])
-        .into_iter()
-        .filter_map(|lambda| unit_norm(f1 + f2 * lambda))
-        .collect()
+    real_roots(&[a0, a1, a2, a3]).into_iter().filter_map(|lambda| unit_norm(f1 + f2 * lambda)).collect()
 }
 
 fn unit_norm(m: DMat3) -> Option<DMat3> {

@@ -152,7 +152,8 @@ mod tests {
             assert!(h.symmetric_transfer_error_sq(*a, *b) < 1e-14);
         }
         // Collinear samples are degenerate.
-        let line: Vec<DVec2> = (0..4).map(|k| DVec2::new(k as f64, 2.0 * k as f64)).chain([DVec2::ONE, DVec2::new(-1.0, 3.0)]).collect();
+        let line: Vec<DVec2> =
+            (0..4).map(|k| DVec2::new(k as f64, 2.0 * k as f64)).chain([DVec2::ONE, DVec2::new(-1.0, 3.0)]).collect();
         let estimator = HomographyEstimator::new(&line, &line).unwrap();
         assert!(estimator.fit_minimal(&[0, 1, 2, 3]).is_empty());
         assert_eq!(estimator.fit_minimal(&[0, 1, 4, 5]).len(), 1);

@@ -57,7 +57,10 @@ pub fn p3p(correspondences: &[Correspondence; 3]) -> Vec<RigidCv> {
         for lambda in depths_on_degenerate_quadric(&(d1 + d2 * gamma), &other, &equations) {
             let lambda = equations.polish(lambda);
             let duplicate = depths.iter().any(|d| (d - lambda).norm() <= DUPLICATE_DEPTH_TOLERANCE * lambda.norm());
-            if !duplicate && lambda.iter().all(|&l| l > 0.0) && equations.residual(&lambda).norm() < EQUATION_TOLERANCE * (a12 + a13 + a23) {
+            if !duplicate
+                && lambda.iter().all(|&l| l > 0.0)
+                && equations.residual(&lambda).norm() < EQUATION_TOLERANCE * (a12 + a13 + a23)
+            {
                 depths.push(lambda);
             }
         }
@@ -168,7 +171,8 @@ fn depths_on_degenerate_quadric(d0: &Matrix3<f64>, other: &Matrix3<f64>, equatio
     let mut order = [0usize, 1, 2];
     order.sort_by(|&i, &j| eigen.eigenvalues[j].abs().total_cmp(&eigen.eigenvalues[i].abs()));
     let (sa, sb) = (eigen.eigenvalues[order[0]], eigen.eigenvalues[order[1]]);
-    let (ea, eb): (Vector3<f64>, Vector3<f64>) = (eigen.eigenvectors.column(order[0]).into(), eigen.eigenvectors.column(order[1]).into());
+    let (ea, eb): (Vector3<f64>, Vector3<f64>) =
+        (eigen.eigenvectors.column(order[0]).into(), eigen.eigenvectors.column(order[1]).into());
     let mut directions = Vec::new();
     if sa * sb >= 0.0 || sa == 0.0 {
         // Semi-definite: the only real points lie on the null direction.
@@ -238,7 +242,17 @@ fn nearest_rotation(m: &Matrix3<f64>) -> Option<DMat3> {
     let mut correction = Matrix3::<f64>::identity();
     correction[(2, 2)] = (u * v_t).determinant().signum();
     let r = u * correction * v_t;
-    Some(DMat3::from_cols_array(&[r[(0, 0)], r[(1, 0)], r[(2, 0)], r[(0, 1)], r[(1, 1)], r[(2, 1)], r[(0, 2)], r[(1, 2)], r[(2, 2)]]))
+    Some(DMat3::from_cols_array(&[
+        r[(0, 0)],
+        r[(1, 0)],
+        r[(2, 0)],
+        r[(0, 1)],
+        r[(1, 1)],
+        r[(2, 1)],
+        r[(0, 2)],
+        r[(1, 2)],
+        r[(2, 2)],
+    ]))
 }
 
 /// Reprojection residual in the normalised image plane, or `None` behind the camera.
@@ -285,7 +299,9 @@ impl Estimator for PnpEstimator<'_> {
         }
         let n = inliers.len();
         let sample = [inliers[0], inliers[n / 2], inliers[n - 1]];
-        let cost = |pose: &RigidCv| inliers.iter().map(|&i| self.residual_sq(pose, i).min(BEHIND_CAMERA_RESIDUAL_SQ)).sum::<f64>();
+        let cost = |pose: &RigidCv| {
+            inliers.iter().map(|&i| self.residual_sq(pose, i).min(BEHIND_CAMERA_RESIDUAL_SQ)).sum::<f64>()
+        };
         let start = self.fit_minimal(&sample).into_iter().min_by(|a, b| cost(a).total_cmp(&cost(b)))?;
         let subset: Vec<Correspondence> = inliers.iter().map(|&i| self.correspondences[i]).collect();
         Some(refine_pose(&subset, start, self.loss_scale_px / self.focal))
@@ -416,13 +432,17 @@ mod tests {
                     f64::from(rng.uniform()) * 3.0 - 1.5,
                     3.0 + 5.0 * f64::from(rng.uniform()),
                 );
-                Correspondence { point_in_world: world_from_camera.transform_point(in_camera), bearing: in_camera.normalize() }
+                Correspondence {
+                    point_in_world: world_from_camera.transform_point(in_camera),
+                    bearing: in_camera.normalize(),
+                }
             })
             .collect()
     }
 
     fn pose_distance(a: &RigidCv, b: &RigidCv) -> f64 {
-        (a.rotation - b.rotation).to_cols_array().iter().map(|v| v.abs()).sum::<f64>() + a.translation.distance(b.translation)
+        (a.rotation - b.rotation).to_cols_array().iter().map(|v| v.abs()).sum::<f64>()
+            + a.translation.distance(b.translation)
     }
 
     #[test]
@@ -470,7 +490,11 @@ mod tests {
         let rotation_error = (refined.rotation.transpose() * pose.rotation).to_cols_array();
         let angle = ((rotation_error[0] + rotation_error[4] + rotation_error[8] - 1.0) / 2.0).clamp(-1.0, 1.0).acos();
         assert!(angle.to_degrees() < 0.05, "rotation error {}°", angle.to_degrees());
-        assert!(refined.center().distance(pose.center()) < 0.02, "centre off by {}", refined.center().distance(pose.center()));
+        assert!(
+            refined.center().distance(pose.center()) < 0.02,
+            "centre off by {}",
+            refined.center().distance(pose.center())
+        );
     }
 
     #[test]

@@ -98,7 +98,12 @@ const REFINE_TOLERANCE: f64 = 1e-12;
 /// points' unit; `f64::INFINITY` gives plain least squares): 3 rotation parameters (left
 /// increment) and 2 on the translation sphere. The robust loss keeps the few outliers that fall
 /// inside the RANSAC band from biasing the pose.
-pub fn refine_relative_pose(camera_j_from_camera_i: &RigidCv, xi: &[DVec2], xj: &[DVec2], cauchy_scale: f64) -> RigidCv {
+pub fn refine_relative_pose(
+    camera_j_from_camera_i: &RigidCv,
+    xi: &[DVec2],
+    xj: &[DVec2],
+    cauchy_scale: f64,
+) -> RigidCv {
     let loss = Cauchy { scale_sq: cauchy_scale * cauchy_scale };
     let mut pose = *camera_j_from_camera_i;
     let mut cost = total_cost(&pose, xi, xj, &loss);
@@ -240,7 +245,8 @@ mod tests {
     fn refinement_reduces_error_of_perturbed_pose() {
         let mut rng = Pcg32::new(9);
         let (r, t, xi, xj) = random_scene(&mut rng, 200);
-        let noisy = |p: DVec2, rng: &mut Pcg32| p + DVec2::new(f64::from(rng.normal()), f64::from(rng.normal())) * 0.5 / 1000.0;
+        let noisy =
+            |p: DVec2, rng: &mut Pcg32| p + DVec2::new(f64::from(rng.normal()), f64::from(rng.normal())) * 0.5 / 1000.0;
         let xi: Vec<DVec2> = xi.into_iter().map(|p| noisy(p, &mut rng)).collect();
         let xj: Vec<DVec2> = xj.into_iter().map(|p| noisy(p, &mut rng)).collect();
         let start = RigidCv {

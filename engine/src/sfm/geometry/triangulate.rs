@@ -204,7 +204,12 @@ mod tests {
 
     #[test]
     fn exact_on_noise_free_views() {
-        let centers = [DVec3::new(4.0, 0.3, 0.0), DVec3::new(0.0, -0.2, 5.0), DVec3::new(-3.0, 1.0, 3.0), DVec3::new(2.0, 2.0, -4.0)];
+        let centers = [
+            DVec3::new(4.0, 0.3, 0.0),
+            DVec3::new(0.0, -0.2, 5.0),
+            DVec3::new(-3.0, 1.0, 3.0),
+            DVec3::new(2.0, 2.0, -4.0),
+        ];
         for point in [DVec3::new(0.3, -0.4, 0.2), DVec3::new(-0.7, 0.1, 0.5), DVec3::ZERO] {
             let views = views_of(point, &centers);
             let two = triangulate_dlt(&views[..2]).unwrap();
@@ -227,7 +232,8 @@ mod tests {
     fn checks_reject_outliers_small_angles_and_points_behind() {
         let point = DVec3::new(0.2, 0.1, -0.3);
         let checks = Checks { max_error_px: 2.0, min_angle_rad: 2f64.to_radians() };
-        let mut views = views_of(point, &[DVec3::new(4.0, 0.0, 0.0), DVec3::new(0.0, 0.0, 5.0), DVec3::new(3.0, 1.0, 3.0)]);
+        let mut views =
+            views_of(point, &[DVec3::new(4.0, 0.0, 0.0), DVec3::new(0.0, 0.0, 5.0), DVec3::new(3.0, 1.0, 3.0)]);
         assert!(triangulate_checked(&views, &checks).is_some());
         // A gross outlier in one of three views: the checked version fails, the robust one drops it.
         views[2].normalized += DVec2::new(0.05, -0.02);

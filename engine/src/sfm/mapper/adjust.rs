@@ -19,7 +19,11 @@ const FINAL_CHANGE_FRACTION: f64 = 0.001;
 impl Model<'_> {
     /// Triangulation, local adjustment and filtering after `image` registered; a global
     /// adjustment when the model grew enough since the last.
-    pub(super) fn after_registration(&mut self, image: usize, progress: &mut dyn FnMut(&PhaseProgress)) -> Result<(), SfmError> {
+    pub(super) fn after_registration(
+        &mut self,
+        image: usize,
+        progress: &mut dyn FnMut(&PhaseProgress),
+    ) -> Result<(), SfmError> {
         self.triangulate_image(image);
         self.local_adjustment(image)?;
         let registered = self.rec.num_registered() as f64;
@@ -53,7 +57,11 @@ impl Model<'_> {
             ..BaOptions::default()
         };
         let summary = bundle_adjust(&mut self.rec, &options)?;
-        tracing::debug!("local adjustment of {image}: rms {:.3} → {:.3} px", summary.initial_rms_px, summary.final_rms_px);
+        tracing::debug!(
+            "local adjustment of {image}: rms {:.3} → {:.3} px",
+            summary.initial_rms_px,
+            summary.final_rms_px
+        );
         self.filter(Some(&variable));
         self.triangulate_image(image);
         Ok(())
@@ -61,7 +69,11 @@ impl Model<'_> {
 
     /// Adjusts every registered photo (with focal and k1, k2 when `refine_intrinsics`), filters,
     /// and re-triangulates tracks that can now be completed.
-    pub(super) fn global_adjustment(&mut self, refine_intrinsics: bool, progress: &mut dyn FnMut(&PhaseProgress)) -> Result<(), SfmError> {
+    pub(super) fn global_adjustment(
+        &mut self,
+        refine_intrinsics: bool,
+        progress: &mut dyn FnMut(&PhaseProgress),
+    ) -> Result<(), SfmError> {
         self.adjust_all(refine_intrinsics, false, progress)?;
         self.filter(None);
         self.retriangulate_all();
@@ -69,7 +81,12 @@ impl Model<'_> {
         Ok(())
     }
 
-    fn adjust_all(&mut self, intrinsics: bool, principal_point: bool, progress: &mut dyn FnMut(&PhaseProgress)) -> Result<(), SfmError> {
+    fn adjust_all(
+        &mut self,
+        intrinsics: bool,
+        principal_point: bool,
+        progress: &mut dyn FnMut(&PhaseProgress),
+    ) -> Result<(), SfmError> {
         self.context.check_stop()?;
         self.report(progress, Phase::BundleAdjustment, format!("adjusting {} photos", self.rec.num_registered()));
         let options = BaOptions {
@@ -152,8 +169,11 @@ impl Model<'_> {
     fn wide_enough(&self, id: PointId) -> bool {
         let Some(point) = self.rec.points.get(&id) else { return false };
         let min_angle = self.options().filter_min_angle_deg.to_radians();
-        let centers: Vec<_> =
-            point.track.iter().filter_map(|o| self.rec.images[o.image].camera_from_world.map(|pose| pose.center())).collect();
+        let centers: Vec<_> = point
+            .track
+            .iter()
+            .filter_map(|o| self.rec.images[o.image].camera_from_world.map(|pose| pose.center()))
+            .collect();
         centers
             .iter()
             .enumerate()

@@ -19,7 +19,10 @@ fn candidates<'a>(context: &'a Context, allowed: &[bool]) -> Vec<&'a TwoViewGeom
         .iter()
         .filter(|p| p.i < n && p.j < n && p.i != p.j && allowed[p.i] && allowed[p.j])
         .filter(|p| p.config == TwoViewConfig::Calibrated && p.relative_pose.is_some())
-        .filter(|p| p.inliers.len() >= options.min_init_inliers && p.median_triangulation_angle_deg >= options.min_init_angle_deg)
+        .filter(|p| {
+            p.inliers.len() >= options.min_init_inliers
+                && p.median_triangulation_angle_deg >= options.min_init_angle_deg
+        })
         .map(|p| {
             let baseline = (p.median_triangulation_angle_deg / options.init_target_angle_deg).min(1.0);
             // Photos that match many others let the model grow from the start.
@@ -49,7 +52,11 @@ impl<'c> Model<'c> {
         Ok(None)
     }
 
-    fn try_initial_pair(&mut self, pair: &TwoViewGeometry, progress: &mut dyn FnMut(&PhaseProgress)) -> Result<bool, SfmError> {
+    fn try_initial_pair(
+        &mut self,
+        pair: &TwoViewGeometry,
+        progress: &mut dyn FnMut(&PhaseProgress),
+    ) -> Result<bool, SfmError> {
         let Some(camera_j_from_camera_i) = pair.relative_pose else { return Ok(false) };
         self.rec.images[pair.i].camera_from_world = Some(RigidCv::IDENTITY);
         self.rec.images[pair.j].camera_from_world = Some(camera_j_from_camera_i);

@@ -43,7 +43,8 @@ impl Tracks {
         for pair in order {
             let valid_pair = pair.i != pair.j && pair.i < features.len() && pair.j < features.len();
             for &(a, b) in &pair.inliers {
-                let in_range = valid_pair && (a as usize) < features[pair.i].len() && (b as usize) < features[pair.j].len();
+                let in_range =
+                    valid_pair && (a as usize) < features[pair.i].len() && (b as usize) < features[pair.j].len();
                 if !in_range {
                     invalid_matches += 1;
                 } else if !forest.union(offsets[pair.i] + a as usize, offsets[pair.j] + b as usize) {
@@ -51,7 +52,8 @@ impl Tracks {
                 }
             }
         }
-        let mut tracks = Self { offsets, track_of: vec![NO_TRACK; total], invalid_matches, inconsistent, ..Self::default() };
+        let mut tracks =
+            Self { offsets, track_of: vec![NO_TRACK; total], invalid_matches, inconsistent, ..Self::default() };
         tracks.collect_components(&mut forest);
         tracks
     }
@@ -94,7 +96,9 @@ impl Tracks {
             (Some(&s), Some(&e)) => (s, e),
             _ => (0, 0),
         };
-        (start..end).filter(|&n| self.track_of[n] != NO_TRACK).map(move |n| ((n - start) as u32, self.track_of[n] as usize))
+        (start..end)
+            .filter(|&n| self.track_of[n] != NO_TRACK)
+            .map(move |n| ((n - start) as u32, self.track_of[n] as usize))
     }
 }
 

@@ -26,7 +26,10 @@ impl Model<'_> {
         self.context.tracks.tracks[t]
             .iter()
             .copied()
-            .filter(|o| self.rec.is_registered(o.image) && self.rec.images[o.image].point_of_keypoint[o.keypoint as usize].is_none())
+            .filter(|o| {
+                self.rec.is_registered(o.image)
+                    && self.rec.images[o.image].point_of_keypoint[o.keypoint as usize].is_none()
+            })
             .collect()
     }
 
@@ -48,7 +51,9 @@ impl Model<'_> {
         let max_error = self.options().triangulation_max_error_px;
         let mut added = 0;
         for &o in free {
-            if self.rec.reprojection_error(o, position).is_some_and(|e| e <= max_error) && self.rec.add_observation(id, o) {
+            if self.rec.reprojection_error(o, position).is_some_and(|e| e <= max_error)
+                && self.rec.add_observation(id, o)
+            {
                 added += 1;
             }
         }
@@ -65,7 +70,8 @@ impl Model<'_> {
         let Some((position, kept)) = triangulate::triangulate_robust(&views, &checks) else { return 0 };
         let track: Vec<Observation> = free.iter().zip(&kept).filter(|(_, k)| **k).map(|(o, _)| *o).collect();
         let Some(&first) = track.first() else { return 0 };
-        let color = self.context.features[first.image].colors.get(first.keypoint as usize).copied().unwrap_or(UNKNOWN_COLOR);
+        let color =
+            self.context.features[first.image].colors.get(first.keypoint as usize).copied().unwrap_or(UNKNOWN_COLOR);
         let added = track.len();
         let id = self.rec.add_point(position, color, track);
         self.track_point[t] = Some(id);
@@ -77,6 +83,10 @@ impl Model<'_> {
         let image = self.rec.images.get(o.image)?;
         let camera = self.rec.cameras.get(image.camera)?;
         let pixel = *image.keypoints.get(o.keypoint as usize)?;
-        Some(View { camera_from_world: image.camera_from_world?, normalized: camera.normalize(pixel), focal: camera.focal })
+        Some(View {
+            camera_from_world: image.camera_from_world?,
+            normalized: camera.normalize(pixel),
+            focal: camera.focal,
+        })
     }
 }
