@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Derive engine/tests/fixtures/bunny-mini from the shared bunny-synth data set.
+"""Derive engine/fixtures/bunny-mini from the shared bunny-synth data set.
 
     python3 scripts/make_bunny_mini.py [BUNNY_SYNTH_DIR] [OUT_DIR]
 

@@ -7,11 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use kiln_engine::job::{CancelFlag, JobSettings, Stage};
-use kiln_engine::mesh::pipeline::Format;
-use kiln_engine::mesh::preset::Preset;
-use kiln_engine::queue::batch::{BatchReport, ItemResult, ItemStatus, plan_batch, run_batch, write_batch_report};
-use kiln_engine::queue::{QueueError, run_real_job};
+use kiln_job::mesh_stage::Format;
+use kiln_job::{CancelFlag, JobSettings, Stage};
+use kiln_mesh::preset::Preset;
+use kiln_queue::batch::{BatchReport, ItemResult, ItemStatus, plan_batch, run_batch, write_batch_report};
+use kiln_queue::{QueueError, run_real_job};
 
 use crate::interrupt;
 

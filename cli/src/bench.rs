@@ -7,9 +7,9 @@ pub mod view;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use kiln_engine::dataset::{Dataset, OpenOptions};
-use kiln_engine::train::background::auto_background;
-use kiln_engine::train::config::TrainConfig;
+use kiln_dataset::{Dataset, OpenOptions};
+use kiln_splats::train::background::auto_background;
+use kiln_splats::train::config::TrainConfig;
 
 use crate::device::Device;
 use crate::train::{load_dataset_views, train_with_progress};

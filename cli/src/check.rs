@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use kiln_engine::check::{CheckOptions, CheckReport, FocalSource, Outcome, SetSummary, Verdict, check_photos};
-use kiln_engine::sfm::SfmError;
+use kiln_check::{CheckOptions, CheckReport, FocalSource, Outcome, SetSummary, Verdict, check_photos};
+use kiln_sfm::SfmError;
 
 use crate::progress::StageBar;
 

@@ -1,5 +1,5 @@
 //! `--device cpu|gpu|auto`: which training backend runs (opened by the engine's
-//! [`kiln_engine::job::device::open_backend`]).
+//! [`kiln_job::device::open_backend`]).
 
 /// The compute device a command asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -12,7 +12,7 @@ pub enum Device {
     Auto,
 }
 
-impl From<Device> for kiln_engine::job::Device {
+impl From<Device> for kiln_job::Device {
     fn from(device: Device) -> Self {
         match device {
             Device::Cpu => Self::Cpu,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use kiln_engine::mesh::pipeline::{Format, export_mesh_dir};
+use kiln_job::mesh_stage::{Format, export_mesh_dir};
 
 use crate::progress::StageBar;
 
@@ -30,7 +30,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             &args.mesh_dir,
             &out,
             std::slice::from_ref(format),
-            kiln_engine::mesh::pipeline::MODEL_STEM,
+            kiln_job::mesh_stage::MODEL_STEM,
         )?);
     }
     bar.finish(format!("{} files", written.len()));

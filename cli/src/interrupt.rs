@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kiln_engine::job::{CancelFlag, JobError};
+use kiln_job::{CancelFlag, JobError};
 
 /// The exit status of work stopped by Ctrl-C or a termination signal: 128 + SIGINT, as shells
 /// report a process ended by Ctrl-C, so scripts tell "interrupted, resumable" from "failed".

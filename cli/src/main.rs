@@ -24,7 +24,7 @@ mod watch;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kiln_engine::sfm::SfmError;
+use kiln_sfm::SfmError;
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "Photos to 3D models: Gaussian splats, meshes, GLB/USDZ")]
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", kiln_engine::error_text::chain_text(error.as_ref()));
+            eprintln!("error: {}", kiln_core::error_text::chain_text(error.as_ref()));
             if interrupt::was_interrupted(&error) {
                 ExitCode::from(interrupt::EXIT_INTERRUPTED)
             } else if error.is::<reconstruct::ModelFailed>() {
@@ -118,11 +118,11 @@ fn init_logging(filter: &str) {
 /// Whether the error comes from input Kiln was given rather than from Kiln or the machine.
 fn is_bad_input(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        cause.is::<kiln_engine::dataset::DatasetError>()
-            || cause.is::<kiln_engine::splats::ply::PlyError>()
-            || cause.downcast_ref::<kiln_engine::mesh::pipeline::MeshStageError>().is_some_and(|e| e.is_bad_input())
+        cause.is::<kiln_dataset::DatasetError>()
+            || cause.is::<kiln_core::splats::ply::PlyError>()
+            || cause.downcast_ref::<kiln_job::mesh_stage::MeshStageError>().is_some_and(|e| e.is_bad_input())
             || cause.downcast_ref::<SfmError>().is_some_and(is_bad_photos)
-            || cause.downcast_ref::<kiln_engine::job::JobError>().is_some_and(|e| e.is_bad_input())
+            || cause.downcast_ref::<kiln_job::JobError>().is_some_and(|e| e.is_bad_input())
             || queue_bad_input(cause)
             || view::is_bad_input(cause)
             || render_bad_input(cause)

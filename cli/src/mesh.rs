@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use kiln_engine::export::frame::{FrameOptions, KnownDistance};
-use kiln_engine::mesh::pipeline::{MeshOptions, MeshProgress, MeshSummary, run_mesh_stage};
-use kiln_engine::mesh::preset::Preset;
+use kiln_export::frame::{FrameOptions, KnownDistance};
+use kiln_job::mesh_stage::{MeshOptions, MeshProgress, MeshSummary, run_mesh_stage};
+use kiln_mesh::preset::Preset;
 
 use crate::progress::StageBar;
 

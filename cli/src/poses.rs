@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use kiln_engine::sfm::pipeline::{PosesOptions, estimate_poses, write_outputs};
-use kiln_engine::sfm::{Phase, PhaseProgress, SfmError};
+use kiln_sfm::pipeline::{PosesOptions, estimate_poses, write_outputs};
+use kiln_sfm::{Phase, PhaseProgress, SfmError};
 
 use crate::progress::StageBar;
 

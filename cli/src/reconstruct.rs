@@ -1,5 +1,5 @@
 //! `kiln reconstruct`: photos (a folder or a `.zip`) to exported models in one job folder, as
-//! [`kiln_engine::job::run_job`] runs it: check → poses → train → mesh → export. One progress
+//! [`kiln_job::run_job`] runs it: check → poses → train → mesh → export. One progress
 //! line on stderr (stage, fraction, overall ETA), Ctrl-C stops the job resumably (a second Ctrl-C
 //! quits at once), and a summary at the end; `--json` prints `report.json` on stdout. Running the
 //! same command again goes on where the job stopped.
@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kiln_engine::job::report::{JobReport, ValidatorResult};
-use kiln_engine::job::verdict::ModelVerdict;
-use kiln_engine::job::{EventKind, JobEvent, JobSettings, Stage, run_job};
-use kiln_engine::mesh::pipeline::Format;
-use kiln_engine::mesh::preset::Preset;
+use kiln_job::mesh_stage::Format;
+use kiln_job::report::{JobReport, ValidatorResult};
+use kiln_job::verdict::ModelVerdict;
+use kiln_job::{EventKind, JobEvent, JobSettings, Stage, run_job};
+use kiln_mesh::preset::Preset;
 
 use crate::device::Device;
 use crate::interrupt;

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use kiln_engine::camera::Camera;
-use kiln_engine::dataset::{Dataset, OpenOptions};
+use kiln_core::camera::Camera;
+use kiln_dataset::{Dataset, OpenOptions};
 use kiln_viewer::headless::{HeadlessRenderer, fit_distance, orbit_camera, write_png};
 use kiln_viewer::render::RenderOptions;
 use kiln_viewer::scene::{Scene, Shown};

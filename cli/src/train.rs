@@ -3,14 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use kiln_engine::dataset::{Dataset, OpenOptions};
-use kiln_engine::image_buf::ImageRgb;
-use kiln_engine::job::train_stage::{self, metrics_json, write_train_outputs};
-use kiln_engine::train::background::auto_background;
-use kiln_engine::train::config::TrainConfig;
-use kiln_engine::train::{Progress, TrainResult};
+use kiln_core::image_buf::ImageRgb;
+use kiln_dataset::{Dataset, OpenOptions};
+use kiln_job::train_stage::{self, metrics_json, write_train_outputs};
+use kiln_splats::train::background::auto_background;
+use kiln_splats::train::config::TrainConfig;
+use kiln_splats::train::{Progress, TrainResult};
 
-pub use kiln_engine::job::train_stage::LoadedViews;
+pub use kiln_job::train_stage::LoadedViews;
 
 use crate::device::Device;
 use crate::progress::StageBar;

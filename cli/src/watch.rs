@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use kiln_engine::queue::watch::{DEFAULT_BUSY_RETRY, LOG_FILE, WatchOptions, watch};
+use kiln_queue::watch::{DEFAULT_BUSY_RETRY, LOG_FILE, WatchOptions, watch};
 
 use crate::batch::SettingsArgs;
 use crate::interrupt;
@@ -43,7 +43,7 @@ pub fn run(args: &WatchArgs) -> Result<()> {
     };
     let stop = interrupt::cancel_on_ctrl_c();
     eprintln!("watching {} (log: {}); Ctrl-C to stop", args.dir.display(), args.out.join(LOG_FILE).display());
-    let summary = watch(&options, &mut kiln_engine::queue::run_real_job, &stop)?;
+    let summary = watch(&options, &mut kiln_queue::run_real_job, &stop)?;
     eprintln!(
         "{} done, {} failed, {} interrupted (resume at the next start)",
         summary.done, summary.failed, summary.interrupted

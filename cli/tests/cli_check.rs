@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn fixture_images() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/bunny-mini/images")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fixtures/bunny-mini/images")
 }
 
 fn kiln_check(folder: &Path, json: bool) -> Output {

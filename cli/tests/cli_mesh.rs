@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use glam::DVec3;
-use kiln_engine::export::frame::ExportFrame;
-use kiln_engine::mesh::metrics::compare;
-use kiln_engine::mesh::ply::read_mesh;
+use kiln_core::mesh::ply::read_mesh;
+use kiln_export::frame::ExportFrame;
+use kiln_mesh::metrics::compare;
 
 mod common;
 use common::kiln;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/bunny-mini")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fixtures/bunny-mini")
 }
 
 fn fresh_dir(name: &str) -> PathBuf {

@@ -4,14 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_engine::dataset::Dataset;
-use kiln_engine::dataset::colmap::ColmapModel;
+use kiln_dataset::Dataset;
+use kiln_dataset::colmap::ColmapModel;
 
 mod common;
 use common::{kiln, synth_images};
 
 fn fixture_images() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/bunny-mini/images")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fixtures/bunny-mini/images")
 }
 
 fn fresh_dir(name: &str) -> PathBuf {

@@ -17,16 +17,16 @@ use std::time::{Duration, Instant, SystemTime};
 
 mod common;
 use common::{kiln, running_stage, send_signal};
-use kiln_engine::dataset::Dataset;
-use kiln_engine::export::frame::ExportFrame;
-use kiln_engine::mesh::TriMesh;
-use kiln_engine::mesh::metrics::compare;
-use kiln_engine::mesh::pipeline::read_mesh_dir;
-use kiln_engine::mesh::ply::read_mesh;
-use kiln_engine::sfm::eval::umeyama;
+use kiln_core::mesh::TriMesh;
+use kiln_core::mesh::ply::read_mesh;
+use kiln_dataset::Dataset;
+use kiln_export::frame::ExportFrame;
+use kiln_job::mesh_stage::read_mesh_dir;
+use kiln_mesh::metrics::compare;
+use kiln_sfm::eval::umeyama;
 
 fn fixture_images() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/bunny-mini/images")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fixtures/bunny-mini/images")
 }
 
 fn datasets() -> PathBuf {
@@ -401,7 +401,7 @@ fn mesh_in_truth_frame(job: &Path, truth: &Path) -> TriMesh {
     let world_from_export = ExportFrame::from_row_major(&summary.export_from_world).export_from_world.inverse();
     let estimated = Dataset::open(&job.join("poses/transforms.json")).unwrap();
     let exact = Dataset::open(truth).unwrap();
-    let name = |v: &kiln_engine::dataset::View| v.image_path.file_name().unwrap().to_owned();
+    let name = |v: &kiln_dataset::View| v.image_path.file_name().unwrap().to_owned();
     let (mut from, mut to) = (Vec::new(), Vec::new());
     for view in &estimated.views {
         if let Some(true_view) = exact.views.iter().find(|t| name(t) == name(view)) {

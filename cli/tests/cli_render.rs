@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiln_engine::splats::Splats;
+use kiln_core::splats::Splats;
 
 fn kiln() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -24,9 +24,9 @@ fn temp_dir() -> PathBuf {
 fn write_splat(path: &Path) {
     let mut splats = Splats::default();
     let mut sh = [[0.0; 3]; 16];
-    sh[0] = [0.5 / kiln_engine::splats::SH_C0; 3];
+    sh[0] = [0.5 / kiln_core::splats::SH_C0; 3];
     splats.push([0.0; 3], [0.3f32.ln(); 3], [1.0, 0.0, 0.0, 0.0], 6.0, sh);
-    kiln_engine::splats::ply::write_splats(path, &splats).unwrap();
+    kiln_core::splats::ply::write_splats(path, &splats).unwrap();
 }
 
 fn no_adapter(output: &std::process::Output) -> bool {

@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_engine::splats::ply::read_splats;
+use kiln_core::splats::ply::read_splats;
 
 mod common;
 use common::kiln;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures/bunny-mini")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fixtures/bunny-mini")
 }
 
 fn fresh_dir(name: &str) -> PathBuf {

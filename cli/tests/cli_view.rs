@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kiln_engine::export::glb::write_glb;
-use kiln_engine::mesh::{TexturedMesh, TriMesh};
+use kiln_core::mesh::{TexturedMesh, TriMesh};
+use kiln_export::glb::write_glb;
 
 mod common;
 use common::kiln;

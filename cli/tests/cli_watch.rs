@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kiln_engine::queue::store::{JobState, QueueStore, QueuedJob};
+use kiln_queue::store::{JobState, QueueStore, QueuedJob};
 
 /// Quiet period given to the watcher.
 const QUIET_SECONDS: &str = "2";
@@ -179,7 +179,7 @@ fn watch_queues_quiet_folders_once_survives_a_kill_and_keeps_going_after_a_failu
         jobs(&root).iter().any(|j| j.input.ends_with("shoot-c") && matches!(j.state, JobState::Done | JobState::Failed))
     });
     let third = job_named(&jobs(&root), "shoot-c").clone();
-    assert_eq!(third.settings.until, kiln_engine::job::Stage::Check, "the sidecar overrides --until");
+    assert_eq!(third.settings.until, kiln_job::Stage::Check, "the sidecar overrides --until");
     assert!(!third.job_dir.join("poses").join("stage.json").exists(), "stopped after the check as kiln.toml says");
     assert_eq!(job_report(&third)["stages"][0]["stage"], "check");
 

@@ -12,17 +12,17 @@ pub enum ViewerError {
     #[error("{}: {problem}", path.display())]
     Invalid { path: PathBuf, problem: String },
     #[error(transparent)]
-    SplatPly(#[from] kiln_engine::splats::ply::PlyError),
+    SplatPly(#[from] kiln_core::splats::ply::PlyError),
     #[error(transparent)]
-    Mesh(#[from] kiln_engine::mesh::error::MeshError),
+    Mesh(#[from] kiln_core::mesh::error::MeshError),
     #[error(transparent)]
-    Dataset(#[from] kiln_engine::dataset::DatasetError),
+    Dataset(#[from] kiln_dataset::DatasetError),
     #[error("{}: glTF: {source}", path.display())]
     Gltf { path: PathBuf, source: gltf::Error },
     #[error("{}: cannot decode image: {source}", path.display())]
     Image { path: PathBuf, source: image::ImageError },
     #[error(transparent)]
-    Gpu(#[from] kiln_engine::gpu::GpuError),
+    Gpu(#[from] kiln_splats::gpu::GpuError),
     #[error("render target is {width}×{height}; both sides must be between 1 and {max}")]
     TargetSize { width: u32, height: u32, max: u32 },
     /// A GPU-side failure outside wgpu's validation (a readback, a wait).

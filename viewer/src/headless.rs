@@ -6,8 +6,8 @@
 //! transparent background gives a cut-out.
 
 use glam::{Mat3, Vec3};
-use kiln_engine::camera::{Camera, Intrinsics, WorldFromCameraCv};
-use kiln_engine::gpu::GpuContext;
+use kiln_core::camera::{Camera, Intrinsics, WorldFromCameraCv};
+use kiln_splats::gpu::GpuContext;
 
 use crate::ViewerError;
 use crate::render::{FrameStats, RenderOptions, SceneRenderer};
@@ -155,7 +155,7 @@ pub fn write_png(path: &std::path::Path, image: &image::RgbaImage) -> Result<(),
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io_error)?;
     }
-    kiln_engine::atomic_file::write_atomically(path, |w| {
+    kiln_core::atomic_file::write_atomically(path, |w| {
         image::codecs::png::PngEncoder::new(w)
             .write_image(image.as_raw(), image.width(), image.height(), image::ExtendedColorType::Rgba8)
             .map_err(std::io::Error::other)
@@ -177,8 +177,8 @@ pub fn open_device() -> Result<GpuContext, ViewerError> {
         wgpu::DeviceType::Cpu => 0,
     };
     let Some(adapter) = adapters.into_iter().max_by_key(rank) else {
-        return Err(kiln_engine::gpu::GpuError::NoAdapter {
-            preference: kiln_engine::gpu::DevicePreference::AllowSoftware,
+        return Err(kiln_splats::gpu::GpuError::NoAdapter {
+            preference: kiln_splats::gpu::DevicePreference::AllowSoftware,
             seen: "none".into(),
         }
         .into());
@@ -191,7 +191,7 @@ pub fn open_device() -> Result<GpuContext, ViewerError> {
     };
     let name = adapter.get_info().name;
     let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
-        .map_err(|source| kiln_engine::gpu::GpuError::RequestDevice { adapter: name, source })?;
+        .map_err(|source| kiln_splats::gpu::GpuError::RequestDevice { adapter: name, source })?;
     device.on_uncaptured_error(std::sync::Arc::new(|error| tracing::error!("uncaptured wgpu error: {error}")));
     Ok(GpuContext::from_device(&device, &queue))
 }

@@ -2,7 +2,7 @@
 //! textured meshes, camera frustums and sparse points; a headless path that renders to PNG
 //! (`kiln render`, thumbnails, turntables); and an eframe window (`kiln view`, feature `window`).
 //!
-//! Every view is a [`kiln_engine::camera::Camera`] in the OpenCV convention (+X right, +Y down,
+//! Every view is a [`kiln_core::camera::Camera`] in the OpenCV convention (+X right, +Y down,
 //! looking along +Z), the same camera type and projection the trainer uses, so a render from a
 //! dataset camera lines up with its photo.
 //!

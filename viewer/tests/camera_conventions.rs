@@ -9,9 +9,9 @@ mod common;
 use std::path::Path;
 
 use glam::DVec3;
-use kiln_engine::dataset::Dataset;
-use kiln_engine::export::frame::{ExportFrame, FrameOptions};
-use kiln_engine::mesh::TexturedMesh;
+use kiln_core::mesh::TexturedMesh;
+use kiln_dataset::Dataset;
+use kiln_export::frame::{ExportFrame, FrameOptions};
 use kiln_viewer::headless::HeadlessRenderer;
 use kiln_viewer::render::RenderOptions;
 use kiln_viewer::scene::{Scene, SceneCamera};
@@ -37,7 +37,7 @@ const BUNNY_MINI: MaskRule = MaskRule { supersample: 4, half_coverage: 127 };
 
 fn silhouettes_match(dir: &Path, rule: MaskRule) {
     let Some(ctx) = common::gpu() else { return };
-    let mesh = kiln_engine::mesh::ply::read_mesh(&dir.join("gt_mesh.ply")).unwrap();
+    let mesh = kiln_core::mesh::ply::read_mesh(&dir.join("gt_mesh.ply")).unwrap();
     // bunny-synth's world is Blender's: +Z up, metres.
     let frame = ExportFrame::new(&mesh, DVec3::Z, &FrameOptions { scale: 2.0, ..Default::default() }).unwrap();
     let mut exported = frame.apply(&mesh);
@@ -50,7 +50,7 @@ fn silhouettes_match(dir: &Path, rule: MaskRule) {
     let tmp = std::env::temp_dir().join(format!("kiln-viewer-conventions-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let glb = tmp.join("bunny.glb");
-    kiln_engine::export::glb::write_glb(&glb, &model).unwrap();
+    kiln_export::glb::write_glb(&glb, &model).unwrap();
 
     let scene = Scene::load(&glb).unwrap();
     let dataset = Dataset::open(dir).unwrap();

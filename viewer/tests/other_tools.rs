@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use glam::Vec3;
-use kiln_engine::camera::Camera;
+use kiln_core::camera::Camera;
 use kiln_viewer::headless::{HeadlessRenderer, orbit_camera};
 use kiln_viewer::render::RenderOptions;
 use kiln_viewer::scene::Scene;

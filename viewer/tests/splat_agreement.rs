@@ -10,15 +10,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use kiln_engine::camera::Camera;
-use kiln_engine::dataset::{Dataset, Split, load_view};
-use kiln_engine::image_buf::ImageRgb;
-use kiln_engine::splats::Splats;
-use kiln_engine::train::background::auto_background;
-use kiln_engine::train::config::TrainConfig;
-use kiln_engine::train::cpu::CpuBackend;
-use kiln_engine::train::eval::psnr;
-use kiln_engine::train::{TrainInput, run};
+use kiln_core::camera::Camera;
+use kiln_core::image_buf::ImageRgb;
+use kiln_core::splats::Splats;
+use kiln_dataset::{Dataset, Split, load_view};
+use kiln_splats::train::background::auto_background;
+use kiln_splats::train::config::TrainConfig;
+use kiln_splats::train::cpu::CpuBackend;
+use kiln_splats::train::eval::psnr;
+use kiln_splats::train::{TrainInput, run};
 use kiln_viewer::headless::HeadlessRenderer;
 use kiln_viewer::render::RenderOptions;
 use kiln_viewer::scene::Scene;
@@ -43,7 +43,7 @@ fn load(dataset: &Dataset, split: Option<Split>, max_side: u32) -> Views {
 
 /// Per view: (trainer's PSNR with the CPU reference renderer, the viewer's PSNR).
 fn psnr_pairs(
-    ctx: &kiln_engine::gpu::GpuContext,
+    ctx: &kiln_splats::gpu::GpuContext,
     splats: &Splats,
     views: &Views,
     background: [f32; 3],
@@ -56,7 +56,7 @@ fn psnr_pairs(
         .iter()
         .zip(&views.images)
         .map(|(camera, photo)| {
-            let trainer = kiln_engine::render::render(splats, camera, background).output.image;
+            let trainer = kiln_splats::render::render(splats, camera, background).output.image;
             let viewer = common::to_image_rgb(&renderer.render(camera, &options).unwrap());
             (psnr(&trainer, photo), psnr(&viewer, photo))
         })
@@ -136,7 +136,7 @@ fn viewer_matches_a_trained_model_s_reported_metrics() {
     let Some(ctx) = common::gpu() else { return };
     let metrics: TrainMetrics =
         serde_json::from_str(&std::fs::read_to_string(train_dir.join("metrics.json")).unwrap()).unwrap();
-    let splats = kiln_engine::splats::ply::read_splats(&train_dir.join("splats.ply")).unwrap();
+    let splats = kiln_core::splats::ply::read_splats(&train_dir.join("splats.ply")).unwrap();
     let dataset = Dataset::open(Path::new(&metrics.dataset)).unwrap();
     let test = load(&dataset, Some(Split::Test), metrics.max_side);
     let pairs = psnr_pairs(&ctx, &splats, &test, metrics.background);

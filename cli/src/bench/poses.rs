@@ -10,12 +10,12 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use kiln_engine::dataset::colmap::ColmapModel;
-use kiln_engine::dataset::{Dataset, OpenOptions};
-use kiln_engine::sfm::PhaseProgress;
-use kiln_engine::sfm::eval::{PoseErrors, compare_poses, file_name, poses_by_file_name, registered_poses_by_file_name};
-use kiln_engine::sfm::model::RigidCv;
-use kiln_engine::sfm::pipeline::{PosesOptions, estimate_poses};
+use kiln_dataset::colmap::ColmapModel;
+use kiln_dataset::{Dataset, OpenOptions};
+use kiln_sfm::PhaseProgress;
+use kiln_sfm::eval::{PoseErrors, compare_poses, file_name, poses_by_file_name, registered_poses_by_file_name};
+use kiln_sfm::pipeline::{PosesOptions, estimate_poses};
+use kiln_vision::model::RigidCv;
 
 use crate::progress::StageBar;
 

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use kiln_engine::splats::{SH_COEFFS, Splats};
+use kiln_core::splats::{SH_COEFFS, Splats};
 use kiln_viewer::headless::{HeadlessRenderer, fit_distance, orbit_camera};
 use kiln_viewer::render::RenderOptions;
 use kiln_viewer::scene::Scene;

@@ -5,7 +5,7 @@
 //! camera" continues from that pose.
 
 use glam::{Mat3, Vec3};
-use kiln_engine::camera::{Camera, Intrinsics, WorldFromCameraCv};
+use kiln_core::camera::{Camera, Intrinsics, WorldFromCameraCv};
 
 /// Vertical field of view of the free camera: a normal lens (about a 35 mm lens on full frame),
 /// wide enough to see a whole object up close without strong perspective distortion.

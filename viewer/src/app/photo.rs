@@ -80,8 +80,7 @@ impl PhotoLoader {
 /// The photo at `path` with its EXIF orientation applied (the pixels the cameras were solved
 /// for), no larger than [`MAX_PHOTO_SIDE`], as egui pixels.
 fn decode(path: &Path) -> Result<egui::ColorImage, String> {
-    let image =
-        kiln_engine::sfm::photos::decode_oriented(path).map_err(|error| format!("cannot show the photo: {error}"))?;
+    let image = kiln_core::photos::decode_oriented(path).map_err(|error| format!("cannot show the photo: {error}"))?;
     let image = if image.width().max(image.height()) > MAX_PHOTO_SIDE {
         image.resize(MAX_PHOTO_SIDE, MAX_PHOTO_SIDE, image::imageops::FilterType::Triangle)
     } else {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use eframe::egui;
 use eframe::egui_wgpu::RenderState;
-use kiln_engine::camera::Camera;
+use kiln_core::camera::Camera;
 
 use super::orbit::OrbitCamera;
 use super::photo::{PhotoLoader, PhotoState};
@@ -601,7 +601,7 @@ fn save_png(path: &std::path::Path, image: &egui::ColorImage) -> Result<(), Wind
     image::DynamicImage::ImageRgba8(buffer)
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|error| failed(error.to_string()))?;
-    kiln_engine::atomic_file::write_atomically(path, |file| std::io::Write::write_all(file, &png))
+    kiln_core::atomic_file::write_atomically(path, |file| std::io::Write::write_all(file, &png))
         .map_err(|error| failed(error.to_string()))
 }
 

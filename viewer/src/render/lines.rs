@@ -5,8 +5,8 @@
 //! top edge so that a rolled camera is visible. OpenCV camera: the image lies along +Z.
 
 use glam::Vec3;
-use kiln_engine::camera::Camera;
-use kiln_engine::gpu::GpuContext;
+use kiln_core::camera::Camera;
+use kiln_splats::gpu::GpuContext;
 use wgpu::util::DeviceExt;
 
 use super::{VIEW_WGSL, accum_format, reverse_z_depth};
@@ -165,7 +165,7 @@ fn pipeline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_engine::camera::{Intrinsics, WorldFromCameraCv};
+    use kiln_core::camera::{Intrinsics, WorldFromCameraCv};
 
     #[test]
     fn frustum_opens_along_plus_z_and_through_the_image_corners() {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use kiln_engine::gpu::GpuContext;
+use kiln_splats::gpu::GpuContext;
 use wgpu::util::DeviceExt;
 
 use super::{SRGB_WGSL, VIEW_WGSL, accum_format, reverse_z_depth};

@@ -31,8 +31,8 @@ mod mesh;
 mod splats;
 
 use glam::{Mat4, Vec3};
-use kiln_engine::camera::Camera;
-use kiln_engine::gpu::GpuContext;
+use kiln_core::camera::Camera;
+use kiln_splats::gpu::GpuContext;
 
 use crate::ViewerError;
 use crate::scene::Scene;
@@ -70,7 +70,7 @@ fn reverse_z_depth(write: bool) -> wgpu::DepthStencilState {
 }
 /// Near plane in scene units: the trainer's splat near plane, so that nothing the trainer draws
 /// is clipped.
-const NEAR: f32 = kiln_engine::render::NEAR_PLANE;
+const NEAR: f32 = kiln_core::camera::NEAR_PLANE;
 
 /// What to draw and how.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -348,7 +348,7 @@ const SRGB_WGSL: &str = include_str!("shaders/srgb.wgsl");
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_engine::camera::{Intrinsics, WorldFromCameraCv};
+    use kiln_core::camera::{Intrinsics, WorldFromCameraCv};
 
     #[test]
     fn clip_matrix_maps_pixels_to_ndc_with_y_flipped() {

@@ -7,12 +7,12 @@
 //! changes a pixel by at most that much.
 
 use glam::Mat3;
-use kiln_engine::camera::Camera;
-use kiln_engine::gpu::context::{Kernel, workgroups_for};
-use kiln_engine::gpu::sort::{RadixSorter, SortedKeys};
-use kiln_engine::gpu::{FrameUniforms, GpuContext, GpuError, SH_FLOATS};
-use kiln_engine::render::{MAX_ALPHA, MIN_ALPHA};
-use kiln_engine::splats::Splats;
+use kiln_core::camera::Camera;
+use kiln_core::splats::Splats;
+use kiln_splats::gpu::context::{Kernel, workgroups_for};
+use kiln_splats::gpu::sort::{RadixSorter, SortedKeys};
+use kiln_splats::gpu::{FrameUniforms, GpuContext, GpuError, SH_FLOATS};
+use kiln_splats::render::{MAX_ALPHA, MIN_ALPHA};
 
 use super::{VIEW_WGSL, accum_format, reverse_z_depth};
 use crate::ViewerError;
@@ -23,7 +23,7 @@ const PROJECTED_FLOATS: u64 = 16;
 /// Bits of the depth sort key: a whole `f32`.
 const DEPTH_KEY_BITS: u32 = 32;
 
-/// Splat parameters on the device for drawing: the trainer's layout (`kiln_engine::gpu::GpuSplats`)
+/// Splat parameters on the device for drawing: the trainer's layout (`kiln_splats::gpu::GpuSplats`)
 /// except the SH coefficients, stored as f16 pairs (`shaders/sh_f16.wgsl`) to halve the largest
 /// buffer.
 struct DrawSplats {
@@ -117,7 +117,7 @@ impl SplatRenderer {
             ctx,
             "viewer splat project",
             &[
-                include_str!("../../../engine/src/gpu/shaders/project_common.wgsl"),
+                kiln_splats::gpu::PROJECT_COMMON_WGSL,
                 include_str!("shaders/sh_f16.wgsl"),
                 include_str!("shaders/splat_project.wgsl"),
             ],

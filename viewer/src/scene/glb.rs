@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use glam::{Mat3, Mat4, Vec3};
-use kiln_engine::mesh::TriMesh;
+use kiln_core::mesh::TriMesh;
 
 use super::{Material, MeshLayer, MeshPrimitive};
 use crate::ViewerError;
@@ -185,7 +185,7 @@ fn read_primitive(
 /// A [`TriMesh`] (and its optional baked textures, sRGB) as a one-primitive layer.
 pub(crate) fn mesh_layer_from_trimesh(
     mesh: &TriMesh,
-    textures: Option<&kiln_engine::mesh::TexturedMesh>,
+    textures: Option<&kiln_core::mesh::TexturedMesh>,
     source: &Path,
 ) -> MeshLayer {
     let rgba = |image: &image::RgbImage| Arc::new(image::DynamicImage::ImageRgb8(image.clone()).to_rgba8());

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use glam::{DMat4, Mat3};
-use kiln_engine::dataset::Dataset;
-use kiln_engine::mesh::pipeline::{MESH_JSON_FILE, MODEL_STEM, MeshSummary, SPLATS_FILE};
+use kiln_dataset::Dataset;
+use kiln_job::mesh_stage::{MESH_JSON_FILE, MODEL_STEM, MeshSummary, SPLATS_FILE};
 
 use super::{Scene, SplatLayer, dataset_scene, glb, load_gltf};
 use crate::ViewerError;
@@ -34,7 +34,7 @@ pub(super) fn load_dir(dir: &Path) -> Result<Scene, ViewerError> {
             .chain(summary.as_ref().map(|s| s.sources.splats.clone())),
     );
     if let Some(path) = &splats_path {
-        let splats = kiln_engine::splats::ply::read_splats(path)?;
+        let splats = kiln_core::splats::ply::read_splats(path)?;
         scene.splats = Some(SplatLayer { splats, sh_frame_from_world: Mat3::IDENTITY, source: path.clone() });
         scene.loaded.push(path.clone());
     }
@@ -90,7 +90,7 @@ fn load_mesh(job_dir: &Path, mesh_dir: &Path) -> Result<super::MeshLayer, Viewer
     if let Some(glb) = first_existing([job_dir.join("export").join(&glb_name), mesh_dir.join(&glb_name)]) {
         return load_gltf(&glb);
     }
-    let (textured, _) = kiln_engine::mesh::pipeline::read_mesh_dir(mesh_dir)
+    let (textured, _) = kiln_job::mesh_stage::read_mesh_dir(mesh_dir)
         .map_err(|e| ViewerError::Invalid { path: mesh_dir.to_path_buf(), problem: e.to_string() })?;
     Ok(glb::mesh_layer_from_trimesh(&textured.mesh, Some(&textured), mesh_dir))
 }

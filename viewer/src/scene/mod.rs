@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use glam::{DMat4, Mat3, Quat, Vec3};
-use kiln_engine::camera::{Camera, WorldFromCameraCv};
-use kiln_engine::dataset::Dataset;
-use kiln_engine::splats::Splats;
+use kiln_core::camera::{Camera, WorldFromCameraCv};
+use kiln_core::splats::Splats;
+use kiln_dataset::Dataset;
 
 use crate::ViewerError;
 
@@ -324,21 +324,21 @@ fn bounds_of<'a>(points: impl Iterator<Item = &'a [f32; 3]>) -> Option<([f32; 3]
 
 /// A `.ply`: 3DGS splats when it has their properties, else a triangle mesh, else a point cloud.
 fn load_ply(path: &Path) -> Result<Scene, ViewerError> {
-    match kiln_engine::splats::ply::read_splats(path) {
+    match kiln_core::splats::ply::read_splats(path) {
         Ok(splats) => {
             return Ok(Scene {
                 splats: Some(SplatLayer { splats, sh_frame_from_world: Mat3::IDENTITY, source: path.to_path_buf() }),
                 ..Scene::default()
             });
         }
-        Err(kiln_engine::splats::ply::PlyError::Layout { .. }) => {}
+        Err(kiln_core::splats::ply::PlyError::Layout { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    let mesh = kiln_engine::mesh::ply::read_mesh(path)?;
+    let mesh = kiln_core::mesh::ply::read_mesh(path)?;
     if mesh.num_triangles() > 0 {
         return Ok(Scene { mesh: Some(glb::mesh_layer_from_trimesh(&mesh, None, path)), ..Scene::default() });
     }
-    let cloud = kiln_engine::dataset::PointCloud::read_ply(path)?;
+    let cloud = kiln_core::point_cloud::PointCloud::read_ply(path)?;
     Ok(Scene { points: points_of(Some(&cloud)), ..Scene::default() })
 }
 
@@ -356,7 +356,7 @@ pub(crate) fn dataset_scene(dataset: &Dataset) -> Scene {
     Scene { cameras, points: points_of(dataset.points.as_ref()), ..Scene::default() }
 }
 
-fn points_of(cloud: Option<&kiln_engine::dataset::PointCloud>) -> Vec<([f32; 3], [u8; 3])> {
+fn points_of(cloud: Option<&kiln_core::point_cloud::PointCloud>) -> Vec<([f32; 3], [u8; 3])> {
     let Some(cloud) = cloud else { return Vec::new() };
     cloud
         .positions

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_engine::gpu::GpuContext;
-use kiln_engine::image_buf::ImageRgb;
+use kiln_core::image_buf::ImageRgb;
+use kiln_splats::gpu::GpuContext;
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -20,7 +20,7 @@ pub fn datasets_dir() -> PathBuf {
 }
 
 pub fn bunny_mini() -> PathBuf {
-    workspace_root().join("engine/tests/fixtures/bunny-mini")
+    workspace_root().join("engine/fixtures/bunny-mini")
 }
 
 /// A device on any adapter, software included; `None` (with a loud SKIPPED line) when the

@@ -1,0 +1,124 @@
+//! `manifest.json`: what a job was asked to do. The engine version, every setting (as given and
+//! as resolved), the input, and each input photo by name with its size and content hash, so a
+//! later call can tell whether the photos changed.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::hash::hash_file;
+use crate::report::{read_json, write_json};
+use crate::settings::Resolved;
+use crate::{JobError, JobSettings};
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// File extensions a job takes as photos (case-insensitive): the ones pose estimation reads.
+const PHOTO_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+
+/// What the input was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    Folder,
+    Zip,
+}
+
+/// One input photo.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputFile {
+    /// Path relative to the photo folder, `/`-separated.
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// `manifest.json`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub engine_version: String,
+    /// The input as given (absolute).
+    pub input: PathBuf,
+    pub input_kind: InputKind,
+    /// Content hash of the ZIP itself, for ZIP input.
+    pub input_sha256: Option<String>,
+    /// The folder the photos are read from: the input folder, or the ZIP's extraction.
+    pub photos_dir: PathBuf,
+    pub photos: Vec<InputFile>,
+    pub settings: JobSettings,
+    pub resolved: Resolved,
+}
+
+impl Manifest {
+    /// Lists and hashes the photos under `photos_dir` (recursively, hidden entries skipped,
+    /// sorted by name).
+    pub fn build(
+        input: &Path,
+        input_kind: InputKind,
+        photos_dir: &Path,
+        settings: &JobSettings,
+    ) -> Result<Self, JobError> {
+        let input_sha256 = match input_kind {
+            InputKind::Zip => Some(hash_file(input)?),
+            InputKind::Folder => None,
+        };
+        let mut files = Vec::new();
+        collect_photo_files(photos_dir, &mut files)?;
+        files.sort();
+        let photos = files
+            .par_iter()
+            .map(|path| {
+                let bytes =
+                    std::fs::metadata(path).map_err(|source| JobError::Io { path: path.clone(), source })?.len();
+                Ok(InputFile { name: relative_name(photos_dir, path), bytes, sha256: hash_file(path)? })
+            })
+            .collect::<Result<Vec<_>, JobError>>()?;
+        Ok(Self {
+            engine_version: super::ENGINE_VERSION.to_string(),
+            input: input.to_path_buf(),
+            input_kind,
+            input_sha256,
+            photos_dir: photos_dir.to_path_buf(),
+            photos,
+            settings: settings.clone(),
+            resolved: settings.resolved(),
+        })
+    }
+
+    pub fn read(job_dir: &Path) -> Result<Self, JobError> {
+        read_json(&job_dir.join(MANIFEST_FILE))
+    }
+
+    pub fn write(&self, job_dir: &Path) -> Result<(), JobError> {
+        write_json(&job_dir.join(MANIFEST_FILE), self)
+    }
+}
+
+/// Appends the photo files under `dir` (recursively; hidden entries skipped).
+fn collect_photo_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), JobError> {
+    let io_error = |source| JobError::Io { path: dir.to_path_buf(), source };
+    for entry in std::fs::read_dir(dir).map_err(io_error)? {
+        let entry = entry.map_err(io_error)?;
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if entry.file_type().map_err(io_error)?.is_dir() {
+            collect_photo_files(&path, files)?;
+        } else if is_photo_name(&path) {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn is_photo_name(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| PHOTO_EXTENSIONS.iter().any(|p| p.eq_ignore_ascii_case(e)))
+}
+
+fn relative_name(root: &Path, path: &Path) -> String {
+    let relative = path.strip_prefix(root).unwrap_or(path);
+    relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
