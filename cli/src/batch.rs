@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use kiln_job::mesh_stage::Format;
 use kiln_job::{CancelFlag, JobSettings, Stage};
-use kiln_mesh::preset::Preset;
+use kiln_protocol::Format;
+use kiln_protocol::Preset;
 use kiln_queue::batch::{BatchReport, ItemResult, ItemStatus, plan_batch, run_batch, write_batch_report};
 use kiln_queue::{QueueError, run_real_job};
 

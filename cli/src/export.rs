@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use kiln_job::mesh_stage::{Format, export_mesh_dir};
+use kiln_job::mesh_stage::export_mesh_dir;
+use kiln_protocol::Format;
 
 use crate::progress::StageBar;
 

@@ -24,7 +24,7 @@ mod watch;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kiln_sfm::SfmError;
+use kiln_protocol::ErrorClass;
 
 #[derive(Parser)]
 #[command(name = "kiln", version, about = "Photos to 3D models: Gaussian splats, meshes, GLB/USDZ")]
@@ -115,14 +115,11 @@ fn init_logging(filter: &str) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-/// Whether the error comes from input Kiln was given rather than from Kiln or the machine.
+/// Whether the error comes from input Kiln was given rather than from Kiln or the machine: the
+/// engine's own classes ([`kiln_job::classify`]) first, then the queue's and the viewer's.
 fn is_bad_input(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        cause.is::<kiln_dataset::DatasetError>()
-            || cause.is::<kiln_core::splats::ply::PlyError>()
-            || cause.downcast_ref::<kiln_job::mesh_stage::MeshStageError>().is_some_and(|e| e.is_bad_input())
-            || cause.downcast_ref::<SfmError>().is_some_and(is_bad_photos)
-            || cause.downcast_ref::<kiln_job::JobError>().is_some_and(|e| e.is_bad_input())
+        kiln_job::classify(cause) == Some(ErrorClass::BadInput)
             || queue_bad_input(cause)
             || view::is_bad_input(cause)
             || render_bad_input(cause)
@@ -143,12 +140,4 @@ use render::is_bad_input as render_bad_input;
 #[cfg(not(feature = "gpu"))]
 fn render_bad_input(_: &(dyn std::error::Error + 'static)) -> bool {
     false
-}
-
-/// The SfM errors that are about the photos given (not Kiln's fault, nor the machine's).
-fn is_bad_photos(error: &SfmError) -> bool {
-    match error {
-        SfmError::BadPhoto { .. } | SfmError::Unusable { .. } | SfmError::Decode { .. } => true,
-        SfmError::Io { .. } | SfmError::Internal(_) | SfmError::Cancelled => false,
-    }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use kiln_export::frame::{FrameOptions, KnownDistance};
 use kiln_job::mesh_stage::{MeshOptions, MeshProgress, MeshSummary, run_mesh_stage};
-use kiln_mesh::preset::Preset;
+use kiln_protocol::Preset;
 
 use crate::progress::StageBar;
 
@@ -61,11 +61,12 @@ pub fn run(args: &MeshArgs) -> Result<()> {
     };
     let mut bar: Option<(&'static str, StageBar)> = None;
     let mut report = |p: MeshProgress| {
-        if bar.as_ref().is_none_or(|(stage, _)| *stage != p.stage) {
-            if let Some((stage, previous)) = bar.take() {
-                previous.finish(format!("{stage} done"));
+        let phase = p.phase.name();
+        if bar.as_ref().is_none_or(|(shown, _)| *shown != phase) {
+            if let Some((shown, previous)) = bar.take() {
+                previous.finish(format!("{shown} done"));
             }
-            bar = Some((p.stage, StageBar::new(p.stage, p.total as u64)));
+            bar = Some((phase, StageBar::new(phase, p.total as u64)));
         }
         if let Some((_, current)) = &bar {
             current.update(p.done as u64, String::new());

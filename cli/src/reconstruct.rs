@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kiln_job::mesh_stage::Format;
 use kiln_job::report::{JobReport, ValidatorResult};
 use kiln_job::verdict::ModelVerdict;
 use kiln_job::{EventKind, JobEvent, JobSettings, Stage, run_job};
-use kiln_mesh::preset::Preset;
+use kiln_protocol::Format;
+use kiln_protocol::Preset;
 
 use crate::device::Device;
 use crate::interrupt;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::JobError;
 use kiln_check::{CheckError, CheckOptions, CheckReport, check_photos};
 use kiln_core::photos::MIN_PHOTOS;
+use kiln_protocol::ErrorClass;
 use kiln_sfm::SfmError;
 
 /// The capture check's report file inside `check/`.
@@ -16,7 +17,9 @@ pub const CHECK_REPORT_FILE: &str = "check-report.json";
 pub fn check(photos_dir: &Path, progress: &mut dyn FnMut(usize, usize, &str)) -> Result<CheckReport, JobError> {
     check_photos(photos_dir, &CheckOptions::default(), progress).map_err(|error| match error {
         CheckError::Photos(error) => sfm_error(super::Stage::Check, error.into()),
-        CheckError::Internal(message) => JobError::Stage { stage: super::Stage::Check, message },
+        CheckError::Internal(message) => {
+            JobError::Stage { stage: super::Stage::Check, class: ErrorClass::Internal, message }
+        }
     })
 }
 
@@ -35,7 +38,7 @@ pub fn usable_photos(report: &CheckReport, keep_all: bool, input: &Path) -> Resu
         return Err(JobError::CaptureRefused {
             input: input.to_path_buf(),
             advice: format!(
-                "only {} photo(s) pass the capture check; at least {MIN_PHOTOS} are needed (--keep-all uses the rejected ones too): {}",
+                "only {} photo(s) pass the capture check; at least {MIN_PHOTOS} are needed (keeping all photos uses the rejected ones too): {}",
                 usable.len(),
                 report.advice.join("; ")
             ),
@@ -54,7 +57,7 @@ pub fn sfm_error(stage: super::Stage, error: SfmError) -> JobError {
             JobError::BadInput { input: path, problem: format!("cannot decode image: {source}") }
         }
         SfmError::Io { path, source } => JobError::Io { path, source },
-        SfmError::Internal(message) => JobError::Stage { stage, message },
+        SfmError::Internal(message) => JobError::Stage { stage, class: ErrorClass::Internal, message },
         SfmError::Cancelled => JobError::Cancelled(stage),
     }
 }

@@ -8,9 +8,11 @@ use kiln_splats::train::cpu::CpuBackend;
 /// Why no backend could be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("--device gpu: no wgpu adapter found (is a Vulkan driver such as mesa-vulkan-drivers installed?)")]
+    #[error(
+        "the GPU device was asked for, but wgpu finds no adapter (is a Vulkan driver such as mesa-vulkan-drivers installed?)"
+    )]
     NoAdapter,
-    #[error("--device gpu: this Kiln was built without the `gpu` feature")]
+    #[error("the GPU device was asked for, but this Kiln was built without GPU support")]
     NotBuilt,
     #[error("opening the GPU: {0}")]
     Gpu(String),

@@ -8,8 +8,8 @@ use rayon::prelude::*;
 
 use crate::hash::hash_file;
 use crate::report::{read_json, write_json};
-use crate::settings::Resolved;
 use crate::{JobError, JobSettings};
+use kiln_protocol::Resolved;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 

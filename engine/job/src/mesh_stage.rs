@@ -22,7 +22,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Instant;
 
 use glam::DVec3;
@@ -41,12 +40,13 @@ use kiln_mesh::cleanup::{CleanupOptions, CleanupReport, cleanup};
 use kiln_mesh::cleanup::{Focus, Plane};
 use kiln_mesh::decimate::{DecimateOptions, decimate};
 use kiln_mesh::object::{FOCUS_RADIUS, SILHOUETTE_INFLATE_VOXELS, carve, cut_at, find_object, raised, silhouettes};
-use kiln_mesh::preset::Preset;
 use kiln_mesh::surface::{
     Region, SurfaceOptions, SurfaceView, fuse_frames, looked_at, object_region_around, region_of_interest,
     render_depth_frames, sees_convergence,
 };
 use kiln_mesh::tsdf::DepthFrame;
+use kiln_protocol::Preset;
+use kiln_protocol::{Format, Phase};
 use kiln_texture::TextureError;
 use kiln_texture::atlas::{AtlasOptions, build_atlas};
 use kiln_texture::bake::{BakeOptions, BakeView, bake_base_color};
@@ -84,7 +84,7 @@ const SPLATS_FRAME_NOTE: &str =
 #[derive(Debug, thiserror::Error)]
 pub enum MeshStageError {
     /// A training or mesh folder that is missing a file or holds an unreadable one.
-    #[error("{}: {problem}", path.display())]
+    #[error("{problem}: {}", path.display())]
     BadFolder { path: PathBuf, problem: String },
     #[error("reading the dataset")]
     Dataset(#[from] DatasetError),
@@ -120,9 +120,21 @@ impl From<TextureError> for MeshStageError {
 }
 
 impl MeshStageError {
-    /// Whether the input was at fault (a folder or dataset Kiln cannot use) rather than the work.
+    /// The input at fault (a folder or dataset Kiln cannot use), a stop, or the work itself.
+    pub fn class(&self) -> kiln_protocol::ErrorClass {
+        use kiln_protocol::ErrorClass;
+        match self {
+            MeshStageError::BadFolder { .. } | MeshStageError::Dataset(_) | MeshStageError::Splats(_) => {
+                ErrorClass::BadInput
+            }
+            MeshStageError::Cancelled => ErrorClass::Cancelled,
+            MeshStageError::Mesh(_) | MeshStageError::Texture(_) | MeshStageError::Export(_) => ErrorClass::Internal,
+        }
+    }
+
+    /// Whether the input was at fault rather than the work.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, MeshStageError::BadFolder { .. } | MeshStageError::Dataset(_) | MeshStageError::Splats(_))
+        self.class() == kiln_protocol::ErrorClass::BadInput
     }
 
     fn bad_folder(path: &Path, problem: impl Into<String>) -> Self {
@@ -160,7 +172,7 @@ impl MeshOptions {
 /// Where the mesh stage is, for progress bars: `done` of `total` units of `stage`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MeshProgress {
-    pub stage: &'static str,
+    pub phase: Phase,
     pub done: usize,
     pub total: usize,
 }
@@ -270,9 +282,9 @@ pub fn run_mesh_stage(
         attach_masks(&mut dataset, masks)?;
     }
     let masked_views = dataset.views.iter().filter(|view| view.mask_path.is_some()).count();
-    progress(MeshProgress { stage: "load", done: 0, total: 1 });
+    progress(MeshProgress { phase: Phase::LoadingSplats, done: 0, total: 1 });
     let mut views = load(&dataset, info.max_side)?;
-    progress(MeshProgress { stage: "load", done: 1, total: 1 });
+    progress(MeshProgress { phase: Phase::LoadingSplats, done: 1, total: 1 });
     timings.lap("load");
 
     check_stop(should_stop)?;
@@ -327,10 +339,10 @@ pub fn run_mesh_stage(
         splats_frame: SPLATS_FRAME_NOTE.to_string(),
         timings_s: BTreeMap::new(),
     };
-    progress(MeshProgress { stage: "write", done: 0, total: 1 });
+    progress(MeshProgress { phase: Phase::WritingMesh, done: 0, total: 1 });
     write_mesh_dir(out, &exported, &mut summary, timings)?;
     write_object_masks(out, &dataset, object_masks.as_deref())?;
-    progress(MeshProgress { stage: "write", done: 1, total: 1 });
+    progress(MeshProgress { phase: Phase::WritingMesh, done: 1, total: 1 });
     Ok(summary)
 }
 
@@ -362,7 +374,7 @@ impl Timings {
 fn read_train_info(train_dir: &Path) -> Result<TrainInfo, MeshStageError> {
     let path = train_dir.join(TRAIN_METRICS_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        MeshStageError::bad_folder(&path, format!("{e} (is {} a `kiln train` output folder?)", train_dir.display()))
+        MeshStageError::bad_folder(&path, format!("{e} (is {} a training output folder?)", train_dir.display()))
     })?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| MeshStageError::bad_folder(&path, format!("invalid JSON: {e}")))?;
@@ -469,7 +481,7 @@ fn surface(
         .zip(&views.masks)
         .map(|(camera, mask)| SurfaceView { camera: *camera, mask: mask.clone() })
         .collect();
-    let mut report = |done, total| progress(MeshProgress { stage: "surface", done, total });
+    let mut report = |done, total| progress(MeshProgress { phase: Phase::Surface, done, total });
     // Depth renders do not depend on the voxel: the same frames are fused at every scale.
     let render_options = SurfaceOptions::for_voxel_size(1.0);
     let frames = render_depth_frames(splats, &surface_views, &render_options, &mut report, should_stop)?;
@@ -589,7 +601,7 @@ fn clean_up(
     up_hint: Option<DVec3>,
     progress: &mut dyn FnMut(MeshProgress),
 ) -> Result<(TriMesh, CleanupReport), MeshStageError> {
-    progress(MeshProgress { stage: "cleanup", done: 0, total: 1 });
+    progress(MeshProgress { phase: Phase::Cleanup, done: 0, total: 1 });
     let defaults = CleanupOptions {
         up: up_hint.map(|u| u.as_vec3().to_array()),
         ..CleanupOptions::for_voxel_size(found.voxel_size)
@@ -612,7 +624,7 @@ fn clean_up(
         Subject::Scene => CleanupOptions { remove_ground: false, focus: found.focus, ..defaults },
     };
     let result = cleanup(&found.mesh, &options)?;
-    progress(MeshProgress { stage: "cleanup", done: 1, total: 1 });
+    progress(MeshProgress { phase: Phase::Cleanup, done: 1, total: 1 });
     Ok(result)
 }
 
@@ -650,30 +662,30 @@ fn texture(
     should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<TexturedMesh, MeshStageError> {
     const STEPS: usize = 4;
-    progress(MeshProgress { stage: "decimate", done: 0, total: STEPS });
+    progress(MeshProgress { phase: Phase::Decimation, done: 0, total: STEPS });
     let decimated = match options.max_triangles() {
         Some(budget) => decimate(mesh, budget, &DecimateOptions::default()),
         None => mesh.clone(),
     };
     check_stop(should_stop)?;
-    progress(MeshProgress { stage: "atlas", done: 1, total: STEPS });
+    progress(MeshProgress { phase: Phase::Atlas, done: 1, total: STEPS });
     let size = options.texture_size();
     let atlased = build_atlas(&decimated, size, &AtlasOptions::default())?;
     check_stop(should_stop)?;
-    progress(MeshProgress { stage: "bake", done: 2, total: STEPS });
+    progress(MeshProgress { phase: Phase::Baking, done: 2, total: STEPS });
     let bake_views: Vec<BakeView> = (0..views.cameras.len())
         .filter(|&i| !views.held_out[i])
         .map(|i| BakeView { camera: views.cameras[i], image: views.images[i].clone(), mask: views.masks[i].clone() })
         .collect();
     let base_color = bake_base_color(&atlased, &bake_views, size, &BakeOptions::default(), should_stop)?;
     check_stop(should_stop)?;
-    progress(MeshProgress { stage: "bake", done: 3, total: STEPS });
+    progress(MeshProgress { phase: Phase::Baking, done: 3, total: STEPS });
     let normal_map = if decimated.num_triangles() < mesh.num_triangles() {
         Some(bake_normal_map(mesh, &atlased, size)?)
     } else {
         None
     };
-    progress(MeshProgress { stage: "bake", done: STEPS, total: STEPS });
+    progress(MeshProgress { phase: Phase::Baking, done: STEPS, total: STEPS });
     Ok(TexturedMesh { mesh: atlased, base_color, normal_map })
 }
 
@@ -741,36 +753,11 @@ fn write_png(path: &Path, image: &image::RgbImage) -> Result<(), ExportError> {
         .map_err(ExportError::io(path))
 }
 
-/// A file format [`export_mesh_dir`] writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    Glb,
-    Usdz,
-    Obj,
-    /// The training splats (3DGS PLY), copied unchanged.
-    Ply,
-}
-
-impl FromStr for Format {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "glb" => Ok(Format::Glb),
-            "usdz" => Ok(Format::Usdz),
-            "obj" => Ok(Format::Obj),
-            "ply" => Ok(Format::Ply),
-            _ => Err(format!("unknown format {text:?}: expected glb, usdz, obj or ply")),
-        }
-    }
-}
-
 /// A mesh folder read back: the textured mesh (export frame) and its summary.
 pub fn read_mesh_dir(mesh_dir: &Path) -> Result<(TexturedMesh, MeshSummary), MeshStageError> {
     let json_path = mesh_dir.join(MESH_JSON_FILE);
     let text = std::fs::read_to_string(&json_path).map_err(|e| {
-        MeshStageError::bad_folder(&json_path, format!("{e} (is {} a `kiln mesh` output folder?)", mesh_dir.display()))
+        MeshStageError::bad_folder(&json_path, format!("{e} (is {} a mesh output folder?)", mesh_dir.display()))
     })?;
     let summary: MeshSummary = serde_json::from_str(&text)
         .map_err(|e| MeshStageError::bad_folder(&json_path, format!("invalid mesh.json: {e}")))?;

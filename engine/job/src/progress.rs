@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{EventKind, JobEvent, JobSettings, Stage};
+use kiln_protocol::{EventKind, JobEvent, JobSettings, Phase, Stage, Step, TrainMetrics};
 
 /// Typical share of a job's time per stage, in [`Stage::ALL`] order, from preview runs on a
 /// 2-core CPU (bunny-synth): pose estimation and training dominate, the check and the export
@@ -52,13 +52,20 @@ impl<'a> Reporter<'a> {
     }
 
     /// Progress within `stage`, `fraction` in 0..=1 (clamped); throttled.
-    pub fn progress(&mut self, stage: Stage, fraction: f64, message: String) {
+    pub fn progress(&mut self, stage: Stage, fraction: f64, update: Update) {
         let now = Instant::now();
         if self.last_progress.is_some_and(|last| now - last < MIN_EVENT_INTERVAL) && fraction < 1.0 {
             return;
         }
         self.last_progress = Some(now);
-        self.emit(stage, EventKind::Progress, fraction, message, None);
+        let message = update.message();
+        let Update { phase, step, metrics, .. } = update;
+        self.send(JobEvent {
+            phase: Some(phase),
+            step,
+            metrics,
+            ..self.event(stage, EventKind::Progress, fraction, message)
+        });
     }
 
     pub fn skipped(&mut self, stage: Stage, message: String) {
@@ -95,20 +102,83 @@ impl<'a> Reporter<'a> {
         message: String,
         preview: Option<std::path::PathBuf>,
     ) {
+        self.send(JobEvent { preview, ..self.event(stage, kind, fraction, message) });
+    }
+
+    /// An event without phase, step, metrics or preview.
+    fn event(&self, stage: Stage, kind: EventKind, fraction: f64, message: String) -> JobEvent {
         let stage_fraction = fraction.clamp(0.0, 1.0);
         let job_fraction = self.job_fraction(stage, stage_fraction);
         let eta_s = match kind {
             EventKind::Failed => None,
             _ => self.eta(job_fraction),
         };
-        (self.sink)(&JobEvent { stage, kind, stage_fraction, job_fraction, eta_s, message, preview });
+        JobEvent {
+            stage,
+            kind,
+            phase: None,
+            step: None,
+            metrics: None,
+            stage_fraction,
+            job_fraction,
+            eta_s,
+            message,
+            preview: None,
+        }
+    }
+
+    fn send(&mut self, event: JobEvent) {
+        (self.sink)(&event);
+    }
+}
+
+/// What a stage reports as it goes: its phase, how far into it, training's figures, and a note.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Update {
+    pub phase: Phase,
+    pub step: Option<Step>,
+    pub metrics: Option<TrainMetrics>,
+    /// Anything the stage adds in words (the photo being read, a pair count).
+    pub note: String,
+}
+
+impl Update {
+    pub fn new(phase: Phase) -> Self {
+        Self { phase, step: None, metrics: None, note: String::new() }
+    }
+
+    /// `done` of `total` units of `phase`.
+    pub fn step(phase: Phase, done: usize, total: usize) -> Self {
+        Self { step: Some(Step { done: done as u64, total: total as u64 }), ..Self::new(phase) }
+    }
+
+    /// One line for people: `features 12/50`, `step 300/1500 · loss 0.0421 · PSNR 28.1 dB · 84000 splats · cpu`.
+    fn message(&self) -> String {
+        let mut line = self.phase.name().to_string();
+        if let Some(Step { done, total }) = self.step {
+            line.push_str(&format!(" {done}/{total}"));
+        }
+        if let Some(m) = &self.metrics {
+            if let Some(loss) = m.loss {
+                line.push_str(&format!(" · loss {loss:.4}"));
+            }
+            if let Some(psnr) = m.psnr {
+                line.push_str(&format!(" · PSNR {psnr:.1} dB"));
+            }
+            line.push_str(&format!(" · {} splats · {}", m.splats, m.device));
+        }
+        if !self.note.is_empty() {
+            line.push(' ');
+            line.push_str(&self.note);
+        }
+        line
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_mesh::preset::Preset;
+    use kiln_protocol::Preset;
 
     #[test]
     fn job_fraction_runs_from_zero_to_one_over_the_stages_run() {
@@ -118,7 +188,7 @@ mod tests {
         let mut reporter = Reporter::new(&settings, &mut sink);
         reporter.skipped(Stage::Check, String::new());
         reporter.started(Stage::Poses, String::new());
-        reporter.progress(Stage::Poses, 0.5, String::new());
+        reporter.progress(Stage::Poses, 0.5, Update::step(Phase::Features, 1, 2));
         reporter.finished(Stage::Poses, String::new(), None);
         reporter.started(Stage::Train, String::new());
         reporter.finished(Stage::Train, String::new(), None);

@@ -342,7 +342,7 @@ pub struct StageRecord {
 
 impl StageRecord {
     pub fn path(job_dir: &Path, stage: Stage) -> PathBuf {
-        job_dir.join(stage.dir_name()).join(STAGE_RECORD_FILE)
+        job_dir.join(stage.name()).join(STAGE_RECORD_FILE)
     }
 
     /// The stage's record, if there is a readable one.

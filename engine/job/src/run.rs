@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn stage_keys_chain_so_a_change_reaches_every_later_stage() {
-        let settings = JobSettings::for_preset(kiln_mesh::preset::Preset::Preview);
+        let settings = JobSettings::for_preset(kiln_protocol::Preset::Preview);
         let manifest = Manifest {
             engine_version: ENGINE_VERSION.into(),
             input: "/photos".into(),

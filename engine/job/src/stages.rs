@@ -12,12 +12,11 @@ use crate::mesh_stage::{
     BASE_COLOR_FILE, FAILED_MODEL_STEM, MODEL_STEM, MeshOptions, MeshProgress, MeshStageError, SPLATS_FILE,
     export_mesh_dir, run_mesh_stage,
 };
-use crate::progress::Reporter;
+use crate::progress::{Reporter, Update};
 use crate::report::{
     CheckSummary, ExportSummary, JobReport, MeshFigures, OutputFile, PosesSummary, StageRecord, StageSummary,
     TrainSummary, VERDICT_FILE, VERDICT_VIEWS_DIR, read_json, write_json,
 };
-use crate::settings::Resolved;
 use crate::train_stage::{LoadedViews, load_dataset_views, metrics_json, write_train_outputs};
 use crate::verdict::{Judged, ModelVerdict, Strip, VerdictReport, judge};
 use crate::{CancelFlag, JobError, JobSettings, Stage};
@@ -25,9 +24,10 @@ use kiln_check::{CheckReport, Verdict};
 use kiln_core::error_text::chain_text;
 use kiln_dataset::Dataset;
 use kiln_export::frame::FrameOptions;
+use kiln_protocol::{ErrorClass, Phase, Resolved, TrainMetrics};
 use kiln_sfm::pipeline::outputs::{REPORT_FILE, TRANSFORMS_FILE, write_outputs};
 use kiln_sfm::pipeline::{MIN_PHOTOS, estimate_poses};
-use kiln_sfm::{Phase, PhaseProgress};
+use kiln_sfm::{Phase as SfmPhase, PhaseProgress};
 use kiln_splats::train::background::auto_background;
 use kiln_splats::train::config::TrainConfig;
 use kiln_splats::train::{Checkpointing, Progress, TrainError, TrainResult, run_resumable};
@@ -51,7 +51,7 @@ pub(crate) struct Context<'a> {
 
 impl Context<'_> {
     pub fn dir(&self, stage: Stage) -> PathBuf {
-        self.job_dir.join(stage.dir_name())
+        self.job_dir.join(stage.name())
     }
 
     fn create_dir(&self, stage: Stage) -> Result<PathBuf, JobError> {
@@ -82,15 +82,22 @@ pub(crate) fn run_stage(
     }
 }
 
-/// A stage failure, with the error's whole chain of causes in the message.
+/// A stage failure, with the error's whole chain of causes in the message. Inside a job, the
+/// stage's inputs are the job's own files, so a failure there is Kiln's, not the user's input.
 pub(crate) fn stage_error(stage: Stage, error: &dyn std::error::Error) -> JobError {
-    JobError::Stage { stage, message: chain_text(error) }
+    JobError::Stage { stage, class: ErrorClass::Internal, message: chain_text(error) }
+}
+
+/// A failure of the compute device (no adapter, device lost).
+pub(crate) fn device_error(stage: Stage, error: &dyn std::error::Error) -> JobError {
+    JobError::Stage { stage, class: ErrorClass::Device, message: chain_text(error) }
 }
 
 fn check(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError> {
     let dir = ctx.create_dir(Stage::Check)?;
     let report = capture::check(&ctx.photos_dir, &mut |done, total, message| {
-        reporter.progress(Stage::Check, done as f64 / total.max(1) as f64, message.to_string());
+        let update = Update::step(check_phase(message), done, total);
+        reporter.progress(Stage::Check, done as f64 / total.max(1) as f64, update);
     })?;
     write_json(&dir.join(CHECK_REPORT_FILE), &report)?;
     let count = |verdict| report.photos.iter().filter(|p| p.verdict == verdict).count();
@@ -106,13 +113,14 @@ fn check(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobErro
 fn poses(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError> {
     let usable = usable_photos(&ctx.check_report()?, ctx.settings.keep_all, &ctx.input)?;
     let dir = ctx.create_dir(Stage::Poses)?;
-    let mut options = ctx.resolved.poses_options();
+    let mut options = crate::settings::poses_options(&ctx.resolved);
     options.only = Some(usable.clone());
     let mut fraction: f64 = 0.0;
     let mut progress = |p: &PhaseProgress| {
         fraction = fraction.max(poses_fraction(p));
-        let message = format!("{} {}/{} {}", p.phase.name(), p.done, p.total, p.message);
-        reporter.progress(Stage::Poses, fraction, message.trim_end().to_string());
+        let update =
+            Update { note: p.message.trim().to_string(), ..Update::step(poses_phase(p.phase), p.done, p.total) };
+        reporter.progress(Stage::Poses, fraction, update);
     };
     let result = estimate_poses(&ctx.photos_dir, &options, &mut progress, &|| ctx.cancel.is_cancelled())
         .map_err(|e| sfm_error(Stage::Poses, e))?;
@@ -137,15 +145,38 @@ fn poses(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobErro
     }))
 }
 
+/// The protocol's name for a pose-estimation phase.
+fn poses_phase(phase: SfmPhase) -> Phase {
+    match phase {
+        SfmPhase::Photos => Phase::ReadingPhotos,
+        SfmPhase::Features => Phase::Features,
+        SfmPhase::Matching => Phase::Matching,
+        SfmPhase::Verification => Phase::Verification,
+        SfmPhase::Reconstruction => Phase::Mapping,
+        SfmPhase::BundleAdjustment => Phase::BundleAdjustment,
+        SfmPhase::Output => Phase::WritingPoses,
+    }
+}
+
+/// The protocol's name for what the capture check says it is doing.
+fn check_phase(message: &str) -> Phase {
+    match message {
+        "listing photos" => Phase::ListingPhotos,
+        "estimating focal lengths" => Phase::EstimatingFocalLengths,
+        "matching pairs" => Phase::QuickMatching,
+        _ => Phase::MeasuringPhotos,
+    }
+}
+
 /// Where pose estimation is, 0..=1, from its phase: extraction and verification take most of it.
 fn poses_fraction(p: &PhaseProgress) -> f64 {
     let (start, end) = match p.phase {
-        Phase::Photos => (0.0, 0.02),
-        Phase::Features => (0.02, 0.3),
-        Phase::Matching => (0.3, 0.45),
-        Phase::Verification => (0.45, 0.75),
-        Phase::Reconstruction | Phase::BundleAdjustment => (0.75, 0.98),
-        Phase::Output => (0.98, 1.0),
+        SfmPhase::Photos => (0.0, 0.02),
+        SfmPhase::Features => (0.02, 0.3),
+        SfmPhase::Matching => (0.3, 0.45),
+        SfmPhase::Verification => (0.45, 0.75),
+        SfmPhase::Reconstruction | SfmPhase::BundleAdjustment => (0.75, 0.98),
+        SfmPhase::Output => (0.98, 1.0),
     };
     start + (end - start) * p.done as f64 / p.total.max(1) as f64
 }
@@ -156,8 +187,9 @@ fn train(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobErro
     let dataset = Dataset::open(&transforms).map_err(|e| stage_error(Stage::Train, &e))?;
     let max_side = ctx.resolved.max_side;
     let views = load_dataset_views(&dataset, max_side, &mut |done, total| {
-        let message = format!("loading photos {done}/{total} at ≤ {max_side} px");
-        reporter.progress(Stage::Train, TRAIN_LOAD_SHARE * done as f64 / total.max(1) as f64, message);
+        let update =
+            Update { note: format!("at ≤ {max_side} px"), ..Update::step(Phase::LoadingPhotos, done, total) };
+        reporter.progress(Stage::Train, TRAIN_LOAD_SHARE * done as f64 / total.max(1) as f64, update);
     })
     .map_err(|e| stage_error(Stage::Train, &e))?;
     let config = train_config(ctx, &views);
@@ -196,7 +228,7 @@ fn train_with_checkpoints(
     reporter: &mut Reporter,
 ) -> Result<(TrainResult, Option<u32>), JobError> {
     let mut backend = open_backend(ctx.settings.device, config.background, config.ssim_weight)
-        .map_err(|e| stage_error(Stage::Train, &e))?;
+        .map_err(|e| device_error(Stage::Train, &e))?;
     let device = backend.device_name();
     let checkpoint = dir.join(CHECKPOINT_FILE);
     let cancel = ctx.cancel.clone();
@@ -210,11 +242,11 @@ fn train_with_checkpoints(
         if let Some(loss) = p.loss {
             last_loss = Some(loss.total);
         }
-        let loss = last_loss.map_or_else(String::new, |l| format!(" · loss {l:.4}"));
-        let psnr = p.psnr.map_or_else(String::new, |v| format!(" · PSNR {v:.1} dB"));
-        let message = format!("step {}/{}{loss}{psnr} · {} splats · {device}", p.step, p.total, p.num_splats);
+        let metrics = TrainMetrics { loss: last_loss, psnr: p.psnr, splats: p.num_splats, device: device.clone() };
+        let update =
+            Update { metrics: Some(metrics), ..Update::step(Phase::Training, p.step as usize, p.total as usize) };
         let fraction = TRAIN_LOAD_SHARE + (1.0 - TRAIN_LOAD_SHARE) * f64::from(p.step) / f64::from(p.total.max(1));
-        reporter.progress(Stage::Train, fraction, message);
+        reporter.progress(Stage::Train, fraction, update);
     };
     let result = run_resumable(&views.train_input(dataset), config, backend.as_mut(), &mut report, &checkpointing);
     match result {
@@ -245,7 +277,7 @@ fn mesh(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError
     let mut fraction: f64 = 0.0;
     let mut progress = |p: MeshProgress| {
         fraction = fraction.max(mesh_fraction(&p));
-        reporter.progress(Stage::Mesh, fraction, format!("{} {}/{}", p.stage, p.done, p.total));
+        reporter.progress(Stage::Mesh, fraction, Update::step(p.phase, p.done, p.total));
     };
     let summary = run_mesh_stage(&ctx.dir(Stage::Train), &dir, &options, &mut progress, &|| ctx.cancel.is_cancelled())
         .map_err(|e| match e {
@@ -266,13 +298,13 @@ fn mesh(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError
 
 /// Where the mesh stage is, 0..=1, from its sub-stage: surface extraction takes most of it.
 fn mesh_fraction(p: &MeshProgress) -> f64 {
-    let (start, end) = match p.stage {
-        "load" => (0.0, 0.05),
-        "surface" => (0.05, 0.6),
-        "cleanup" => (0.6, 0.7),
-        "decimate" => (0.7, 0.75),
-        "atlas" => (0.75, 0.8),
-        "bake" => (0.8, 0.97),
+    let (start, end) = match p.phase {
+        Phase::LoadingSplats => (0.0, 0.05),
+        Phase::Surface => (0.05, 0.6),
+        Phase::Cleanup => (0.6, 0.7),
+        Phase::Decimation => (0.7, 0.75),
+        Phase::Atlas => (0.75, 0.8),
+        Phase::Baking => (0.8, 0.97),
         _ => (0.97, 1.0),
     };
     start + (end - start) * p.done as f64 / p.total.max(1) as f64
@@ -290,7 +322,8 @@ pub(crate) fn judge_model(
     if skipped && let Ok(verdict) = read_json::<VerdictReport>(&path) {
         return Ok(verdict);
     }
-    reporter.progress(Stage::Mesh, 1.0, "comparing the model with the held-out photos".into());
+    let update = Update { note: "comparing the model with the held-out photos".into(), ..Update::new(Phase::Verdict) };
+    reporter.progress(Stage::Mesh, 1.0, update);
     let check = report.metrics.check.as_ref();
     let judged = Judged { mesh_dir: &ctx.dir(Stage::Mesh), capture: check.map(|c| (c.outcome, c.advice.as_slice())) };
     let judgement = judge(&judged)?;
@@ -344,7 +377,11 @@ fn export(ctx: &Context, previous: Option<&StageRecord>, reporter: &mut Reporter
     let stem = model_stem(ctx);
     let mut files = Vec::new();
     for (i, format) in formats.iter().enumerate() {
-        reporter.progress(Stage::Export, i as f64 / formats.len() as f64, format!("{format:?}"));
+        reporter.progress(
+            Stage::Export,
+            i as f64 / formats.len() as f64,
+            Update::step(Phase::Exporting(*format), i, formats.len()),
+        );
         let written = export_mesh_dir(&ctx.dir(Stage::Mesh), &dir, std::slice::from_ref(format), stem)
             .map_err(|e| stage_error(Stage::Export, &e))?;
         files.extend(written);

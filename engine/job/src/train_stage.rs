@@ -27,7 +27,7 @@ pub enum TrainStageError {
     Train(#[from] TrainError),
     #[error("writing the splats")]
     Splats(#[from] PlyError),
-    #[error("{}: {source}", path.display())]
+    #[error("{source}: {}", path.display())]
     Io { path: std::path::PathBuf, source: std::io::Error },
 }
 

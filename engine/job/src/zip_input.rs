@@ -61,29 +61,31 @@ impl Default for ZipLimits {
 /// Why a ZIP was not extracted. Each names the ZIP and, where one is at fault, the entry.
 #[derive(Debug, thiserror::Error)]
 pub enum ZipInputError {
-    #[error("{zip}: cannot open: {source}")]
+    #[error("cannot open the ZIP: {source}: {zip}")]
     Open { zip: PathBuf, source: io::Error },
-    #[error("{zip}: not a readable ZIP archive: {message}")]
+    #[error("not a readable ZIP archive: {message}: {zip}")]
     NotZip { zip: PathBuf, message: String },
-    #[error("{zip}: lists {entries} entries, more than the limit of {limit} (an entry-count bomb?)")]
+    #[error("the ZIP lists {entries} entries, more than the limit of {limit} (an entry-count bomb?): {zip}")]
     TooManyEntries { zip: PathBuf, entries: usize, limit: usize },
-    #[error("{zip}: entry \"{entry}\" has an unsafe path (absolute, drive letter or `..`); refusing the whole ZIP")]
+    #[error("entry \"{entry}\" has an unsafe path (absolute, drive letter or `..`); refusing the whole ZIP: {zip}")]
     UnsafePath { zip: PathBuf, entry: String },
-    #[error("{zip}: entry \"{entry}\" is a symbolic link; ZIPs of photos must not contain links")]
+    #[error("entry \"{entry}\" is a symbolic link; ZIPs of photos must not contain links: {zip}")]
     Symlink { zip: PathBuf, entry: String },
-    #[error("{zip}: entry \"{entry}\" is encrypted; give an unencrypted ZIP")]
+    #[error("entry \"{entry}\" is encrypted; give an unencrypted ZIP: {zip}")]
     Encrypted { zip: PathBuf, entry: String },
-    #[error("{zip}: decompresses past {limit} bytes in total (at entry \"{entry}\"); a zip bomb or far too large")]
+    #[error(
+        "the ZIP decompresses past {limit} bytes in total (at entry \"{entry}\"); a zip bomb or far too large: {zip}"
+    )]
     TooLarge { zip: PathBuf, entry: String, limit: u64 },
-    #[error("{zip}: entry \"{entry}\" expands more than {limit}:1 (a zip bomb?)")]
+    #[error("entry \"{entry}\" expands more than {limit}:1 (a zip bomb?): {zip}")]
     RatioTooHigh { zip: PathBuf, entry: String, limit: f64 },
-    #[error("{zip}: entry \"{entry}\" cannot be read: {message}")]
+    #[error("entry \"{entry}\" cannot be read: {message}: {zip}")]
     Entry { zip: PathBuf, entry: String, message: String },
-    #[error("{zip}: holds no files")]
+    #[error("the ZIP holds no files: {zip}")]
     Empty { zip: PathBuf },
-    #[error("{dest}: already exists; extraction writes only into a new folder")]
+    #[error("the extraction folder already exists; extraction writes only into a new folder: {dest}")]
     DestinationExists { dest: PathBuf },
-    #[error("{path}: {source}")]
+    #[error("{source}: {path}")]
     Io { path: PathBuf, source: io::Error },
 }
 

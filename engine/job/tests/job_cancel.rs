@@ -11,23 +11,23 @@ use std::time::Instant;
 use common::{bunny_subset, tiny_settings};
 use kiln_job::mesh_stage::{MESH_FILE, MESH_JSON_FILE};
 use kiln_job::report::{StageRecord, StageStatus};
-use kiln_job::{CancelFlag, EventKind, JobError, JobEvent, JobReport, Stage, run_job};
+use kiln_job::{CancelFlag, EventKind, JobError, JobEvent, JobReport, Phase, Stage, run_job};
 use kiln_sfm::pipeline::outputs::TRANSFORMS_FILE;
 
-/// Runs the job, setting the cancel flag at the first progress event of `stage` that `cancels`
-/// accepts; returns the outcome and the events, with the index of the cancelling one.
+/// Runs the job, setting the cancel flag at the first progress event of `stage` in a phase that
+/// `cancels` accepts; returns the outcome and the events, with the index of the cancelling one.
 fn run(
     photos: &Path,
     job: &Path,
     stage: Option<Stage>,
-    cancels: impl Fn(&str) -> bool,
+    cancels: impl Fn(Phase) -> bool,
 ) -> (Result<JobReport, JobError>, Vec<JobEvent>, Option<usize>) {
     let flag = CancelFlag::default();
     let mut events = Vec::new();
     let mut cancelled_at = None;
     let mut cancel_time = None;
     let mut sink = |event: &JobEvent| {
-        let hit = Some(event.stage) == stage && event.kind == EventKind::Progress && cancels(&event.message);
+        let hit = Some(event.stage) == stage && event.kind == EventKind::Progress && event.phase.is_some_and(&cancels);
         if hit && cancelled_at.is_none() {
             flag.cancel();
             cancelled_at = Some(events.len());
@@ -55,13 +55,13 @@ fn cancelled_mid_poses_and_mid_mesh_then_resumed() {
     let job = root.join("job");
 
     // 1. Cancelled while features are extracted: nothing after the features phase runs.
-    let (outcome, events, at) = run(&photos, &job, Some(Stage::Poses), |m| m.starts_with("features"));
+    let (outcome, events, at) = run(&photos, &job, Some(Stage::Poses), |p| p == Phase::Features);
     let at = at.expect("the poses stage reported its features phase");
     assert!(matches!(outcome, Err(JobError::Cancelled(Stage::Poses))), "{outcome:?}");
-    let later_phases = ["matching", "verify", "mapping", "adjust"];
+    let later_phases = [Phase::Matching, Phase::Verification, Phase::Mapping, Phase::BundleAdjustment];
     let after = &events[at + 1..];
     assert!(
-        !after.iter().any(|e| e.stage > Stage::Poses || later_phases.iter().any(|p| e.message.starts_with(p))),
+        !after.iter().any(|e| e.stage > Stage::Poses || e.phase.is_some_and(|p| later_phases.contains(&p))),
         "events after the cancel: {after:?}"
     );
     assert_eq!(after.last().map(|e| (e.stage, e.kind)), Some((Stage::Poses, EventKind::Failed)));
@@ -73,7 +73,7 @@ fn cancelled_mid_poses_and_mid_mesh_then_resumed() {
     assert!(!job.join("poses").join(TRANSFORMS_FILE).exists(), "no poses output");
 
     // 2. Cancelled after the first depth render of the mesh stage: no further view is rendered.
-    let (outcome, events, at) = run(&photos, &job, Some(Stage::Mesh), |m| m.starts_with("surface"));
+    let (outcome, events, at) = run(&photos, &job, Some(Stage::Mesh), |p| p == Phase::Surface);
     let at = at.expect("the mesh stage reported its surface renders");
     assert!(matches!(outcome, Err(JobError::Cancelled(Stage::Mesh))), "{outcome:?}");
     let after = &events[at + 1..];

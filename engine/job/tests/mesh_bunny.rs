@@ -29,9 +29,10 @@ use kiln_core::mesh::ply::read_mesh;
 use kiln_core::splats::Splats;
 use kiln_dataset::{Dataset, Split, load_view};
 use kiln_export::frame::ExportFrame;
-use kiln_job::mesh_stage::{Format, MeshOptions, MeshSummary, export_mesh_dir, read_mesh_dir, run_mesh_stage};
+use kiln_job::mesh_stage::{MeshOptions, MeshSummary, export_mesh_dir, read_mesh_dir, run_mesh_stage};
 use kiln_mesh::metrics::{compare, enclosed_volume};
-use kiln_mesh::preset::Preset;
+use kiln_protocol::Format;
+use kiln_protocol::Preset;
 use kiln_splats::render::render;
 use kiln_texture::view::render_textured;
 

@@ -12,7 +12,6 @@ pub mod decimate;
 pub mod marching_cubes;
 pub mod metrics;
 pub mod object;
-pub mod preset;
 pub mod surface;
 pub mod tsdf;
 

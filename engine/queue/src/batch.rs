@@ -270,8 +270,8 @@ pub fn write_batch_report(out: &Path, report: &BatchReport) -> Result<PathBuf, Q
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_job::mesh_stage::Format;
-    use kiln_mesh::preset::Preset;
+    use kiln_protocol::Format;
+    use kiln_protocol::Preset;
 
     fn temp(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("kiln-batch-{tag}-{}", std::process::id()));

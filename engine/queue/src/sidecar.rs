@@ -23,7 +23,7 @@ use std::str::FromStr;
 
 use crate::QueueError;
 use kiln_job::JobSettings;
-use kiln_mesh::preset::Preset;
+use kiln_protocol::Preset;
 
 /// The sidecar's file name inside an input folder.
 pub const SIDECAR_FILE: &str = "kiln.toml";
@@ -157,7 +157,7 @@ fn strip_comment(line: &str) -> &str {
 mod tests {
     use super::*;
     use kiln_job::Stage;
-    use kiln_job::mesh_stage::Format;
+    use kiln_protocol::Format;
 
     #[test]
     fn every_key_overrides_its_setting() {

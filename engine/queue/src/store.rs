@@ -324,7 +324,7 @@ fn path_text(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_mesh::preset::Preset;
+    use kiln_protocol::Preset;
 
     fn temp_db(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("kiln-store-{tag}-{}", std::process::id()));

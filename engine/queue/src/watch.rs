@@ -503,7 +503,7 @@ fn process_alive(pid: u32) -> bool {
 mod tests {
     use super::*;
     use crate::store::JobState;
-    use kiln_mesh::preset::Preset;
+    use kiln_protocol::Preset;
 
     #[test]
     fn timestamps_match_known_dates() {

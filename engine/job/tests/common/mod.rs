@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_job::mesh_stage::Format;
 use kiln_job::{Device, JobSettings};
-use kiln_mesh::preset::Preset;
+use kiln_protocol::Format;
+use kiln_protocol::Preset;
 
 /// `$KILN_DATASETS`, else `../shared/datasets` beside the repository.
 pub fn datasets() -> PathBuf {

@@ -1,0 +1,21 @@
+//! What every Kiln front end exchanges with the engine, and the hosted service with its clients:
+//! plain data with serde and nothing else, so the cloud client and the app's UI bridge need
+//! neither wgpu nor the pipeline to speak it.
+//!
+//! - [`preset`]: the named quality levels and every number they set;
+//! - [`settings`]: a job's settings ([`JobSettings`]), the one all-optional overrides type that
+//!   command-line flags, `kiln.toml`, CSV columns, JSON and the app all deserialize
+//!   ([`SettingsOverrides`]), stages, devices and export formats;
+//! - [`event`]: typed progress events ([`JobEvent`]);
+//! - [`error`]: the class of an error ([`ErrorClass`]), which a CLI maps to exit codes and a server
+//!   to HTTP statuses.
+
+pub mod error;
+pub mod event;
+pub mod preset;
+pub mod settings;
+
+pub use error::ErrorClass;
+pub use event::{EventKind, JobEvent, Phase, Step, TrainMetrics};
+pub use preset::{PRESETS, Preset};
+pub use settings::{DEFAULT_FORMATS, Device, Format, JobSettings, Resolved, SettingsOverrides, Stage};
