@@ -1,6 +1,8 @@
 //! The capture check on the shared data sets and on defects made from their photos: blurred,
 //! badly exposed, copied, truncated and unrelated photos, too few photos, half a ring.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use glam::{DMat3, DVec3};

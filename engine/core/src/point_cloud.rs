@@ -22,8 +22,7 @@ impl PointCloud {
             return Err(PlyError::Layout {
                 path: path.to_path_buf(),
                 problem: format!("no vertex property '{missing}'"),
-            }
-            .into());
+            });
         }
         let color_scale = match reader.scalar_type("red") {
             Some(ty) => ty.unsigned_max().unwrap_or(1.0),

@@ -1,6 +1,8 @@
 //! Dataset input: transforms.json and COLMAP readers, the COLMAP writer, image loading, and the
 //! camera convention checked against bunny-synth's ground-truth mesh and silhouettes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use glam::{Mat3, Quat, Vec3};

@@ -5,6 +5,8 @@
 //! `KILN_SURFACE_SPLATS` names a splats PLY trained on bunny-synth; `KILN_SURFACE_DEPTH_SIDE`
 //! the render size (default 200).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use kiln_core::camera::Camera;

@@ -11,6 +11,8 @@
 //!
 //! The release gate with a real training run is `engine/tests/mesh_bunny.rs`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

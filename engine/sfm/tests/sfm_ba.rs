@@ -2,6 +2,8 @@
 //! losses against outliers, local BA leaving fixed photos untouched, degenerate inputs, and a
 //! timing run (`--ignored`, release) of a global BA at the size of an 80-photo capture.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeSet;
 
 use glam::{DMat3, DVec2, DVec3};

@@ -10,6 +10,8 @@
 //! They need optimised code and minutes of CPU, so they are `#[ignore]`d in debug builds and run by
 //! `scripts/test.sh` in release. Without the datasets they print `SKIPPED` and pass.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -8,6 +8,8 @@
 //! views are too far apart and too small for more than a pair to register). Those tests print
 //! `SKIPPED` when the data set is absent. Sources are only read.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use image::{ImageBuffer, Rgb, RgbImage};

@@ -2,6 +2,8 @@
 //! sphere of points, keypoints = projections + 0.3 px noise, verified pairs from the true
 //! correspondences plus wrong matches. Poses are compared after a similarity alignment.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

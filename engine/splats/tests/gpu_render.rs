@@ -3,6 +3,7 @@
 //! on the shared edge-case scenes (`render::testing`) and a random scene at a size that is not a
 //! multiple of the tile size. Runs on any adapter, software ones included (CI: Mesa lavapipe).
 #![cfg(feature = "gpu")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kiln_core::image_buf::ImageRgb;
 use kiln_core::rng::Pcg32;

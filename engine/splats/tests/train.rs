@@ -1,6 +1,8 @@
 //! End-to-end training on the CPU backend: a quick smoke run on the repository's bunny-mini
 //! fixture, and (ignored, release mode) the quality target on the full bunny-synth data set.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod train {
     use std::path::{Path, PathBuf};
 

@@ -3,6 +3,8 @@
 //! opacity reset); corrupt, truncated and foreign checkpoints are ignored with a fresh start; a
 //! stop carries its step.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod train_checkpoint {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -3,6 +3,8 @@
 //! with and without an under-exposed photo; and on bunny-synth (when present), a baked texture
 //! re-rendered at held-out views against the photos.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use glam::{Mat3, Vec2, Vec3};

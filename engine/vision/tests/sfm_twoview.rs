@@ -1,6 +1,8 @@
 //! Two-view verification on synthetic scenes with known ground truth: random 3D points seen by
 //! two OpenCV cameras with radial distortion, 0.5 px keypoint noise and random outlier matches.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use glam::{DMat3, DVec2, DVec3};
 use kiln_core::rng::Pcg32;
 use kiln_vision::features::{DESCRIPTOR_LEN, Features, Keypoint};

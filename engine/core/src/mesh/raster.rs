@@ -50,6 +50,29 @@ pub fn rasterize(
     }
 }
 
+/// Camera-frame depth (OpenCV +Z) of the nearest surface at each pixel centre, `+∞` where none.
+/// Triangles reaching behind the camera are left out.
+pub fn depth_buffer(mesh: &TriMesh, camera: &Camera) -> Vec<f32> {
+    let (width, height) = (camera.width(), camera.height());
+    let mut depth = vec![f32::INFINITY; width as usize * height as usize];
+    let camera_from_world = camera.camera_from_world();
+    for t in &mesh.triangles {
+        let in_camera = t.map(|v| camera_from_world.transform_point(Vec3::from(mesh.positions[v as usize])));
+        if in_camera.iter().any(|p| p.z <= NEAR_PLANE) {
+            continue;
+        }
+        let corners = in_camera.map(|p| camera.intrinsics.project(p));
+        let inverse_z = in_camera.map(|p| 1.0 / p.z);
+        rasterize(corners, width, height, 0.0, |x, y, w| {
+            // 1/z is affine in screen space, so barycentrics of the pixel interpolate it.
+            let z = 1.0 / (w[0] * inverse_z[0] + w[1] * inverse_z[1] + w[2] * inverse_z[2]);
+            let d = &mut depth[y as usize * width as usize + x as usize];
+            *d = d.min(z);
+        });
+    }
+    depth
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,27 +110,4 @@ mod tests {
         }
         assert_eq!(hits[0], 0);
     }
-}
-
-/// Camera-frame depth (OpenCV +Z) of the nearest surface at each pixel centre, `+∞` where none.
-/// Triangles reaching behind the camera are left out.
-pub fn depth_buffer(mesh: &TriMesh, camera: &Camera) -> Vec<f32> {
-    let (width, height) = (camera.width(), camera.height());
-    let mut depth = vec![f32::INFINITY; width as usize * height as usize];
-    let camera_from_world = camera.camera_from_world();
-    for t in &mesh.triangles {
-        let in_camera = t.map(|v| camera_from_world.transform_point(Vec3::from(mesh.positions[v as usize])));
-        if in_camera.iter().any(|p| p.z <= NEAR_PLANE) {
-            continue;
-        }
-        let corners = in_camera.map(|p| camera.intrinsics.project(p));
-        let inverse_z = in_camera.map(|p| 1.0 / p.z);
-        rasterize(corners, width, height, 0.0, |x, y, w| {
-            // 1/z is affine in screen space, so barycentrics of the pixel interpolate it.
-            let z = 1.0 / (w[0] * inverse_z[0] + w[1] * inverse_z[1] + w[2] * inverse_z[2]);
-            let d = &mut depth[y as usize * width as usize + x as usize];
-            *d = d.min(z);
-        });
-    }
-    depth
 }
