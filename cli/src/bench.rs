@@ -11,8 +11,8 @@ use kiln_dataset::{Dataset, OpenOptions};
 use kiln_splats::train::background::auto_background;
 use kiln_splats::train::config::TrainConfig;
 
-use crate::device::Device;
 use crate::train::{load_dataset_views, train_with_progress};
+use kiln_protocol::Device;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
@@ -41,7 +41,7 @@ pub struct BenchTrainArgs {
     #[arg(long, default_value_t = 40_000)]
     pub max_splats: usize,
     /// Backends to compare, in order (`gpu` takes any adapter, lavapipe included).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,gpu")]
+    #[arg(long, value_delimiter = ',', default_value = "cpu,gpu")]
     pub devices: Vec<Device>,
     /// Print the results as JSON on stdout.
     #[arg(long)]

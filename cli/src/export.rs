@@ -31,7 +31,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             &args.mesh_dir,
             &out,
             std::slice::from_ref(format),
-            kiln_job::mesh_stage::MODEL_STEM,
+            kiln_job::layout::MODEL_STEM,
         )?);
     }
     bar.finish(format!("{} files", written.len()));

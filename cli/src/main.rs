@@ -7,7 +7,6 @@
 mod batch;
 mod bench;
 mod check;
-mod device;
 mod export;
 mod interrupt;
 mod mesh;

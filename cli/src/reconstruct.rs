@@ -8,19 +8,18 @@
 //! file's path and exits 0 when it passes), the exported GLB / USDZ go through them and the
 //! results are added to `report.json`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kiln_job::report::{JobReport, ValidatorResult};
+use kiln_job::report::JobReport;
+use kiln_job::validate::{Validators, validate_outputs};
 use kiln_job::verdict::ModelVerdict;
 use kiln_job::{EventKind, JobEvent, JobSettings, Stage, run_job};
 use kiln_protocol::Format;
-use kiln_protocol::Preset;
+use kiln_protocol::{Device, Preset, SettingsOverrides};
 
-use crate::device::Device;
 use crate::interrupt;
 
 #[derive(clap::Args)]
@@ -30,14 +29,18 @@ pub struct ReconstructArgs {
     /// The job folder (created if missing). The same command on the same folder resumes the job.
     #[arg(long)]
     pub out: PathBuf,
-    /// Quality and cost: preview (CPU-sized, minutes), reduced, medium or full (GPU-sized).
-    #[arg(long, default_value = "medium")]
-    pub preset: Preset,
-    /// Comma-separated formats to deliver: glb, usdz, obj, ply (the training splats).
-    #[arg(long, value_delimiter = ',', default_value = "glb,usdz")]
-    pub formats: Vec<Format>,
-    #[arg(long, value_enum, default_value_t = Device::Auto)]
-    pub device: Device,
+    /// Quality and cost: preview (CPU-sized, minutes), reduced, medium (the default) or full
+    /// (GPU-sized).
+    #[arg(long)]
+    pub preset: Option<Preset>,
+    /// Comma-separated formats to deliver: glb, usdz, obj, ply (the training splats); glb,usdz
+    /// by default.
+    #[arg(long, value_delimiter = ',')]
+    pub formats: Option<Vec<Format>>,
+    /// Training device: cpu, gpu (any adapter, software ones included) or auto (a hardware GPU if
+    /// there is one, else the CPU; the default).
+    #[arg(long)]
+    pub device: Option<Device>,
     /// Use the photos the capture check rejects too.
     #[arg(long)]
     pub keep_all: bool,
@@ -54,9 +57,9 @@ pub struct ReconstructArgs {
     /// scale; without it a world unit is taken as a metre, and the report says `unknown`).
     #[arg(long, value_name = "N")]
     pub size_mm: Option<f64>,
-    /// The last stage to run: check, poses, train, mesh or export.
-    #[arg(long, default_value = "export")]
-    pub until: Stage,
+    /// The last stage to run: check, poses, train, mesh or export (the default).
+    #[arg(long)]
+    pub until: Option<Stage>,
     /// Print report.json on stdout.
     #[arg(long)]
     pub json: bool,
@@ -66,13 +69,13 @@ pub struct ReconstructArgs {
 const BAR_UNITS: u64 = 1000;
 
 pub fn run(args: &ReconstructArgs) -> Result<()> {
-    let settings = settings(args);
+    let settings = settings(args)?;
     let cancel = interrupt::cancel_on_ctrl_c();
     let mut display = Display::new();
     let result = run_job(&args.input, &args.out, &settings, &cancel, &mut |event| display.show(event));
     display.finish();
     let mut report = result?;
-    validate_outputs(&mut report)?;
+    validate_outputs(&mut report, &Validators::from_env())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
@@ -102,19 +105,26 @@ impl std::fmt::Display for ModelFailed {
 
 impl std::error::Error for ModelFailed {}
 
-fn settings(args: &ReconstructArgs) -> JobSettings {
-    let mut settings = JobSettings::for_preset(args.preset);
-    settings.formats.clone_from(&args.formats);
-    settings.device = args.device.into();
-    settings.keep_all = args.keep_all;
-    settings.train_steps = args.steps;
-    settings.max_side = args.max_side;
-    if let Some(every) = args.checkpoint_every {
-        settings.checkpoint_every = every;
+/// The flags as the protocol's overrides: the one form every front end's settings take.
+fn overrides(args: &ReconstructArgs) -> SettingsOverrides {
+    SettingsOverrides {
+        preset: args.preset,
+        formats: args.formats.clone(),
+        device: args.device,
+        keep_all: args.keep_all.then_some(true),
+        train_steps: args.steps,
+        max_side: args.max_side,
+        checkpoint_every: args.checkpoint_every,
+        size_mm: args.size_mm,
+        until: args.until,
+        ..SettingsOverrides::default()
     }
-    settings.until = args.until;
-    settings.size_mm = args.size_mm;
-    settings
+}
+
+fn settings(args: &ReconstructArgs) -> Result<JobSettings> {
+    let overrides = overrides(args);
+    overrides.validate().map_err(anyhow::Error::msg)?;
+    Ok(overrides.settings())
 }
 
 /// The one progress line, with a line per stage as it ends.
@@ -170,46 +180,6 @@ fn duration(seconds: f64) -> String {
         60..3600 => format!("{} min {} s", s / 60, s % 60),
         _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
     }
-}
-
-/// Runs the validators the environment names on the exported GLB / USDZ and records the results
-/// in `report.json`. A failing validator fails the command.
-fn validate_outputs(report: &mut JobReport) -> Result<()> {
-    let outputs: Vec<PathBuf> = report.outputs().iter().map(|o| o.path.clone()).collect();
-    for path in outputs {
-        let variable = match path.extension().and_then(|e| e.to_str()) {
-            Some("glb") => "KILN_GLTF_VALIDATOR",
-            Some("usdz") => "KILN_USDZ_VALIDATOR",
-            _ => continue,
-        };
-        let Ok(program) = std::env::var(variable) else { continue };
-        report.validators.push(validate(&program, &path)?);
-    }
-    if report.validators.is_empty() {
-        return Ok(());
-    }
-    report.write(&report.job_dir)?;
-    let failed: Vec<String> =
-        report.validators.iter().filter(|v| !v.passed).map(|v| v.file.display().to_string()).collect();
-    anyhow::ensure!(failed.is_empty(), "the validator rejected {}; see report.json", failed.join(", "));
-    Ok(())
-}
-
-/// Lines of a validator's output kept in the report.
-const VALIDATOR_LINES_KEPT: usize = 5;
-
-fn validate(program: &str, file: &Path) -> Result<ValidatorResult> {
-    let output =
-        Command::new(program).arg(file).output().with_context(|| format!("running the validator {program}"))?;
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let detail = lines[lines.len().saturating_sub(VALIDATOR_LINES_KEPT)..].join("\n");
-    Ok(ValidatorResult {
-        file: file.to_path_buf(),
-        validator: program.to_string(),
-        passed: output.status.success(),
-        detail,
-    })
 }
 
 fn print_summary(report: &JobReport) {

@@ -12,8 +12,8 @@ use kiln_splats::train::{Progress, TrainResult};
 
 pub use kiln_job::train_stage::LoadedViews;
 
-use crate::device::Device;
 use crate::progress::StageBar;
+use kiln_protocol::Device;
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -28,7 +28,9 @@ pub struct TrainArgs {
     /// Images are downscaled on load so that their longer side is at most this many pixels.
     #[arg(long, default_value_t = 1600)]
     pub max_side: u32,
-    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    /// Training device: cpu, gpu (any adapter, software ones included) or auto (a hardware GPU if
+    /// there is one, else the CPU).
+    #[arg(long, default_value = "auto")]
     pub device: Device,
     /// Colour behind the splats: `auto` (the photos' uniform border colour if they have one, else
     /// black), `black`, `white`, or `R,G,B` in 0..1.
@@ -130,7 +132,7 @@ pub fn train_with_progress(
         let psnr = p.psnr.map_or_else(String::new, |v| format!("PSNR {v:.2} dB · "));
         bar.update(u64::from(p.step), format!("{loss}{psnr}{} splats", p.num_splats));
     };
-    let result = train_stage::train(dataset, views, config, device.into(), &mut report)?;
+    let result = train_stage::train(dataset, views, config, device, &mut report)?;
     bar.finish(format!("{} splats in {:.1} s", result.num_splats, result.train_seconds));
     Ok(result)
 }

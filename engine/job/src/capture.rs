@@ -10,9 +10,6 @@ use kiln_core::photos::MIN_PHOTOS;
 use kiln_protocol::ErrorClass;
 use kiln_sfm::SfmError;
 
-/// The capture check's report file inside `check/`.
-pub const CHECK_REPORT_FILE: &str = "check-report.json";
-
 /// Runs the capture check on the photos in `photos_dir`; `progress(done, total, message)`.
 pub fn check(photos_dir: &Path, progress: &mut dyn FnMut(usize, usize, &str)) -> Result<CheckReport, JobError> {
     check_photos(photos_dir, &CheckOptions::default(), progress).map_err(|error| match error {

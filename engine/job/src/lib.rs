@@ -14,6 +14,7 @@ pub mod capture;
 pub mod device;
 mod error;
 pub mod hash;
+pub mod layout;
 pub mod lock;
 pub mod manifest;
 pub mod mesh_stage;
@@ -23,14 +24,15 @@ mod run;
 pub mod settings;
 mod stages;
 pub mod train_stage;
+pub mod validate;
 pub mod verdict;
 pub mod zip_input;
 
 pub use error::{JobError, classify};
 pub use hash::hash_file;
+pub use layout::JobLayout;
 pub use report::JobReport;
-pub use run::{ZIP_INPUT_DIR, run_job};
-pub use stages::CHECKPOINT_FILE;
+pub use run::run_job;
 
 pub use kiln_protocol::{
     Device, ErrorClass, EventKind, Format, JobEvent, JobSettings, Phase, Preset, Resolved, SettingsOverrides, Stage,

@@ -3,15 +3,12 @@
 //! interleave stage records and checkpoints. The operating system drops the lock when its holder
 //! exits, however it exits (`kill -9` included), so a crashed run never blocks the next one.
 
+use crate::layout::JobLayout;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::JobError;
-
-/// The lock file inside the job folder. It holds the holder's process id, for the message a
-/// second process gets; the lock itself is on the open file, not its content.
-pub const LOCK_FILE: &str = "job.lock";
 
 /// The held lock; dropping it releases the folder.
 #[derive(Debug)]
@@ -22,7 +19,7 @@ pub(crate) struct JobLock {
 impl JobLock {
     /// Locks `job_dir` (which must exist), or says which process holds it.
     pub(crate) fn acquire(job_dir: &Path) -> Result<Self, JobError> {
-        let path = job_dir.join(LOCK_FILE);
+        let path = JobLayout::new(job_dir).lock();
         let io = |source| JobError::Io { path: path.clone(), source };
         let mut file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;

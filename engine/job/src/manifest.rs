@@ -2,6 +2,7 @@
 //! as resolved), the input, and each input photo by name with its size and content hash, so a
 //! later call can tell whether the photos changed.
 
+use crate::layout::JobLayout;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -10,8 +11,6 @@ use crate::hash::hash_file;
 use crate::report::{read_json, write_json};
 use crate::{JobError, JobSettings};
 use kiln_protocol::Resolved;
-
-pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// File extensions a job takes as photos (case-insensitive): the ones pose estimation reads.
 const PHOTO_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
@@ -86,11 +85,11 @@ impl Manifest {
     }
 
     pub fn read(job_dir: &Path) -> Result<Self, JobError> {
-        read_json(&job_dir.join(MANIFEST_FILE))
+        read_json(&JobLayout::new(job_dir).manifest())
     }
 
     pub fn write(&self, job_dir: &Path) -> Result<(), JobError> {
-        write_json(&job_dir.join(MANIFEST_FILE), self)
+        write_json(&JobLayout::new(job_dir).manifest(), self)
     }
 }
 

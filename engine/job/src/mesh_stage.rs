@@ -20,6 +20,9 @@
 //! `.png`) and `splats.ply` (the training splats, copied unchanged, so in the input's world
 //! frame: `mesh.json`'s `export_from_world` places them with the mesh) out.
 
+use crate::layout::{
+    BASE_COLOR_FILE, MASKS_DIR, MESH_FILE, MESH_JSON_FILE, NORMAL_MAP_FILE, SPLATS_FILE, TRAIN_METRICS_FILE,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -52,19 +55,6 @@ use kiln_texture::atlas::{AtlasOptions, build_atlas};
 use kiln_texture::bake::{BakeOptions, BakeView, bake_base_color};
 use kiln_texture::normal_map::bake_normal_map;
 
-/// File names inside a training folder and a mesh folder.
-pub const SPLATS_FILE: &str = "splats.ply";
-pub const TRAIN_METRICS_FILE: &str = "metrics.json";
-pub const MESH_FILE: &str = "mesh.ply";
-pub const BASE_COLOR_FILE: &str = "basecolor.png";
-pub const NORMAL_MAP_FILE: &str = "normal.png";
-pub const MESH_JSON_FILE: &str = "mesh.json";
-/// The folder of automatic object masks in a mesh folder, one `<photo stem>.png` per photo.
-pub const MASKS_DIR: &str = "masks";
-/// Stem of the exported model files (`model.glb`, `model.usdz`, `model.obj`).
-pub const MODEL_STEM: &str = "model";
-/// Stem of a model the job's verdict failed: kept for inspection, never mistaken for a result.
-pub const FAILED_MODEL_STEM: &str = "model.failed";
 /// An object found where the cameras converge must cover this share of the median photo: a
 /// photographed object fills a good part of the frame (bunny-mini's bunny, roughly trained, 3.4 %
 /// once cut from its floor), whereas a detail left on a façade once its wall is cut away covers

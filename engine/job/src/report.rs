@@ -3,6 +3,7 @@
 //! `<stage>/stage.json` ([`StageRecord`]), written last, whose presence with the right key is
 //! what makes a stage count as finished.
 
+use crate::layout::JobLayout;
 use std::path::{Path, PathBuf};
 
 use crate::mesh_stage::Subject;
@@ -11,14 +12,6 @@ use crate::{JobError, Stage};
 use kiln_check::Outcome;
 use kiln_core::atomic_file::write_atomically;
 use kiln_export::frame::ScaleSource;
-
-/// File names in the job folder.
-pub const REPORT_FILE: &str = "report.json";
-pub const STAGE_RECORD_FILE: &str = "stage.json";
-/// The verdict on the model, in the mesh stage's folder ([`super::verdict::VerdictReport`]).
-pub const VERDICT_FILE: &str = "verdict.json";
-/// The held-out views the verdict compared, photo | textured mesh | splats, in the mesh folder.
-pub const VERDICT_VIEWS_DIR: &str = "verdict";
 
 /// Where a job stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -320,12 +313,12 @@ impl JobReport {
 
     /// Reads `report.json` from a job folder.
     pub fn read(job_dir: &Path) -> Result<Self, JobError> {
-        read_json(&job_dir.join(REPORT_FILE))
+        read_json(&JobLayout::new(job_dir).report())
     }
 
     /// Writes `report.json` into the job folder, atomically.
     pub fn write(&self, job_dir: &Path) -> Result<(), JobError> {
-        write_json(&job_dir.join(REPORT_FILE), self)
+        write_json(&JobLayout::new(job_dir).report(), self)
     }
 }
 
@@ -342,7 +335,7 @@ pub struct StageRecord {
 
 impl StageRecord {
     pub fn path(job_dir: &Path, stage: Stage) -> PathBuf {
-        job_dir.join(stage.name()).join(STAGE_RECORD_FILE)
+        JobLayout::new(job_dir).stage_record(stage)
     }
 
     /// The stage's record, if there is a readable one.

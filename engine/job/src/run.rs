@@ -6,6 +6,7 @@
 //! and its record and those of every later stage are removed before it starts, so a crash
 //! mid-stage never leaves a record that claims stale outputs are finished.
 
+use crate::layout::JobLayout;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -19,9 +20,6 @@ use crate::report::{JobReport, JobStatus, StageRecord, StageStatus};
 use crate::stages::{Context, judge_model, mesh_preview, outputs_follow_verdict, remove_checkpoint, run_stage};
 use crate::zip_input::{ZipLimits, extract_zip};
 use crate::{CancelFlag, ENGINE_VERSION, JobError, JobEvent, JobSettings, Stage};
-
-/// The folder inside the job that a ZIP input is extracted into.
-pub const ZIP_INPUT_DIR: &str = "input";
 
 /// Runs the job of `input` (a photo folder or a `.zip`) in the folder `job_dir` (created if
 /// missing) with `settings`, sending progress to `events`. Stages finished by an earlier call with
@@ -51,7 +49,14 @@ pub fn run_job(
         report.set_status(stage, StageStatus::NotRequested, String::new());
     }
     report.write(&job_dir)?;
-    let ctx = Context { input, photos_dir, job_dir, settings, resolved: manifest.resolved.clone(), cancel };
+    let ctx = Context {
+        input,
+        photos_dir,
+        layout: JobLayout::new(job_dir),
+        settings,
+        resolved: manifest.resolved.clone(),
+        cancel,
+    };
     let mut reporter = Reporter::new(settings, events);
     let outcome = run_stages(&ctx, &stage_keys(&manifest), &mut report, &mut reporter);
     report.seconds = clock.elapsed().as_secs_f64();
@@ -61,7 +66,7 @@ pub fn run_job(
         Err(_) => JobStatus::Failed,
     };
     report.error = outcome.as_ref().err().map(ToString::to_string);
-    let written = report.write(&ctx.job_dir);
+    let written = report.write(ctx.layout.root());
     outcome?;
     written?;
     Ok(report)
@@ -79,7 +84,7 @@ fn run_stages(
             report.set_status(stage, StageStatus::Cancelled, "cancelled before it started".into());
             return Err(JobError::Cancelled(stage));
         }
-        let previous = StageRecord::read(&ctx.job_dir, stage);
+        let previous = StageRecord::read(ctx.layout.root(), stage);
         match previous.as_ref().filter(|record| record.key == *key && outputs_follow_verdict(ctx, record)) {
             Some(record) => {
                 report.record(&record.summary, record.seconds, StageStatus::Skipped);
@@ -92,7 +97,7 @@ fn run_stages(
             let verdict = judge_model(ctx, report, skipped, reporter)?;
             report.record_verdict(&verdict);
         }
-        report.write(&ctx.job_dir)?;
+        report.write(ctx.layout.root())?;
         if stage == Stage::Check {
             // A refused set stays refused however often the job is called.
             super::capture::usable_photos(&ctx.check_report()?, ctx.settings.keep_all, &ctx.input)?;
@@ -111,10 +116,10 @@ fn run_one(
     reporter: &mut Reporter,
 ) -> Result<(), JobError> {
     for later in Stage::ALL.into_iter().filter(|s| *s >= stage) {
-        StageRecord::remove(&ctx.job_dir, later)?;
+        StageRecord::remove(ctx.layout.root(), later)?;
     }
     report.set_status(stage, StageStatus::Running, String::new());
-    report.write(&ctx.job_dir)?;
+    report.write(ctx.layout.root())?;
     reporter.started(stage, format!("{stage} started"));
     let start = Instant::now();
     let summary = match run_stage(ctx, stage, previous, reporter) {
@@ -129,7 +134,7 @@ fn run_one(
     };
     let seconds = start.elapsed().as_secs_f64();
     let record = StageRecord { key: key.to_string(), engine_version: ENGINE_VERSION.to_string(), seconds, summary };
-    record.write(&ctx.job_dir, stage)?;
+    record.write(ctx.layout.root(), stage)?;
     if stage == Stage::Train {
         remove_checkpoint(ctx)?;
     }
@@ -235,7 +240,7 @@ fn photos_dir(input: &Path, kind: InputKind, job_dir: &Path) -> Result<PathBuf, 
     if kind == InputKind::Folder {
         return Ok(input.to_path_buf());
     }
-    let dest = job_dir.join(ZIP_INPUT_DIR);
+    let dest = JobLayout::new(job_dir).zip_input();
     let zip_hash = hash_file(input)?;
     if dest.is_dir() {
         match Manifest::read(job_dir) {

@@ -6,16 +6,15 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::capture::{self, CHECK_REPORT_FILE, sfm_error, usable_photos};
+use crate::capture::{self, sfm_error, usable_photos};
 use crate::device::open_backend;
-use crate::mesh_stage::{
-    BASE_COLOR_FILE, FAILED_MODEL_STEM, MODEL_STEM, MeshOptions, MeshProgress, MeshStageError, SPLATS_FILE,
-    export_mesh_dir, run_mesh_stage,
-};
+use crate::layout::JobLayout;
+use crate::layout::{BASE_COLOR_FILE, FAILED_MODEL_STEM, MODEL_STEM, SPLATS_FILE};
+use crate::mesh_stage::{MeshOptions, MeshProgress, MeshStageError, export_mesh_dir, run_mesh_stage};
 use crate::progress::{Reporter, Update};
 use crate::report::{
     CheckSummary, ExportSummary, JobReport, MeshFigures, OutputFile, PosesSummary, StageRecord, StageSummary,
-    TrainSummary, VERDICT_FILE, VERDICT_VIEWS_DIR, read_json, write_json,
+    TrainSummary, read_json, write_json,
 };
 use crate::train_stage::{LoadedViews, load_dataset_views, metrics_json, write_train_outputs};
 use crate::verdict::{Judged, ModelVerdict, Strip, VerdictReport, judge};
@@ -25,15 +24,12 @@ use kiln_core::error_text::chain_text;
 use kiln_dataset::Dataset;
 use kiln_export::frame::FrameOptions;
 use kiln_protocol::{ErrorClass, Phase, Resolved, TrainMetrics};
-use kiln_sfm::pipeline::outputs::{REPORT_FILE, TRANSFORMS_FILE, write_outputs};
+use kiln_sfm::pipeline::outputs::write_outputs;
 use kiln_sfm::pipeline::{MIN_PHOTOS, estimate_poses};
 use kiln_sfm::{Phase as SfmPhase, PhaseProgress};
 use kiln_splats::train::background::auto_background;
 use kiln_splats::train::config::TrainConfig;
 use kiln_splats::train::{Checkpointing, Progress, TrainError, TrainResult, run_resumable};
-
-/// The training checkpoint inside `train/`.
-pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
 
 /// Share of the training stage spent loading the photos before the first step.
 const TRAIN_LOAD_SHARE: f64 = 0.05;
@@ -43,7 +39,7 @@ pub(crate) struct Context<'a> {
     /// The input as given (for messages).
     pub input: PathBuf,
     pub photos_dir: PathBuf,
-    pub job_dir: PathBuf,
+    pub layout: JobLayout,
     pub settings: &'a JobSettings,
     pub resolved: Resolved,
     pub cancel: &'a CancelFlag,
@@ -51,7 +47,7 @@ pub(crate) struct Context<'a> {
 
 impl Context<'_> {
     pub fn dir(&self, stage: Stage) -> PathBuf {
-        self.job_dir.join(stage.name())
+        self.layout.stage(stage)
     }
 
     fn create_dir(&self, stage: Stage) -> Result<PathBuf, JobError> {
@@ -62,7 +58,7 @@ impl Context<'_> {
 
     /// The capture check's report, as the check stage wrote it.
     pub fn check_report(&self) -> Result<CheckReport, JobError> {
-        read_json(&self.dir(Stage::Check).join(CHECK_REPORT_FILE))
+        read_json(&self.layout.check_report())
     }
 }
 
@@ -94,12 +90,12 @@ pub(crate) fn device_error(stage: Stage, error: &dyn std::error::Error) -> JobEr
 }
 
 fn check(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError> {
-    let dir = ctx.create_dir(Stage::Check)?;
+    ctx.create_dir(Stage::Check)?;
     let report = capture::check(&ctx.photos_dir, &mut |done, total, message| {
         let update = Update::step(check_phase(message), done, total);
         reporter.progress(Stage::Check, done as f64 / total.max(1) as f64, update);
     })?;
-    write_json(&dir.join(CHECK_REPORT_FILE), &report)?;
+    write_json(&ctx.layout.check_report(), &report)?;
     let count = |verdict| report.photos.iter().filter(|p| p.verdict == verdict).count();
     Ok(StageSummary::Check(CheckSummary {
         photos: report.photos.len(),
@@ -133,7 +129,7 @@ fn poses(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobErro
                  little; see {} for each photo's reason",
                 report.registered,
                 usable.len(),
-                dir.join(REPORT_FILE).display()
+                ctx.layout.poses_report().display()
             ),
         });
     }
@@ -183,7 +179,7 @@ fn poses_fraction(p: &PhaseProgress) -> f64 {
 
 fn train(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError> {
     let dir = ctx.create_dir(Stage::Train)?;
-    let transforms = ctx.dir(Stage::Poses).join(TRANSFORMS_FILE);
+    let transforms = ctx.layout.transforms();
     let dataset = Dataset::open(&transforms).map_err(|e| stage_error(Stage::Train, &e))?;
     let max_side = ctx.resolved.max_side;
     let views = load_dataset_views(&dataset, max_side, &mut |done, total| {
@@ -193,7 +189,7 @@ fn train(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobErro
     })
     .map_err(|e| stage_error(Stage::Train, &e))?;
     let config = train_config(ctx, &views);
-    let (result, resumed_from_step) = train_with_checkpoints(ctx, &dir, &dataset, &views, &config, reporter)?;
+    let (result, resumed_from_step) = train_with_checkpoints(ctx, &dataset, &views, &config, reporter)?;
     let metrics = metrics_json(&result, &dataset, &views, &config, max_side);
     write_train_outputs(&dir, &result, &metrics).map_err(|e| stage_error(Stage::Train, &e))?;
     Ok(StageSummary::Train(TrainSummary {
@@ -216,12 +212,11 @@ fn train_config(ctx: &Context, views: &LoadedViews) -> TrainConfig {
     config
 }
 
-/// Trains with a checkpoint in `dir` every `checkpoint_every` steps, going on from an earlier
+/// Trains with a checkpoint in the train folder every `checkpoint_every` steps, going on from an earlier
 /// checkpoint of the same run; stops (checkpoint written) when the job is cancelled. Returns the
 /// result and the step it resumed from, if it did.
 fn train_with_checkpoints(
     ctx: &Context,
-    dir: &Path,
     dataset: &Dataset,
     views: &LoadedViews,
     config: &TrainConfig,
@@ -230,7 +225,7 @@ fn train_with_checkpoints(
     let mut backend = open_backend(ctx.settings.device, config.background, config.ssim_weight)
         .map_err(|e| device_error(Stage::Train, &e))?;
     let device = backend.device_name();
-    let checkpoint = dir.join(CHECKPOINT_FILE);
+    let checkpoint = ctx.layout.checkpoint();
     let cancel = ctx.cancel.clone();
     let should_stop = move || cancel.is_cancelled();
     let checkpointing =
@@ -258,7 +253,7 @@ fn train_with_checkpoints(
 
 /// Removes the training checkpoint once the stage's outputs and record are written.
 pub(crate) fn remove_checkpoint(ctx: &Context) -> Result<(), JobError> {
-    let path = ctx.dir(Stage::Train).join(CHECKPOINT_FILE);
+    let path = ctx.layout.checkpoint();
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(JobError::Io { path, source: e }),
         _ => Ok(()),
@@ -318,7 +313,7 @@ pub(crate) fn judge_model(
     skipped: bool,
     reporter: &mut Reporter,
 ) -> Result<VerdictReport, JobError> {
-    let path = ctx.dir(Stage::Mesh).join(VERDICT_FILE);
+    let path = ctx.layout.verdict();
     if skipped && let Ok(verdict) = read_json::<VerdictReport>(&path) {
         return Ok(verdict);
     }
@@ -327,7 +322,7 @@ pub(crate) fn judge_model(
     let check = report.metrics.check.as_ref();
     let judged = Judged { mesh_dir: &ctx.dir(Stage::Mesh), capture: check.map(|c| (c.outcome, c.advice.as_slice())) };
     let judgement = judge(&judged)?;
-    write_strips(&ctx.dir(Stage::Mesh).join(VERDICT_VIEWS_DIR), &judgement.strips)?;
+    write_strips(&ctx.layout.verdict_views(), &judgement.strips)?;
     write_json(&path, &judgement.report)?;
     Ok(judgement.report)
 }
@@ -347,7 +342,7 @@ fn write_strips(dir: &Path, strips: &[Strip]) -> Result<(), JobError> {
 
 /// The stem of the exported files: a model the verdict failed is kept, named as such.
 fn model_stem(ctx: &Context) -> &'static str {
-    let path = ctx.dir(Stage::Mesh).join(VERDICT_FILE);
+    let path = ctx.layout.verdict();
     match read_json::<VerdictReport>(&path) {
         Ok(v) if v.verdict == ModelVerdict::Failed => FAILED_MODEL_STEM,
         _ => MODEL_STEM,

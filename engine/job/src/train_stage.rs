@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::mesh_stage::{SPLATS_FILE, TRAIN_METRICS_FILE};
+use crate::layout::{SPLATS_FILE, TRAIN_METRICS_FILE};
 use kiln_core::atomic_file::write_atomically;
 use kiln_core::camera::Camera;
 use kiln_core::image_buf::ImageRgb;

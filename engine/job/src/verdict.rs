@@ -25,7 +25,8 @@ use std::path::Path;
 use glam::{DVec3, Vec3};
 
 use crate::JobError;
-use crate::mesh_stage::{MASKS_DIR, MeshSummary, Subject, read_mesh_dir};
+use crate::layout::MASKS_DIR;
+use crate::mesh_stage::{MeshSummary, Subject, read_mesh_dir};
 use kiln_check::Outcome;
 use kiln_core::camera::Camera;
 use kiln_core::image_buf::{ImageGray, ImageRgb};
@@ -405,7 +406,7 @@ fn automatic_masks(views: &[kiln_dataset::View], mesh_dir: &Path) -> Option<Vec<
 
 /// The background colour training composited over (what the splats show where they are empty).
 fn train_background(train_dir: &Path) -> [f32; 3] {
-    let path = train_dir.join(crate::mesh_stage::TRAIN_METRICS_FILE);
+    let path = train_dir.join(crate::layout::TRAIN_METRICS_FILE);
     let background = std::fs::read_to_string(&path)
         .ok()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())

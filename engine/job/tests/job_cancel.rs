@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::{bunny_subset, tiny_settings};
-use kiln_job::mesh_stage::{MESH_FILE, MESH_JSON_FILE};
+use kiln_job::layout::{MESH_FILE, MESH_JSON_FILE};
 use kiln_job::report::{StageRecord, StageStatus};
 use kiln_job::{CancelFlag, EventKind, JobError, JobEvent, JobReport, Phase, Stage, run_job};
 use kiln_sfm::pipeline::outputs::TRANSFORMS_FILE;

@@ -8,8 +8,9 @@ mod common;
 use common::{bunny_subset, tiny_settings};
 use kiln_core::mesh::TriMesh;
 use kiln_core::mesh::ply::write_mesh;
-use kiln_job::mesh_stage::{MESH_FILE, read_mesh_dir};
-use kiln_job::report::VERDICT_FILE;
+use kiln_job::layout::MESH_FILE;
+use kiln_job::layout::VERDICT_FILE;
+use kiln_job::mesh_stage::read_mesh_dir;
 use kiln_job::verdict::{FindingCode, ModelVerdict, RegionSource};
 use kiln_job::{CancelFlag, JobReport, run_job};
 

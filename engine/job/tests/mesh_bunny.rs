@@ -299,7 +299,7 @@ fn presets_hold_their_budgets() {
         }
         if preset == Preset::Preview {
             let out = scratch("preview-export");
-            let written = export_mesh_dir(dir, &out, &[Format::Glb], kiln_job::mesh_stage::MODEL_STEM).unwrap();
+            let written = export_mesh_dir(dir, &out, &[Format::Glb], kiln_job::layout::MODEL_STEM).unwrap();
             let bytes = std::fs::metadata(&written[0]).unwrap().len();
             eprintln!("preview GLB: {:.2} MB", bytes as f64 / 1e6);
             assert!(bytes < 5_000_000, "preview GLB is {bytes} bytes");

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use glam::{DMat4, Mat3};
 use kiln_dataset::Dataset;
-use kiln_job::mesh_stage::{MESH_JSON_FILE, MODEL_STEM, MeshSummary, SPLATS_FILE};
+use kiln_job::JobLayout;
+use kiln_job::layout::{MESH_JSON_FILE, MODEL_STEM, SPLATS_FILE, TRANSFORMS_FILE};
+use kiln_job::mesh_stage::MeshSummary;
+use kiln_protocol::{Format, Stage};
 
 use super::{Scene, SplatLayer, dataset_scene, glb, load_gltf};
 use crate::ViewerError;
@@ -20,7 +23,8 @@ fn first_existing(candidates: impl IntoIterator<Item = PathBuf>) -> Option<PathB
 /// Loads whatever `dir` holds; fails when it holds nothing the viewer can show.
 pub(super) fn load_dir(dir: &Path) -> Result<Scene, ViewerError> {
     let mut scene = Scene::default();
-    let mesh_dir = first_existing([dir.to_path_buf(), dir.join("mesh")].map(|d| d.join(MESH_JSON_FILE)))
+    let job = JobLayout::new(dir);
+    let mesh_dir = first_existing([dir.join(MESH_JSON_FILE), job.mesh_json()])
         .and_then(|json| json.parent().map(Path::to_path_buf));
     let summary = match &mesh_dir {
         Some(mesh_dir) => Some(read_summary(&mesh_dir.join(MESH_JSON_FILE))?),
@@ -29,9 +33,7 @@ pub(super) fn load_dir(dir: &Path) -> Result<Scene, ViewerError> {
 
     // Splats, cameras and points come in the input world frame.
     let splats_path = first_existing(
-        [dir.join("train").join(SPLATS_FILE), dir.join(SPLATS_FILE)]
-            .into_iter()
-            .chain(summary.as_ref().map(|s| s.sources.splats.clone())),
+        [job.splats(), dir.join(SPLATS_FILE)].into_iter().chain(summary.as_ref().map(|s| s.sources.splats.clone())),
     );
     if let Some(path) = &splats_path {
         let splats = kiln_core::splats::ply::read_splats(path)?;
@@ -39,10 +41,10 @@ pub(super) fn load_dir(dir: &Path) -> Result<Scene, ViewerError> {
         scene.loaded.push(path.clone());
     }
     let dataset_path = first_existing(
-        [dir.join("poses"), dir.to_path_buf()]
+        [job.stage(Stage::Poses), dir.to_path_buf()]
             .into_iter()
             .chain(summary.as_ref().map(|s| s.sources.dataset.clone()))
-            .filter(|p| p.join("transforms.json").is_file() || p.join("sparse").is_dir() || p.is_file()),
+            .filter(|p| p.join(TRANSFORMS_FILE).is_file() || p.join("sparse").is_dir() || p.is_file()),
     );
     if let Some(path) = &dataset_path
         && let Ok(dataset) = Dataset::open(path)
@@ -63,9 +65,7 @@ pub(super) fn load_dir(dir: &Path) -> Result<Scene, ViewerError> {
         scene.frame_note = "the exported model's frame (metres, +Y up); splats, cameras and points moved \
                             there with mesh.json's export_from_world"
             .into();
-    } else if let Some(glb) =
-        first_existing([dir.join("export"), dir.to_path_buf()].map(|d| d.join(format!("{MODEL_STEM}.glb"))))
-    {
+    } else if let Some(glb) = first_existing([job.model(Format::Glb, false), dir.join(format!("{MODEL_STEM}.glb"))]) {
         // A GLB without mesh.json: its frame is unknown relative to the rest, so it is shown alone.
         scene = Scene { mesh: Some(load_gltf(&glb)?), loaded: vec![glb.clone()], ..Scene::default() };
         scene.frame_note = format!("the frame of {}", glb.display());
@@ -87,7 +87,7 @@ fn read_summary(path: &Path) -> Result<MeshSummary, ViewerError> {
 /// The exported GLB when there is one (what the user gets), else the mesh folder itself.
 fn load_mesh(job_dir: &Path, mesh_dir: &Path) -> Result<super::MeshLayer, ViewerError> {
     let glb_name = format!("{MODEL_STEM}.glb");
-    if let Some(glb) = first_existing([job_dir.join("export").join(&glb_name), mesh_dir.join(&glb_name)]) {
+    if let Some(glb) = first_existing([JobLayout::new(job_dir).model(Format::Glb, false), mesh_dir.join(&glb_name)]) {
         return load_gltf(&glb);
     }
     let (textured, _) = kiln_job::mesh_stage::read_mesh_dir(mesh_dir)
