@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
-use crate::image_quality::{ImageMeasures, hash_distance};
+use crate::ImageMeasures;
+use crate::image_quality::hash_distance;
 use crate::overlap::{CoverageGap, OverlapGraph, coverage_gap, loop_closes};
 use crate::{
     CheckReport, Finding, FocalEstimate, FocalSource, Outcome, PhotoCheck, PhotoMeasures, SetSummary, Verdict,

@@ -6,34 +6,10 @@
 //! in [0, 1], oriented and downscaled to a fixed longer side, so figures do not depend on the
 //! camera's resolution.
 
+use kiln_protocol::check::ImageMeasures;
 use std::hash::{Hash, Hasher};
 
 use kiln_core::image_buf::ImageGray;
-
-/// The figures of one photo.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageMeasures {
-    /// Estimated Gaussian σ of the photo's sharpest edges, in analysis-image pixels: about 0.5–1
-    /// for a sharp photo, growing with defocus or motion blur. `None` when the photo shows no
-    /// edges at all (a blank or fully clipped frame).
-    pub edge_blur_px: Option<f64>,
-    /// Variance of the 4-neighbour Laplacian of the analysis image (grey in [0, 1]): the classic
-    /// blur measure, reported for reference (it depends on the content as much as on focus).
-    pub laplacian_variance: f64,
-    /// Mean grey level in [0, 1].
-    pub mean_luminance: f64,
-    /// Fraction of pixels at or above [`CLIPPED_HIGH`] (burnt-out highlights).
-    pub clipped_highlights: f64,
-    /// Fraction of pixels at or below [`CLIPPED_LOW`] (crushed shadows).
-    pub clipped_shadows: f64,
-    /// Grey level below which 95 % of the pixels lie (how bright the bright parts get).
-    pub bright_level: f64,
-    /// 63-bit DCT perceptual hash (low frequencies of a 32×32 thumbnail above their median).
-    pub perceptual_hash: u64,
-    /// Hash of the decoded pixels: equal for photos with identical pixels.
-    #[serde(skip)]
-    pub pixel_hash: u64,
-}
 
 /// Grey level taken as clipped white: 250 of 255 (JPEG ringing keeps clipped areas a few levels
 /// under 255, and the downscale averages their borders).

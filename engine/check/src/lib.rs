@@ -11,12 +11,15 @@ mod image_quality;
 mod overlap;
 mod run;
 
-use std::path::{Path, PathBuf};
-
 pub use advice::Thresholds;
-pub use image_quality::{ImageMeasures, measure_image};
+pub use image_quality::measure_image;
 pub use overlap::{CoverageGap, EpipolarPair, OverlapGraph, QuickMatchOptions, coverage_gap, loop_closes};
 pub use run::{CheckOptions, check_photos};
+
+pub use kiln_protocol::check::{
+    CheckReport, Finding, FocalEstimate, FocalSource, ImageMeasures, Outcome, PhotoCheck, PhotoMeasures, SetSummary,
+    Verdict,
+};
 
 /// Errors of the capture check as a whole (a photo that cannot be read is a finding, not an error).
 #[derive(Debug, thiserror::Error)]
@@ -26,158 +29,4 @@ pub enum CheckError {
     /// Kiln's fault, not the photos'.
     #[error("capture check failed: {0}")]
     Internal(String),
-}
-
-/// How bad one finding is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Good,
-    /// Usable, but quality may suffer.
-    Warn,
-    /// Left out of a job unless the user insists (`--keep-all`).
-    Reject,
-}
-
-/// What the check predicts for the whole set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Expect a complete model.
-    Good,
-    /// A model is likely, with gaps or lower quality (the advice says where).
-    Risky,
-    /// This set cannot work; a job refuses to start.
-    WillFail,
-}
-
-/// One finding about one photo, in words the user acts on.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Finding {
-    pub verdict: Verdict,
-    /// A stable machine-readable code: `blur`, `underexposed`, `overexposed`, `low_resolution`,
-    /// `near_duplicate`, `no_exif_focal`, `unreadable`, `other_camera`, `isolated`, ...
-    pub code: String,
-    pub message: String,
-}
-
-/// The check of one photo.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PhotoCheck {
-    pub path: PathBuf,
-    /// The worst verdict of its findings ([`Verdict::Good`] without findings).
-    pub verdict: Verdict,
-    pub findings: Vec<Finding>,
-    /// What was measured (absent when the photo could not be read).
-    #[serde(default)]
-    pub measures: Option<PhotoMeasures>,
-}
-
-/// The figures behind a photo's findings.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PhotoMeasures {
-    /// Size as displayed (EXIF orientation applied).
-    pub width: u32,
-    pub height: u32,
-    /// The camera group's key (camera, lens, focal length, size).
-    pub camera: String,
-    /// Whether EXIF gives the focal length.
-    pub focal_from_exif: bool,
-    /// EXIF orientation, 1–8.
-    pub orientation: u16,
-    /// Pixel statistics of the photo (sharpness, exposure).
-    pub image: ImageMeasures,
-    /// Sharpness over the set's median sharpness (1 = a typical photo of this set).
-    pub relative_sharpness: f64,
-    /// Photos that share verified matches with this one in the quick match pass.
-    pub overlapping_photos: usize,
-}
-
-/// Figures about the set as a whole.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SetSummary {
-    /// Photo files found (readable or not).
-    pub photos: usize,
-    /// Photos a job would use (not rejected).
-    pub usable: usize,
-    /// Files that are not photos (by extension), ignored.
-    pub ignored_files: Vec<PathBuf>,
-    /// Camera groups (camera, lens, focal length, size), with their photo counts.
-    pub cameras: Vec<(String, usize)>,
-    /// Photo pairs matched in the quick pass, and those verified as overlapping.
-    pub pairs_matched: usize,
-    pub pairs_overlapping: usize,
-    /// Groups of photos linked by overlap (names), largest first; photos with no overlap are not
-    /// listed here.
-    pub components: Vec<Vec<String>>,
-    /// Whether the largest group's photos go all the way around the object: its widest
-    /// [`SetSummary::largest_gap_deg`] (or the whole [`SetSummary::largest_gap_range_deg`]) is
-    /// small enough or, when neither tells, its overlap graph closes a loop.
-    pub loop_closed: bool,
-    /// The widest range of directions around the object (degrees of azimuth) that no photo of
-    /// the largest group looks from, when the quick pass's rotations tell.
-    #[serde(default)]
-    pub largest_gap_deg: Option<f64>,
-    /// Without [`SetSummary::largest_gap_deg`] because a focal length is guessed: the narrowest
-    /// and widest value it takes over the plausible focal lengths.
-    #[serde(default)]
-    pub largest_gap_range_deg: Option<(f64, f64)>,
-    /// Why [`SetSummary::largest_gap_deg`] is not given (e.g. the focal length could not be
-    /// determined), when it is not.
-    #[serde(default)]
-    pub coverage_unknown: Option<String>,
-    /// The focal length of each camera group (same order as [`SetSummary::cameras`]) and where it
-    /// comes from.
-    #[serde(default)]
-    pub focal_lengths: Vec<FocalEstimate>,
-    /// Wall-clock seconds the check took.
-    pub seconds: f64,
-}
-
-/// Where a camera group's focal length comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FocalSource {
-    /// The photos' EXIF (35 mm equivalent, or focal length and sensor resolution).
-    Exif,
-    /// Estimated from the quick pass's verified pairs (no EXIF focal length).
-    SelfCalibrated,
-    /// No EXIF and the pairs do not determine it: the prior, 1.2 × the longer side.
-    Guessed,
-}
-
-/// The focal length of one camera group.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct FocalEstimate {
-    /// The camera group's key.
-    pub camera: String,
-    /// Focal length in the photos' pixels (as displayed).
-    pub focal_px: f64,
-    /// The prior it started from (EXIF, or 1.2 × the longer side).
-    pub prior_px: f64,
-    pub source: FocalSource,
-}
-
-/// The check of a photo set: `kiln check --json` prints this.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CheckReport {
-    pub input: PathBuf,
-    pub photos: Vec<PhotoCheck>,
-    pub outcome: Outcome,
-    #[serde(default)]
-    pub summary: SetSummary,
-    /// Advice for the set, most important first ("12 photos are blurred: …").
-    pub advice: Vec<String>,
-}
-
-impl CheckReport {
-    /// Whether a job may start on this set.
-    pub fn can_proceed(&self) -> bool {
-        self.outcome != Outcome::WillFail
-    }
-
-    /// The photos a job uses: all but the rejected ones, or all with `keep_all`.
-    pub fn usable_photos(&self, keep_all: bool) -> Vec<&Path> {
-        self.photos.iter().filter(|p| keep_all || p.verdict != Verdict::Reject).map(|p| p.path.as_path()).collect()
-    }
 }

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -14,12 +13,14 @@ use rayon::prelude::*;
 use crate::CheckError;
 use crate::advice::{Measured, Thresholds, assess, unusable_set};
 use crate::calibrate::{calibrate_focals, gap_bounds};
-use crate::image_quality::{ImageMeasures, measure_image};
+use crate::ImageMeasures;
+use crate::image_quality::measure_image;
 use crate::overlap::{OverlapGraph, QuickMatchOptions};
 use crate::{CheckReport, FocalSource};
 use kiln_core::photos::PhotoError;
 use kiln_core::photos::truncated_jpeg_reason;
 use kiln_core::photos::{PhotoInfo, PhotoSet, decode_oriented, gray_fitting, list_photos};
+use kiln_core::progress;
 use kiln_vision::features::{Features, sift};
 use kiln_vision::model::RadialCamera;
 
@@ -237,19 +238,6 @@ fn with_progress<T: Send>(
     message: &str,
     work: impl FnOnce(&(dyn Fn(usize, usize) + Sync)) -> T + Send,
 ) -> Result<T, CheckError> {
-    let (sender, receiver) = mpsc::channel::<(usize, usize)>();
-    std::thread::scope(|scope| {
-        let worker = scope.spawn(move || {
-            // Progress is advisory: a send fails only once the receiver is gone.
-            let report = move |done: usize, total: usize| {
-                let _ = sender.send((done, total));
-            };
-            work(&report)
-        });
-        for (done, total) in receiver {
-            progress(done, total, message);
-        }
-        worker.join()
-    })
-    .map_err(|_| CheckError::Internal(format!("a capture-check worker thread panicked while {message}")))
+    progress::with_progress(|done, total| progress(done, total, message), work)
+        .map_err(|panicked| CheckError::Internal(format!("{message}: {panicked}")))
 }

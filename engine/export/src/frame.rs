@@ -83,16 +83,7 @@ impl FrameOptions {
     }
 }
 
-/// Where the export's metric scale came from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ScaleSource {
-    /// Photos alone fix no scale: one world unit was taken as a metre.
-    #[default]
-    Unknown,
-    /// A size or distance the user gave.
-    User,
-}
+pub use kiln_protocol::ScaleSource;
 
 /// The transform from the input's world to the exported frame (metres, +Y up, base at y = 0).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -49,6 +49,7 @@ use kiln_mesh::surface::{
 };
 use kiln_mesh::tsdf::DepthFrame;
 use kiln_protocol::Preset;
+pub use kiln_protocol::Subject;
 use kiln_protocol::{Format, Phase};
 use kiln_texture::TextureError;
 use kiln_texture::atlas::{AtlasOptions, build_atlas};
@@ -415,21 +416,6 @@ fn load(dataset: &Dataset, max_side: u32) -> Result<LoadedViews, MeshStageError>
         views.held_out.fill(false);
     }
     Ok(views)
-}
-
-/// What the mesh is of.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Subject {
-    /// The object the cameras converge on, found and masked automatically (see
-    /// [`super::object`]); its masks are in the mesh folder's `masks/`.
-    Object,
-    /// The object the given masks mark.
-    Masked,
-    /// The whole surface: the cameras do not converge on an object (a façade, a room), or none
-    /// was found where they do.
-    #[default]
-    Scene,
 }
 
 /// The dense surface and what it took to make it.

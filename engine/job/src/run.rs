@@ -16,7 +16,7 @@ use crate::hash::{hash_file, hash_json};
 use crate::lock::JobLock;
 use crate::manifest::{InputKind, Manifest};
 use crate::progress::Reporter;
-use crate::report::{JobReport, JobStatus, StageRecord, StageStatus};
+use crate::report::{JobReport, JobStatus, StageRecord, StageStatus, write_report};
 use crate::stages::{Context, judge_model, mesh_preview, outputs_follow_verdict, remove_checkpoint, run_stage};
 use crate::zip_input::{ZipLimits, extract_zip};
 use crate::{CancelFlag, ENGINE_VERSION, JobError, JobEvent, JobSettings, Stage};
@@ -44,11 +44,11 @@ pub fn run_job(
     let manifest = Manifest::build(&input, kind, &photos_dir, settings)?;
     manifest.write(&job_dir)?;
 
-    let mut report = JobReport::new(&input, &photos_dir, &job_dir);
+    let mut report = JobReport::new(crate::ENGINE_VERSION, &input, &photos_dir, &job_dir);
     for stage in Stage::ALL.into_iter().filter(|s| !settings.runs(*s)) {
         report.set_status(stage, StageStatus::NotRequested, String::new());
     }
-    report.write(&job_dir)?;
+    write_report(&report, &job_dir)?;
     let ctx = Context {
         input,
         photos_dir,
@@ -66,7 +66,7 @@ pub fn run_job(
         Err(_) => JobStatus::Failed,
     };
     report.error = outcome.as_ref().err().map(ToString::to_string);
-    let written = report.write(ctx.layout.root());
+    let written = write_report(&report, ctx.layout.root());
     outcome?;
     written?;
     Ok(report)
@@ -97,7 +97,7 @@ fn run_stages(
             let verdict = judge_model(ctx, report, skipped, reporter)?;
             report.record_verdict(&verdict);
         }
-        report.write(ctx.layout.root())?;
+        write_report(&report, ctx.layout.root())?;
         if stage == Stage::Check {
             // A refused set stays refused however often the job is called.
             super::capture::usable_photos(&ctx.check_report()?, ctx.settings.keep_all, &ctx.input)?;
@@ -119,7 +119,7 @@ fn run_one(
         StageRecord::remove(ctx.layout.root(), later)?;
     }
     report.set_status(stage, StageStatus::Running, String::new());
-    report.write(ctx.layout.root())?;
+    write_report(&report, ctx.layout.root())?;
     reporter.started(stage, format!("{stage} started"));
     let start = Instant::now();
     let summary = match run_stage(ctx, stage, previous, reporter) {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::JobError;
-use crate::report::{JobReport, ValidatorResult};
+use crate::report::{JobReport, ValidatorResult, write_report};
 
 /// The environment variable naming the glTF validator program.
 pub const GLTF_VALIDATOR_VAR: &str = "KILN_GLTF_VALIDATOR";
@@ -63,7 +63,7 @@ pub fn validate_outputs(report: &mut JobReport, validators: &Validators) -> Resu
     if report.validators.is_empty() {
         return Ok(());
     }
-    report.write(&report.job_dir.clone())?;
+    write_report(report, &report.job_dir)?;
     let files: Vec<String> =
         report.validators.iter().filter(|v| !v.passed).map(|v| v.file.display().to_string()).collect();
     if files.is_empty() { Ok(()) } else { Err(ValidationError::Rejected { files }) }

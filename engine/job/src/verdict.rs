@@ -37,6 +37,9 @@ use kiln_dataset::{Dataset, OpenOptions, Split, load_views};
 use kiln_export::frame::{ExportFrame, ScaleSource};
 use kiln_mesh::object::silhouettes;
 use kiln_mesh::surface::{SurfaceOptions, SurfaceView, render_depth};
+pub use kiln_protocol::report::{
+    Finding, FindingCode, ModelQuality, ModelVerdict, RegionSource, VerdictReport, ViewQuality,
+};
 use kiln_splats::render::render;
 use kiln_texture::view::render_textured;
 
@@ -65,90 +68,6 @@ pub const WARN_PSNR_GAP_DB: f64 = 3.0;
 /// no photo showed.
 pub const WARN_OBSERVED_FRACTION: f64 = 0.9;
 
-/// The verdict on a job's model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelVerdict {
-    Good,
-    /// Usable; the findings say what is wrong and where.
-    Warnings,
-    /// Not the object: the export is kept, named as failed.
-    Failed,
-}
-
-/// Why a finding was made: a stable code for programs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FindingCode {
-    /// The mesh covers other pixels than the object (silhouette IoU).
-    Silhouette,
-    /// The mesh's surface is at other depths than the splats'.
-    Depth,
-    /// The texture is much worse than the splats on the same pixels.
-    Texture,
-    /// Part of the surface was never photographed.
-    Unobserved,
-    /// The capture check said the set was risky.
-    Capture,
-    /// No held-out views: the model could not be compared with photos it was not made from.
-    NotMeasured,
-    /// No object was singled out: the model is the scene's whole surface.
-    Scene,
-}
-
-/// One reason for the verdict, in words for the user.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Finding {
-    pub code: FindingCode,
-    /// `warnings` or `failed`: what this finding alone makes of the verdict.
-    pub severity: ModelVerdict,
-    pub message: String,
-}
-
-/// One held-out view compared.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ViewQuality {
-    pub view: String,
-    pub silhouette_iou: f64,
-    pub depth_agreement: f64,
-    pub mesh_psnr: Option<f64>,
-    pub splat_psnr: Option<f64>,
-}
-
-/// The figures the verdict rests on (pixels of every compared view pooled).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ModelQuality {
-    pub views: Vec<ViewQuality>,
-    pub silhouette_iou: f64,
-    pub depth_agreement: f64,
-    /// Textured mesh against the photos inside the object region it covers, dB.
-    pub mesh_psnr: Option<f64>,
-    /// Splats against the photos on the same pixels, dB.
-    pub splat_psnr: Option<f64>,
-    /// Where the object region came from.
-    pub object_region: RegionSource,
-}
-
-/// What marks the object in the held-out views.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RegionSource {
-    /// The dataset's (or the user's) object masks.
-    Masks,
-    /// The masks the mesh stage found (`mesh/masks/`).
-    AutomaticMasks,
-    /// The splats' surface inside the mesh's box (no masks at all).
-    Splats,
-}
-
-/// `report.json`'s verdict with its reasons and figures.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VerdictReport {
-    pub verdict: ModelVerdict,
-    pub findings: Vec<Finding>,
-    pub quality: Option<ModelQuality>,
-}
-
 /// A verdict with what it was seen on.
 pub struct Judgement {
     pub report: VerdictReport,
@@ -158,23 +77,6 @@ pub struct Judgement {
 /// One compared view: its photo's name, and the photo, the textured mesh and the splats side by
 /// side (for people to see where the model differs).
 pub type Strip = (String, image::RgbImage);
-
-impl VerdictReport {
-    /// One line for people: the verdict and its first reasons.
-    pub fn summary(&self) -> String {
-        let word = match self.verdict {
-            ModelVerdict::Good => "good",
-            ModelVerdict::Warnings => "warnings",
-            ModelVerdict::Failed => "failed",
-        };
-        let figures = self.quality.as_ref().map_or_else(String::new, |q| {
-            let psnr = q.mesh_psnr.map_or_else(String::new, |p| format!(", textured mesh {p:.1} dB held out"));
-            format!(" (silhouette IoU {:.2}, depth agreement {:.2}{psnr})", q.silhouette_iou, q.depth_agreement)
-        });
-        let reasons: Vec<&str> = self.findings.iter().map(|f| f.message.as_str()).collect();
-        if reasons.is_empty() { format!("{word}{figures}") } else { format!("{word}{figures}: {}", reasons.join("; ")) }
-    }
-}
 
 /// What the verdict weighs besides the renders.
 pub struct Judged<'a> {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use common::{bunny_subset, tiny_settings};
 use kiln_job::layout::{MESH_FILE, MESH_JSON_FILE};
-use kiln_job::report::{StageRecord, StageStatus};
+use kiln_job::report::{StageRecord, StageStatus, read_report};
 use kiln_job::{CancelFlag, EventKind, JobError, JobEvent, JobReport, Phase, Stage, run_job};
 use kiln_sfm::pipeline::outputs::TRANSFORMS_FILE;
 
@@ -44,7 +44,7 @@ fn run(
 }
 
 fn statuses(job: &Path) -> Vec<StageStatus> {
-    JobReport::read(job).unwrap().stages.iter().map(|s| s.status).collect()
+    read_report(job).unwrap().stages.iter().map(|s| s.status).collect()
 }
 
 #[test]
@@ -65,7 +65,7 @@ fn cancelled_mid_poses_and_mid_mesh_then_resumed() {
         "events after the cancel: {after:?}"
     );
     assert_eq!(after.last().map(|e| (e.stage, e.kind)), Some((Stage::Poses, EventKind::Failed)));
-    let report = JobReport::read(&job).unwrap();
+    let report = read_report(&job).unwrap();
     assert_eq!(report.stage(Stage::Poses).unwrap().status, StageStatus::Cancelled);
     assert_eq!(report.stage(Stage::Check).unwrap().status, StageStatus::Finished);
     assert!(StageRecord::read(&job, Stage::Check).is_some());

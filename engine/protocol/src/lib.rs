@@ -7,15 +7,19 @@
 //!   command-line flags, `kiln.toml`, CSV columns, JSON and the app all deserialize
 //!   ([`SettingsOverrides`]), stages, devices and export formats;
 //! - [`event`]: typed progress events ([`JobEvent`]);
+//! - [`report`]: `report.json` and the verdict on the model; [`check`]: the capture check's report;
 //! - [`error`]: the class of an error ([`ErrorClass`]), which a CLI maps to exit codes and a server
 //!   to HTTP statuses.
 
+pub mod check;
 pub mod error;
 pub mod event;
 pub mod preset;
+pub mod report;
 pub mod settings;
 
 pub use error::ErrorClass;
 pub use event::{EventKind, JobEvent, Phase, Step, TrainMetrics};
 pub use preset::{PRESETS, Preset};
+pub use report::{JobReport, ModelVerdict, ScaleSource, Subject};
 pub use settings::{DEFAULT_FORMATS, Device, Format, JobSettings, Resolved, SettingsOverrides, Stage};
