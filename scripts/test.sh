@@ -27,6 +27,11 @@ VALIDATORS="$(scripts/validators.sh | tail -n1)"
 export KILN_GLTF_VALIDATOR="$VALIDATORS/validate-gltf"
 export KILN_USDZ_VALIDATOR="$VALIDATORS/validate-usdz"
 
+# Style first: it costs seconds and names the file. Then clippy on every crate and target with
+# warnings as errors (the workspace lints deny unwrap, expect and panic outside tests).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 # Unit, integration, GPU-vs-CPU (on lavapipe when there is no GPU) and CLI tests.
 cargo test --workspace --locked
 
@@ -34,7 +39,9 @@ cargo test --workspace --locked
 # pose accuracy of structure from motion on bunny-synth, fox and sceaux-castle, mesh geometry
 # (Chamfer, F-score) and texture PSNR against bunny-synth's ground truth. The CPU build alone, so
 # this compiles no wgpu.
-cargo test --release --locked -p kiln-engine --no-default-features --test train --test sfm_datasets --test mesh_bunny -- --ignored --nocapture
+cargo test --release --locked -p kiln-splats --test train -- --ignored --nocapture
+cargo test --release --locked -p kiln-sfm --test sfm_datasets -- --ignored --nocapture
+cargo test --release --locked -p kiln-job --test mesh_bunny -- --ignored --nocapture
 
 # One command from photos to validated GLB/USDZ on bunny-synth (no poses given), and a job killed
 # with SIGKILL during training that resumes without recomputing its poses.

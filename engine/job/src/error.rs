@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use kiln_check::CheckError;
+use kiln_core::error_text::chain_text;
 use kiln_core::photos::PhotoError;
 use kiln_core::splats::ply::PlyError;
 use kiln_dataset::DatasetError;
@@ -100,4 +101,15 @@ fn photo_class(error: &PhotoError) -> ErrorClass {
         PhotoError::Io { .. } => ErrorClass::Internal,
         PhotoError::Decode { .. } | PhotoError::BadPhoto { .. } | PhotoError::Unusable { .. } => ErrorClass::BadInput,
     }
+}
+
+/// A stage failure, with the error's whole chain of causes in the message. Inside a job, the
+/// stage's inputs are the job's own files, so a failure there is Kiln's, not the user's input.
+pub(crate) fn stage_error(stage: Stage, error: &dyn std::error::Error) -> JobError {
+    JobError::Stage { stage, class: ErrorClass::Internal, message: chain_text(error) }
+}
+
+/// A failure of the compute device (no adapter, device lost).
+pub(crate) fn device_error(stage: Stage, error: &dyn std::error::Error) -> JobError {
+    JobError::Stage { stage, class: ErrorClass::Device, message: chain_text(error) }
 }

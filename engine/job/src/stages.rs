@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::capture::{self, sfm_error, usable_photos};
 use crate::device::open_backend;
+use crate::error::{device_error, stage_error};
 use crate::layout::JobLayout;
 use crate::layout::{BASE_COLOR_FILE, FAILED_MODEL_STEM, MODEL_STEM, SPLATS_FILE};
 use crate::mesh_stage::{MeshOptions, MeshProgress, MeshStageError, export_mesh_dir, run_mesh_stage};
@@ -20,10 +21,9 @@ use crate::train_stage::{LoadedViews, load_dataset_views, metrics_json, write_tr
 use crate::verdict::{Judged, ModelVerdict, Strip, VerdictReport, judge};
 use crate::{CancelFlag, JobError, JobSettings, Stage};
 use kiln_check::{CheckReport, Verdict};
-use kiln_core::error_text::chain_text;
 use kiln_dataset::Dataset;
 use kiln_export::frame::FrameOptions;
-use kiln_protocol::{ErrorClass, Phase, Resolved, TrainMetrics};
+use kiln_protocol::{Phase, Resolved, TrainMetrics};
 use kiln_sfm::pipeline::outputs::write_outputs;
 use kiln_sfm::pipeline::{MIN_PHOTOS, estimate_poses};
 use kiln_sfm::{Phase as SfmPhase, PhaseProgress};
@@ -76,17 +76,6 @@ pub(crate) fn run_stage(
         Stage::Mesh => mesh(ctx, reporter),
         Stage::Export => export(ctx, previous, reporter),
     }
-}
-
-/// A stage failure, with the error's whole chain of causes in the message. Inside a job, the
-/// stage's inputs are the job's own files, so a failure there is Kiln's, not the user's input.
-pub(crate) fn stage_error(stage: Stage, error: &dyn std::error::Error) -> JobError {
-    JobError::Stage { stage, class: ErrorClass::Internal, message: chain_text(error) }
-}
-
-/// A failure of the compute device (no adapter, device lost).
-pub(crate) fn device_error(stage: Stage, error: &dyn std::error::Error) -> JobError {
-    JobError::Stage { stage, class: ErrorClass::Device, message: chain_text(error) }
 }
 
 fn check(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError> {

@@ -24,9 +24,10 @@ use std::path::Path;
 
 use glam::{DVec3, Vec3};
 
-use crate::JobError;
+use crate::error::stage_error;
 use crate::layout::MASKS_DIR;
 use crate::mesh_stage::{MeshSummary, Subject, read_mesh_dir};
+use crate::{JobError, Stage};
 use kiln_check::Outcome;
 use kiln_core::camera::Camera;
 use kiln_core::image_buf::{ImageGray, ImageRgb};
@@ -87,8 +88,7 @@ pub struct Judged<'a> {
 
 /// Measures the model in `mesh_dir` against its held-out views and gives the verdict.
 pub fn judge(judged: &Judged) -> Result<Judgement, JobError> {
-    let (model, summary) =
-        read_mesh_dir(judged.mesh_dir).map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
+    let (model, summary) = read_mesh_dir(judged.mesh_dir).map_err(|e| stage_error(Stage::Mesh, &e))?;
     let mesh = mesh_in_world(model.mesh, &summary);
     let mut findings = Vec::new();
     let (quality, strips) = match measure(&mesh, &model.base_color, &summary, judged.mesh_dir)? {
@@ -231,15 +231,13 @@ fn measure(
 ) -> Result<Option<(ModelQuality, Vec<Strip>)>, JobError> {
     let dataset =
         Dataset::open_with(&summary.sources.dataset, &OpenOptions { skip_missing_images: true, ..Default::default() })
-            .map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
+            .map_err(|e| stage_error(Stage::Mesh, &e))?;
     let held_out: Vec<_> = dataset.views.iter().filter(|v| v.split == Split::Test).take(MAX_VIEWS).cloned().collect();
     if held_out.is_empty() || mesh.triangles.is_empty() {
         return Ok(None);
     }
-    let splats =
-        read_splats(&summary.sources.splats).map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
-    let loaded =
-        load_views(&held_out, VIEW_MAX_SIDE).map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
+    let splats = read_splats(&summary.sources.splats).map_err(|e| stage_error(Stage::Mesh, &e))?;
+    let loaded = load_views(&held_out, VIEW_MAX_SIDE).map_err(|e| stage_error(Stage::Mesh, &e))?;
     let background = train_background(&summary.sources.train_dir);
     let region = ObjectBox::of(mesh);
     // The automatic masks reach `mask_margin` beyond the object: the mesh's own outline is drawn
@@ -411,8 +409,7 @@ fn compare_view(
 ) -> Result<(ViewStats, image::RgbImage), JobError> {
     let camera = input.camera;
     let (w, h) = (camera.width(), camera.height());
-    let textured = render_textured(mesh, texture, camera, background)
-        .map_err(|e| super::stages::stage_error(super::Stage::Mesh, &e))?;
+    let textured = render_textured(mesh, texture, camera, background).map_err(|e| stage_error(Stage::Mesh, &e))?;
     let mesh_depth = depth_buffer(mesh, camera);
     let splatted = render(splats, camera, background).output.image;
     let options = SurfaceOptions { depth_max_side: w.max(h), ..SurfaceOptions::for_voxel_size(1.0) };
