@@ -27,9 +27,11 @@ VALIDATORS="$(scripts/validators.sh | tail -n1)"
 export KILN_GLTF_VALIDATOR="$VALIDATORS/validate-gltf"
 export KILN_USDZ_VALIDATOR="$VALIDATORS/validate-usdz"
 
-# Style first: it costs seconds and names the file. Then clippy on every crate and target with
+# Style and layering first: they cost seconds and name the file (check_layers: crates depend only
+# on earlier ones, no module cycles). Then clippy on every crate and target with
 # warnings as errors (the workspace lints deny unwrap, expect and panic outside tests).
 cargo fmt --all --check
+scripts/check_layers.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Unit, integration, GPU-vs-CPU (on lavapipe when there is no GPU) and CLI tests.
