@@ -37,7 +37,7 @@ pub fn run(args: &WatchArgs) -> Result<()> {
         dir: args.dir.clone(),
         out: args.out.clone(),
         quiet,
-        defaults: args.settings.job_settings(),
+        settings: args.settings.overrides()?,
         exit_when_idle: args.exit_when_idle,
         busy_retry: DEFAULT_BUSY_RETRY,
     };

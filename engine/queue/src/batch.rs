@@ -10,11 +10,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::sidecar::apply_sidecar;
-use crate::{JobRunner, KeyMetrics, QueueError, input_stem, is_zip};
+use crate::sidecar::read_sidecar;
+use crate::{JobRunner, KeyMetrics, QueueError, input_stem, is_zip, layered_settings};
 use kiln_core::atomic_file::write_atomically;
 use kiln_job::zip_input::{ZipLimits, extract_zip};
 use kiln_job::{CancelFlag, JobError, JobSettings};
+use kiln_protocol::SettingsOverrides;
 
 /// The report's file name in the batch output folder.
 pub const BATCH_REPORT_FILE: &str = "batch-report.json";
@@ -65,16 +66,16 @@ pub struct BatchReport {
 }
 
 /// The items of `source` (a `.csv`, a `.zip` of folders or a folder of folders). Items without
-/// an output get `out/<input name>`; `defaults` are the settings a CSV row or `kiln.toml` does not
-/// override.
-pub fn plan_batch(source: &Path, out: &Path, defaults: &JobSettings) -> Result<Vec<BatchItem>, QueueError> {
+/// an output get `out/<input name>`; `command` holds the settings of the whole batch, which a
+/// folder's `kiln.toml` and a CSV row override ([`layered_settings`]).
+pub fn plan_batch(source: &Path, out: &Path, command: &SettingsOverrides) -> Result<Vec<BatchItem>, QueueError> {
     let is_csv = source.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let items = if is_csv {
-        items_from_csv(source, out, defaults)?
+        items_from_csv(source, out, command)?
     } else if is_zip(source) && source.is_file() {
-        items_from_folder(&extract_batch_zip(source, out)?, out, defaults)?
+        items_from_folder(&extract_batch_zip(source, out)?, out, command)?
     } else if source.is_dir() {
-        items_from_folder(source, out, defaults)?
+        items_from_folder(source, out, command)?
     } else {
         return Err(bad_input(source, "expected a .csv manifest, a folder of photo folders or a .zip of them"));
     };
@@ -99,7 +100,7 @@ fn bad_input(path: &Path, problem: impl Into<String>) -> QueueError {
 }
 
 /// Each visible subfolder and `.zip` of `folder`, sorted by name.
-pub fn items_from_folder(folder: &Path, out: &Path, defaults: &JobSettings) -> Result<Vec<BatchItem>, QueueError> {
+pub fn items_from_folder(folder: &Path, out: &Path, command: &SettingsOverrides) -> Result<Vec<BatchItem>, QueueError> {
     let mut inputs = Vec::new();
     for entry in std::fs::read_dir(folder).map_err(QueueError::io(folder))? {
         let path = entry.map_err(QueueError::io(folder))?.path();
@@ -117,17 +118,15 @@ pub fn items_from_folder(folder: &Path, out: &Path, defaults: &JobSettings) -> R
     inputs.sort();
     let mut items = Vec::new();
     for input in inputs {
-        let mut settings = defaults.clone();
-        if input.is_dir() {
-            apply_sidecar(&input, &mut settings)?;
-        }
+        let sidecar = if input.is_dir() { read_sidecar(&input)? } else { None };
+        let settings = layered_settings(command, sidecar.as_ref(), None);
         items.push(BatchItem { output: out.join(input_stem(&input)), input, settings });
     }
     Ok(items)
 }
 
 /// The rows of a CSV manifest.
-pub fn items_from_csv(csv: &Path, out: &Path, defaults: &JobSettings) -> Result<Vec<BatchItem>, QueueError> {
+pub fn items_from_csv(csv: &Path, out: &Path, command: &SettingsOverrides) -> Result<Vec<BatchItem>, QueueError> {
     let text = std::fs::read_to_string(csv).map_err(QueueError::io(csv))?;
     let base = csv.parent().unwrap_or(Path::new("."));
     let mut rows = text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty());
@@ -139,7 +138,7 @@ pub fn items_from_csv(csv: &Path, out: &Path, defaults: &JobSettings) -> Result<
         let fields =
             split_csv_line(line).map_err(|problem| bad_input(csv, format!("line {}: {problem}", index + 1)))?;
         let item = columns
-            .item(&fields, base, out, defaults)
+            .item(&fields, base, out, command)
             .map_err(|problem| bad_input(csv, format!("line {}: {problem}", index + 1)))?;
         items.push(item);
     }
@@ -165,21 +164,25 @@ impl Columns {
         Ok(Columns { input, output: find("output"), preset: find("preset"), formats: find("formats") })
     }
 
-    fn item(&self, fields: &[String], base: &Path, out: &Path, defaults: &JobSettings) -> Result<BatchItem, String> {
+    fn item(
+        &self,
+        fields: &[String],
+        base: &Path,
+        out: &Path,
+        command: &SettingsOverrides,
+    ) -> Result<BatchItem, String> {
         let field = |at: Option<usize>| at.and_then(|i| fields.get(i)).map(|f| f.trim()).filter(|f| !f.is_empty());
         let input = base.join(field(Some(self.input)).ok_or("the input is empty")?);
-        let mut settings = defaults.clone();
-        if input.is_dir() {
-            apply_sidecar(&input, &mut settings).map_err(|e| e.to_string())?;
-        }
+        let sidecar = if input.is_dir() { read_sidecar(&input).map_err(|e| e.to_string())? } else { None };
+        let mut row = SettingsOverrides::default();
         if let Some(preset) = field(self.preset) {
-            settings.preset = preset.parse()?;
-            settings.checkpoint_every = JobSettings::for_preset(settings.preset).checkpoint_every;
+            row.preset = Some(preset.parse()?);
         }
         if let Some(formats) = field(self.formats) {
             let names = formats.split([',', ';', ' ', '|']).filter(|n| !n.is_empty());
-            settings.formats = names.map(str::parse).collect::<Result<_, _>>()?;
+            row.formats = Some(names.map(str::parse).collect::<Result<_, _>>()?);
         }
+        let settings = layered_settings(command, sidecar.as_ref(), Some(&row));
         let output = field(self.output).map_or_else(|| out.join(input_stem(&input)), |o| base.join(o));
         Ok(BatchItem { input, output, settings })
     }
@@ -299,8 +302,8 @@ mod tests {
             "input,output,preset,formats\nphotos/one,,preview,\"glb,obj\"\n\n/abs/two.zip,jobs/two,,usdz\n",
         )
         .unwrap();
-        let defaults = JobSettings::for_preset(Preset::Medium);
-        let items = plan_batch(&csv, Path::new("/out"), &defaults).unwrap();
+        let command = SettingsOverrides { preset: Some(Preset::Medium), ..SettingsOverrides::default() };
+        let items = plan_batch(&csv, Path::new("/out"), &command).unwrap();
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].input, dir.join("photos/one"));
         assert_eq!(items[0].output, Path::new("/out/one"));
@@ -316,7 +319,7 @@ mod tests {
     fn csv_mistakes_name_the_line() {
         let dir = temp("csv-bad");
         let csv = dir.join("jobs.csv");
-        let defaults = JobSettings::for_preset(Preset::Medium);
+        let command = SettingsOverrides::default();
         for (text, expected) in [
             ("output,preset\nx,preview", "line 1: the header has no `input` column"),
             ("input,colour\nx,red", "line 1: unknown column \"colour\""),
@@ -325,7 +328,7 @@ mod tests {
             ("input\n", "lists no inputs"),
         ] {
             std::fs::write(&csv, text).unwrap();
-            let error = plan_batch(&csv, &dir, &defaults).unwrap_err();
+            let error = plan_batch(&csv, &dir, &command).unwrap_err();
             assert!(error.is_bad_input() && error.to_string().contains(expected), "{text:?}: {error}");
         }
     }
@@ -338,7 +341,7 @@ mod tests {
         }
         std::fs::write(dir.join("c.zip"), b"zip").unwrap();
         std::fs::write(dir.join("notes.txt"), b"not an input").unwrap();
-        let items = plan_batch(&dir, Path::new("/out"), &JobSettings::for_preset(Preset::Medium)).unwrap();
+        let items = plan_batch(&dir, Path::new("/out"), &SettingsOverrides::default()).unwrap();
         let names: Vec<(PathBuf, PathBuf)> = items.into_iter().map(|i| (i.input, i.output)).collect();
         assert_eq!(
             names,

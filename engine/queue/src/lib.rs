@@ -3,6 +3,11 @@
 //! become jobs once they are quiet), over a durable queue in SQLite ([`store`]). A `kiln.toml`
 //! sidecar in an input folder overrides its settings ([`sidecar`]).
 //!
+//! Settings come as the protocol's [`SettingsOverrides`] from up to three places, layered by
+//! [`layered_settings`] with the most specific winning: a batch CSV row's columns over the input
+//! folder's `kiln.toml` over the settings the batch or watcher was started with (its
+//! command-line flags); what none of them sets is the preset's default.
+//!
 //! Every job goes through [`kiln_job::run_job`]; the queue only decides what runs, where, and
 //! remembers what happened. Built only with the engine's `queue` feature.
 
@@ -16,18 +21,20 @@ use std::path::{Path, PathBuf};
 use kiln_job::hash::{hash_bytes, hash_file};
 use kiln_job::report::JobReport;
 use kiln_job::{CancelFlag, EventKind, JobError, JobEvent, JobSettings, run_job};
+use kiln_protocol::SettingsOverrides;
 
-/// Errors of the queue, batch and watcher. Each names the file involved.
+/// Errors of the queue, batch and watcher. Each says what is wrong first and names the file or
+/// folder involved last.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("{path}: {source}")]
+    #[error("{source}: {path}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: queue database: {source}")]
+    #[error("queue database: {source}: {path}")]
     Sql { path: PathBuf, source: rusqlite::Error },
     /// A batch manifest, a sidecar or an input that cannot be used; `problem` says why.
-    #[error("{path}: {problem}")]
+    #[error("{problem}: {path}")]
     BadInput { path: PathBuf, problem: String },
-    #[error("{path}: watching for changes failed: {message}")]
+    #[error("watching for changes failed: {message}: {path}")]
     Watch { path: PathBuf, message: String },
     #[error(transparent)]
     Job(#[from] JobError),
@@ -46,6 +53,22 @@ impl QueueError {
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> QueueError + '_ {
         move |source| QueueError::Io { path: path.to_path_buf(), source }
     }
+}
+
+/// One input's settings: `row` (a batch CSV row's columns) over `sidecar` (the input folder's
+/// `kiln.toml`) over `command` (what the batch or watcher was started with); the preset's
+/// defaults for what none sets. A row or sidecar is about one input and a command about all of
+/// them, so the more specific wins.
+pub fn layered_settings(
+    command: &SettingsOverrides,
+    sidecar: Option<&SettingsOverrides>,
+    row: Option<&SettingsOverrides>,
+) -> JobSettings {
+    let mut layered = command.clone();
+    for upper in [sidecar, row].into_iter().flatten() {
+        layered = upper.over(&layered);
+    }
+    layered.settings()
 }
 
 /// The figures of a finished job that batch and watch summaries show.
@@ -159,6 +182,24 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn the_most_specific_settings_win() {
+        use kiln_protocol::{Format, Preset, Stage};
+        let command = SettingsOverrides {
+            preset: Some(Preset::Preview),
+            until: Some(Stage::Poses),
+            seed: Some(1),
+            ..SettingsOverrides::default()
+        };
+        let sidecar = SettingsOverrides { preset: Some(Preset::Full), seed: Some(2), ..SettingsOverrides::default() };
+        let row = SettingsOverrides { seed: Some(3), formats: Some(vec![Format::Obj]), ..SettingsOverrides::default() };
+        let settings = layered_settings(&command, Some(&sidecar), Some(&row));
+        assert_eq!((settings.preset, settings.until, settings.seed), (Preset::Full, Stage::Poses, 3));
+        assert_eq!(settings.formats, [Format::Obj]);
+        assert_eq!(settings.checkpoint_every, Preset::Full.checkpoint_every(), "the preset in force sets it");
+        assert_eq!(layered_settings(&command, None, None), command.settings());
     }
 
     #[test]

@@ -6,211 +6,183 @@
 //! preset = "preview"
 //! formats = ["glb", "usdz"]
 //! until = "poses"
-//! steps = 3000
+//! train_steps = 3_000
 //! max_side = 1200
 //! keep_all = true
+//! size_mm = 142.5
 //! ```
 //!
-//! Keys: `preset`, `formats`, `until`, `steps`, `max_side`, `keep_all`, `device`, `seed`.
-//! The file is read by a small parser for exactly this subset of TOML (one `key = value` per
-//! line, strings, integers, booleans, arrays of strings, `#` comments) rather than the `toml`
-//! crate: these eight flat keys do not justify its parser stack (several crates) in the build,
-//! and an unknown key or a malformed line is an error naming the file and line, as full TOML
-//! would give.
+//! The file is full TOML (read by the `toml` crate) deserialized into the protocol's
+//! [`SettingsOverrides`], so its keys are exactly that type's fields, with the names and values
+//! every other front end uses: `preset`, `formats` (an array), `device`, `keep_all`,
+//! `train_steps`, `max_side`, `checkpoint_every`, `max_triangles`, `texture_size`, `seed`,
+//! `size_mm`, `until`. A key not among them (a typo, a table such as `[render]`) is an error, not
+//! ignored; so is a value of the wrong kind or out of range. Errors say what is wrong first, with
+//! the key and the line and column where TOML found it, and name the file last.
 
 use std::path::Path;
-use std::str::FromStr;
 
 use crate::QueueError;
-use kiln_job::JobSettings;
-use kiln_protocol::Preset;
+use kiln_protocol::SettingsOverrides;
 
 /// The sidecar's file name inside an input folder.
 pub const SIDECAR_FILE: &str = "kiln.toml";
 
-/// Applies `folder/kiln.toml` to `settings` if the folder has one; returns whether it did.
-pub fn apply_sidecar(folder: &Path, settings: &mut JobSettings) -> Result<bool, QueueError> {
+/// The overrides of `folder/kiln.toml`, or `None` when the folder has no such file.
+pub fn read_sidecar(folder: &Path) -> Result<Option<SettingsOverrides>, QueueError> {
     let path = folder.join(SIDECAR_FILE);
     if !path.is_file() {
-        return Ok(false);
+        return Ok(None);
     }
     let text = std::fs::read_to_string(&path).map_err(QueueError::io(&path))?;
-    apply_overrides(&text, settings).map_err(|problem| QueueError::BadInput { path: path.clone(), problem })?;
-    Ok(true)
+    parse_sidecar(&text).map(Some).map_err(|problem| QueueError::BadInput { path, problem })
 }
 
-/// Applies every `key = value` line of `text`; the error says which line and why.
-pub fn apply_overrides(text: &str, settings: &mut JobSettings) -> Result<(), String> {
-    for (index, raw) in text.lines().enumerate() {
-        let line = strip_comment(raw).trim();
-        if line.is_empty() {
-            continue;
-        }
-        let (key, value) =
-            line.split_once('=').ok_or_else(|| format!("line {}: expected `key = value`, found {raw:?}", index + 1))?;
-        apply_one(key.trim(), &Value::parse(value.trim())?, settings)
-            .map_err(|problem| format!("line {}: {problem}", index + 1))?;
-    }
-    Ok(())
+/// The overrides `text` (a sidecar's content) gives, checked with
+/// [`SettingsOverrides::validate`]; the error says what is wrong, which key, and where.
+pub fn parse_sidecar(text: &str) -> Result<SettingsOverrides, String> {
+    let overrides: SettingsOverrides = toml::from_str(text).map_err(|error| describe(text, &error))?;
+    overrides.validate()?;
+    Ok(overrides)
 }
 
-/// A TOML value of the supported kinds.
-#[derive(Debug, PartialEq)]
-enum Value {
-    Text(String),
-    Integer(u64),
-    Bool(bool),
-    List(Vec<String>),
-}
-
-impl Value {
-    fn parse(text: &str) -> Result<Value, String> {
-        if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
-            let items = inner.split(',').map(str::trim).filter(|s| !s.is_empty());
-            return items
-                .map(|item| unquote(item).ok_or_else(|| format!("expected a quoted string in the list, found {item}")))
-                .collect::<Result<_, _>>()
-                .map(Value::List);
+/// `error` in one line: its message, the key it is about when the message does not name it, and
+/// the line and column of its span.
+fn describe(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end().replace('\n', "; ");
+    let Some(span) = error.span() else { return message };
+    let (line, column) = line_and_column(text, span.start);
+    match key_at(text, span.start) {
+        Some(key) if !message.contains(&format!("`{key}`")) => {
+            format!("{key}: {message} (line {line}, column {column})")
         }
-        if let Some(text) = unquote(text) {
-            return Ok(Value::Text(text));
-        }
-        match text {
-            "true" => Ok(Value::Bool(true)),
-            "false" => Ok(Value::Bool(false)),
-            _ => text.replace('_', "").parse().map(Value::Integer).map_err(|_| format!("cannot read the value {text}")),
-        }
-    }
-
-    fn text(&self) -> Result<&str, String> {
-        match self {
-            Value::Text(text) => Ok(text),
-            other => Err(format!("expected a quoted string, found {other:?}")),
-        }
-    }
-
-    fn integer(&self) -> Result<u64, String> {
-        match self {
-            Value::Integer(n) => Ok(*n),
-            other => Err(format!("expected a whole number, found {other:?}")),
-        }
+        _ => format!("{message} (line {line}, column {column})"),
     }
 }
 
-fn apply_one(key: &str, value: &Value, settings: &mut JobSettings) -> Result<(), String> {
-    match key {
-        "preset" => {
-            let preset = Preset::from_str(value.text()?)?;
-            let defaults = JobSettings::for_preset(preset);
-            settings.preset = preset;
-            settings.checkpoint_every = defaults.checkpoint_every;
-        }
-        "formats" => {
-            let names = match value {
-                Value::List(names) => names.clone(),
-                other => other.text()?.split(',').map(str::to_owned).collect(),
-            };
-            settings.formats = names.iter().map(|n| n.parse()).collect::<Result<_, _>>()?;
-        }
-        "until" => settings.until = value.text()?.parse()?,
-        "device" => settings.device = value.text()?.parse()?,
-        "steps" => settings.train_steps = Some(to_u32(value.integer()?)?),
-        "max_side" => settings.max_side = Some(to_u32(value.integer()?)?),
-        "seed" => settings.seed = value.integer()?,
-        "keep_all" => match value {
-            Value::Bool(keep) => settings.keep_all = *keep,
-            other => return Err(format!("keep_all: expected true or false, found {other:?}")),
-        },
-        _ => {
-            return Err(format!(
-                "unknown key {key:?}: expected preset, formats, until, steps, max_side, keep_all, device or seed"
-            ));
-        }
-    }
-    Ok(())
+/// The top-level key whose name or value covers byte `offset` of `text`, when `text` is valid
+/// TOML (an error in the value of `train_steps` is about `train_steps`).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let table = toml::de::DeTable::parse(text).ok()?;
+    table.get_ref().iter().find_map(|(key, value)| {
+        let covers = key.span().contains(&offset) || value.span().contains(&offset);
+        covers.then(|| key.get_ref().to_string())
+    })
 }
 
-fn to_u32(n: u64) -> Result<u32, String> {
-    u32::try_from(n).map_err(|_| format!("{n} is too large"))
-}
-
-/// The text of a `"…"` or `'…'` string, without escapes.
-fn unquote(text: &str) -> Option<String> {
-    ['"', '\''].iter().find_map(|q| text.strip_prefix(*q).and_then(|t| t.strip_suffix(*q))).map(str::to_owned)
-}
-
-/// The line up to a `#` outside quotes.
-fn strip_comment(line: &str) -> &str {
-    let mut quote = None;
-    for (at, c) in line.char_indices() {
-        match (quote, c) {
-            (None, '#') => return &line[..at],
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            _ => {}
-        }
-    }
-    line
+/// The 1-based line and column (in characters) of byte `offset` of `text`, as TOML counts them.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before.get(line_start..).map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_job::Stage;
-    use kiln_protocol::Format;
+    use kiln_protocol::{Device, Format, Preset, Stage};
 
     #[test]
-    fn every_key_overrides_its_setting() {
-        let mut settings = JobSettings::for_preset(Preset::Medium);
-        let text = "# per-folder settings\npreset = \"preview\"  # fast\nformats = [\"glb\", 'obj']\nuntil = \"poses\"\nsteps = 1_500\nmax_side = 640\nkeep_all = true\ndevice = \"cpu\"\nseed = 7\n";
-        apply_overrides(text, &mut settings).unwrap();
-        let preview = JobSettings::for_preset(Preset::Preview);
+    fn every_key_overrides_its_setting_in_full_toml() {
+        let text = r#"
+# per-folder settings
+preset = "preview"   # fast
+formats = [
+    "glb",
+    'obj',           # literal strings and trailing commas are TOML too
+]
+until = "poses"
+train_steps = 1_500
+max_side = 640
+checkpoint_every = 250
+max_triangles = 20_000
+texture_size = 1024
+keep_all = true
+device = "cpu"
+seed = 0x2a
+size_mm = 142.5
+"#;
+        let overrides = parse_sidecar(text).unwrap();
+        let settings = overrides.settings();
         assert_eq!(settings.preset, Preset::Preview);
-        assert_eq!(settings.checkpoint_every, preview.checkpoint_every);
         assert_eq!(settings.formats, vec![Format::Glb, Format::Obj]);
         assert_eq!(settings.until, Stage::Poses);
+        assert_eq!(settings.device, Device::Cpu);
         assert_eq!(
-            (settings.train_steps, settings.max_side, settings.keep_all, settings.seed),
-            (Some(1500), Some(640), true, 7)
+            (settings.train_steps, settings.max_side, settings.checkpoint_every, settings.max_triangles),
+            (Some(1500), Some(640), 250, Some(20_000))
         );
-        assert_eq!(settings.device, kiln_job::Device::Cpu);
+        assert_eq!((settings.texture_size, settings.keep_all, settings.seed), (Some(1024), true, 42));
+        assert_eq!(settings.size_mm, Some(142.5));
     }
 
     #[test]
-    fn formats_may_be_one_comma_separated_string() {
-        let mut settings = JobSettings::for_preset(Preset::Medium);
-        apply_overrides("formats = \"usdz,ply\"", &mut settings).unwrap();
-        assert_eq!(settings.formats, vec![Format::Usdz, Format::Ply]);
+    fn an_empty_sidecar_overrides_nothing_and_the_preset_brings_its_own_defaults() {
+        assert_eq!(parse_sidecar("# nothing to change\n").unwrap(), SettingsOverrides::default());
+        let full = parse_sidecar("preset = 'full'").unwrap().settings();
+        assert_eq!(full.checkpoint_every, Preset::Full.checkpoint_every(), "the preset's, not the default's");
     }
 
     #[test]
-    fn mistakes_name_the_line_and_leave_no_guess() {
-        let mut settings = JobSettings::for_preset(Preset::Medium);
+    fn a_typo_names_the_key_and_where_it_is() {
+        let error = parse_sidecar("preset = \"preview\"\nqualty = \"high\"").unwrap_err();
+        assert!(error.starts_with("unknown field `qualty`, expected one of `preset`"), "{error}");
+        assert!(error.ends_with("(line 2, column 1)"), "{error}");
+        // Keys of earlier versions are refused too, with the names that replace them.
+        let error = parse_sidecar("steps = 3000").unwrap_err();
+        assert!(error.contains("unknown field `steps`") && error.contains("`train_steps`"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_where_it_is() {
         for (text, expected) in [
-            ("preset = \"preview\"\nqualty = \"high\"", "line 2: unknown key \"qualty\""),
-            ("steps = \"many\"", "line 1: expected a whole number"),
-            ("until = \"later\"", "line 1: unknown stage"),
-            ("just words", "line 1: expected `key = value`"),
-            ("keep_all = 1", "line 1: keep_all: expected true or false"),
-            ("formats = [glb]", "expected a quoted string in the list"),
+            ("train_steps = \"many\"", "train_steps: invalid type: string \"many\", expected u32 (line 1, column 15)"),
+            ("\n\nuntil = \"later\"", "until: unknown variant `later`, expected one of"),
+            ("keep_all = 1", "keep_all: invalid type: integer `1`, expected a boolean (line 1, column 12)"),
+            ("formats = [\"glb\", \"gltf\"]", "formats: unknown variant `gltf`"),
+            ("formats = \"glb,usdz\"", "formats: invalid type: string \"glb,usdz\", expected a sequence"),
+            ("max_side = -5", "max_side: invalid value: integer `-5`, expected u32"),
+            ("train_steps = { n = 3 }", "train_steps: invalid type: map, expected u32"),
+            ("preset = { name = \"full\" }", "preset: unknown variant `name`"),
         ] {
-            let error = apply_overrides(text, &mut settings).unwrap_err();
-            assert!(error.contains(expected), "{text:?}: {error}");
+            let error = parse_sidecar(text).unwrap_err();
+            assert!(error.starts_with(expected), "{text:?}: {error}");
         }
+        assert!(parse_sidecar("\n\nuntil = \"later\"").unwrap_err().ends_with("(line 3, column 9)"));
+        assert_eq!(parse_sidecar("max_side = 0").unwrap_err(), "max_side must be positive");
+        assert!(parse_sidecar("size_mm = -3.0").unwrap_err().starts_with("size_mm must be"));
+        assert_eq!(parse_sidecar("formats = []").unwrap_err(), "formats must name at least one format");
     }
 
     #[test]
-    fn a_sidecar_file_is_found_in_the_folder() {
+    fn tables_and_broken_toml_are_refused_with_their_place() {
+        let error = parse_sidecar("preset = \"full\"\n\n[render]\nwidth = 3").unwrap_err();
+        assert!(error.starts_with("unknown field `render`") && error.contains("line 3"), "{error}");
+        let error = parse_sidecar("preset = \"full\"\njust words").unwrap_err();
+        assert!(error.contains("(line 2, column"), "{error}");
+        assert!(!error.contains('\n'), "one line: {error}");
+        let error = parse_sidecar("preset = \"full").unwrap_err();
+        assert!(error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn a_sidecar_file_is_found_in_the_folder_and_its_errors_name_it_last() {
         let dir = std::env::temp_dir().join(format!("kiln-sidecar-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut settings = JobSettings::for_preset(Preset::Medium);
-        assert!(!apply_sidecar(&dir, &mut settings).unwrap());
+        assert_eq!(read_sidecar(&dir).unwrap(), None);
         std::fs::write(dir.join(SIDECAR_FILE), "until = 'check'\nbad").unwrap();
-        let error = apply_sidecar(&dir, &mut settings).unwrap_err();
-        assert!(error.to_string().contains("kiln.toml") && error.to_string().contains("line 2"), "{error}");
+        let error = read_sidecar(&dir).unwrap_err();
+        assert!(error.is_bad_input());
+        let text = error.to_string();
+        assert!(
+            text.contains("(line 2, column") && text.ends_with(&dir.join(SIDECAR_FILE).display().to_string()),
+            "{text}"
+        );
         std::fs::write(dir.join(SIDECAR_FILE), "until = 'check'").unwrap();
-        assert!(apply_sidecar(&dir, &mut settings).unwrap());
-        assert_eq!(settings.until, kiln_job::Stage::Check);
+        assert_eq!(read_sidecar(&dir).unwrap().and_then(|o| o.until), Some(Stage::Check));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

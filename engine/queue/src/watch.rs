@@ -23,10 +23,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::sidecar::apply_sidecar;
+use crate::sidecar::read_sidecar;
 use crate::store::{Enqueued, QueueStore};
-use crate::{JobRunner, KeyMetrics, QueueError, input_content_hash, input_stem, is_zip};
-use kiln_job::{CancelFlag, JobError, JobSettings};
+use crate::{JobRunner, KeyMetrics, QueueError, input_content_hash, input_stem, is_zip, layered_settings};
+use kiln_job::{CancelFlag, JobError};
+use kiln_protocol::SettingsOverrides;
 
 /// File names in the watcher's output folder.
 pub const QUEUE_FILE: &str = "queue.sqlite";
@@ -60,8 +61,8 @@ pub struct WatchOptions {
     pub out: PathBuf,
     /// How long an input must stay unchanged before it becomes a job.
     pub quiet: Duration,
-    /// Settings of every job, before a folder's `kiln.toml`.
-    pub defaults: JobSettings,
+    /// Settings of every job; a folder's `kiln.toml` overrides them ([`layered_settings`]).
+    pub settings: SettingsOverrides,
     /// Return once nothing is queued, running or waiting to become quiet (for scripts and tests).
     pub exit_when_idle: bool,
     /// How long a job whose folder another process holds waits before it is tried again
@@ -359,13 +360,17 @@ impl<'a> Scanner<'a> {
             input_stem(input),
             &hash[..JOB_DIR_HASH_DIGITS.min(hash.len())]
         ));
-        let mut settings = self.options.defaults.clone();
-        let sidecar = if input.is_dir() { apply_sidecar(input, &mut settings).map(|_| ()) } else { Ok(()) };
-        if let Err(error) = sidecar {
-            let known = self.store.record_failure(input, &hash, &job_dir, &settings, &error.to_string())?;
-            log.error(&format!("{} not queued: {error} ({})", input.display(), enqueued_id(&known)));
-            return Ok(true);
-        }
+        let sidecar = if input.is_dir() { read_sidecar(input) } else { Ok(None) };
+        let sidecar = match sidecar {
+            Ok(sidecar) => sidecar,
+            Err(error) => {
+                let settings = self.options.settings.settings();
+                let known = self.store.record_failure(input, &hash, &job_dir, &settings, &error.to_string())?;
+                log.error(&format!("not queued ({}): {error}", enqueued_id(&known)));
+                return Ok(true);
+            }
+        };
+        let settings = layered_settings(&self.options.settings, sidecar.as_ref(), None);
         let queued = self.store.enqueue(input, &hash, &job_dir, &settings)?;
         log.info(&format!("queued {} ({})", input.display(), enqueued_id(&queued)));
         Ok(true)
@@ -503,6 +508,7 @@ fn process_alive(pid: u32) -> bool {
 mod tests {
     use super::*;
     use crate::store::JobState;
+    use kiln_job::JobSettings;
     use kiln_protocol::Preset;
 
     #[test]
@@ -560,7 +566,7 @@ mod tests {
             dir: dir.clone(),
             out: out.clone(),
             quiet: Duration::from_millis(300),
-            defaults: JobSettings::for_preset(Preset::Preview),
+            settings: SettingsOverrides { preset: Some(Preset::Preview), ..SettingsOverrides::default() },
             exit_when_idle: true,
             busy_retry: DEFAULT_BUSY_RETRY,
         };
@@ -578,7 +584,7 @@ mod tests {
         assert!(jobs.iter().all(|j| j.attempts <= 1));
         let log = std::fs::read_to_string(out.join(LOG_FILE)).unwrap();
         assert!(log.contains("ERROR") && log.contains("no photos in it"), "{log}");
-        assert!(log.contains("kiln.toml") && log.contains("unknown key"), "{log}");
+        assert!(log.contains("unknown field `quality`") && log.contains("kiln.toml"), "{log}");
         assert!(log.contains("skipping") && log.contains("same content as job"), "{log}");
         assert!(!out.join(LOCK_FILE).exists(), "the lock is released");
 
@@ -600,7 +606,7 @@ mod tests {
             dir,
             out: out.clone(),
             quiet: Duration::from_millis(200),
-            defaults: JobSettings::for_preset(Preset::Preview),
+            settings: SettingsOverrides { preset: Some(Preset::Preview), ..SettingsOverrides::default() },
             exit_when_idle: true,
             busy_retry: Duration::from_millis(700),
         };
