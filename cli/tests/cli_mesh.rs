@@ -2,6 +2,7 @@
 //! repository's bunny-mini fixture, then a preview mesh, then GLB / USDZ / OBJ / PLY exports. The
 //! GLB and USDZ go through the third-party validators (`KILN_GLTF_VALIDATOR`,
 //! `KILN_USDZ_VALIDATOR`, set by scripts/test.sh; SKIPPED when unset).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -9,6 +9,7 @@
 //! with SIGKILL during training that resumes without recomputing its poses, then runs only the
 //! export when the formats change and nothing at all when called again unchanged; and the real
 //! photo sets (fox, sceaux-castle) finishing at `preview` with a model and a verdict.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

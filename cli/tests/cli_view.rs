@@ -9,7 +9,7 @@
 //! Needs `Xvfb`, `xwd` and `xwininfo` (Debian: `xvfb`, `x11-apps`, `x11-utils`) and a Vulkan
 //! driver (lavapipe from `mesa-vulkan-drivers` in CI); prints SKIPPED without the X tools. Errors
 //! that need no display (a missing file) are checked everywhere.
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg(feature = "window")]
 
 use std::io::{BufRead, BufReader};

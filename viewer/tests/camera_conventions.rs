@@ -3,6 +3,7 @@
 //! similarity is not a rigid motion), the viewer loads that GLB, the dataset cameras are moved
 //! into the same frame with `Scene::transform`, and the headless render's coverage (alpha) from
 //! every camera, train and test, must match the dataset's silhouette masks with IoU ≥ 0.98.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

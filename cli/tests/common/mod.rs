@@ -1,5 +1,6 @@
 //! What the CLI tests share: the `kiln` binary as a user runs it, and the shared datasets.
 #![allow(dead_code)] // each test binary uses its own subset
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -97,7 +97,7 @@ fn run_stages(
             let verdict = judge_model(ctx, report, skipped, reporter)?;
             report.record_verdict(&verdict);
         }
-        write_report(&report, ctx.layout.root())?;
+        write_report(report, ctx.layout.root())?;
         if stage == Stage::Check {
             // A refused set stays refused however often the job is called.
             super::capture::usable_photos(&ctx.check_report()?, ctx.settings.keep_all, &ctx.input)?;
@@ -119,7 +119,7 @@ fn run_one(
         StageRecord::remove(ctx.layout.root(), later)?;
     }
     report.set_status(stage, StageStatus::Running, String::new());
-    write_report(&report, ctx.layout.root())?;
+    write_report(report, ctx.layout.root())?;
     reporter.started(stage, format!("{stage} started"));
     let start = Instant::now();
     let summary = match run_stage(ctx, stage, previous, reporter) {

@@ -2,6 +2,7 @@
 //! `failed`, with figures measured on held-out views; the same job with its mesh replaced by a
 //! plane (what a lost object looks like) is judged `failed`, names the reason, and its export is
 //! made again under the failed name.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

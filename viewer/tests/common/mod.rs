@@ -1,6 +1,6 @@
 //! Shared by the viewer's integration tests: the GPU device (lavapipe in CI), data locations and
 //! image comparisons.
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! Helpers shared by the engine's job tests: the datasets folder and a small bunny-synth job.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 
