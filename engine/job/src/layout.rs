@@ -6,6 +6,7 @@
 //! <job>/report.json       per-stage status, timings, metrics, verdict
 //! <job>/job.lock          held while a process runs the job
 //! <job>/input/            photos extracted from a ZIP input
+//! <job>/input.zip         an archive the job fetched itself (object storage)
 //! <job>/check/            check-report.json
 //! <job>/poses/            transforms.json, sparse/0 (COLMAP), sparse_pc.ply, poses-report.json
 //! <job>/train/            splats.ply (3DGS), metrics.json, checkpoint.bin while training
@@ -28,6 +29,8 @@ pub const REPORT_FILE: &str = "report.json";
 pub const LOCK_FILE: &str = "job.lock";
 /// Where a ZIP input's photos are extracted.
 pub const ZIP_INPUT_DIR: &str = "input";
+/// An archive the job fetched itself (from object storage), kept so a resumed job fetches nothing.
+pub const FETCHED_ARCHIVE_FILE: &str = "input.zip";
 /// A finished stage's record, in the stage's folder.
 pub const STAGE_RECORD_FILE: &str = "stage.json";
 /// The capture check's report, in `check/`.
@@ -82,6 +85,10 @@ impl JobLayout {
 
     pub fn zip_input(&self) -> PathBuf {
         self.root.join(ZIP_INPUT_DIR)
+    }
+
+    pub fn fetched_archive(&self) -> PathBuf {
+        self.root.join(FETCHED_ARCHIVE_FILE)
     }
 
     /// The stage's folder.

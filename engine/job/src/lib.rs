@@ -32,7 +32,7 @@ pub use error::{JobError, classify};
 pub use hash::hash_file;
 pub use layout::JobLayout;
 pub use report::JobReport;
-pub use run::run_job;
+pub use run::{ArchiveSource, JobInput, run_job, run_job_from};
 
 pub use kiln_protocol::{
     Device, ErrorClass, EventKind, Format, JobEvent, JobSettings, Phase, Preset, Resolved, SettingsOverrides, Stage,

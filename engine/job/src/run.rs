@@ -6,7 +6,7 @@
 //! and its record and those of every later stage are removed before it starts, so a crash
 //! mid-stage never leaves a record that claims stale outputs are finished.
 
-use crate::layout::JobLayout;
+use crate::layout::{FETCHED_ARCHIVE_FILE, JobLayout};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -21,12 +21,49 @@ use crate::stages::{Context, judge_model, mesh_preview, outputs_follow_verdict, 
 use crate::zip_input::{ZipLimits, extract_zip};
 use crate::{CancelFlag, ENGINE_VERSION, JobError, JobEvent, JobSettings, Stage};
 
-/// Runs the job of `input` (a photo folder or a `.zip`) in the folder `job_dir` (created if
-/// missing) with `settings`, sending progress to `events`. Stages finished by an earlier call with
-/// the same inputs and settings are skipped; training goes on from its checkpoint. `cancel` is
-/// polled between units of work; a cancelled job ends with [`JobError::Cancelled`] and can be
-/// resumed by calling again. `report.json` is written whether the job succeeds or not (once the
-/// input was accepted).
+/// Where a job's photos come from: the seam between a front end's input and the job.
+#[derive(Clone, Copy)]
+pub enum JobInput<'a> {
+    /// A folder of photos (searched recursively), only ever read.
+    Folder(&'a Path),
+    /// A ZIP of photos, extracted into the job folder (again only when its content changed).
+    Zip(&'a Path),
+    /// An archive somewhere else (object storage, say): fetched once into the job folder as
+    /// `input.zip`, then taken as a ZIP.
+    Archive(&'a dyn ArchiveSource),
+}
+
+/// A ZIP of photos the job fetches itself (the server's workers implement it over object
+/// storage). The job writes it to a temporary name and renames it, so a killed fetch is never
+/// taken for a complete archive.
+pub trait ArchiveSource {
+    /// Says where the archive comes from, for the manifest and messages (never a secret).
+    fn describe(&self) -> String;
+    /// Writes the whole archive to `dest`.
+    fn fetch(&self, dest: &Path) -> std::io::Result<()>;
+}
+
+impl<'a> JobInput<'a> {
+    /// A folder or a `.zip` on disk, told apart by what `path` is.
+    pub fn from_path(path: &'a Path) -> Result<Self, JobError> {
+        let is_zip = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+        match (path.is_dir(), path.is_file() && is_zip) {
+            (true, _) => Ok(JobInput::Folder(path)),
+            (false, true) => Ok(JobInput::Zip(path)),
+            (false, false) if !path.exists() => Err(JobError::BadInput {
+                input: path.to_path_buf(),
+                problem: "cannot be opened (it does not exist); expected a folder of photos or a .zip of them".into(),
+            }),
+            (false, false) => Err(JobError::BadInput {
+                input: path.to_path_buf(),
+                problem: "not a folder of photos or a .zip of them".into(),
+            }),
+        }
+    }
+}
+
+/// Runs the job of `input` (a photo folder or a `.zip`) in the folder `job_dir`: see
+/// [`run_job_from`].
 pub fn run_job(
     input: &Path,
     job_dir: &Path,
@@ -34,12 +71,34 @@ pub fn run_job(
     cancel: &CancelFlag,
     events: &mut dyn FnMut(&JobEvent),
 ) -> Result<JobReport, JobError> {
+    run_job_from(JobInput::from_path(input)?, job_dir, settings, cancel, events)
+}
+
+/// Runs the job of `input` in the folder `job_dir` (created if missing) with `settings`, sending
+/// progress to `events`. Stages finished by an earlier call with the same inputs and settings are
+/// skipped; training goes on from its checkpoint. `cancel` is polled between units of work; a
+/// cancelled job ends with [`JobError::Cancelled`] and can be resumed by calling again.
+/// `report.json` is written whether the job succeeds or not (once the input was accepted).
+pub fn run_job_from(
+    input: JobInput,
+    job_dir: &Path,
+    settings: &JobSettings,
+    cancel: &CancelFlag,
+    events: &mut dyn FnMut(&JobEvent),
+) -> Result<JobReport, JobError> {
     let clock = Instant::now();
-    let input = existing_input(input)?;
-    let kind = input_kind(&input)?;
-    let job_dir = prepare_job_dir(job_dir, &input, kind)?;
+    let folder = match input {
+        JobInput::Folder(path) => Some(existing_input(path)?),
+        _ => None,
+    };
+    let job_dir = prepare_job_dir(job_dir, folder.as_deref())?;
     let _lock = JobLock::acquire(&job_dir)?;
     remove_stale_temporaries(&job_dir);
+    let (input, kind) = match input {
+        JobInput::Folder(_) => (folder.unwrap_or_default(), InputKind::Folder),
+        JobInput::Zip(path) => (existing_input(path)?, InputKind::Zip),
+        JobInput::Archive(source) => (fetch_archive(source, &job_dir)?, InputKind::Zip),
+    };
     let photos_dir = photos_dir(&input, kind, &job_dir)?;
     let manifest = Manifest::build(&input, kind, &photos_dir, settings)?;
     manifest.write(&job_dir)?;
@@ -190,22 +249,12 @@ fn existing_input(input: &Path) -> Result<PathBuf, JobError> {
     })
 }
 
-fn input_kind(input: &Path) -> Result<InputKind, JobError> {
-    let is_zip = input.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("zip"));
-    match (input.is_dir(), input.is_file() && is_zip) {
-        (true, _) => Ok(InputKind::Folder),
-        (false, true) => Ok(InputKind::Zip),
-        (false, false) => Err(JobError::BadInput {
-            input: input.to_path_buf(),
-            problem: "not a folder of photos or a .zip of them".into(),
-        }),
-    }
-}
-
 /// Creates the job folder and returns it absolute. A job folder inside the photo folder is
 /// refused: its files would be taken for photos, and the input must stay untouched.
-fn prepare_job_dir(job_dir: &Path, input: &Path, kind: InputKind) -> Result<PathBuf, JobError> {
-    if kind == InputKind::Folder && resolve(job_dir).starts_with(input) {
+fn prepare_job_dir(job_dir: &Path, photo_folder: Option<&Path>) -> Result<PathBuf, JobError> {
+    if let Some(input) = photo_folder
+        && resolve(job_dir).starts_with(input)
+    {
         return Err(JobError::BadInput {
             input: job_dir.to_path_buf(),
             problem: format!("the job folder must not be inside the photo folder {}", input.display()),
@@ -232,6 +281,27 @@ fn resolve(path: &Path) -> PathBuf {
             _ => return absolute,
         }
     }
+}
+
+/// The archive `source` names, fetched into the job folder unless an earlier call did: written to
+/// a temporary name first and renamed, so only a complete fetch ever has the final name.
+fn fetch_archive(source: &dyn ArchiveSource, job_dir: &Path) -> Result<PathBuf, JobError> {
+    let layout = JobLayout::new(job_dir);
+    let dest = layout.fetched_archive();
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    let partial = job_dir.join(format!(".{FETCHED_ARCHIVE_FILE}.partial-{}", std::process::id()));
+    let fetched = source.fetch(&partial).and_then(|()| std::fs::rename(&partial, &dest));
+    if let Err(error) = fetched {
+        // The partial file is only ours; what matters is the fetch's own error.
+        let _ = std::fs::remove_file(&partial);
+        return Err(JobError::BadInput {
+            input: PathBuf::from(source.describe()),
+            problem: format!("cannot fetch the photo archive: {error}"),
+        });
+    }
+    Ok(dest)
 }
 
 /// The folder the photos are read from: the input folder, or for a ZIP its extraction inside the
