@@ -62,14 +62,17 @@ mod window {
     }
 
     pub fn run(args: &ViewArgs) -> Result<()> {
-        kiln_viewer::app::run(WindowOptions {
+        let shown = kiln_viewer::app::run(WindowOptions {
             path: args.path.clone(),
             background: args.background.0,
             camera: args.camera,
             exit_after_frames: args.exit_after_frames,
             screenshot: args.screenshot.clone(),
-        })?;
-        Ok(())
+        });
+        if let Err(kiln_viewer::app::WindowError::NoDisplay(_)) = &shown {
+            eprintln!("hint: run `kiln view` in a desktop session, or render to a PNG with `kiln render`");
+        }
+        Ok(shown?)
     }
 
     #[cfg(test)]

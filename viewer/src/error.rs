@@ -1,15 +1,16 @@
-//! The viewer's error type: every failure names the file or the GPU stage at fault.
+//! The viewer's error type: every failure says what went wrong first, then names the file or the
+//! GPU stage at fault.
 
 use std::path::PathBuf;
 
 /// Errors loading a scene or rendering it.
 #[derive(Debug, thiserror::Error)]
 pub enum ViewerError {
-    #[error("{}: {source}", path.display())]
+    #[error("{source}: {}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{}: nothing the viewer can show: {problem}", path.display())]
+    #[error("nothing the viewer can show: {problem}: {}", path.display())]
     Unsupported { path: PathBuf, problem: String },
-    #[error("{}: {problem}", path.display())]
+    #[error("{problem}: {}", path.display())]
     Invalid { path: PathBuf, problem: String },
     #[error(transparent)]
     SplatPly(#[from] kiln_core::splats::ply::PlyError),
@@ -17,9 +18,9 @@ pub enum ViewerError {
     Mesh(#[from] kiln_core::mesh::error::MeshError),
     #[error(transparent)]
     Dataset(#[from] kiln_dataset::DatasetError),
-    #[error("{}: glTF: {source}", path.display())]
+    #[error("glTF: {source}: {}", path.display())]
     Gltf { path: PathBuf, source: gltf::Error },
-    #[error("{}: cannot decode image: {source}", path.display())]
+    #[error("cannot decode image: {source}: {}", path.display())]
     Image { path: PathBuf, source: image::ImageError },
     #[error(transparent)]
     Gpu(#[from] kiln_splats::gpu::GpuError),

@@ -47,8 +47,8 @@ pub enum WindowError {
     #[error(transparent)]
     Load(ViewerError),
     #[error(
-        "cannot open a window: no display ({0}). Run `kiln view` in a desktop session (X11, or \
-         Wayland with XWayland), or render without a window: `kiln render`"
+        "cannot open a window: no display ({0}); a desktop session (X11, or Wayland with XWayland) is \
+         needed, or a render without a window"
     )]
     NoDisplay(String),
     #[error(
@@ -59,7 +59,7 @@ pub enum WindowError {
     NoAdapter(String),
     #[error("cannot set up the scene renderer on {adapter}: {source}")]
     Renderer { adapter: String, source: ViewerError },
-    #[error("{}: cannot save the screenshot: {problem}", path.display())]
+    #[error("cannot save the screenshot: {problem}: {}", path.display())]
     Screenshot { path: PathBuf, problem: String },
     #[error("the window failed: {0}")]
     Window(String),
