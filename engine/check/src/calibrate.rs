@@ -228,15 +228,6 @@ mod tests {
     use kiln_vision::geometry::linalg::skew;
     use kiln_vision::model::RigidCv;
 
-    /// `camera_from_world` (OpenCV axes) of a camera at `position` looking at `target`, upright
-    /// (world +Z up).
-    fn looking_at(position: DVec3, target: DVec3) -> RigidCv {
-        let forward = (target - position).normalize();
-        let down = DVec3::NEG_Z.reject_from(forward).normalize();
-        let rotation = DMat3::from_cols(down.cross(forward), down, forward).transpose();
-        RigidCv { rotation, translation: -(rotation * position) }
-    }
-
     /// Twelve cameras with focal length 500 px (640×480) on a ring around random points, each
     /// verified with its next two; each at a random height and aimed at the centre plus a random
     /// offset, both up to `jitter`. The graph's cameras carry `prior_focal`.
@@ -249,7 +240,7 @@ mod tests {
                 let angle = f64::from(k) * 30f64.to_radians();
                 let position = DVec3::new(4.0 * angle.cos(), 4.0 * angle.sin(), 1.0 + 0.4 * jitter * uniform());
                 let target = DVec3::new(uniform(), uniform(), uniform()) * jitter;
-                looking_at(position, target)
+                RigidCv::look_at(position, target, DVec3::Z)
             })
             .collect();
         let truth = RadialCamera::pinhole(640, 480, 500.0);

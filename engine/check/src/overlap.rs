@@ -343,15 +343,13 @@ fn chain_rotations(graph: &OverlapGraph, root: usize) -> BTreeMap<usize, DMat3> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_vision::model::RigidCv;
 
     /// `camera_from_world` of an upright camera at azimuth `degrees` on a horizontal ring around
     /// the origin (world +Z up), looking at the origin (OpenCV axes: +Y down).
     fn ring_camera(degrees: f64) -> DMat3 {
         let position = DVec3::new(degrees.to_radians().cos(), degrees.to_radians().sin(), 0.3);
-        let forward = (-position).normalize();
-        let down = DVec3::NEG_Z.reject_from(forward).normalize();
-        let right = down.cross(forward);
-        DMat3::from_cols(right, down, forward).transpose()
+        RigidCv::look_at(position, DVec3::ZERO, DVec3::Z).rotation
     }
 
     /// Cameras at `azimuths`, each verified with its next two, with exact relative rotations.

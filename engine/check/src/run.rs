@@ -4,22 +4,22 @@
 //! ([`super::calibrate`]), and hand everything to [`super::advice`].
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
 
 use crate::CheckError;
+use crate::ImageMeasures;
 use crate::advice::{Measured, Thresholds, assess, unusable_set};
 use crate::calibrate::{calibrate_focals, gap_bounds};
-use crate::ImageMeasures;
 use crate::image_quality::measure_image;
 use crate::overlap::{OverlapGraph, QuickMatchOptions};
 use crate::{CheckReport, FocalSource};
 use kiln_core::photos::PhotoError;
 use kiln_core::photos::truncated_jpeg_reason;
-use kiln_core::photos::{PhotoInfo, PhotoSet, decode_oriented, gray_fitting, list_photos};
+use kiln_core::photos::{PhotoInfo, PhotoSet, decode_oriented, folder_files, gray_fitting, list_photos};
 use kiln_core::progress;
 use kiln_vision::features::{Features, sift};
 use kiln_vision::model::RadialCamera;
@@ -70,7 +70,7 @@ pub fn check_photos(
 ) -> Result<CheckReport, CheckError> {
     let start = Instant::now();
     progress(0, 1, "listing photos");
-    let ignored_files = ignored_files(input)?;
+    let ignored_files = folder_files(input)?.others;
     let listed = match list_photos(input) {
         Ok(listed) => listed,
         Err(PhotoError::Unusable { problem, .. }) => {
@@ -103,35 +103,6 @@ pub fn check_photos(
         seconds: start.elapsed().as_secs_f64(),
     };
     Ok(assess(measured, &options.thresholds))
-}
-
-/// Files under `input` (recursively, hidden ones skipped) that are not JPEG/PNG by extension.
-fn ignored_files(input: &Path) -> Result<Vec<PathBuf>, PhotoError> {
-    let mut found = Vec::new();
-    let mut folders = vec![input.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        let io_error = |source| PhotoError::Io { path: folder.clone(), source };
-        for entry in std::fs::read_dir(&folder).map_err(io_error)? {
-            let entry = entry.map_err(io_error)?;
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            if entry.file_type().map_err(io_error)?.is_dir() {
-                folders.push(path);
-            } else if !is_photo_name(&path) {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
-/// The extensions [`list_photos`] takes.
-fn is_photo_name(path: &Path) -> bool {
-    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    ["jpg", "jpeg", "png"].iter().any(|p| extension.eq_ignore_ascii_case(p))
 }
 
 /// Decodes and measures every listed photo in parallel.

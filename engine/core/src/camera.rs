@@ -11,6 +11,8 @@
 
 use glam::{Mat3, Mat4, Vec3};
 
+use crate::camera_model::RigidCv;
+
 /// Splats closer than this (in camera-frame units along +Z) are culled: their projection is
 /// numerically meaningless and usually a splat the camera sits inside.
 pub const NEAR_PLANE: f32 = 0.01;
@@ -118,6 +120,15 @@ impl WorldFromCameraGl {
 }
 
 impl WorldFromCameraCv {
+    /// A camera at `eye` looking at `target` (its +Z), turned about that axis so that world `up`
+    /// points to the top of the image (OpenCV −Y). `up` need not be perpendicular to the view, but
+    /// must not be parallel to it (the pose is then NaN). Computed in `f64` by
+    /// [`RigidCv::look_at`], the one place that builds a look-at pose.
+    pub fn look_at(eye: Vec3, target: Vec3, up: Vec3) -> Self {
+        let camera_from_world = RigidCv::look_at(eye.as_dvec3(), target.as_dvec3(), up.as_dvec3());
+        Self { rotation: camera_from_world.rotation.transpose().as_mat3(), translation: eye }
+    }
+
     pub fn to_gl(&self) -> WorldFromCameraGl {
         WorldFromCameraGl { rotation: self.rotation * FLIP_YZ, translation: self.translation }
     }
@@ -212,6 +223,21 @@ mod tests {
         assert!(point_in_camera.y < 0.0);
         let round_trip = cv.to_gl();
         assert_eq!(round_trip, gl);
+    }
+
+    #[test]
+    fn look_at_puts_the_target_ahead_on_the_image_centre_and_up_at_the_top() {
+        let eye = Vec3::new(3.0, -2.0, 1.5);
+        let target = Vec3::new(0.5, 0.25, 0.0);
+        let camera_from_world = WorldFromCameraCv::look_at(eye, target, Vec3::Z).inverse();
+        let ahead = camera_from_world.transform_point(target);
+        assert!(ahead.z > 0.0 && ahead.x.abs() < 1e-5 && ahead.y.abs() < 1e-5, "{ahead}");
+        let above = camera_from_world.transform_point(target + Vec3::Z);
+        assert!(above.y < 0.0 && above.x.abs() < 1e-5, "world up is image up (OpenCV −Y): {above}");
+        let rotation = camera_from_world.rotation;
+        assert!((rotation * rotation.transpose()).abs_diff_eq(Mat3::IDENTITY, 1e-6));
+        assert!((rotation.determinant() - 1.0).abs() < 1e-6, "a rotation, not a reflection");
+        assert!(camera_from_world.inverse().center().abs_diff_eq(eye, 1e-6));
     }
 
     #[test]

@@ -79,6 +79,17 @@ pub struct RigidCv {
 impl RigidCv {
     pub const IDENTITY: Self = Self { rotation: DMat3::IDENTITY, translation: DVec3::ZERO };
 
+    /// The `camera_from_world` pose of a camera at `eye` looking at `target` (its +Z), turned about
+    /// that axis so that world `up` points to the top of the image (OpenCV −Y). `up` need not be
+    /// perpendicular to the view, but must not be parallel to it (the pose is then NaN).
+    pub fn look_at(eye: DVec3, target: DVec3, up: DVec3) -> Self {
+        let forward = (target - eye).normalize();
+        let right = forward.cross(up).normalize();
+        let down = forward.cross(right);
+        let rotation = DMat3::from_cols(right, down, forward).transpose();
+        Self { rotation, translation: -(rotation * eye) }
+    }
+
     pub fn transform_point(&self, point: DVec3) -> DVec3 {
         self.rotation * point + self.translation
     }

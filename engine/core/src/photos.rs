@@ -102,9 +102,7 @@ const PHOTO_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 /// The photos in `input` (recursively, sorted by relative name), their EXIF and camera groups.
 /// Files whose header cannot be read are listed in [`PhotoSet::rejected`].
 pub fn list_photos(input: &Path) -> Result<PhotoSet, PhotoError> {
-    let mut files = Vec::new();
-    collect_photo_files(input, &mut files)?;
-    files.sort();
+    let files = folder_files(input)?.photos;
     let mut photos = Vec::new();
     let mut rejected = Vec::new();
     let mut groups: Vec<CameraGroup> = Vec::new();
@@ -138,34 +136,52 @@ pub fn list_photos(input: &Path) -> Result<PhotoSet, PhotoError> {
     Ok(PhotoSet { input: input.to_path_buf(), photos, groups, rejected })
 }
 
-/// Appends the photo files under `dir` (recursively; hidden entries skipped).
-fn collect_photo_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), PhotoError> {
-    let io_error = |source| PhotoError::Io { path: dir.to_path_buf(), source };
-    for entry in std::fs::read_dir(dir).map_err(io_error)? {
-        let entry = entry.map_err(io_error)?;
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let file_type = entry.file_type().map_err(io_error)?;
-        if file_type.is_dir() {
-            collect_photo_files(&path, files)?;
-        } else if is_photo_name(&path) {
-            files.push(path);
-        } else {
-            tracing::debug!("{}: not a photo, ignored", path.display());
-        }
-    }
-    Ok(())
+/// The files of a folder as the photo lister sees them: [`folder_files`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderFiles {
+    /// Files named as photos ([`is_photo_name`]), sorted.
+    pub photos: Vec<PathBuf>,
+    /// Every other file, sorted: what a photo folder holds that is ignored.
+    pub others: Vec<PathBuf>,
 }
 
-fn is_photo_name(path: &Path) -> bool {
+/// The files under `folder`, recursively, split into photos (by extension) and the rest. Hidden
+/// entries (names starting with `.`) are skipped, hidden folders with everything in them.
+pub fn folder_files(folder: &Path) -> Result<FolderFiles, PhotoError> {
+    let mut files = FolderFiles::default();
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let io_error = |source| PhotoError::Io { path: dir.clone(), source };
+        for entry in std::fs::read_dir(&dir).map_err(io_error)? {
+            let entry = entry.map_err(io_error)?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            if entry.file_type().map_err(io_error)?.is_dir() {
+                pending.push(path);
+            } else if is_photo_name(&path) {
+                files.photos.push(path);
+            } else {
+                tracing::debug!("not a photo, ignored: {}", path.display());
+                files.others.push(path);
+            }
+        }
+    }
+    files.photos.sort();
+    files.others.sort();
+    Ok(files)
+}
+
+/// Whether `path` has a photo extension (.jpg, .jpeg or .png, in any case).
+pub fn is_photo_name(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| PHOTO_EXTENSIONS.iter().any(|p| e.eq_ignore_ascii_case(p)))
 }
 
-fn relative_name(input: &Path, path: &Path) -> String {
+/// `path` relative to `input`, with `/` separators whatever the platform's.
+pub fn relative_name(input: &Path, path: &Path) -> String {
     let relative = path.strip_prefix(input).unwrap_or(path);
     relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
@@ -402,6 +418,22 @@ mod tests {
         }
         assert!(!is_truncated_jpeg(b"\x89PNG not a jpeg"));
         assert!(truncated_jpeg_reason(&path).is_none());
+    }
+
+    #[test]
+    fn folder_files_splits_photos_from_other_files_and_skips_hidden_entries() {
+        let folder = std::env::temp_dir().join(format!("kiln-folder-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&folder);
+        for name in ["b.JPG", "a.png", "notes.txt", "sub/c.jpeg", "sub/d.heic", ".hidden.jpg", ".cache/e.jpg"] {
+            let path = folder.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        }
+        let files = folder_files(&folder).unwrap();
+        let names = |paths: &[PathBuf]| paths.iter().map(|p| relative_name(&folder, p)).collect::<Vec<_>>();
+        assert_eq!(names(&files.photos), ["a.png", "b.JPG", "sub/c.jpeg"]);
+        assert_eq!(names(&files.others), ["notes.txt", "sub/d.heic"]);
+        std::fs::remove_dir_all(&folder).unwrap();
     }
 
     #[test]

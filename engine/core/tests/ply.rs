@@ -258,7 +258,8 @@ fn ply_write_reports_inconsistent_splats_and_bad_folders() {
     let mut splats = random_splats(3, 1);
     splats.opacity_logits.pop();
     let path = dir.join("x.ply");
-    assert!(write_splats(&path, &splats).unwrap_err().to_string().contains("inconsistent"));
+    let message = write_splats(&path, &splats).unwrap_err().to_string();
+    assert!(message.contains("opacity_logits has 2 entries but there are 3 means"), "{message}");
     assert!(!path.exists());
     let nowhere = dir.join("no/such/folder/x.ply");
     let message = write_splats(&nowhere, &random_splats(3, 1)).unwrap_err().to_string();

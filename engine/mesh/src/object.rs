@@ -250,19 +250,12 @@ pub fn carve(frames: &[DepthFrame], masks: &[ImageGray]) -> Vec<DepthFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use glam::Mat3;
     use kiln_core::camera::{Intrinsics, WorldFromCameraCv};
 
     /// A camera at `eye` looking at the origin, OpenCV axes, +Z world up.
     fn looking_at_origin(eye: Vec3) -> Camera {
-        let forward = (-eye).normalize();
-        let right = forward.cross(Vec3::Z).normalize();
-        let down = forward.cross(right);
         let intrinsics = Intrinsics { fx: 80.0, fy: 80.0, cx: 40.0, cy: 40.0, width: 80, height: 80 };
-        Camera {
-            intrinsics,
-            world_from_camera: WorldFromCameraCv { rotation: Mat3::from_cols(right, down, forward), translation: eye },
-        }
+        Camera { intrinsics, world_from_camera: WorldFromCameraCv::look_at(eye, Vec3::ZERO, Vec3::Z) }
     }
 
     #[test]

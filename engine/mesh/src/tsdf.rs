@@ -347,13 +347,11 @@ mod tests {
 
     /// Ray-traced depth of a sphere seen from `eye` looking at the origin.
     fn sphere_depth(eye: Vec3, radius: f32, size: u32) -> DepthFrame {
-        let forward = (-eye).normalize();
-        let right = forward.cross(Vec3::Z).normalize();
-        let down = forward.cross(right);
-        let rotation = Mat3::from_cols(right, down, forward);
         let f = size as f32;
         let intrinsics = Intrinsics { fx: f, fy: f, cx: f / 2.0, cy: f / 2.0, width: size, height: size };
-        let camera = Camera { intrinsics, world_from_camera: WorldFromCameraCv { rotation, translation: eye } };
+        let camera = Camera { intrinsics, world_from_camera: WorldFromCameraCv::look_at(eye, Vec3::ZERO, Vec3::Z) };
+        let rotation = camera.world_from_camera.rotation;
+        let forward = camera.world_from_camera.forward();
         let mut depth = ImageGray::new(size, size, 0.0);
         for j in 0..size {
             for i in 0..size {

@@ -19,7 +19,6 @@ mod screen;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -28,6 +27,7 @@ use crate::mapper::{DropReason, MapperOptions, MapperResult, reconstruct};
 use crate::report::{PhaseTime, PosesReport, ReportInputs};
 use crate::{Phase, PhaseProgress, SfmError};
 use kiln_core::photos::{PhotoSet, list_photos};
+use kiln_core::progress;
 use kiln_vision::features::{Features, SiftOptions, extract_features};
 use kiln_vision::matching::{MAX_EXHAUSTIVE_PHOTOS, MatchOptions, match_pairs, select_pairs};
 use kiln_vision::model::{RadialCamera, Reconstruction};
@@ -281,21 +281,8 @@ fn with_progress<T: Send>(
     phase: Phase,
     work: impl FnOnce(&(dyn Fn(usize, usize) + Sync)) -> T + Send,
 ) -> Result<T, SfmError> {
-    let (sender, receiver) = mpsc::channel::<(usize, usize)>();
-    std::thread::scope(|scope| {
-        let worker = scope.spawn(move || {
-            // Progress is advisory: a send fails only once the receiver is gone.
-            let report = move |done: usize, total: usize| {
-                let _ = sender.send((done, total));
-            };
-            work(&report)
-        });
-        for (done, total) in receiver {
-            clock.report(phase, done, total, String::new());
-        }
-        worker.join()
-    })
-    .map_err(|_| SfmError::Internal(format!("a {} worker thread panicked", phase.name())))
+    progress::with_progress(|done, total| clock.report(phase, done, total, String::new()), work)
+        .map_err(|panicked| SfmError::Internal(format!("{} phase: {panicked}", phase.name())))
 }
 
 /// Forwards progress and measures wall-clock time per phase: the time between a phase's first

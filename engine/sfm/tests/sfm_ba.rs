@@ -31,15 +31,6 @@ impl Rng {
     }
 }
 
-/// A camera at `center` looking at the origin (OpenCV axes: +Y down, world +Z up).
-fn look_at_origin(center: DVec3) -> RigidCv {
-    let forward = (-center).normalize();
-    let right = forward.cross(DVec3::Z).normalize();
-    let down = forward.cross(right);
-    let rotation = DMat3::from_cols(right, down, forward).transpose();
-    RigidCv { rotation, translation: -(rotation * center) }
-}
-
 struct Scene {
     truth: Reconstruction,
     /// Per image, per keypoint: whether the measurement is an outlier.
@@ -71,7 +62,7 @@ fn make_scene(spec: &SceneSpec) -> Scene {
             let center = DVec3::new(4.0 * angle.cos(), 4.0 * angle.sin(), height);
             ImageState {
                 camera: i % 2,
-                camera_from_world: Some(look_at_origin(center)),
+                camera_from_world: Some(RigidCv::look_at(center, DVec3::ZERO, DVec3::Z)),
                 keypoints: Vec::new(),
                 point_of_keypoint: Vec::new(),
             }

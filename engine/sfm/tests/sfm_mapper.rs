@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use glam::{DMat3, DVec2, DVec3};
+use glam::{DVec2, DVec3};
 use kiln_core::photos::{CameraGroup, ExifSummary, PhotoInfo, PhotoSet};
 use kiln_core::rng::Pcg32;
 use kiln_sfm::eval::compare_poses;
@@ -20,15 +20,6 @@ use kiln_vision::verify::{TwoViewConfig, TwoViewGeometry};
 const WIDTH: u32 = 800;
 const HEIGHT: u32 = 600;
 const FOCAL: f64 = 700.0;
-
-/// OpenCV `camera_from_world` looking from `center` at `target`, world +Z up.
-fn look_at(center: DVec3, target: DVec3) -> RigidCv {
-    let z = (target - center).normalize();
-    let x = z.cross(DVec3::Z).normalize();
-    let y = z.cross(x);
-    let rotation = DMat3::from_cols(x, y, z).transpose();
-    RigidCv { rotation, translation: -(rotation * center) }
-}
 
 struct Scene {
     poses: Vec<RigidCv>,
@@ -63,7 +54,7 @@ fn build_scene(spec: &SceneSpec) -> (Vec<RigidCv>, Vec<Features>, Vec<Vec<Option
             let e = elevation.to_radians();
             let center = spec.center + 6.0 * DVec3::new(e.cos() * azimuth.cos(), e.cos() * azimuth.sin(), e.sin());
             let jitter = DVec3::new(f64::from(rng.normal()), f64::from(rng.normal()), f64::from(rng.normal())) * 0.1;
-            poses.push(look_at(center, spec.center + jitter));
+            poses.push(RigidCv::look_at(center, spec.center + jitter, DVec3::Z));
         }
     }
     let points: Vec<(DVec3, DVec3)> = (0..spec.points)

@@ -320,17 +320,8 @@ mod tests {
             .map(|i| {
                 let angle = i as f32 / n as f32 * std::f32::consts::TAU;
                 let center = target + Vec3::new(angle.cos(), angle.sin(), 0.5) * distance;
-                let forward = (target - center).normalize();
-                let right = forward.cross(Vec3::Z).normalize();
-                let down = forward.cross(right);
                 let intrinsics = Intrinsics { fx: 50.0, fy: 50.0, cx: 32.0, cy: 24.0, width: 64, height: 48 };
-                Camera {
-                    intrinsics,
-                    world_from_camera: WorldFromCameraCv {
-                        rotation: Mat3::from_cols(right, down, forward),
-                        translation: center,
-                    },
-                }
+                Camera { intrinsics, world_from_camera: WorldFromCameraCv::look_at(center, target, Vec3::Z) }
             })
             .collect()
     }

@@ -7,7 +7,7 @@
 
 use kiln_core::image_buf::ImageRgb;
 use kiln_core::rng::Pcg32;
-use kiln_core::splats::SplatGrads;
+use kiln_core::splats::{SplatGrads, SplatsError};
 use kiln_splats::gpu::sort::{RadixSorter, SortedKeys, bits_for};
 use kiln_splats::gpu::{DevicePreference, GpuContext, GpuError, GpuRenderer, GpuSplats, OptionalFeatures};
 use kiln_splats::render::{self, ProjectedGrad, ProjectedSplat, testing};
@@ -369,7 +369,7 @@ fn bad_inputs_are_errors() {
     let mut scene = testing::tile_straddle();
     scene.splats.opacity_logits.pop();
     let err = GpuSplats::upload(&ctx, &scene.splats).unwrap_err();
-    assert!(matches!(err, GpuError::SplatFieldLength { field: "opacity_logits", .. }), "{err}");
+    assert!(matches!(err, GpuError::InvalidSplats(SplatsError::FieldLength { field: "opacity_logits", .. })), "{err}");
 
     let scene = testing::tile_straddle();
     let renderer = GpuRenderer::new(&ctx).unwrap();

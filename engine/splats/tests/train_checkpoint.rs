@@ -14,7 +14,7 @@ mod train_checkpoint {
     use kiln_core::image_buf::ImageRgb;
     use kiln_core::point_cloud::PointCloud;
     use kiln_core::splats::{SH_C0, Splats};
-    use kiln_splats::render::testing::{look_at, random};
+    use kiln_splats::render::testing::{camera_looking_at, random};
     use kiln_splats::render::{RasterOutput, render};
     use kiln_splats::train::backend::{LearningRates, StepLoss, TrainBackend, TrainState};
     use kiln_splats::train::checkpoint::load;
@@ -43,7 +43,7 @@ mod train_checkpoint {
             .map(|i| {
                 let angle = (i as f32 - 1.5) * 0.25;
                 let eye = center + 4.0 * Vec3::new(angle.sin(), 0.1 * i as f32, -angle.cos());
-                look_at(eye, center, WIDTH, HEIGHT)
+                camera_looking_at(eye, center, WIDTH, HEIGHT)
             })
             .collect();
         let images = cameras.iter().map(|c| render(&truth.splats, c, truth.background).output.image).collect();

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use glam::{Mat3, Vec2, Vec3};
+use glam::{Vec2, Vec3};
 use kiln_core::camera::{Camera, Intrinsics, WorldFromCameraCv};
 use kiln_core::image_buf::{ImageGray, ImageRgb};
 use kiln_core::image_buf::{linear_to_srgb, srgb_to_linear};
@@ -57,14 +57,11 @@ fn sphere_mesh(rings: u32, segments: u32) -> TriMesh {
     TriMesh { positions, triangles, ..TriMesh::default() }
 }
 
-/// An OpenCV camera at `eye` looking at `target` (x right, y down, z forward).
-fn look_at(eye: Vec3, target: Vec3, up: Vec3, width: u32, height: u32, focal: f32) -> Camera {
-    let forward = (target - eye).normalize();
-    let right = forward.cross(up).normalize();
-    let down = forward.cross(right);
+/// A `width × height` camera with focal length `focal` (pixels) at `eye` looking at `target`.
+fn camera_looking_at(eye: Vec3, target: Vec3, up: Vec3, width: u32, height: u32, focal: f32) -> Camera {
     Camera {
         intrinsics: Intrinsics { fx: focal, fy: focal, cx: width as f32 / 2.0, cy: height as f32 / 2.0, width, height },
-        world_from_camera: WorldFromCameraCv { rotation: Mat3::from_cols(right, down, forward), translation: eye },
+        world_from_camera: WorldFromCameraCv::look_at(eye, target, up),
     }
 }
 
@@ -101,7 +98,7 @@ fn sphere_views() -> Vec<BakeView> {
             let azimuth = (i as f32 + 0.3 * elevation / 10.0) / count as f32 * std::f32::consts::TAU;
             let (e, a) = (elevation.to_radians(), azimuth);
             let eye = 3.5 * Vec3::new(e.cos() * a.cos(), e.cos() * a.sin(), e.sin());
-            cameras.push(look_at(eye, Vec3::ZERO, Vec3::Z, 240, 200, 260.0));
+            cameras.push(camera_looking_at(eye, Vec3::ZERO, Vec3::Z, 240, 200, 260.0));
         }
     }
     cameras

@@ -35,9 +35,39 @@ pub struct Splats {
     pub sh_degree: u32,
 }
 
+/// A [`Splats`] that breaks its own invariants.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SplatsError {
+    /// A parameter field without exactly one entry per mean.
+    #[error("splat field {field} has {got} entries but there are {expected} means")]
+    FieldLength { field: &'static str, got: usize, expected: usize },
+    #[error("splat SH degree {degree} is above the maximum {MAX_SH_DEGREE}")]
+    ShDegree { degree: u32 },
+}
+
 impl Splats {
     pub fn len(&self) -> usize {
         self.means.len()
+    }
+
+    /// Checks that every field has one entry per mean and that the SH degree is at most
+    /// [`MAX_SH_DEGREE`]: what a renderer or writer indexes by without further checks.
+    pub fn validate(&self) -> Result<(), SplatsError> {
+        let expected = self.len();
+        for (field, got) in [
+            ("log_scales", self.log_scales.len()),
+            ("rotations", self.rotations.len()),
+            ("opacity_logits", self.opacity_logits.len()),
+            ("sh", self.sh.len()),
+        ] {
+            if got != expected {
+                return Err(SplatsError::FieldLength { field, got, expected });
+            }
+        }
+        if self.sh_degree > MAX_SH_DEGREE {
+            return Err(SplatsError::ShDegree { degree: self.sh_degree });
+        }
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,4 +129,21 @@ pub fn sigmoid(x: f32) -> f32 {
 
 pub fn logit(p: f32) -> f32 {
     (p / (1.0 - p)).ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_names_the_first_field_of_the_wrong_length_and_a_degree_too_high() {
+        let mut splats = Splats::default();
+        splats.push([0.0; 3], [0.0; 3], [1.0, 0.0, 0.0, 0.0], 0.0, [[0.0; 3]; SH_COEFFS]);
+        assert_eq!(splats.validate(), Ok(()));
+        splats.opacity_logits.push(0.5);
+        assert_eq!(splats.validate(), Err(SplatsError::FieldLength { field: "opacity_logits", got: 2, expected: 1 }));
+        splats.opacity_logits.pop();
+        splats.sh_degree = MAX_SH_DEGREE + 1;
+        assert_eq!(splats.validate(), Err(SplatsError::ShDegree { degree: MAX_SH_DEGREE + 1 }));
+    }
 }

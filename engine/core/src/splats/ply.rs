@@ -86,14 +86,8 @@ fn sh_from_row(dc: [f32; 3], rest: &[f64]) -> ShCoeffs {
 /// Writes splats in the 3DGS PLY layout (binary little-endian), atomically.
 pub fn write_splats(path: &Path, splats: &Splats) -> Result<(), PlyError> {
     let layout_err = |problem: String| PlyError::Layout { path: path.to_path_buf(), problem };
+    splats.validate().map_err(|invalid| layout_err(invalid.to_string()))?;
     let n = splats.len();
-    let lengths = [splats.log_scales.len(), splats.rotations.len(), splats.opacity_logits.len(), splats.sh.len()];
-    if lengths.iter().any(|&len| len != n) {
-        return Err(layout_err(format!("inconsistent splat arrays: {n} means but {lengths:?} other parameters")));
-    }
-    if splats.sh_degree > MAX_SH_DEGREE {
-        return Err(layout_err(format!("SH degree {} is above the maximum {MAX_SH_DEGREE}", splats.sh_degree)));
-    }
     let rest_per_channel = ((splats.sh_degree + 1) * (splats.sh_degree + 1) - 1) as usize;
     write_atomically(path, |w| {
         write_header(w, n, rest_per_channel)?;

@@ -109,19 +109,9 @@ pub struct GpuSplats {
 }
 
 impl GpuSplats {
-    /// Uploads `splats` (every field must have one entry per mean).
+    /// Uploads `splats`, which must pass [`Splats::validate`].
     pub fn upload(ctx: &GpuContext, splats: &Splats) -> Result<Self, GpuError> {
-        let expected = splats.len();
-        for (field, got) in [
-            ("log_scales", splats.log_scales.len()),
-            ("rotations", splats.rotations.len()),
-            ("opacity_logits", splats.opacity_logits.len()),
-            ("sh", splats.sh.len()),
-        ] {
-            if got != expected {
-                return Err(GpuError::SplatFieldLength { field, got, expected });
-            }
-        }
+        splats.validate()?;
         let len = u32::try_from(splats.len()).map_err(|_| GpuError::TooLarge {
             what: "splat count",
             got: splats.len() as u64,

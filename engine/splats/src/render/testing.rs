@@ -14,7 +14,7 @@
 //! at or below [`TRANSLUCENT_MAX_OPACITY`], so a pixel outside a splat's `3σ` square (where tile
 //! binning changes discontinuously) never reaches `MIN_ALPHA`.
 
-use glam::{Mat3, Vec3};
+use glam::Vec3;
 
 use kiln_core::camera::{Camera, Intrinsics, WorldFromCameraCv};
 use kiln_core::rng::Pcg32;
@@ -42,22 +42,20 @@ pub struct Scene {
     pub background: [f32; 3],
 }
 
-/// An OpenCV-convention camera at `eye` looking at `target`, image `+Y` towards world `+Y`.
-pub fn look_at(eye: Vec3, target: Vec3, width: u32, height: u32) -> Camera {
-    let z = (target - eye).normalize();
-    let x = Vec3::Y.cross(z).normalize();
-    let y = z.cross(x);
+/// A `width × height` camera at `eye` looking at `target`, image `+Y` towards world `+Y` (world
+/// −Y up).
+pub fn camera_looking_at(eye: Vec3, target: Vec3, width: u32, height: u32) -> Camera {
     let focal = FOCAL_PER_WIDTH * width as f32;
     Camera {
         intrinsics: Intrinsics { fx: focal, fy: focal, cx: width as f32 / 2.0, cy: height as f32 / 2.0, width, height },
-        world_from_camera: WorldFromCameraCv { rotation: Mat3::from_cols(x, y, z), translation: eye },
+        world_from_camera: WorldFromCameraCv::look_at(eye, target, Vec3::NEG_Y),
     }
 }
 
 /// The camera every scene uses: slightly off-axis (so no rotation is the identity) and looking at
 /// a point [`SCENE_DEPTH`] in front of the origin.
 pub fn default_camera(width: u32, height: u32) -> Camera {
-    look_at(Vec3::new(0.3, -0.2, 0.0), Vec3::new(0.0, 0.0, SCENE_DEPTH), width, height)
+    camera_looking_at(Vec3::new(0.3, -0.2, 0.0), Vec3::new(0.0, 0.0, SCENE_DEPTH), width, height)
 }
 
 /// World point that `camera` sees at pixel position `(x, y)` (pixel units, so the centre of pixel

@@ -182,20 +182,11 @@ pub fn rotation_from_axis_angle(axis_angle: DVec3) -> DMat3 {
 mod tests {
     use super::*;
 
-    fn look_at(center: DVec3, target: DVec3) -> RigidCv {
-        // OpenCV: +Z forward, +Y down.
-        let z = (target - center).normalize();
-        let x = DVec3::new(0.0, -1.0, 0.0).cross(z).normalize();
-        let y = z.cross(x);
-        let rotation = DMat3::from_cols(x, y, z).transpose();
-        RigidCv { rotation, translation: -(rotation * center) }
-    }
-
     fn views_of(point: DVec3, centers: &[DVec3]) -> Vec<View> {
         centers
             .iter()
             .map(|&c| {
-                let pose = look_at(c, DVec3::ZERO);
+                let pose = RigidCv::look_at(c, DVec3::ZERO, DVec3::Y);
                 let p = pose.transform_point(point);
                 View { camera_from_world: pose, normalized: p.truncate() / p.z, focal: 1000.0 }
             })
