@@ -16,8 +16,10 @@ use crate::interrupt;
 
 #[derive(clap::Args)]
 pub struct BatchArgs {
-    /// A CSV manifest (header `input,output,preset,formats`; paths relative to the CSV), a folder
-    /// of photo folders, or a .zip of photo folders.
+    /// A CSV manifest, a folder of photo folders, or a .zip of photo folders. The CSV's header
+    /// names an `input` column, optionally `output`, and any setting by its kiln.toml name
+    /// (preset, formats as `glb;usdz`, max_side, train_steps, seed, size_mm, until, ...); paths
+    /// are relative to the CSV.
     pub source: PathBuf,
     /// Folder for the job folders (items without an `output`) and batch-report.json
     /// (default: `<source name>-jobs` beside the source).

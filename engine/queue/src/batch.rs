@@ -1,15 +1,26 @@
 //! `kiln batch`: many inputs, each its own job, one after the other; a failing item does not stop
 //! the others. The items come from
-//! - a CSV manifest with a header row and the columns `input` (required), `output`, `preset`,
-//!   `formats` (`glb;usdz`, or `"glb,usdz"` quoted); relative paths are relative to the CSV;
+//! - a CSV manifest (read by the `csv` crate: quoted cells may hold commas, quotes as `""` and
+//!   line breaks) whose header row names its columns: `input` (required: a photo folder or ZIP),
+//!   `output` (the job folder; default `<out>/<input name>`), and any setting of the protocol's
+//!   [`SettingsOverrides`] by its field name, as in `kiln.toml`: `preset`, `formats`, `device`,
+//!   `keep_all`, `train_steps`, `max_side`, `checkpoint_every`, `max_triangles`,
+//!   `texture_size`, `seed`, `size_mm`, `until`. Relative paths are relative to the CSV; an
+//!   empty cell sets nothing; a list (`formats`) is written in one cell with its items separated
+//!   by `;` (`glb;usdz`) or by commas in a quoted cell (`"glb,usdz"`). An unknown column is an
+//!   error naming it, a bad value one naming its line and column, and both name the CSV last;
 //! - a folder of folders: each subfolder (or `.zip` inside it) is an item;
 //! - a ZIP of folders: extracted safely into the output folder, then as a folder of folders.
+//!
+//! An item's settings are layered by [`layered_settings`], the most specific winning: its CSV
+//! row's cells over its folder's `kiln.toml` over the settings the batch was started with.
 //!
 //! The run ends with `batch-report.json` (written atomically) in the output folder.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::csv_cell::{cell_overrides, settings_fields};
 use crate::sidecar::read_sidecar;
 use crate::{JobRunner, KeyMetrics, QueueError, input_stem, is_zip, layered_settings};
 use kiln_core::atomic_file::write_atomically;
@@ -125,92 +136,110 @@ pub fn items_from_folder(folder: &Path, out: &Path, command: &SettingsOverrides)
     Ok(items)
 }
 
-/// The rows of a CSV manifest.
+/// The rows of a CSV manifest (see the module docs), in order; blank rows are skipped.
 pub fn items_from_csv(csv: &Path, out: &Path, command: &SettingsOverrides) -> Result<Vec<BatchItem>, QueueError> {
-    let text = std::fs::read_to_string(csv).map_err(QueueError::io(csv))?;
-    let base = csv.parent().unwrap_or(Path::new("."));
-    let mut rows = text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty());
-    let (_, header) =
-        rows.next().ok_or_else(|| bad_input(csv, "is empty: expected a header row `input,output,preset,formats`"))?;
-    let columns = Columns::parse(header).map_err(|problem| bad_input(csv, format!("line 1: {problem}")))?;
+    let file = std::fs::File::open(csv).map_err(QueueError::io(csv))?;
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(file);
+    let header = reader.headers().map_err(|error| csv_error(csv, error))?;
+    if header.iter().all(str::is_empty) {
+        return Err(bad_input(csv, "the CSV is empty: expected a header row with an `input` column"));
+    }
+    let columns = Columns::parse(header).map_err(|problem| bad_input(csv, format!("{problem} (line 1)")))?;
     let mut items = Vec::new();
-    for (index, line) in rows {
-        let fields =
-            split_csv_line(line).map_err(|problem| bad_input(csv, format!("line {}: {problem}", index + 1)))?;
-        let item = columns
-            .item(&fields, base, out, command)
-            .map_err(|problem| bad_input(csv, format!("line {}: {problem}", index + 1)))?;
-        items.push(item);
+    for row in reader.records() {
+        let row = row.map_err(|error| csv_error(csv, error))?;
+        let line = row.position().map_or(0, csv::Position::line);
+        if let Some(item) = columns.item(&row, line, csv, out, command)? {
+            items.push(item);
+        }
     }
     Ok(items)
 }
 
-/// Column positions of a CSV header.
+/// A CSV reading error as the queue's: I/O as such, the rest as a bad manifest with its line.
+fn csv_error(path: &Path, error: csv::Error) -> QueueError {
+    let text = error.to_string();
+    let line = error.position().map_or_else(String::new, |p| format!(" (line {})", p.line()));
+    match error.into_kind() {
+        csv::ErrorKind::Io(source) => QueueError::Io { path: path.to_path_buf(), source },
+        csv::ErrorKind::Utf8 { err, .. } => bad_input(path, format!("the CSV is not UTF-8 text: {err}{line}")),
+        _ => bad_input(path, text),
+    }
+}
+
+/// The header of a CSV manifest: where `input` and `output` are, and the setting each other
+/// column holds.
 struct Columns {
     input: usize,
     output: Option<usize>,
-    preset: Option<usize>,
-    formats: Option<usize>,
+    /// `(position, field name)` of each column that is a setting.
+    settings: Vec<(usize, String)>,
+    count: usize,
 }
 
 impl Columns {
-    fn parse(header: &str) -> Result<Columns, String> {
-        let names: Vec<String> = split_csv_line(header)?.iter().map(|n| n.trim().to_ascii_lowercase()).collect();
-        if let Some(unknown) = names.iter().find(|n| !["input", "output", "preset", "formats"].contains(&n.as_str())) {
-            return Err(format!("unknown column {unknown:?}: expected input, output, preset, formats"));
+    fn parse(header: &csv::StringRecord) -> Result<Columns, String> {
+        let fields = settings_fields();
+        let names: Vec<String> = header.iter().map(str::to_ascii_lowercase).collect();
+        let (mut input, mut output, mut settings) = (None, None, Vec::new());
+        for (at, name) in names.iter().enumerate() {
+            if names[..at].contains(name) {
+                return Err(format!("the column `{name}` appears twice (column {})", at + 1));
+            }
+            match name.as_str() {
+                "input" => input = Some(at),
+                "output" => output = Some(at),
+                setting if fields.contains(&setting) => settings.push((at, name.clone())),
+                _ => {
+                    return Err(format!(
+                        "unknown column `{name}` (column {}): expected input, output or a setting ({})",
+                        at + 1,
+                        fields.join(", ")
+                    ));
+                }
+            }
         }
-        let find = |name: &str| names.iter().position(|n| n == name);
-        let input = find("input").ok_or("the header has no `input` column")?;
-        Ok(Columns { input, output: find("output"), preset: find("preset"), formats: find("formats") })
+        let input = input.ok_or("the header has no `input` column")?;
+        Ok(Columns { input, output, settings, count: names.len() })
     }
 
+    /// The item of the row of `csv` that starts on `line`, or `None` for a row of empty cells.
     fn item(
         &self,
-        fields: &[String],
-        base: &Path,
+        row: &csv::StringRecord,
+        line: u64,
+        csv: &Path,
         out: &Path,
         command: &SettingsOverrides,
-    ) -> Result<BatchItem, String> {
-        let field = |at: Option<usize>| at.and_then(|i| fields.get(i)).map(|f| f.trim()).filter(|f| !f.is_empty());
-        let input = base.join(field(Some(self.input)).ok_or("the input is empty")?);
-        let sidecar = if input.is_dir() { read_sidecar(&input).map_err(|e| e.to_string())? } else { None };
-        let mut row = SettingsOverrides::default();
-        if let Some(preset) = field(self.preset) {
-            row.preset = Some(preset.parse()?);
+    ) -> Result<Option<BatchItem>, QueueError> {
+        if row.iter().all(str::is_empty) {
+            return Ok(None);
         }
-        if let Some(formats) = field(self.formats) {
-            let names = formats.split([',', ';', ' ', '|']).filter(|n| !n.is_empty());
-            row.formats = Some(names.map(str::parse).collect::<Result<_, _>>()?);
+        if row.len() > self.count {
+            let problem = format!("the row has {} cells, the header {} (line {line})", row.len(), self.count);
+            return Err(bad_input(csv, problem));
         }
-        let settings = layered_settings(command, sidecar.as_ref(), Some(&row));
-        let output = field(self.output).map_or_else(|| out.join(input_stem(&input)), |o| base.join(o));
-        Ok(BatchItem { input, output, settings })
-    }
-}
-
-/// The fields of one CSV line: commas separate, double quotes enclose fields that hold commas,
-/// `""` inside quotes is a quote.
-fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = vec![String::new()];
-    let mut quoted = false;
-    let mut chars = line.trim_end_matches('\r').chars().peekable();
-    while let Some(c) = chars.next() {
-        let field = fields.last_mut().ok_or("internal: no field")?;
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
+        let cell = |at: usize| row.get(at).unwrap_or_default();
+        if cell(self.input).is_empty() {
+            return Err(bad_input(csv, format!("the input is empty (line {line}, column {})", self.input + 1)));
+        }
+        let mut overrides = SettingsOverrides::default();
+        for (at, name) in &self.settings {
+            if !cell(*at).is_empty() {
+                let set = cell_overrides(name, cell(*at))
+                    .map_err(|error| bad_input(csv, format!("{name}: {error} (line {line}, column {})", at + 1)))?;
+                overrides = set.over(&overrides);
             }
-            (true, '"') => quoted = false,
-            (false, '"') if field.trim().is_empty() => quoted = true,
-            (false, ',') => fields.push(String::new()),
-            _ => field.push(c),
         }
+        overrides.validate().map_err(|problem| bad_input(csv, format!("{problem} (line {line})")))?;
+        let base = csv.parent().unwrap_or(Path::new("."));
+        let input = base.join(cell(self.input));
+        let sidecar = if input.is_dir() { read_sidecar(&input)? } else { None };
+        let settings = layered_settings(command, sidecar.as_ref(), Some(&overrides));
+        let output = self.output.map(cell).filter(|o| !o.is_empty());
+        let output = output.map_or_else(|| out.join(input_stem(&input)), |o| base.join(o));
+        Ok(Some(BatchItem { input, output, settings }))
     }
-    if quoted {
-        return Err("a quoted field is not closed".into());
-    }
-    Ok(fields)
 }
 
 /// Runs every item with `runner`, in order; `on_item` sees each result as it comes. Stops
@@ -273,8 +302,7 @@ pub fn write_batch_report(out: &Path, report: &BatchReport) -> Result<PathBuf, Q
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_protocol::Format;
-    use kiln_protocol::Preset;
+    use kiln_protocol::{Device, Format, Preset, Stage};
 
     fn temp(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("kiln-batch-{tag}-{}", std::process::id()));
@@ -284,53 +312,95 @@ mod tests {
     }
 
     #[test]
-    fn csv_fields_split_on_commas_outside_quotes() {
-        assert_eq!(split_csv_line("a,b , c").unwrap(), ["a", "b ", " c"]);
-        assert_eq!(split_csv_line("x,\"glb,usdz\",\"say \"\"hi\"\"\"").unwrap(), ["x", "glb,usdz", "say \"hi\""]);
-        assert_eq!(split_csv_line("a,,\r").unwrap(), ["a", "", ""]);
-        assert!(split_csv_line("\"open").is_err());
-    }
-
-    #[test]
     fn csv_rows_resolve_paths_and_override_settings() {
         let dir = temp("csv");
         std::fs::create_dir_all(dir.join("photos/one")).unwrap();
-        std::fs::write(dir.join("photos/one/kiln.toml"), "until = \"poses\"\npreset = \"full\"").unwrap();
+        std::fs::write(dir.join("photos/one/kiln.toml"), "until = \"poses\"\npreset = \"full\"\nseed = 5").unwrap();
         let csv = dir.join("jobs.csv");
         std::fs::write(
             &csv,
-            "input,output,preset,formats\nphotos/one,,preview,\"glb,obj\"\n\n/abs/two.zip,jobs/two,,usdz\n",
+            "Input, output ,preset,formats,max_side,train_steps,seed,size_mm,keep_all,device\n\
+             photos/one,,preview,\"glb,obj\",640,,,,,\n\
+             \n\
+             /abs/two.zip,jobs/two,,usdz,,1500,7,142.5,true,cpu\n\
+             \"shoots/a, b\",\"jobs/two\nlines\",raw,ply;glb\n",
         )
         .unwrap();
-        let command = SettingsOverrides { preset: Some(Preset::Medium), ..SettingsOverrides::default() };
+        let command = SettingsOverrides {
+            preset: Some(Preset::Medium),
+            until: Some(Stage::Mesh),
+            ..SettingsOverrides::default()
+        };
         let items = plan_batch(&csv, Path::new("/out"), &command).unwrap();
-        assert_eq!(items.len(), 2);
-        assert_eq!(items[0].input, dir.join("photos/one"));
-        assert_eq!(items[0].output, Path::new("/out/one"));
-        assert_eq!(items[0].settings.preset, Preset::Preview, "the CSV column wins over the sidecar");
-        assert_eq!(items[0].settings.until, kiln_job::Stage::Poses, "the sidecar applies where the CSV is silent");
-        assert_eq!(items[0].settings.formats, [Format::Glb, Format::Obj]);
-        assert_eq!(items[1].input, Path::new("/abs/two.zip"));
-        assert_eq!(items[1].output, dir.join("jobs/two"));
-        assert_eq!((items[1].settings.preset, items[1].settings.formats.clone()), (Preset::Medium, vec![Format::Usdz]));
+        assert_eq!(items.len(), 3);
+        let one = &items[0];
+        assert_eq!((one.input.clone(), one.output.clone()), (dir.join("photos/one"), PathBuf::from("/out/one")));
+        assert_eq!(one.settings.preset, Preset::Preview, "the CSV cell wins over the sidecar");
+        assert_eq!(one.settings.until, Stage::Poses, "the sidecar wins over the command where the CSV is silent");
+        assert_eq!((one.settings.seed, one.settings.max_side), (5, Some(640)));
+        assert_eq!(one.settings.formats, [Format::Glb, Format::Obj]);
+        let two = &items[1];
+        assert_eq!((two.input.clone(), two.output.clone()), (PathBuf::from("/abs/two.zip"), dir.join("jobs/two")));
+        assert_eq!((two.settings.preset, two.settings.until), (Preset::Medium, Stage::Mesh), "the command's");
+        assert_eq!(two.settings.formats, [Format::Usdz]);
+        assert_eq!((two.settings.train_steps, two.settings.seed, two.settings.size_mm), (Some(1500), 7, Some(142.5)));
+        assert_eq!((two.settings.keep_all, two.settings.device), (true, Device::Cpu));
+        let three = &items[2];
+        assert_eq!(three.input, dir.join("shoots/a, b"), "a quoted comma");
+        assert_eq!(three.output, dir.join("jobs/two\nlines"), "a quoted line break");
+        assert_eq!(
+            (three.settings.preset, three.settings.formats.clone()),
+            (Preset::Raw, vec![Format::Ply, Format::Glb])
+        );
+        assert_eq!(three.settings.checkpoint_every, Preset::Raw.checkpoint_every());
     }
 
     #[test]
-    fn csv_mistakes_name_the_line() {
+    fn csv_mistakes_name_the_problem_the_line_and_column_and_the_file_last() {
         let dir = temp("csv-bad");
         let csv = dir.join("jobs.csv");
         let command = SettingsOverrides::default();
         for (text, expected) in [
-            ("output,preset\nx,preview", "line 1: the header has no `input` column"),
-            ("input,colour\nx,red", "line 1: unknown column \"colour\""),
-            ("input,preset\nx,preview\ny,ultra", "line 3: unknown preset"),
-            ("input,formats\nx,gltf", "line 2: unknown format"),
+            ("output,preset\nx,preview", "the header has no `input` column (line 1)"),
+            (
+                "input,colour\nx,red",
+                "unknown column `colour` (column 2): expected input, output or a setting (preset, ",
+            ),
+            ("input,steps\nx,3", "unknown column `steps` (column 2)"),
+            ("input,preset,Preset\nx,raw,full", "the column `preset` appears twice (column 3)"),
+            ("input,preset\nx,preview\ny,ultra", "preset: unknown variant `ultra`, expected one of `preview`"),
+            ("input,preset\n\"x\ny\",preview\nz,ultra", "(line 4, column 2)"),
+            ("input,formats\nx,gltf", "formats: unknown variant `gltf`, expected one of `glb`"),
+            ("input,formats\nx,;", "formats must name at least one format (line 2)"),
+            ("input,max_side\nx,big", "max_side: expected a whole number, found \"big\" (line 2, column 2)"),
+            ("input,max_side\nx,0", "max_side must be positive (line 2)"),
+            ("input,keep_all\nx,1", "keep_all: expected true or false, found \"1\" (line 2, column 2)"),
+            ("input,output\nx,y,z", "the row has 3 cells, the header 2 (line 2)"),
+            ("input,preset\n,full", "the input is empty (line 2, column 1)"),
             ("input\n", "lists no inputs"),
+            ("", "the CSV is empty"),
         ] {
             std::fs::write(&csv, text).unwrap();
             let error = plan_batch(&csv, &dir, &command).unwrap_err();
-            assert!(error.is_bad_input() && error.to_string().contains(expected), "{text:?}: {error}");
+            let message = error.to_string();
+            assert!(error.is_bad_input() && message.contains(expected), "{text:?}: {message}");
+            assert!(message.ends_with(&format!(": {}", csv.display())), "the file last: {message}");
         }
+        std::fs::write(&csv, b"input\nph\xffotos\n").unwrap();
+        let error = plan_batch(&csv, &dir, &command).unwrap_err().to_string();
+        assert!(error.starts_with("the CSV is not UTF-8 text") && error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn a_broken_sidecar_of_a_csv_item_names_the_sidecar() {
+        let dir = temp("csv-sidecar");
+        std::fs::create_dir_all(dir.join("one")).unwrap();
+        std::fs::write(dir.join("one/kiln.toml"), "qualty = 3").unwrap();
+        let csv = dir.join("jobs.csv");
+        std::fs::write(&csv, "input\none\n").unwrap();
+        let error = plan_batch(&csv, &dir, &SettingsOverrides::default()).unwrap_err().to_string();
+        assert!(error.starts_with("unknown field `qualty`"), "{error}");
+        assert!(error.ends_with(&dir.join("one/kiln.toml").display().to_string()), "{error}");
     }
 
     #[test]
