@@ -103,17 +103,38 @@ mod train {
         let (first, last) =
             (losses[..3].iter().sum::<f32>() / 3.0, losses[losses.len() - 3..].iter().sum::<f32>() / 3.0);
         let test = result.test.unwrap();
-        let flat = test_views.images.iter().map(flat_psnr).sum::<f32>() / 3.0;
+        let flat = test_views.images.iter().map(flat_psnr).sum::<f32>() / test_views.images.len() as f32;
+        // The same recipe stopped before its first step: the random initialisation, evaluated the
+        // same way. What a trainer that never updates (or whose updates are lost) would report.
+        let (untrained, ..) = train(&dir, 200, &TrainConfig { steps: 0, ..config.clone() });
+        let untrained = untrained.test.unwrap();
         eprintln!(
-            "loss {first:.4} -> {last:.4}, test {test:?} (flat {flat:.2}), {} splats, {:.1}s",
+            "loss {first:.4} -> {last:.4}, test {test:?} (flat {flat:.2}, untrained {untrained:?}), {} splats, {:.1}s",
             result.num_splats, result.train_seconds
         );
         assert!(last < 0.5 * first, "loss must at least halve in 500 steps: {first} -> {last}");
         assert_eq!(test.views, 3);
-        // 9 training views far apart say little about the 3 held-out ones, so the held-out bound is
-        // only "better than any flat image"; on the views it trained on, the model must beat the
-        // flat image by a wide margin (5 dB is a third of the error energy left).
-        assert!(test.psnr > flat, "test PSNR {} vs flat-colour baseline {flat}", test.psnr);
+        // Held out: 9 training views far apart say little about the 3 held-out ones (the checkered
+        // floor fills most of each image), so the held-out PSNR sits on a plateau set by the views,
+        // not by the training. Measured on a 2-core VM: 18.38 dB after these 500 steps, 18.37 dB
+        // with SH degree 0, 18.36 dB after 1000 steps; the untrained initialisation 18.46 dB. The
+        // flat image of each view's own mean colour (the best flat image there is, so above the
+        // background alone: 16.75 dB) reaches 17.48 dB: the model is 0.90 dB above it (0.69 to
+        // 1.26 dB per view). Half a dB keeps 0.4 dB for other machines' rounding and still fails a
+        // model worse than a grey card: diverged, NaN, or evaluated against the wrong photos.
+        assert!(test.psnr >= flat + 0.5, "test PSNR {} vs flat-colour baseline {flat} + 0.5 dB", test.psnr);
+        // PSNR cannot tell training from none here (the grey random splats score as well as a flat
+        // image); held-out structure can: SSIM rises from 0.566 untrained to 0.610 (0.612 with SH
+        // degree 0, 0.636 after 1000 steps). A gain of at least 0.02 keeps half the measured one.
+        assert!(
+            test.ssim >= untrained.ssim + 0.02,
+            "held-out SSIM {} vs the untrained initialisation's {} + 0.02",
+            test.ssim,
+            untrained.ssim
+        );
+        // On the views it trained on, the model must beat the flat image by a wide margin
+        // (measured 23.47 dB vs 16.97 dB; 5 dB is a third of the error energy left).
+        let n = train_views.images.len() as f32;
         let (train_psnr, train_flat) = train_views
             .cameras
             .iter()
@@ -121,7 +142,7 @@ mod train {
             .map(|(camera, image)| {
                 (psnr(&render(&result.splats, camera, config.background).output.image, image), flat_psnr(image))
             })
-            .fold((0.0, 0.0), |(a, b), (p, f)| (a + p / 9.0, b + f / 9.0));
+            .fold((0.0, 0.0), |(a, b), (p, f)| (a + p / n, b + f / n));
         eprintln!("training views: PSNR {train_psnr:.2} (flat {train_flat:.2})");
         assert!(train_psnr > train_flat + 5.0, "training-view PSNR {train_psnr} vs flat {train_flat}");
     }
