@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use notify::{RecursiveMode, Watcher};
+use notify::{Config, EventKindMask, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::sidecar::read_sidecar;
 use crate::store::{Enqueued, QueueStore};
@@ -50,6 +50,11 @@ const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(100);
 /// the user started by hand on the same folder) holds its job folder: long enough not to spin,
 /// short enough that the queue moves on soon after the other process ends.
 pub const DEFAULT_BUSY_RETRY: Duration = Duration::from_secs(30);
+
+/// The file notifications the scanner asks for: creations, removals and changes. Reads (access
+/// events) are left out at the source, where inotify then does not even report them: hashing an
+/// input and running its job read every file, and a read says nothing about a copy in progress.
+const WATCHED_EVENTS: EventKindMask = EventKindMask::CORE;
 
 /// How often an idle runner looks for queued jobs.
 const RUNNER_POLL: Duration = Duration::from_millis(200);
@@ -237,14 +242,15 @@ struct Scanner<'a> {
     candidates: HashMap<PathBuf, Candidate>,
     events: Receiver<notify::Result<notify::Event>>,
     /// Kept alive: dropping it ends the notifications.
-    _watcher: notify::RecommendedWatcher,
+    _watcher: RecommendedWatcher,
 }
 
 impl<'a> Scanner<'a> {
     fn new(dir: &'a Path, out: &'a Path, options: &'a WatchOptions) -> Result<Self, QueueError> {
         let watch_error = |e: notify::Error| QueueError::Watch { path: dir.to_path_buf(), message: e.to_string() };
         let (sender, events) = channel();
-        let mut watcher = notify::recommended_watcher(sender).map_err(watch_error)?;
+        let config = Config::default().with_event_kinds(WATCHED_EVENTS);
+        let mut watcher = RecommendedWatcher::new(sender, config).map_err(watch_error)?;
         watcher.watch(dir, RecursiveMode::Recursive).map_err(watch_error)?;
         let store = QueueStore::open(&out.join(QUEUE_FILE))?;
         Ok(Scanner { dir, out, options, store, candidates: HashMap::new(), events, _watcher: watcher })
@@ -269,12 +275,11 @@ impl<'a> Scanner<'a> {
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(wait) {
-                Ok(Ok(event)) if !matches!(event.kind, notify::EventKind::Access(_)) => {
+                Ok(Ok(event)) => {
                     for path in &event.paths {
                         self.touch(path);
                     }
                 }
-                Ok(Ok(_)) => {}
                 Ok(Err(error)) => tracing::warn!("file notification error (the periodic scan covers it): {error}"),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
             }
@@ -534,6 +539,35 @@ mod tests {
         std::fs::write(dir.join("a.jpg"), b"longer").unwrap();
         assert_ne!(second, fingerprint(&dir), "a file growing");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn changes_are_notified_and_reads_are_not() {
+        let root = std::env::temp_dir().join(format!("kiln-watch-notify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (dir, out) = (root.join("in"), root.join("out"));
+        std::fs::create_dir_all(dir.join("a")).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(dir.join("a/p.jpg"), "1").unwrap();
+        let options = WatchOptions {
+            dir: dir.clone(),
+            out: out.clone(),
+            quiet: Duration::from_secs(1),
+            settings: SettingsOverrides::default(),
+            exit_when_idle: true,
+            busy_retry: DEFAULT_BUSY_RETRY,
+        };
+        let scanner = Scanner::new(&dir, &out, &options).unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(std::fs::read(dir.join("a/p.jpg")).unwrap(), b"1");
+            let read = scanner.events.recv_timeout(Duration::from_millis(500));
+            assert!(read.is_err(), "a read is not a change: {read:?}");
+        }
+        std::fs::write(dir.join("a/q.jpg"), "2").unwrap();
+        let event = scanner.events.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        assert!(event.paths.iter().any(|p| p.starts_with(dir.join("a"))), "{event:?}");
+        drop(scanner);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     /// A stand-in job that records its inputs and fails for folders named `bad*`.
