@@ -158,6 +158,11 @@ impl WorldFromCameraCv {
 }
 
 impl CameraFromWorldCv {
+    /// The `f32` pose of pose estimation's `f64` one.
+    pub fn from_rigid(camera_from_world: &RigidCv) -> Self {
+        Self { rotation: camera_from_world.rotation.as_mat3(), translation: camera_from_world.translation.as_vec3() }
+    }
+
     pub fn inverse(&self) -> WorldFromCameraCv {
         let rotation = self.rotation.transpose();
         WorldFromCameraCv { rotation, translation: -(rotation * self.translation) }

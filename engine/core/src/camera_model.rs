@@ -111,9 +111,4 @@ impl RigidCv {
     pub fn center(&self) -> DVec3 {
         -(self.rotation.transpose() * self.translation)
     }
-
-    /// As the renderer's `f32` pose type.
-    pub fn to_camera_from_world_f32(&self) -> crate::camera::CameraFromWorldCv {
-        crate::camera::CameraFromWorldCv { rotation: self.rotation.as_mat3(), translation: self.translation.as_vec3() }
-    }
 }

@@ -32,7 +32,7 @@ use crate::pipeline::PosesResult;
 use crate::report::PosesReport;
 use crate::{Phase, SfmError};
 use kiln_core::atomic_file::write_atomically;
-use kiln_core::camera::WorldFromCameraCv;
+use kiln_core::camera::{CameraFromWorldCv, WorldFromCameraCv};
 use kiln_core::photos::PhotoSet;
 use kiln_dataset::colmap::{
     CameraModel, ColmapCamera, ColmapImage, ColmapModel, ColmapPoint3D, ModelFormat, Point2D, TrackElement,
@@ -200,7 +200,7 @@ fn opencv_intrinsics(camera: &RadialCamera) -> Map<String, Value> {
 /// `transform_matrix` rows: camera-to-world in the OpenGL camera convention, through the
 /// engine's one conversion ([`WorldFromCameraCv::to_gl`]).
 fn world_from_camera_gl_rows(camera_from_world: &RigidCv) -> [[f64; 4]; 4] {
-    let world_from_camera: WorldFromCameraCv = camera_from_world.to_camera_from_world_f32().inverse();
+    let world_from_camera: WorldFromCameraCv = CameraFromWorldCv::from_rigid(&camera_from_world).inverse();
     let matrix = world_from_camera.to_gl().to_mat4();
     let mut rows = [[0.0; 4]; 4];
     for (r, row) in rows.iter_mut().enumerate() {

@@ -49,9 +49,11 @@ pub mod sh;
 pub mod testing;
 #[cfg(test)]
 mod tests;
+mod tiles;
 
 pub use project::{project, project_backward};
-pub use raster::{rasterize, rasterize_backward, tile_grid, tile_rect};
+pub use raster::{rasterize, rasterize_backward};
+pub use tiles::{tile_grid, tile_rect};
 
 use kiln_core::camera::Camera;
 use kiln_core::image_buf::{ImageGray, ImageRgb};

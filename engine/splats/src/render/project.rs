@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use crate::render::real::{Real, arr, arr_f32};
-use crate::render::{LOW_PASS, NEAR_PLANE, ProjectedGrad, ProjectedSplat, raster, sh};
+use crate::render::{LOW_PASS, NEAR_PLANE, ProjectedGrad, ProjectedSplat, sh, tiles};
 use kiln_core::camera::Camera;
 use kiln_core::splats::{SH_COEFFS, SplatGrads, Splats};
 
@@ -273,7 +273,7 @@ pub(crate) fn project_one<T: Real>(
     let mid = T::c(0.5) * (s00 + s11);
     let lambda_max = mid + (mid * mid - det).max(T::c(0.1)).sqrt();
     let radius = (T::c(3.0) * lambda_max.sqrt()).ceil().to_f32() as u32;
-    let [x0, x1, y0, y1] = raster::tile_rect(arr_f32(mean2d), radius, cam.width, cam.height);
+    let [x0, x1, y0, y1] = tiles::tile_rect(arr_f32(mean2d), radius, cam.width, cam.height);
     if x0 >= x1 || y0 >= y1 {
         return None;
     }
