@@ -17,6 +17,9 @@ pub enum ExportError {
     Invalid { path: PathBuf, problem: String },
     #[error("bad export frame: {0}")]
     Frame(String),
+    /// Building a zip archive in memory (USDZ) failed.
+    #[error("cannot build the zip archive: {0}")]
+    Zip(#[from] zip::result::ZipError),
 }
 
 impl ExportError {

@@ -8,7 +8,12 @@
 //! top-left, so `st = (u, 1 − v)`.
 
 use std::fmt::Write as _;
+use std::io::{Cursor, Write as _};
 use std::path::Path;
+
+use zip::result::ZipError;
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, ZipWriter};
 
 use crate::ExportError;
 use crate::glb::{GENERATOR, ROUGHNESS};
@@ -22,7 +27,7 @@ const ROOT_LAYER: &str = "model.usda";
 const BASE_COLOR_FILE: &str = "textures/basecolor.png";
 const NORMAL_MAP_FILE: &str = "textures/normal.png";
 /// The usdz specification aligns every file's data to 64 bytes so it can be memory-mapped.
-const DATA_ALIGNMENT: usize = 64;
+const DATA_ALIGNMENT: u16 = 64;
 
 /// Metadata ending a primvar declaration: one value per vertex.
 const VERTEX_INTERPOLATION: &str = " (\n            interpolation = \"vertex\"\n        )\n";
@@ -44,7 +49,7 @@ pub fn usdz_bytes(model: &TexturedMesh) -> Result<Vec<u8>, ExportError> {
     if let Some(map) = &model.normal_map {
         files.push((NORMAL_MAP_FILE, encode_png(map, "normal map")?));
     }
-    Ok(zip_stored(&files))
+    zip_stored(&files)
 }
 
 /// The `.usda` text of the stage.
@@ -139,127 +144,17 @@ fn write_texture(s: &mut String, name: &str, file: &str, colour_space: &str, sca
     s.push_str("                float3 outputs:rgb\n            }\n");
 }
 
-/// Zip local file header signature.
-const LOCAL_HEADER_SIGNATURE: u32 = 0x0403_4B50;
-const CENTRAL_HEADER_SIGNATURE: u32 = 0x0201_4B50;
-const END_OF_CENTRAL_SIGNATURE: u32 = 0x0605_4B50;
-const LOCAL_HEADER_BYTES: usize = 30;
-/// Version 1.0 of the zip format suffices for stored entries.
-const ZIP_VERSION: u16 = 10;
-/// Compression method 0: stored.
-const STORED: u16 = 0;
-/// 1980-01-01 00:00, the zip epoch: a fixed timestamp keeps the output reproducible.
-const DOS_DATE: u16 = (1 << 5) | 1;
-/// Extra-field id of the alignment padding (any id a reader does not know is skipped).
-const PADDING_EXTRA_ID: u16 = 0x1986;
-/// An extra field is at least its 4-byte id + size header.
-const EXTRA_HEADER_BYTES: usize = 4;
-
 /// A zip archive of `files` in order, stored, each file's data aligned to [`DATA_ALIGNMENT`].
-fn zip_stored(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut central = Vec::new();
+fn zip_stored(files: &[(&str, Vec<u8>)]) -> Result<Vec<u8>, ExportError> {
+    let options = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Stored)
+        .with_alignment(DATA_ALIGNMENT)
+        // The zip epoch rather than the clock, so that the same model gives the same bytes.
+        .last_modified_time(DateTime::default());
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
     for (name, data) in files {
-        let header_offset = out.len();
-        let extra = alignment_padding(header_offset + LOCAL_HEADER_BYTES + name.len());
-        let crc = crc32(data);
-        out.extend_from_slice(&LOCAL_HEADER_SIGNATURE.to_le_bytes());
-        push_entry_fields(&mut out, name, data.len(), crc, extra.len());
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&extra);
-        out.extend_from_slice(data);
-
-        central.extend_from_slice(&CENTRAL_HEADER_SIGNATURE.to_le_bytes());
-        central.extend_from_slice(&ZIP_VERSION.to_le_bytes()); // version made by
-        push_entry_fields(&mut central, name, data.len(), crc, 0);
-        for field in [0u16, 0, 0, 0, 0] {
-            // comment length, disk number, internal attributes, external attributes (2 words)
-            central.extend_from_slice(&field.to_le_bytes());
-        }
-        central.extend_from_slice(&(header_offset as u32).to_le_bytes());
-        central.extend_from_slice(name.as_bytes());
+        zip.start_file(*name, options)?;
+        zip.write_all(data).map_err(ZipError::Io)?;
     }
-    let central_offset = out.len();
-    out.extend_from_slice(&central);
-    out.extend_from_slice(&END_OF_CENTRAL_SIGNATURE.to_le_bytes());
-    for field in [0u16, 0, files.len() as u16, files.len() as u16] {
-        out.extend_from_slice(&field.to_le_bytes());
-    }
-    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(central_offset as u32).to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes()); // comment length
-    out
-}
-
-/// The fields shared by local and central headers, from "version needed" to "extra length".
-fn push_entry_fields(out: &mut Vec<u8>, name: &str, size: usize, crc: u32, extra_len: usize) {
-    for field in [ZIP_VERSION, 0, STORED, 0, DOS_DATE] {
-        // version needed, flags, method, time, date
-        out.extend_from_slice(&field.to_le_bytes());
-    }
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&(size as u32).to_le_bytes()); // compressed
-    out.extend_from_slice(&(size as u32).to_le_bytes()); // uncompressed
-    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(extra_len as u16).to_le_bytes());
-}
-
-/// An extra field that moves data starting at `unpadded_data_offset` to the next multiple of
-/// [`DATA_ALIGNMENT`] (empty when already aligned).
-fn alignment_padding(unpadded_data_offset: usize) -> Vec<u8> {
-    let mut pad = (DATA_ALIGNMENT - unpadded_data_offset % DATA_ALIGNMENT) % DATA_ALIGNMENT;
-    if pad == 0 {
-        return Vec::new();
-    }
-    if pad < EXTRA_HEADER_BYTES {
-        pad += DATA_ALIGNMENT;
-    }
-    let mut extra = Vec::with_capacity(pad);
-    extra.extend_from_slice(&PADDING_EXTRA_ID.to_le_bytes());
-    extra.extend_from_slice(&((pad - EXTRA_HEADER_BYTES) as u16).to_le_bytes());
-    extra.resize(pad, 0);
-    extra
-}
-
-/// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), as zip requires.
-fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = crc_table();
-    !data.iter().fold(!0u32, |crc, &byte| TABLE[((crc ^ u32::from(byte)) & 0xFF) as usize] ^ (crc >> 8))
-}
-
-const fn crc_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc32_matches_the_standard_check_value() {
-        // The CRC-32 catalogue's check value for "123456789".
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b""), 0);
-    }
-
-    #[test]
-    fn padding_aligns_every_offset() {
-        for offset in 0..200 {
-            let pad = alignment_padding(offset);
-            assert_eq!((offset + pad.len()) % DATA_ALIGNMENT, 0, "offset {offset}");
-            assert!(pad.is_empty() || pad.len() >= EXTRA_HEADER_BYTES);
-        }
-    }
+    Ok(zip.finish()?.into_inner())
 }

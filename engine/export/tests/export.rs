@@ -258,6 +258,31 @@ fn usdz_is_valid_aligned_and_flips_v() {
     }
 }
 
+/// The usdz rules read back by an independent zip reader (the `zip` crate's): every entry
+/// stored, its data at a multiple of 64 bytes, its bytes as written, and the root layer first.
+#[test]
+fn usdz_reads_back_stored_and_64_byte_aligned_with_the_zip_crate() {
+    let model = sphere_model(true);
+    let path = out_dir("usdz-zip-crate").join("model.usdz");
+    usdz::write_usdz(&path, &model).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).unwrap();
+    let mut names = Vec::new();
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index).unwrap();
+        let name = entry.name().unwrap().to_string();
+        assert_eq!(entry.compression(), zip::CompressionMethod::Stored, "{name}");
+        let data_start = entry.data_start().unwrap();
+        assert_eq!(data_start % 64, 0, "{name}: data at {data_start}");
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        let start = usize::try_from(data_start).unwrap();
+        assert_eq!(&bytes[start..start + data.len()], &data[..], "{name}: stored bytes are the file's");
+        names.push(name);
+    }
+    assert_eq!(names, ["model.usda", "textures/basecolor.png", "textures/normal.png"]);
+}
+
 #[test]
 fn obj_refers_to_its_material_and_flips_v() {
     let model = sphere_model(false);
