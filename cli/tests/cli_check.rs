@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn fixture_images() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fixtures/bunny-mini/images")
+    kiln_testkit::bunny_mini().join("images")
 }
 
 fn kiln_check(folder: &Path, json: bool) -> Output {

@@ -16,7 +16,7 @@ mod common;
 use common::kiln;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fixtures/bunny-mini")
+    kiln_testkit::bunny_mini()
 }
 
 fn fresh_dir(name: &str) -> PathBuf {

@@ -12,7 +12,7 @@ mod common;
 use common::{kiln, synth_images};
 
 fn fixture_images() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fixtures/bunny-mini/images")
+    kiln_testkit::bunny_mini().join("images")
 }
 
 fn fresh_dir(name: &str) -> PathBuf {

@@ -27,13 +27,7 @@ use kiln_mesh::metrics::compare;
 use kiln_sfm::eval::umeyama;
 
 fn fixture_images() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fixtures/bunny-mini/images")
-}
-
-fn datasets() -> PathBuf {
-    std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"))
+    kiln_testkit::bunny_mini().join("images")
 }
 
 fn fresh_dir(name: &str) -> PathBuf {
@@ -306,7 +300,7 @@ fn interrupted_job_stops_cleanly_with_exit_130_and_resumes() {
 
 /// A folder of symbolic links to every `step`-th photo of bunny-synth (photos are never copied).
 fn bunny_subset(root: &Path, step: usize) -> Option<PathBuf> {
-    let images = datasets().join("bunny-synth/images");
+    let images = kiln_testkit::datasets().join("bunny-synth/images");
     if !images.is_dir() {
         println!("SKIPPED: {} is absent (set KILN_DATASETS)", images.display());
         return None;
@@ -326,7 +320,7 @@ fn bunny_subset(root: &Path, step: usize) -> Option<PathBuf> {
 #[test]
 #[ignore]
 fn bunny_photos_to_validated_glb_and_usdz() {
-    let images = datasets().join("bunny-synth/images");
+    let images = kiln_testkit::datasets().join("bunny-synth/images");
     if !images.is_dir() {
         println!("SKIPPED: {} is absent (set KILN_DATASETS)", images.display());
         return;
@@ -366,7 +360,7 @@ fn bunny_photos_to_validated_glb_and_usdz() {
     validate("KILN_USDZ_VALIDATOR", &out.join("export/model.usdz"));
     assert_nothing_half_written(&out);
     // The mesh against the true surface, after aligning the job's cameras to the true ones.
-    let truth = datasets().join("bunny-synth");
+    let truth = kiln_testkit::datasets().join("bunny-synth");
     let mesh = mesh_in_truth_frame(&out, &truth);
     let gt = read_mesh(&truth.join("gt_mesh.ply")).unwrap();
     let (lo, hi) = gt.bounds().unwrap();
@@ -424,7 +418,7 @@ fn mesh_in_truth_frame(job: &Path, truth: &Path) -> TriMesh {
 /// finished, the verdict and its figures in report.json, the exported GLB valid, and no stage
 /// message that sends the user after conventions Kiln chose itself. Returns the report.
 fn real_capture_finishes(name: &str) -> Option<serde_json::Value> {
-    let images = datasets().join(name).join("images");
+    let images = kiln_testkit::datasets().join(name).join("images");
     if !images.is_dir() {
         println!("SKIPPED: {} is absent (set KILN_DATASETS)", images.display());
         return None;

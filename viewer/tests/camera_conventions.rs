@@ -120,11 +120,11 @@ fn centroid(mask: &[bool], width: u32) -> [f64; 3] {
 
 #[test]
 fn bunny_silhouettes_match_masks_from_every_camera() {
-    let full = common::datasets_dir().join("bunny-synth");
+    let full = kiln_testkit::datasets().join("bunny-synth");
     if full.join("transforms.json").is_file() {
         silhouettes_match(&full, BUNNY_SYNTH);
     } else {
         eprintln!("bunny-synth not found under {}: using the bunny-mini fixture instead", full.display());
-        silhouettes_match(&common::bunny_mini(), BUNNY_MINI);
+        silhouettes_match(&kiln_testkit::bunny_mini(), BUNNY_MINI);
     }
 }

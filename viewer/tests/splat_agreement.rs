@@ -80,7 +80,7 @@ fn assert_close(pairs: &[(f32, f32)], what: &str) {
 
 #[test]
 fn viewer_matches_trainer_on_a_model_trained_here() {
-    let dir = common::bunny_mini();
+    let dir = kiln_testkit::bunny_mini();
     let Some(ctx) = common::gpu() else { return };
     let dataset = Dataset::open(&dir).unwrap();
     let (train, test, all) =

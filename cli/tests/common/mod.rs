@@ -15,9 +15,7 @@ pub fn kiln() -> Command {
 /// `$KILN_DATASETS/bunny-synth/images` (default `../shared/datasets` beside the workspace), or
 /// `None` after saying loudly that the test is skipped.
 pub fn synth_images() -> Option<PathBuf> {
-    let root = std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
+    let root = kiln_testkit::datasets();
     let dir = root.join("bunny-synth/images");
     if dir.is_dir() {
         Some(dir)

@@ -11,16 +11,7 @@ use kiln_core::photos::{decode_oriented, gray_fitting};
 use serde_json::Value;
 
 fn shared_dataset(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"));
-    let dir = root.join(name);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: dataset {name} not found at {} (set KILN_DATASETS)", dir.display());
-        None
-    }
+    kiln_testkit::dataset(name)
 }
 
 fn images_of(name: &str) -> Option<PathBuf> {

@@ -12,20 +12,11 @@ use kiln_dataset::{Dataset, DatasetError, OpenOptions, PointCloud, Split, View, 
 use serde_json::Value;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bunny-mini")
+    kiln_testkit::bunny_mini()
 }
 
 fn shared_dataset(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"));
-    let dir = root.join(name);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: dataset {name} not found at {} (set KILN_DATASETS)", dir.display());
-        None
-    }
+    kiln_testkit::dataset(name)
 }
 
 /// A fresh, empty folder for one test.

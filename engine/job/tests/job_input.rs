@@ -16,7 +16,7 @@ use zip::write::SimpleFileOptions;
 
 /// A ZIP of bunny-mini's photos, in memory.
 fn bunny_mini_zip() -> Vec<u8> {
-    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bunny-mini/images");
+    let images = kiln_testkit::bunny_mini().join("images");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&images).unwrap().map(|e| e.unwrap().path()).collect();
     names.sort();
     let mut writer = ZipWriter::new(std::io::Cursor::new(Vec::new()));

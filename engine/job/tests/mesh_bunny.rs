@@ -48,13 +48,6 @@ const THRESHOLD: f32 = 0.001;
 /// Mask value from which a pixel is inside the object (the masks' edges are anti-aliased).
 const INSIDE_MASK: f32 = 0.99;
 
-fn datasets_dir() -> PathBuf {
-    match std::env::var_os("KILN_DATASETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"),
-    }
-}
-
 /// A held-out view at the training resolution with its object mask.
 struct TestView {
     camera: Camera,
@@ -94,7 +87,7 @@ fn train() -> Option<Trained> {
     use kiln_splats::train::cpu::CpuBackend;
     use kiln_splats::train::{TrainInput, run};
 
-    let dataset_dir = datasets_dir().join("bunny-synth");
+    let dataset_dir = kiln_testkit::datasets().join("bunny-synth");
     if !dataset_dir.join("transforms.json").is_file() {
         eprintln!("SKIPPED: dataset {} not found", dataset_dir.display());
         return None;

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kiln_core::camera::Camera;
 use kiln_core::image_buf::ImageGray;
@@ -17,13 +17,6 @@ use kiln_core::mesh::raster::depth_buffer;
 use kiln_dataset::Dataset;
 use kiln_mesh::surface::{DepthMode, SurfaceOptions, SurfaceView, render_depth};
 use kiln_splats::render::render;
-
-fn datasets_dir() -> PathBuf {
-    match std::env::var_os("KILN_DATASETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"),
-    }
-}
 
 /// Camera-frame depth of `mesh` at every pixel of `camera` (the baker's z-buffer), 0 where it
 /// is not.
@@ -64,7 +57,7 @@ fn depth_error_against_the_gt_mesh() {
         eprintln!("SKIPPED: set KILN_SURFACE_SPLATS to a splats PLY trained on bunny-synth");
         return;
     };
-    let dir = datasets_dir().join("bunny-synth");
+    let dir = kiln_testkit::datasets().join("bunny-synth");
     if !dir.join("transforms.json").is_file() {
         eprintln!("SKIPPED: dataset {} not found", dir.display());
         return;

@@ -13,7 +13,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use glam::{Mat3, Quat, Vec3};
@@ -32,17 +32,6 @@ use kiln_mesh::surface::{DepthMode, SurfaceOptions, SurfaceView, extract_surface
 const METRIC_SAMPLES: usize = 200_000;
 /// The F-score threshold of the goal: 1 mm.
 const THRESHOLD: f32 = 0.001;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn datasets_dir() -> PathBuf {
-    match std::env::var_os("KILN_DATASETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace_root().join("../shared/datasets"),
-    }
-}
 
 /// All views of a dataset at full resolution, with `masks/<stem>.png` when asked.
 fn surface_views(dir: &Path, with_masks: bool) -> Vec<SurfaceView> {
@@ -175,7 +164,7 @@ fn basis_with_z(z: Vec3) -> Mat3 {
 
 #[test]
 fn surface_of_gt_splats_on_bunny_mini() {
-    let dir = workspace_root().join("engine/fixtures/bunny-mini");
+    let dir = kiln_testkit::bunny_mini();
     if !dir.join("transforms.json").is_file() {
         eprintln!("SKIPPED: fixture {} not found", dir.display());
         return;
@@ -211,7 +200,7 @@ fn measure_bunny_surface() {
         eprintln!("SKIPPED: set KILN_SURFACE_SPLATS to a splats PLY trained on bunny-synth");
         return;
     };
-    let dir = datasets_dir().join("bunny-synth");
+    let dir = kiln_testkit::datasets().join("bunny-synth");
     if !dir.join("transforms.json").is_file() {
         eprintln!("SKIPPED: dataset {} not found", dir.display());
         return;

@@ -21,15 +21,7 @@ use kiln_sfm::pipeline::{PosesOptions, PosesResult, estimate_poses};
 use kiln_vision::model::RigidCv;
 
 fn dataset(name: &str) -> Option<PathBuf> {
-    let root =
-        std::env::var_os("KILN_DATASETS").map_or_else(|| PathBuf::from("../../../shared/datasets"), PathBuf::from);
-    let path = root.join(name);
-    if path.is_dir() {
-        Some(path)
-    } else {
-        eprintln!("SKIPPED: dataset {} not found (set KILN_DATASETS)", path.display());
-        None
-    }
+    kiln_testkit::dataset(name)
 }
 
 /// Runs Kiln's SfM on `<dataset>/images` and prints the report summary.

@@ -17,7 +17,7 @@ use kiln_sfm::SfmError;
 use kiln_sfm::pipeline::{PosesOptions, PosesResult, estimate_poses};
 
 fn fixture_images() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bunny-mini/images")
+    kiln_testkit::bunny_mini().join("images")
 }
 
 fn fixture_names() -> Vec<String> {
@@ -40,9 +40,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// `$KILN_DATASETS/bunny-synth/images` (default `../shared/datasets` beside the workspace).
 fn synth_images() -> Option<PathBuf> {
-    let root = std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"));
+    let root = kiln_testkit::datasets();
     let dir = root.join("bunny-synth/images");
     if dir.is_dir() {
         Some(dir)

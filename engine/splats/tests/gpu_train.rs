@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod gpu_train {
-    use std::path::{Path, PathBuf};
 
     use kiln_core::camera::Camera;
     use kiln_core::image_buf::ImageRgb;
@@ -320,10 +319,6 @@ mod gpu_train {
         assert_eq!(any.map(|b| b.device_name()), Some(ctx.name()));
     }
 
-    fn workspace_root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-    }
-
     /// Largest `|a − b|` over two parameter blocks.
     fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());
@@ -473,7 +468,7 @@ mod gpu_train {
     /// The training views of the bunny-mini fixture at `max_side` pixels, or `None` (after a
     /// loud line) when the fixture is absent.
     fn bunny_mini(max_side: u32) -> Option<(Vec<Camera>, Vec<ImageRgb>)> {
-        let dir = workspace_root().join("engine/fixtures/bunny-mini");
+        let dir = kiln_testkit::bunny_mini();
         if !dir.join("transforms.json").is_file() {
             eprintln!("SKIPPED: dataset {} not found", dir.display());
             return None;

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod train {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use kiln_core::camera::Camera;
     use kiln_core::image_buf::ImageRgb;
@@ -19,17 +19,6 @@ mod train {
     struct Views {
         cameras: Vec<Camera>,
         images: Vec<ImageRgb>,
-    }
-
-    fn workspace_root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-    }
-
-    fn datasets_dir() -> PathBuf {
-        match std::env::var_os("KILN_DATASETS") {
-            Some(dir) => PathBuf::from(dir),
-            None => workspace_root().join("../shared/datasets"),
-        }
     }
 
     fn load(dataset: &Dataset, split: Split, max_side: u32) -> Views {
@@ -86,7 +75,7 @@ mod train {
 
     #[test]
     fn train_smoke_on_bunny_mini() {
-        let dir = workspace_root().join("engine/fixtures/bunny-mini");
+        let dir = kiln_testkit::bunny_mini();
         if !dir.join("transforms.json").is_file() {
             eprintln!("SKIPPED: dataset {} not found", dir.display());
             return;
@@ -151,7 +140,7 @@ mod train {
     #[test]
     #[ignore = "minutes of release-mode CPU training"]
     fn bunny_reaches_30db_at_200px() {
-        let dir = datasets_dir().join("bunny-synth");
+        let dir = kiln_testkit::datasets().join("bunny-synth");
         if !dir.join("transforms.json").is_file() {
             eprintln!("SKIPPED: dataset {} not found", dir.display());
             return;

@@ -209,16 +209,7 @@ fn exposure_balancing_undoes_a_darker_photo() {
 // ---- bunny-synth ----
 
 fn shared_dataset(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"));
-    let dir = root.join(name);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: dataset {name} not found at {} (set KILN_DATASETS)", dir.display());
-        None
-    }
+    kiln_testkit::dataset(name)
 }
 
 /// Reads a binary little-endian PLY with float x y z vertices and uchar-counted int triangle

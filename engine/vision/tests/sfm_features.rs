@@ -13,14 +13,8 @@ use kiln_core::photos::PhotoError;
 use kiln_core::photos::{decode_oriented, gray_fitting, list_photos, read_exif};
 use kiln_vision::features::{DESCRIPTOR_LEN, Keypoint, SiftOptions, extract_features, sift};
 
-fn datasets() -> PathBuf {
-    std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"))
-}
-
 fn fixture_image() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bunny-mini/images/0000.jpg")
+    kiln_testkit::bunny_mini().join("images/0000.jpg")
 }
 
 /// A fresh empty folder under the system temp dir.
@@ -170,7 +164,7 @@ fn repeatability(
 /// A textured test image: a sceaux-castle photo at 800 px when the datasets are present, else
 /// the bunny-mini fixture (far fewer features).
 fn invariance_image() -> (GrayImage, usize) {
-    let castle = datasets().join("sceaux-castle/images/100_7100.JPG");
+    let castle = kiln_testkit::datasets().join("sceaux-castle/images/100_7100.JPG");
     let (path, side, min_matches) = if castle.exists() { (castle, 800, 100) } else { (fixture_image(), 200, 20) };
     println!("invariance image: {}", path.display());
     let decoded = decode_oriented(&path).unwrap();
@@ -381,7 +375,7 @@ fn extract_features_gives_consistent_features_on_a_photo() {
 
 #[test]
 fn dataset_photos_exif_report() {
-    let root = datasets();
+    let root = kiln_testkit::datasets();
     for name in ["fox", "sceaux-castle"] {
         let images = root.join(name).join("images");
         if !images.exists() {

@@ -3,25 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-
 use kiln_core::image_buf::ImageRgb;
 use kiln_splats::gpu::GpuContext;
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub fn datasets_dir() -> PathBuf {
-    match std::env::var_os("KILN_DATASETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace_root().join("../shared/datasets"),
-    }
-}
-
-pub fn bunny_mini() -> PathBuf {
-    workspace_root().join("engine/fixtures/bunny-mini")
-}
 
 /// A device on any adapter, software included; `None` (with a loud SKIPPED line) when the
 /// machine has no wgpu adapter at all.

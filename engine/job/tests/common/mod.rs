@@ -8,17 +8,10 @@ use kiln_job::{Device, JobSettings};
 use kiln_protocol::Format;
 use kiln_protocol::Preset;
 
-/// `$KILN_DATASETS`, else `../shared/datasets` beside the repository.
-pub fn datasets() -> PathBuf {
-    std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"))
-}
-
 /// A folder of symbolic links to every 4th bunny-synth photo (20 views 18° apart: enough for
 /// poses; bunny-mini's 12 small views are not).
 pub fn bunny_subset(root: &Path) -> Option<PathBuf> {
-    let images = datasets().join("bunny-synth/images");
+    let images = kiln_testkit::datasets().join("bunny-synth/images");
     if !images.is_dir() {
         println!("SKIPPED: bunny-synth not found at {} (set KILN_DATASETS)", images.display());
         return None;
