@@ -6,6 +6,7 @@
 //! `SKIPPED` without `$KILN_DATASETS`.
 
 #![cfg(feature = "queue")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -10,6 +10,7 @@
 //!    Ctrl-C (SIGINT) stops the watcher cleanly.
 
 #![cfg(feature = "queue")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -87,11 +87,13 @@ pub fn plan_batch(source: &Path, out: &Path, command: &SettingsOverrides) -> Res
         items_from_folder(&extract_batch_zip(source, out)?, out, command)?
     } else if source.is_dir() {
         items_from_folder(source, out, command)?
+    } else if !source.exists() {
+        return Err(bad_input(source, "no such manifest, folder or ZIP"));
     } else {
-        return Err(bad_input(source, "expected a .csv manifest, a folder of photo folders or a .zip of them"));
+        return Err(bad_input(source, "not a .csv manifest, a folder of photo folders or a .zip of them"));
     };
     if items.is_empty() {
-        return Err(bad_input(source, "lists no inputs"));
+        return Err(bad_input(source, "the batch lists no inputs"));
     }
     Ok(items)
 }
@@ -123,7 +125,7 @@ pub fn items_from_folder(folder: &Path, out: &Path, command: &SettingsOverrides)
     if inputs.is_empty() {
         return Err(bad_input(
             folder,
-            "holds no subfolders or .zip files: batch expects one folder (or ZIP) of photos per job",
+            "no subfolders or .zip files in the folder: a batch takes one folder (or ZIP) of photos per job",
         ));
     }
     inputs.sort();
@@ -283,7 +285,7 @@ fn item_result(item: &BatchItem, outcome: Result<KeyMetrics, JobError>, seconds:
                 e if e.is_bad_input() => ItemStatus::BadInput,
                 _ => ItemStatus::Failed,
             };
-            tracing::warn!("{}: {error}", item.input.display());
+            tracing::warn!(input = %item.input.display(), "{error}");
             (status, Some(error.to_string()), None)
         }
     };
@@ -417,6 +419,20 @@ mod tests {
             names,
             [(dir.join("a"), "/out/a".into()), (dir.join("b"), "/out/b".into()), (dir.join("c.zip"), "/out/c".into())]
         );
+
+        let empty = dir.join("a");
+        let error = plan_batch(&empty, Path::new("/out"), &SettingsOverrides::default()).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "no subfolders or .zip files in the folder: a batch takes one folder (or ZIP) of photos per job: {}",
+                empty.display()
+            )
+        );
+        let missing = dir.join("missing");
+        let error = plan_batch(&missing, Path::new("/out"), &SettingsOverrides::default()).unwrap_err();
+        assert!(error.is_bad_input());
+        assert_eq!(error.to_string(), format!("no such manifest, folder or ZIP: {}", missing.display()));
     }
 
     #[test]

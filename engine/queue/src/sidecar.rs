@@ -19,6 +19,9 @@
 //! `size_mm`, `until`. A key not among them (a typo, a table such as `[render]`) is an error, not
 //! ignored; so is a value of the wrong kind or out of range. Errors say what is wrong first, with
 //! the key and the line and column where TOML found it, and name the file last.
+//!
+//! A sidecar overrides the settings the batch or watcher was started with, and a batch CSV
+//! row's cells override it ([`crate::layered_settings`]).
 
 use std::path::Path;
 

@@ -135,17 +135,17 @@ struct Shared<'a> {
 fn resolve_folders(options: &WatchOptions) -> Result<(PathBuf, PathBuf), QueueError> {
     let dir = std::fs::canonicalize(&options.dir).map_err(|e| QueueError::BadInput {
         path: options.dir.clone(),
-        problem: format!("cannot watch it ({e}); expected an existing folder"),
+        problem: format!("cannot open the folder to watch ({e}); it must be an existing folder"),
     })?;
     if !dir.is_dir() {
-        return Err(QueueError::BadInput { path: dir, problem: "is not a folder".into() });
+        return Err(QueueError::BadInput { path: dir, problem: "the path to watch is not a folder".into() });
     }
     std::fs::create_dir_all(&options.out).map_err(QueueError::io(&options.out))?;
     let out = std::fs::canonicalize(&options.out).map_err(QueueError::io(&options.out))?;
     if dir.starts_with(&out) {
         return Err(QueueError::BadInput {
             path: dir,
-            problem: format!("the watched folder must not be inside the output folder {}", out.display()),
+            problem: format!("the output folder {} must not contain the folder to watch", out.display()),
         });
     }
     Ok((dir, out))
@@ -347,17 +347,13 @@ impl<'a> Scanner<'a> {
         let hash = match input_content_hash(input) {
             Ok(hash) => hash,
             Err(error) => {
-                log.warn(&format!("{}: cannot read it yet ({error}); retrying", input.display()));
+                log.warn(&format!("cannot read an input yet, trying again at a later scan: {error}"));
                 return Ok(false);
             }
         };
         if let Some(known) = self.store.find_by_hash(&hash)? {
-            log.info(&format!(
-                "skipping {}: same content as job #{} ({})",
-                input.display(),
-                known.id,
-                known.state.name()
-            ));
+            let (id, state) = (known.id, known.state.name());
+            log.info(&format!("skipping the same content as job #{id} ({state}): {}", input.display()));
             return Ok(true);
         }
         let job_dir = self.out.join(JOBS_DIR).join(format!(
@@ -377,7 +373,7 @@ impl<'a> Scanner<'a> {
         };
         let settings = layered_settings(&self.options.settings, sidecar.as_ref(), None);
         let queued = self.store.enqueue(input, &hash, &job_dir, &settings)?;
-        log.info(&format!("queued {} ({})", input.display(), enqueued_id(&queued)));
+        log.info(&format!("queued ({}): {}", enqueued_id(&queued), input.display()));
         Ok(true)
     }
 }
@@ -489,7 +485,7 @@ impl WatchLock {
         if let Some(pid) = holder.filter(|&pid| pid != std::process::id() && process_alive(pid)) {
             return Err(QueueError::BadInput {
                 path: out.to_path_buf(),
-                problem: format!("another `kiln watch` (process {pid}) uses this output folder; stop it first"),
+                problem: format!("another watcher (process {pid}) uses this output folder; stop it first"),
             });
         }
         std::fs::write(&path, std::process::id().to_string()).map_err(QueueError::io(&path))?;
