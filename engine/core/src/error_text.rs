@@ -1,14 +1,14 @@
 //! An error and its causes as one line of text, for messages and reports.
 
 /// `error` and its chain of sources joined by ": ", like anyhow's `{:#}`, but without repeating a
-/// cause that the message above it already ends with (most errors here say "<file>: <cause>" and
-/// also return the cause as their source).
+/// cause that the message above it already quotes (most errors here say "<problem>: <cause>:
+/// <file>" and also return the cause as their source).
 pub fn chain_text(error: &dyn std::error::Error) -> String {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
         let text = cause.to_string();
-        if !line.ends_with(&text) {
+        if !line.contains(&text) {
             line = format!("{line}: {text}");
         }
         source = cause.source();
@@ -21,7 +21,7 @@ mod tests {
     use super::chain_text;
 
     #[derive(Debug, thiserror::Error)]
-    #[error("photos/a.jpg: {source}")]
+    #[error("cannot read: {source}: photos/a.jpg")]
     struct Quoting {
         source: std::io::Error,
     }
@@ -41,7 +41,7 @@ mod tests {
         #[error("loading the photos")]
         struct Loading(#[source] Quoting);
         let error = Loading(Quoting { source: io });
-        assert_eq!(chain_text(&error), "loading the photos: photos/a.jpg: no such file");
+        assert_eq!(chain_text(&error), "loading the photos: cannot read: no such file: photos/a.jpg");
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub fn list_photos(input: &Path) -> Result<PhotoSet, PhotoError> {
         let (width, height, exif) = match read_header(&path) {
             Ok(header) => header,
             Err(reason) => {
-                tracing::warn!("{}: {reason}", path.display());
+                tracing::warn!("{reason}: {}", path.display());
                 rejected.push(RejectedPhoto { path, reason });
                 continue;
             }
@@ -215,7 +215,7 @@ pub fn read_exif(path: &Path, stored_width: u32) -> ExifSummary {
     let exif = match parsed {
         Ok(exif) => exif,
         Err(e) => {
-            tracing::debug!("{}: no EXIF ({e})", path.display());
+            tracing::debug!("no EXIF ({e}): {}", path.display());
             return ExifSummary { orientation: 1, ..ExifSummary::default() };
         }
     };

@@ -18,14 +18,14 @@ const MAX_HEADER_LINES: usize = 4096;
 /// Errors reading or writing PLY files. Each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PlyError {
-    #[error("{}: {source}", path.display())]
+    #[error("{source}: {}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{}: PLY header line {line}: {problem}", path.display())]
+    #[error("PLY header line {line}: {problem}: {}", path.display())]
     Header { path: PathBuf, line: usize, problem: String },
     /// A well-formed file without what the layout needs (an element, a property).
-    #[error("{}: {problem}", path.display())]
+    #[error("{problem}: {}", path.display())]
     Layout { path: PathBuf, problem: String },
-    #[error("{}: element '{element}' row {row}: {problem}", path.display())]
+    #[error("PLY element '{element}' row {row}: {problem}: {}", path.display())]
     Body { path: PathBuf, element: String, row: usize, problem: String },
 }
 

@@ -51,25 +51,27 @@ pub struct Dataset {
 /// How many missing image names an error message spells out before summarising the rest.
 const MISSING_NAMES_SHOWN: usize = 8;
 
-/// Errors reading a dataset. Each names the file, and where it can, the frame / line / record and
-/// field at fault.
+/// Errors reading a dataset. Each says what is wrong, where it can in which frame / line / record
+/// and field, and names the file last.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    #[error("{}: {source}", path.display())]
+    #[error("{source}: {}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{}: invalid JSON: {source}", path.display())]
+    #[error("invalid JSON: {source}: {}", path.display())]
     Json { path: PathBuf, source: serde_json::Error },
     /// Bad content: `location` is e.g. `frames[3].transform_matrix`, `line 12` or
     /// `byte 96 (image record 2)`.
-    #[error("{}: {location}: {problem}", path.display())]
+    #[error("{location}: {problem}: {}", path.display())]
     Invalid { path: PathBuf, location: String, problem: String },
-    #[error("{}: {} listed image(s) do not exist: {} (open with `skip_missing_images` to leave them out)", path.display(), missing.len(), summarize(missing))]
+    /// Images the dataset lists that do not exist ([`OpenOptions::skip_missing_images`] leaves
+    /// them out instead).
+    #[error("{} listed image(s) do not exist: {}: {}", missing.len(), summarize(missing), path.display())]
     MissingImages { path: PathBuf, missing: Vec<PathBuf> },
-    #[error("{}: cannot decode image: {source}", path.display())]
+    #[error("cannot decode image: {source}: {}", path.display())]
     Decode { path: PathBuf, source: image::ImageError },
-    #[error("{}: {problem}", path.display())]
+    #[error("{problem}: {}", path.display())]
     BadImage { path: PathBuf, problem: String },
-    #[error("{}: not a dataset: expected a transforms.json file, a folder holding one, or a COLMAP model (cameras, images, points3D .bin or .txt) in the folder, its sparse/0/ or its sparse/", path.display())]
+    #[error("not a dataset: expected a transforms.json file, a folder holding one, or a COLMAP model (cameras, images, points3D .bin or .txt) in the folder, its sparse/0/ or its sparse/: {}", path.display())]
     NotADataset { path: PathBuf },
     #[error(transparent)]
     Ply(#[from] PlyError),
@@ -151,10 +153,10 @@ fn keep_present_images<T>(
         return Err(DatasetError::MissingImages { path: source.to_path_buf(), missing });
     }
     tracing::warn!(
-        "{}: leaving out {} views whose image does not exist: {}",
-        source.display(),
+        "leaving out {} views whose image does not exist: {}: {}",
         missing.len(),
-        summarize(&missing)
+        summarize(&missing),
+        source.display()
     );
     Ok(present)
 }

@@ -96,10 +96,10 @@ fn camera_for_image(view: &View, image: &ImageRgb) -> Result<Camera, DatasetErro
         });
     }
     tracing::debug!(
-        "{}: rescaling intrinsics to the stored {}×{}",
-        view.image_path.display(),
+        "rescaling intrinsics to the stored {}×{}: {}",
         image.width,
-        image.height
+        image.height,
+        view.image_path.display()
     );
     Ok(camera.resized(image.width, image.height))
 }

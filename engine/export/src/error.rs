@@ -2,18 +2,18 @@
 
 use std::path::PathBuf;
 
-/// Why an export failed. Each names the file or the mesh property at fault.
+/// Why an export failed. Each says what is wrong first and names the file, if any, last.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("{}: {source}", path.display())]
+    #[error("{source}: {}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("encoding {what} as PNG: {source}")]
     Png { what: &'static str, source: image::ImageError },
-    #[error("{}: cannot decode image: {source}", path.display())]
+    #[error("cannot decode image: {source}: {}", path.display())]
     Decode { path: PathBuf, source: image::ImageError },
     #[error("mesh cannot be exported: {0}")]
     InvalidMesh(String),
-    #[error("{}: {problem}", path.display())]
+    #[error("{problem}: {}", path.display())]
     Invalid { path: PathBuf, problem: String },
     #[error("bad export frame: {0}")]
     Frame(String),

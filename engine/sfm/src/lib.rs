@@ -29,19 +29,20 @@ pub mod report;
 
 use std::path::PathBuf;
 
-/// Errors of the SfM stage. Each names the file or the photos at fault and says what to do.
+/// Errors of the SfM stage. Each says what is wrong and what to do, then names the file or folder
+/// at fault, last.
 #[derive(Debug, thiserror::Error)]
 pub enum SfmError {
-    #[error("{}: {source}", path.display())]
+    #[error("{source}: {}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{}: cannot decode image: {source}", path.display())]
+    #[error("cannot decode image: {source}: {}", path.display())]
     Decode { path: PathBuf, source: image::ImageError },
     /// A photo Kiln cannot use (unsupported size, unreadable EXIF that matters, …).
-    #[error("{}: {problem}", path.display())]
+    #[error("{problem}: {}", path.display())]
     BadPhoto { path: PathBuf, problem: String },
     /// The input as a whole cannot give poses: too few photos, no overlap, no texture.
     /// `problem` says why in words a photographer acts on.
-    #[error("{}: {problem}", input.display())]
+    #[error("{problem}: {}", input.display())]
     Unusable { input: PathBuf, problem: String },
     /// The robust estimation or the optimisation failed in a way that is Kiln's fault.
     #[error("structure from motion failed: {0}")]

@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong turning splats into a mesh or moving a mesh through a file.
+/// Everything that can go wrong turning splats into a mesh or moving a mesh through a file. Each
+/// names the problem first and the file, if any, last.
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
-    #[error("{}: {source}", path.display())]
+    #[error("{source}: {}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     /// A malformed or unsupported PLY file; `problem` says where and what.
-    #[error("{}: {problem}", path.display())]
+    #[error("{problem}: {}", path.display())]
     Ply { path: PathBuf, problem: String },
     /// The inputs cannot give a surface (no views, an empty region, an inconsistent mesh).
     #[error("{0}")]

@@ -212,7 +212,7 @@ impl<'a> Context<'a> {
             return Err(SfmError::Internal(format!("{} photos but features for {}", n, features.len())));
         }
         if let Some(photo) = photos.photos.iter().find(|p| p.group >= photos.groups.len()) {
-            return Err(SfmError::Internal(format!("{}: camera group {} does not exist", photo.name, photo.group)));
+            return Err(SfmError::Internal(format!("camera group {} does not exist: {}", photo.group, photo.name)));
         }
         let mut degree = vec![0; n];
         let mut best_inliers = vec![0; n];

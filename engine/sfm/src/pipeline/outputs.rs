@@ -200,7 +200,7 @@ fn opencv_intrinsics(camera: &RadialCamera) -> Map<String, Value> {
 /// `transform_matrix` rows: camera-to-world in the OpenGL camera convention, through the
 /// engine's one conversion ([`WorldFromCameraCv::to_gl`]).
 fn world_from_camera_gl_rows(camera_from_world: &RigidCv) -> [[f64; 4]; 4] {
-    let world_from_camera: WorldFromCameraCv = CameraFromWorldCv::from_rigid(&camera_from_world).inverse();
+    let world_from_camera: WorldFromCameraCv = CameraFromWorldCv::from_rigid(camera_from_world).inverse();
     let matrix = world_from_camera.to_gl().to_mat4();
     let mut rows = [[0.0; 4]; 4];
     for (r, row) in rows.iter_mut().enumerate() {
@@ -258,8 +258,8 @@ fn write_point_cloud(path: &Path, rec: &Reconstruction) -> Result<(), SfmError> 
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<(), SfmError> {
-    let text =
-        serde_json::to_string_pretty(value).map_err(|e| SfmError::Internal(format!("{}: {e}", path.display())))?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| SfmError::Internal(format!("cannot write JSON: {e}: {}", path.display())))?;
     write_atomically(path, |w| w.write_all(text.as_bytes()))
         .map_err(|source| SfmError::Io { path: path.to_path_buf(), source })
 }

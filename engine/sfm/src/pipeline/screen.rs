@@ -99,7 +99,7 @@ pub fn screen(listed: PhotoSet, features: Vec<Result<Features, String>>, min_fea
             }
         };
         if let Err(set_aside) = &verdict {
-            tracing::warn!("{}: {}", photo.path.display(), set_aside.reason());
+            tracing::warn!("{}: {}", set_aside.reason(), photo.path.display());
             rejected.push(RejectedPhoto { path: photo.path.clone(), reason: set_aside.reason() });
         }
         entries.push((photo.name, verdict));

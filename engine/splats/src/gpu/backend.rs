@@ -27,8 +27,9 @@ impl From<GpuError> for TrainError {
 }
 
 /// Opens a GPU training backend on an adapter allowed by `preference`, or `Ok(None)` when there
-/// is no such adapter (the caller falls back to the CPU for `--device auto`, or reports the
-/// absence for `--device gpu`). Other failures (device creation, shader compilation) are errors.
+/// is no such adapter (the caller falls back to the CPU when the device was left to choice, or
+/// reports the absence when a GPU was asked for). Other failures (device creation, shader
+/// compilation) are errors.
 pub fn gpu_backend(
     preference: DevicePreference,
     background: [f32; 3],

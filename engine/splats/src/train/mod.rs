@@ -48,15 +48,15 @@ pub enum TrainError {
     Gpu(String),
     #[error("training stopped at step {step} (a checkpoint was written)")]
     Stopped { step: u32 },
-    #[error("checkpoint {}: {source}", path.display())]
+    #[error("checkpoint: {source}: {}", path.display())]
     CheckpointIo {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("checkpoint {}: {problem}", path.display())]
+    #[error("checkpoint unusable: {problem}: {}", path.display())]
     CheckpointCorrupt { path: PathBuf, problem: String },
-    #[error("checkpoint {} is from another run: the {what} differ", path.display())]
+    #[error("checkpoint is from another run (the {what} differ): {}", path.display())]
     CheckpointMismatch { path: PathBuf, what: &'static str },
 }
 

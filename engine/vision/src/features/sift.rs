@@ -77,7 +77,7 @@ pub fn extract_features(photo: &PhotoInfo, options: &SiftOptions) -> Result<Feat
         return Err(PhotoError::BadPhoto {
             path: photo.path.clone(),
             problem: format!(
-                "decodes to {}×{} but its header said {}×{}; was it replaced while Kiln ran?",
+                "the photo decodes to {}×{} but its header said {}×{} (was it replaced while Kiln ran?)",
                 decoded.width(),
                 decoded.height(),
                 photo.width,
