@@ -15,6 +15,7 @@ mod progress;
 mod reconstruct;
 #[cfg(feature = "gpu")]
 mod render;
+mod settings;
 mod train;
 mod view;
 #[cfg(feature = "queue")]

@@ -16,11 +16,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_job::report::JobReport;
 use kiln_job::validate::{Validators, validate_outputs};
 use kiln_job::verdict::ModelVerdict;
-use kiln_job::{EventKind, JobEvent, JobSettings, Stage, run_job};
-use kiln_protocol::Format;
-use kiln_protocol::{Device, Preset, SettingsOverrides};
+use kiln_job::{EventKind, JobEvent, run_job};
 
 use crate::interrupt;
+use crate::settings::SettingsArgs;
 
 #[derive(clap::Args)]
 pub struct ReconstructArgs {
@@ -29,37 +28,8 @@ pub struct ReconstructArgs {
     /// The job folder (created if missing). The same command on the same folder resumes the job.
     #[arg(long)]
     pub out: PathBuf,
-    /// Quality and cost: preview (CPU-sized, minutes), reduced, medium (the default) or full
-    /// (GPU-sized).
-    #[arg(long)]
-    pub preset: Option<Preset>,
-    /// Comma-separated formats to deliver: glb, usdz, obj, ply (the training splats); glb,usdz
-    /// by default.
-    #[arg(long, value_delimiter = ',')]
-    pub formats: Option<Vec<Format>>,
-    /// Training device: cpu, gpu (any adapter, software ones included) or auto (a hardware GPU if
-    /// there is one, else the CPU; the default).
-    #[arg(long)]
-    pub device: Option<Device>,
-    /// Use the photos the capture check rejects too.
-    #[arg(long)]
-    pub keep_all: bool,
-    /// Training steps, instead of the preset's.
-    #[arg(long)]
-    pub steps: Option<u32>,
-    /// Longer image side for training and baking, pixels, instead of the preset's.
-    #[arg(long)]
-    pub max_side: Option<u32>,
-    /// Steps between training checkpoints, instead of the preset's.
-    #[arg(long)]
-    pub checkpoint_every: Option<u32>,
-    /// The object's longest side in millimetres: exports in true size (photos alone fix no
-    /// scale; without it a world unit is taken as a metre, and the report says `unknown`).
-    #[arg(long, value_name = "N")]
-    pub size_mm: Option<f64>,
-    /// The last stage to run: check, poses, train, mesh or export (the default).
-    #[arg(long)]
-    pub until: Option<Stage>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
     /// Print report.json on stdout.
     #[arg(long)]
     pub json: bool,
@@ -69,7 +39,7 @@ pub struct ReconstructArgs {
 const BAR_UNITS: u64 = 1000;
 
 pub fn run(args: &ReconstructArgs) -> Result<()> {
-    let settings = settings(args)?;
+    let settings = args.settings.overrides()?.settings();
     let cancel = interrupt::cancel_on_ctrl_c();
     let mut display = Display::new();
     let result = run_job(&args.input, &args.out, &settings, &cancel, &mut |event| display.show(event));
@@ -104,28 +74,6 @@ impl std::fmt::Display for ModelFailed {
 }
 
 impl std::error::Error for ModelFailed {}
-
-/// The flags as the protocol's overrides: the one form every front end's settings take.
-fn overrides(args: &ReconstructArgs) -> SettingsOverrides {
-    SettingsOverrides {
-        preset: args.preset,
-        formats: args.formats.clone(),
-        device: args.device,
-        keep_all: args.keep_all.then_some(true),
-        train_steps: args.steps,
-        max_side: args.max_side,
-        checkpoint_every: args.checkpoint_every,
-        size_mm: args.size_mm,
-        until: args.until,
-        ..SettingsOverrides::default()
-    }
-}
-
-fn settings(args: &ReconstructArgs) -> Result<JobSettings> {
-    let overrides = overrides(args);
-    overrides.validate().map_err(anyhow::Error::msg)?;
-    Ok(overrides.settings())
-}
 
 /// The one progress line, with a line per stage as it ends.
 struct Display {

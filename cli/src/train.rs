@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use kiln_core::image_buf::ImageRgb;
-use kiln_dataset::{Dataset, OpenOptions};
+use kiln_dataset::{Dataset, DatasetError, OpenOptions};
 use kiln_job::train_stage::{self, metrics_json, write_train_outputs};
 use kiln_splats::train::background::auto_background;
 use kiln_splats::train::config::TrainConfig;
@@ -52,7 +52,11 @@ pub struct TrainArgs {
 
 pub fn run(args: &TrainArgs) -> Result<()> {
     let options = OpenOptions { skip_missing_images: args.skip_missing_images, ..Default::default() };
-    let dataset = Dataset::open_with(&args.dataset, &options)?;
+    let dataset = Dataset::open_with(&args.dataset, &options).inspect_err(|error| {
+        if matches!(error, DatasetError::MissingImages { .. }) {
+            eprintln!("hint: --skip-missing-images trains on the images that are there");
+        }
+    })?;
     let views = load_dataset_views(&dataset, args.max_side)?;
     let mut config = TrainConfig::for_steps(args.steps);
     config.seed = args.seed;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Result;
 use kiln_queue::watch::{DEFAULT_BUSY_RETRY, LOG_FILE, WatchOptions, watch};
 
-use crate::batch::SettingsArgs;
 use crate::interrupt;
+use crate::settings::SettingsArgs;
 
 #[derive(clap::Args)]
 pub struct WatchArgs {

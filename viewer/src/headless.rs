@@ -5,7 +5,7 @@
 //! trainer's colour space), and alpha = coverage + (1 − coverage) · background alpha, so a
 //! transparent background gives a cut-out.
 
-use glam::{Mat3, Vec3};
+use glam::Vec3;
 use kiln_core::camera::{Camera, Intrinsics, WorldFromCameraCv};
 use kiln_splats::gpu::GpuContext;
 
@@ -222,14 +222,10 @@ pub fn orbit_camera(
     let (az, el) = (azimuth_deg.to_radians(), elevation_deg.clamp(-MAX_ELEVATION_DEG, MAX_ELEVATION_DEG).to_radians());
     let offset = Vec3::new(el.cos() * az.sin(), el.sin(), el.cos() * az.cos());
     let position = centre + distance * offset;
-    // OpenCV axes: z forward, y down (−up), x = y × z to the right.
-    let forward = -offset;
-    let right = Vec3::NEG_Y.cross(forward).normalize();
-    let down = forward.cross(right);
     let focal = 0.5 * height as f32 / (0.5 * ORBIT_FOV_Y_DEG.to_radians()).tan();
     Camera {
         intrinsics: Intrinsics { fx: focal, fy: focal, cx: 0.5 * width as f32, cy: 0.5 * height as f32, width, height },
-        world_from_camera: WorldFromCameraCv { rotation: Mat3::from_cols(right, down, forward), translation: position },
+        world_from_camera: WorldFromCameraCv::look_at(position, centre, Vec3::Y),
     }
 }
 

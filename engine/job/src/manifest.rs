@@ -3,6 +3,7 @@
 //! later call can tell whether the photos changed.
 
 use crate::layout::JobLayout;
+use kiln_core::photos::{PhotoError, folder_files, relative_name};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -11,9 +12,6 @@ use crate::hash::hash_file;
 use crate::report::{read_json, write_json};
 use crate::{JobError, JobSettings};
 use kiln_protocol::Resolved;
-
-/// File extensions a job takes as photos (case-insensitive): the ones pose estimation reads.
-const PHOTO_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
 /// What the input was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -61,9 +59,12 @@ impl Manifest {
             InputKind::Zip => Some(hash_file(input)?),
             InputKind::Folder => None,
         };
-        let mut files = Vec::new();
-        collect_photo_files(photos_dir, &mut files)?;
-        files.sort();
+        let files = folder_files(photos_dir)
+            .map_err(|error| match error {
+                PhotoError::Io { path, source } => JobError::Io { path, source },
+                other => JobError::BadInput { input: photos_dir.to_path_buf(), problem: other.to_string() },
+            })?
+            .photos;
         let photos = files
             .par_iter()
             .map(|path| {
@@ -91,33 +92,4 @@ impl Manifest {
     pub fn write(&self, job_dir: &Path) -> Result<(), JobError> {
         write_json(&JobLayout::new(job_dir).manifest(), self)
     }
-}
-
-/// Appends the photo files under `dir` (recursively; hidden entries skipped).
-fn collect_photo_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), JobError> {
-    let io_error = |source| JobError::Io { path: dir.to_path_buf(), source };
-    for entry in std::fs::read_dir(dir).map_err(io_error)? {
-        let entry = entry.map_err(io_error)?;
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if entry.file_type().map_err(io_error)?.is_dir() {
-            collect_photo_files(&path, files)?;
-        } else if is_photo_name(&path) {
-            files.push(path);
-        }
-    }
-    Ok(())
-}
-
-fn is_photo_name(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| PHOTO_EXTENSIONS.iter().any(|p| p.eq_ignore_ascii_case(e)))
-}
-
-fn relative_name(root: &Path, path: &Path) -> String {
-    let relative = path.strip_prefix(root).unwrap_or(path);
-    relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }

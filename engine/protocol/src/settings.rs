@@ -187,7 +187,8 @@ pub struct SettingsOverrides {
     pub device: Option<Device>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_all: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `steps` is accepted too: the command-line flag's name and early `kiln.toml` files'.
+    #[serde(skip_serializing_if = "Option::is_none", alias = "steps")]
     pub train_steps: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_side: Option<u32>,
@@ -342,6 +343,8 @@ mod tests {
         assert_eq!(settings.formats, vec![Format::Glb]);
         assert_eq!((settings.seed, settings.device), (9, Device::Cpu));
         assert_eq!(settings.checkpoint_every, Preset::Full.checkpoint_every());
+        let old_name: SettingsOverrides = serde_json::from_str(r#"{"steps": 500}"#).unwrap();
+        assert_eq!(old_name.train_steps, Some(500));
         let typo = serde_json::from_str::<SettingsOverrides>(r#"{"presets": "full"}"#);
         assert!(typo.is_err_and(|e| e.to_string().contains("unknown field `presets`")));
         assert!(SettingsOverrides { max_side: Some(0), ..SettingsOverrides::default() }.validate().is_err());

@@ -368,7 +368,7 @@ mod tests {
                 "input,colour\nx,red",
                 "unknown column `colour` (column 2): expected input, output or a setting (preset, ",
             ),
-            ("input,steps\nx,3", "unknown column `steps` (column 2)"),
+            ("input,stepz\nx,3", "unknown column `stepz` (column 2)"),
             ("input,preset,Preset\nx,raw,full", "the column `preset` appears twice (column 3)"),
             ("input,preset\nx,preview\ny,ultra", "preset: unknown variant `ultra`, expected one of `preview`"),
             ("input,preset\n\"x\ny\",preview\nz,ultra", "(line 4, column 2)"),

@@ -17,6 +17,7 @@ pub mod sidecar;
 pub mod store;
 pub mod watch;
 
+use kiln_protocol::ErrorClass;
 use std::path::{Path, PathBuf};
 
 use kiln_job::hash::{hash_bytes, hash_file};
@@ -35,6 +36,9 @@ pub enum QueueError {
     /// A batch manifest, a sidecar or an input that cannot be used; `problem` says why.
     #[error("{problem}: {path}")]
     BadInput { path: PathBuf, problem: String },
+    /// The queue's own database holds what this version cannot read.
+    #[error("{problem}: {path}")]
+    Corrupt { path: PathBuf, problem: String },
     #[error("watching for changes failed: {message}: {path}")]
     Watch { path: PathBuf, message: String },
     #[error(transparent)]
@@ -42,13 +46,19 @@ pub enum QueueError {
 }
 
 impl QueueError {
-    /// Whether the error is about the input given (exit code 2) rather than a failure.
-    pub fn is_bad_input(&self) -> bool {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            QueueError::BadInput { .. } => true,
-            QueueError::Job(job) => job.is_bad_input(),
-            QueueError::Io { .. } | QueueError::Sql { .. } | QueueError::Watch { .. } => false,
+            QueueError::BadInput { .. } => ErrorClass::BadInput,
+            QueueError::Job(job) => job.class(),
+            QueueError::Io { .. } | QueueError::Sql { .. } | QueueError::Corrupt { .. } | QueueError::Watch { .. } => {
+                ErrorClass::Internal
+            }
         }
+    }
+
+    /// Whether the error is about the input given rather than a failure.
+    pub fn is_bad_input(&self) -> bool {
+        self.class() == ErrorClass::BadInput
     }
 
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> QueueError + '_ {

@@ -268,8 +268,9 @@ impl QueueStore {
             .map_err(self.sql())
     }
 
+    /// A row Kiln wrote that it cannot read back: the queue's fault, not the user's input.
     fn corrupt(&self, problem: String) -> QueueError {
-        QueueError::BadInput { path: self.path.clone(), problem: format!("unreadable queue row: {problem}") }
+        QueueError::Corrupt { path: self.path.clone(), problem: format!("unreadable queue row: {problem}") }
     }
 }
 

@@ -101,10 +101,9 @@ impl OrbitCamera {
 
     /// Camera axes in world coordinates, OpenCV convention: `(right, down, forward)`.
     fn axes(&self) -> (Vec3, Vec3, Vec3) {
-        let forward = -self.eye_direction();
-        let right = forward.cross(Vec3::Y).normalize_or(Vec3::X);
-        let down = forward.cross(right);
-        (right, down, forward)
+        // The pitch never reaches the poles, so world +Y is never along the view.
+        let rotation = WorldFromCameraCv::look_at(self.eye(), self.target, Vec3::Y).rotation;
+        (rotation.x_axis, rotation.y_axis, rotation.z_axis)
     }
 
     /// The engine camera for a `width × height` viewport: square pixels, principal point at the

@@ -38,17 +38,8 @@ struct DrawSplats {
 
 impl DrawSplats {
     fn upload(ctx: &GpuContext, splats: &Splats) -> Result<Self, ViewerError> {
+        splats.validate().map_err(GpuError::from)?;
         let expected = splats.len();
-        for (field, got) in [
-            ("log_scales", splats.log_scales.len()),
-            ("rotations", splats.rotations.len()),
-            ("opacity_logits", splats.opacity_logits.len()),
-            ("sh", splats.sh.len()),
-        ] {
-            if got != expected {
-                return Err(GpuError::SplatFieldLength { field, got, expected }.into());
-            }
-        }
         let len = u32::try_from(expected).map_err(|_| GpuError::TooLarge {
             what: "splat count",
             got: expected as u64,

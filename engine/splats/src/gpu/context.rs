@@ -52,10 +52,6 @@ pub enum GpuError {
     /// Splats that fail [`Splats::validate`](kiln_core::splats::Splats::validate).
     #[error(transparent)]
     InvalidSplats(#[from] kiln_core::splats::SplatsError),
-    /// The viewer's own field-length check still builds this; once it calls
-    /// [`Splats::validate`](kiln_core::splats::Splats::validate) this variant goes.
-    #[error("splat field {field} has {got} entries but there are {expected} means")]
-    SplatFieldLength { field: &'static str, got: usize, expected: usize },
     #[error("{what} is {got}, larger than this device can hold ({max})")]
     TooLarge { what: &'static str, got: u64, max: u64 },
 }
