@@ -1,10 +1,22 @@
 //! The viewer's splat renderer shows what the trainer learnt: on a model trained here (CPU
-//! backend, bunny-mini fixture), the viewer's PSNR against the photos is within 0.2 dB of the
-//! trainer's own evaluation, view by view, with the same background; and the trainer's reported
-//! held-out metric is reproduced.
+//! backend, bunny-mini fixture), the viewer's image of every view is the trainer's own (its CPU
+//! reference renderer's) image of the same splats from the same camera, to within
+//! [`MIN_AGREEMENT_DB`]; the viewer's PSNR against the photos is within 0.2 dB of the trainer's
+//! own evaluation, view by view, with the same background; and the trainer's reported held-out
+//! metric is reproduced.
+//!
+//! Both images hold display-encoded colour, the values a PNG stores: the trainer fits the photos'
+//! 8-bit values / 255 without linearising them, and the viewer accumulates and reads back those
+//! same values (an `Rgba8Unorm` target, not sRGB; see `kiln_viewer::render`). So no transfer
+//! function is applied on either side; the trainer's float image is only rounded to 8 bits the
+//! way a PNG of it would be ([`ImageRgb::to_rgb8`]), so that 8-bit rounding, which alone caps
+//! the PSNR near 59 dB (58.8 to 60.6 dB measured unrounded), is not counted as a difference
+//! between the renderers.
 //!
 //! `KILN_TRAINED_SPLATS=<train folder>` (holding `splats.ply` and `metrics.json` from
 //! `kiln train`) also checks a full-size model against the metrics its training run reported.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -26,6 +38,16 @@ use kiln_viewer::scene::Scene;
 /// The issue's bar: the viewer may differ from the trainer's evaluation by at most this.
 const MAX_PSNR_GAP_DB: f32 = 0.2;
 
+/// The least PSNR, on every view, between the viewer's image and the trainer's (rounded to 8
+/// bits). Measured on lavapipe (2-core VM): 72.0 to 74.9 dB over the 12 views (one-level
+/// rounding flips in about 0.3 % of the values). A renderer that is right but rounds differently
+/// stays above 48 dB (one level off everywhere); one drawing from a camera moved by half a pixel
+/// measured 38.3 to 43.2 dB (while its PSNR against the photos moved by only 0.01 to 0.10 dB,
+/// inside [`MAX_PSNR_GAP_DB`]), by one pixel 32.4 to 37.3 dB, rolled by 0.5° 34.9 to 38.7 dB.
+/// 45 dB (an RMS difference of 0.56 % of full scale, 1.4 levels) sits between, above the
+/// issue's 40 dB.
+const MIN_AGREEMENT_DB: f32 = 45.0;
+
 struct Views {
     cameras: Vec<Camera>,
     images: Vec<ImageRgb>,
@@ -41,13 +63,23 @@ fn load(dataset: &Dataset, split: Option<Split>, max_side: u32) -> Views {
     views
 }
 
-/// Per view: (trainer's PSNR with the CPU reference renderer, the viewer's PSNR).
-fn psnr_pairs(
+/// One view of the same splats drawn by the trainer's CPU reference renderer and by the viewer.
+struct Comparison {
+    /// PSNR of the trainer's image against the photo (its evaluation).
+    trainer: f32,
+    /// PSNR of the viewer's image against the photo.
+    viewer: f32,
+    /// PSNR of the viewer's image against the trainer's, rounded to 8 bits.
+    agreement: f32,
+}
+
+/// Every view of `views` compared (see [`Comparison`]).
+fn compare(
     ctx: &kiln_splats::gpu::GpuContext,
     splats: &Splats,
     views: &Views,
     background: [f32; 3],
-) -> Vec<(f32, f32)> {
+) -> Vec<Comparison> {
     let mut renderer = HeadlessRenderer::with_context(ctx, &Scene::from_splats(splats.clone())).unwrap();
     let options =
         RenderOptions { background: [background[0], background[1], background[2], 1.0], ..Default::default() };
@@ -58,7 +90,12 @@ fn psnr_pairs(
         .map(|(camera, photo)| {
             let trainer = kiln_splats::render::render(splats, camera, background).output.image;
             let viewer = common::to_image_rgb(&renderer.render(camera, &options).unwrap());
-            (psnr(&trainer, photo), psnr(&viewer, photo))
+            let trainer_8bit = ImageRgb::from_rgb8(&trainer.to_rgb8());
+            Comparison {
+                trainer: psnr(&trainer, photo),
+                viewer: psnr(&viewer, photo),
+                agreement: psnr(&viewer, &trainer_8bit),
+            }
         })
         .collect()
 }
@@ -68,9 +105,16 @@ fn mean(values: impl Iterator<Item = f32>) -> f32 {
     v.iter().sum::<f32>() / v.len().max(1) as f32
 }
 
-fn assert_close(pairs: &[(f32, f32)], what: &str) {
-    for (i, (trainer, viewer)) in pairs.iter().enumerate() {
-        eprintln!("{what} view {i}: trainer {trainer:.3} dB, viewer {viewer:.3} dB");
+fn assert_close(comparisons: &[Comparison], what: &str) {
+    for (i, Comparison { trainer, viewer, agreement }) in comparisons.iter().enumerate() {
+        eprintln!(
+            "{what} view {i}: trainer {trainer:.3} dB, viewer {viewer:.3} dB against the photo; viewer against \
+             trainer {agreement:.2} dB"
+        );
+        assert!(
+            *agreement >= MIN_AGREEMENT_DB,
+            "{what} view {i}: the viewer's image is {agreement} dB from the trainer's (at least {MIN_AGREEMENT_DB})"
+        );
         assert!(
             (trainer - viewer).abs() <= MAX_PSNR_GAP_DB,
             "{what} view {i}: trainer {trainer} dB vs viewer {viewer} dB"
@@ -101,14 +145,15 @@ fn viewer_matches_trainer_on_a_model_trained_here() {
     let result = run(&input, &config, &mut backend, &mut |_| {}).unwrap();
     let reported = result.test.unwrap();
 
-    let test_pairs = psnr_pairs(&ctx, &result.splats, &test, config.background);
-    let trainer_test = mean(test_pairs.iter().map(|p| p.0));
+    let test_comparisons = compare(&ctx, &result.splats, &test, config.background);
+    let trainer_test = mean(test_comparisons.iter().map(|c| c.trainer));
     eprintln!("trainer's evaluation {:.3} dB, its reference render {trainer_test:.3} dB", reported.psnr);
     assert!((trainer_test - reported.psnr).abs() < 1e-3, "the reference render must be the trainer's evaluation");
-    let all_pairs = psnr_pairs(&ctx, &result.splats, &all, config.background);
-    assert_close(&all_pairs, "bunny-mini");
-    let (trainer, viewer) = (mean(all_pairs.iter().map(|p| p.0)), mean(all_pairs.iter().map(|p| p.1)));
-    eprintln!("mean over {} views: trainer {trainer:.3} dB, viewer {viewer:.3} dB", all_pairs.len());
+    let all_comparisons = compare(&ctx, &result.splats, &all, config.background);
+    assert_close(&all_comparisons, "bunny-mini");
+    let (trainer, viewer) =
+        (mean(all_comparisons.iter().map(|c| c.trainer)), mean(all_comparisons.iter().map(|c| c.viewer)));
+    eprintln!("mean over {} views: trainer {trainer:.3} dB, viewer {viewer:.3} dB", all_comparisons.len());
     // A model that learnt nothing would make the comparison vacuous: it must beat the flat image
     // of each photo's mean colour by a clear margin.
     let flat = mean(all.images.iter().map(|photo| {
@@ -139,15 +184,15 @@ fn viewer_matches_a_trained_model_s_reported_metrics() {
     let splats = kiln_core::splats::ply::read_splats(&train_dir.join("splats.ply")).unwrap();
     let dataset = Dataset::open(Path::new(&metrics.dataset)).unwrap();
     let test = load(&dataset, Some(Split::Test), metrics.max_side);
-    let pairs = psnr_pairs(&ctx, &splats, &test, metrics.background);
-    let viewer = mean(pairs.iter().map(|p| p.1));
+    let comparisons = compare(&ctx, &splats, &test, metrics.background);
+    let viewer = mean(comparisons.iter().map(|c| c.viewer));
     eprintln!(
         "{} splats, {} test views: reported {:.3} dB, trainer's renderer {:.3} dB, viewer {viewer:.3} dB",
         splats.len(),
-        pairs.len(),
+        comparisons.len(),
         metrics.psnr,
-        mean(pairs.iter().map(|p| p.0))
+        mean(comparisons.iter().map(|c| c.trainer))
     );
     assert!((viewer - metrics.psnr).abs() <= MAX_PSNR_GAP_DB, "viewer {viewer} dB vs reported {} dB", metrics.psnr);
-    assert_close(&pairs, "trained model");
+    assert_close(&comparisons, "trained model");
 }
