@@ -8,7 +8,8 @@ use crate::ImageMeasures;
 use crate::image_quality::hash_distance;
 use crate::overlap::{CoverageGap, OverlapGraph, coverage_gap, loop_closes};
 use crate::{
-    CheckReport, Finding, FocalEstimate, FocalSource, Outcome, PhotoCheck, PhotoMeasures, SetSummary, Verdict,
+    CheckCode, CheckReport, Finding, FocalEstimate, FocalSource, Outcome, PhotoCheck, PhotoMeasures, SetSummary,
+    Verdict,
 };
 use kiln_core::photos::MIN_PHOTOS;
 use kiln_core::photos::PhotoSet;
@@ -135,26 +136,26 @@ pub fn assess(measured: Measured<'_>, thresholds: &Thresholds) -> CheckReport {
         let mut findings = Vec::new();
         let measures = match &measured.analyses[index] {
             Err(reason) => {
-                findings.push(reject("unreadable", format!("could not read the photo: {reason}")));
+                findings.push(reject(CheckCode::Unreadable, format!("could not read the photo: {reason}")));
                 None
             }
             Ok(image) => Some(image),
         };
         if let Some(&Some(original)) = measured.duplicate_of.get(index) {
             findings.push(reject(
-                "duplicate",
+                CheckCode::Duplicate,
                 format!("identical to {}: a copy adds nothing (take each photo from a new position)", names[original]),
             ));
         }
         findings.extend(resolution_findings(photo.width, photo.height, thresholds));
         let group = listed.groups.get(photo.group);
         if group.is_some_and(|g| !g.focal_from_exif) {
-            findings.push(warn("no_exif_focal", "no focal length in EXIF: it will be estimated".into()));
+            findings.push(warn(CheckCode::NoExifFocal, "no focal length in EXIF: it will be estimated".into()));
         }
         if listed.groups.len() > 1 && Some(photo.group) != main_group {
             let key = |g: Option<usize>| g.and_then(|g| listed.groups.get(g)).map_or("", |g| g.key.as_str());
             findings.push(warn(
-                "other_camera",
+                CheckCode::OtherCamera,
                 format!(
                     "taken with other camera settings ({}) than most photos ({})",
                     key(Some(photo.group)),
@@ -192,7 +193,7 @@ pub fn assess(measured: Measured<'_>, thresholds: &Thresholds) -> CheckReport {
         photos.push(photo_check(photo.path.clone(), findings, measures));
     }
     for rejected in &listed.rejected {
-        let finding = reject("unreadable", format!("could not read the photo: {}", rejected.reason));
+        let finding = reject(CheckCode::Unreadable, format!("could not read the photo: {}", rejected.reason));
         photos.push(photo_check(rejected.path.clone(), vec![finding], None));
     }
     photos.sort_by(|a, b| a.path.cmp(&b.path));
@@ -246,12 +247,12 @@ fn loop_closed(graph: &OverlapGraph, component: &[usize], coverage: &Coverage, t
     }
 }
 
-fn reject(code: &str, message: String) -> Finding {
-    Finding { verdict: Verdict::Reject, code: code.into(), message }
+fn reject(code: CheckCode, message: String) -> Finding {
+    Finding { verdict: Verdict::Reject, code, message }
 }
 
-fn warn(code: &str, message: String) -> Finding {
-    Finding { verdict: Verdict::Warn, code: code.into(), message }
+fn warn(code: CheckCode, message: String) -> Finding {
+    Finding { verdict: Verdict::Warn, code, message }
 }
 
 fn photo_check(path: PathBuf, findings: Vec<Finding>, measures: Option<PhotoMeasures>) -> PhotoCheck {
@@ -282,7 +283,7 @@ fn resolution_findings(width: u32, height: u32, t: &Thresholds) -> Option<Findin
     let longer = width.max(height);
     if longer < t.min_side_reject {
         Some(reject(
-            "low_resolution",
+            CheckCode::LowResolution,
             format!(
                 "{width}×{height} is too small: under {} px on the longer side too few features can be found to place it",
                 t.min_side_reject
@@ -290,7 +291,7 @@ fn resolution_findings(width: u32, height: u32, t: &Thresholds) -> Option<Findin
         ))
     } else if longer < t.min_side_warn {
         Some(warn(
-            "low_resolution",
+            CheckCode::LowResolution,
             format!("{width}×{height} is small: under {} px the model's texture will be soft", t.min_side_warn),
         ))
     } else {
@@ -302,7 +303,7 @@ fn image_findings(image: &ImageMeasures, median_blur: Option<f64>, t: &Threshold
     let mut findings = Vec::new();
     match image.edge_blur_px {
         None => findings.push(warn(
-            "no_texture",
+            CheckCode::NoTexture,
             "shows no sharp detail at all (a blank, fully blurred or fully clipped frame?)".into(),
         )),
         Some(blur) => {
@@ -310,7 +311,7 @@ fn image_findings(image: &ImageMeasures, median_blur: Option<f64>, t: &Threshold
             if relative || blur > t.blur_absolute_px {
                 let typical = median_blur.map_or_else(String::new, |m| format!(" where this set's are {m:.1} px"));
                 findings.push(warn(
-                    "blur",
+                    CheckCode::Blur,
                     format!(
                         "blurred: its sharpest edges are {blur:.1} px wide{typical} (hold still, add light, or let it focus)"
                     ),
@@ -320,13 +321,13 @@ fn image_findings(image: &ImageMeasures, median_blur: Option<f64>, t: &Threshold
     }
     if image.clipped_highlights > t.overexposed_clipped {
         findings.push(warn(
-            "overexposed",
+            CheckCode::Overexposed,
             format!("over-exposed: {:.0} % of the frame is burnt-out white", 100.0 * image.clipped_highlights),
         ));
     }
     if image.bright_level < t.underexposed_bright_level {
         findings.push(warn(
-            "underexposed",
+            CheckCode::Underexposed,
             format!(
                 "under-exposed: even its brightest parts are dark (mean grey {:.0} of 255)",
                 255.0 * image.mean_luminance
@@ -356,12 +357,12 @@ fn overlap_findings(
     let partners = graph.neighbours.get(index).map_or(0, |n| n.len());
     if partners == 0 {
         findings.push(reject(
-            "isolated",
+            CheckCode::Isolated,
             "shares no features with any other photo (another object, or too far from the others' viewpoints?)".into(),
         ));
     } else if let Some(group) = components.iter().skip(1).find(|c| c.contains(&index)) {
         findings.push(warn(
-            "separate_group",
+            CheckCode::SeparateGroup,
             format!(
                 "in a separate group of {} photos that shares no features with the main group of {}",
                 group.len(),
@@ -376,7 +377,7 @@ fn overlap_findings(
             let still = graph.flow.get(&(previous, index)).is_none_or(|&flow| flow < t.near_duplicate_flow);
             if close && still {
                 findings.push(warn(
-                    "near_duplicate",
+                    CheckCode::NearDuplicate,
                     format!("taken from almost the same spot as {} (redundant: move between shots)", names[previous]),
                 ));
             }
@@ -438,7 +439,7 @@ fn summarise(
 }
 
 /// The file names of the photos with a finding of `code`.
-fn with_code(photos: &[PhotoCheck], input: &Path, code: &str) -> Vec<String> {
+fn with_code(photos: &[PhotoCheck], input: &Path, code: CheckCode) -> Vec<String> {
     with_finding(photos, input, |f| f.code == code)
 }
 
@@ -480,7 +481,7 @@ fn predict(
     t: &Thresholds,
 ) -> (Outcome, Vec<String>) {
     let input = listed.input.as_path();
-    let named = |code: &str| with_code(photos, input, code);
+    let named = |code: CheckCode| with_code(photos, input, code);
     let mut fatal = Vec::new();
     let mut risky = Vec::new();
     let mut notes = Vec::new();
@@ -498,17 +499,20 @@ fn predict(
         ));
     }
     for (code, why) in [
-        ("unreadable", "could not be read (incomplete copies?)"),
-        ("duplicate", "exact copies of another photo"),
-        ("isolated", "they share no features with any other photo (another object, or a gap in the walk around it?)"),
+        (CheckCode::Unreadable, "could not be read (incomplete copies?)"),
+        (CheckCode::Duplicate, "exact copies of another photo"),
+        (
+            CheckCode::Isolated,
+            "they share no features with any other photo (another object, or a gap in the walk around it?)",
+        ),
     ] {
         let names = named(code);
         if !names.is_empty() {
             notes.push(format!("{} will be left out, {why}: {}", count_photos(names.len()), name_list(&names)));
         }
     }
-    let too_small = with_finding(photos, input, |f| f.code == "low_resolution" && f.verdict == Verdict::Reject);
-    let small = with_finding(photos, input, |f| f.code == "low_resolution" && f.verdict == Verdict::Warn);
+    let too_small = with_finding(photos, input, |f| f.code == CheckCode::LowResolution && f.verdict == Verdict::Reject);
+    let small = with_finding(photos, input, |f| f.code == CheckCode::LowResolution && f.verdict == Verdict::Warn);
     if !too_small.is_empty() {
         notes.push(format!(
             "{} too small to use (under {} px) and will be left out: {}",
@@ -557,12 +561,16 @@ fn predict(
             ends.unwrap_or_default()
         ));
     }
-    let blurred = named("blur");
-    let dark = named("underexposed");
-    let bright = named("overexposed");
+    let blurred = named(CheckCode::Blur);
+    let dark = named(CheckCode::Underexposed);
+    let bright = named(CheckCode::Overexposed);
     let badly_taken = photos
         .iter()
-        .filter(|p| p.findings.iter().any(|f| matches!(f.code.as_str(), "blur" | "underexposed" | "overexposed")))
+        .filter(|p| {
+            p.findings
+                .iter()
+                .any(|f| matches!(f.code, CheckCode::Blur | CheckCode::Underexposed | CheckCode::Overexposed))
+        })
         .count();
     let many = summary.photos > 0 && badly_taken as f64 >= t.risky_fraction * summary.photos as f64;
     let quality = [
@@ -576,7 +584,7 @@ fn predict(
             if many { risky.push(line) } else { notes.push(line) }
         }
     }
-    let bursts = named("near_duplicate");
+    let bursts = named(CheckCode::NearDuplicate);
     if !bursts.is_empty() {
         notes.push(format!(
             "{} taken from almost the same spot as the photo before: {} (redundant; move a step between shots)",

@@ -17,8 +17,8 @@ pub use overlap::{CoverageGap, EpipolarPair, OverlapGraph, QuickMatchOptions, co
 pub use run::{CheckOptions, check_photos};
 
 pub use kiln_protocol::check::{
-    CheckReport, Finding, FocalEstimate, FocalSource, ImageMeasures, Outcome, PhotoCheck, PhotoMeasures, SetSummary,
-    Verdict,
+    CheckCode, CheckReport, Finding, FocalEstimate, FocalSource, ImageMeasures, Outcome, PhotoCheck, PhotoMeasures,
+    SetSummary, Verdict,
 };
 
 /// Errors of the capture check as a whole (a photo that cannot be read is a finding, not an error).

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use glam::{DMat3, DVec3};
-use kiln_check::{CheckOptions, CheckReport, FocalSource, Outcome, Thresholds, Verdict, check_photos, measure_image};
+use kiln_check::{
+    CheckCode, CheckOptions, CheckReport, FocalSource, Outcome, Thresholds, Verdict, check_photos, measure_image,
+};
 use kiln_core::photos::{decode_oriented, gray_fitting};
 use serde_json::Value;
 
@@ -42,7 +44,7 @@ fn print(report: &CheckReport) {
             m.map_or(0.0, |m| m.image.clipped_shadows),
             m.map_or(0.0, |m| m.image.bright_level),
             m.map_or(0, |m| m.overlapping_photos),
-            photo.findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>(),
+            photo.findings.iter().map(|f| f.code.name()).collect::<Vec<_>>(),
         );
     }
     let s = &report.summary;
@@ -87,7 +89,7 @@ fn photo<'a>(report: &'a CheckReport, name: &str) -> &'a kiln_check::PhotoCheck 
 }
 
 fn codes(report: &CheckReport, name: &str) -> Vec<String> {
-    photo(report, name).findings.iter().map(|f| f.code.clone()).collect()
+    photo(report, name).findings.iter().map(|f| f.code.name().to_string()).collect()
 }
 
 fn has(report: &CheckReport, name: &str, code: &str) -> bool {
@@ -203,7 +205,12 @@ fn check_dataset(name: &str) -> Option<CheckReport> {
     assert_eq!(report.summary.components.len(), 1, "{name}: one group of overlapping photos");
     for p in &report.photos {
         assert_ne!(p.verdict, Verdict::Reject, "{name}: {p:?}");
-        assert!(!p.findings.iter().any(|f| f.code == "blur" || f.code.ends_with("exposed")), "{name}: {p:?}");
+        assert!(
+            !p.findings
+                .iter()
+                .any(|f| matches!(f.code, CheckCode::Blur | CheckCode::Overexposed | CheckCode::Underexposed)),
+            "{name}: {p:?}"
+        );
     }
     Some(report)
 }
@@ -215,7 +222,7 @@ fn bunny_synth_passes_and_closes_its_loop() {
     assert!(report.summary.loop_closed, "bunny-synth's cameras go around the object");
     assert_eq!(report.outcome, Outcome::Good, "{:?}", report.advice);
     // Blender renders carry no EXIF: the focal length will be estimated.
-    assert!(report.photos.iter().all(|p| p.findings.iter().any(|f| f.code == "no_exif_focal")));
+    assert!(report.photos.iter().all(|p| p.findings.iter().any(|f| f.code == CheckCode::NoExifFocal)));
     let reference = reference_transforms(&shared_dataset("bunny-synth").unwrap());
     assert_focal_matches(&report, &reference);
     let frames: Vec<&Value> = reference["frames"].as_array().unwrap().iter().collect();
@@ -297,8 +304,11 @@ fn defects_made_from_real_photos_are_flagged() {
         ["0005.jpg", "0015.jpg", "0025.jpg", "0010.jpg", "0020.jpg", "0030_copy.jpg", "0035_cut.jpg", "zz_fox.jpg"];
     for p in report.photos.iter().filter(|p| !defects.iter().any(|d| p.path.ends_with(d))) {
         assert_ne!(p.verdict, Verdict::Reject, "{p:?}");
-        assert!(!p.findings.iter().any(|f| f.code == "near_duplicate"), "{p:?}");
-        let flagged = p.findings.iter().any(|f| ["blur", "overexposed", "underexposed"].contains(&f.code.as_str()));
+        assert!(!p.findings.iter().any(|f| f.code == CheckCode::NearDuplicate), "{p:?}");
+        let flagged = p
+            .findings
+            .iter()
+            .any(|f| matches!(f.code, CheckCode::Blur | CheckCode::Overexposed | CheckCode::Underexposed));
         assert!(!flagged, "a sharp, well exposed original is flagged: {p:?}");
     }
     assert_ne!(report.outcome, Outcome::WillFail);

@@ -27,13 +27,61 @@ pub enum Outcome {
     WillFail,
 }
 
+/// What a [`Finding`] is about: a stable code for programs (the message is for people).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckCode {
+    /// The file could not be read or decoded.
+    Unreadable,
+    /// No focal length in EXIF: it will be estimated.
+    NoExifFocal,
+    /// Blurred (defocus or motion).
+    Blur,
+    /// An exact copy of another photo.
+    Duplicate,
+    /// Shares no features with any other photo.
+    Isolated,
+    /// Too few pixels for detail (a warning, or a rejection when far too few).
+    LowResolution,
+    /// Almost the same view as another photo (a burst).
+    NearDuplicate,
+    /// Too little texture to match.
+    NoTexture,
+    /// Taken with another camera than most of the set.
+    OtherCamera,
+    /// Burnt-out highlights over much of the frame.
+    Overexposed,
+    /// Overlaps only photos outside the largest group.
+    SeparateGroup,
+    /// Too dark.
+    Underexposed,
+}
+
+impl CheckCode {
+    /// The code as it appears in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckCode::Unreadable => "unreadable",
+            CheckCode::NoExifFocal => "no_exif_focal",
+            CheckCode::Blur => "blur",
+            CheckCode::Duplicate => "duplicate",
+            CheckCode::Isolated => "isolated",
+            CheckCode::LowResolution => "low_resolution",
+            CheckCode::NearDuplicate => "near_duplicate",
+            CheckCode::NoTexture => "no_texture",
+            CheckCode::OtherCamera => "other_camera",
+            CheckCode::Overexposed => "overexposed",
+            CheckCode::SeparateGroup => "separate_group",
+            CheckCode::Underexposed => "underexposed",
+        }
+    }
+}
+
 /// One finding about one photo, in words the user acts on.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     pub verdict: Verdict,
-    /// A stable machine-readable code: `blur`, `underexposed`, `overexposed`, `low_resolution`,
-    /// `near_duplicate`, `no_exif_focal`, `unreadable`, `other_camera`, `isolated`, ...
-    pub code: String,
+    pub code: CheckCode,
     pub message: String,
 }
 
