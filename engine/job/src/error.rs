@@ -36,7 +36,7 @@ pub enum JobError {
     Cancelled(Stage),
     /// Another process runs this job now (its lock is on `job.lock` in the folder).
     #[error(
-        "another Kiln process{} is running this job; wait for it to finish or stop it: {}",
+        "another kiln process{} is running this job; wait for it to finish or stop it: {}",
         holder.map_or_else(String::new, |pid| format!(" (pid {pid})")),
         job_dir.display()
     )]
