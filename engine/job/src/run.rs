@@ -62,6 +62,13 @@ impl<'a> JobInput<'a> {
     }
 }
 
+/// A [`JobInput`] with its path made absolute, or the archive still to fetch.
+enum Located<'a> {
+    Folder(PathBuf),
+    Zip(PathBuf),
+    Archive(&'a dyn ArchiveSource),
+}
+
 /// Runs the job of `input` (a photo folder or a `.zip`) in the folder `job_dir`: see
 /// [`run_job_from`].
 pub fn run_job(
@@ -87,17 +94,23 @@ pub fn run_job_from(
     events: &mut dyn FnMut(&JobEvent),
 ) -> Result<JobReport, JobError> {
     let clock = Instant::now();
-    let folder = match input {
-        JobInput::Folder(path) => Some(existing_input(path)?),
+    // Inputs on disk are checked before the job folder is touched; an archive is fetched into it.
+    let input = match input {
+        JobInput::Folder(path) => Located::Folder(existing_input(path)?),
+        JobInput::Zip(path) => Located::Zip(existing_input(path)?),
+        JobInput::Archive(source) => Located::Archive(source),
+    };
+    let photo_folder = match &input {
+        Located::Folder(path) => Some(path.as_path()),
         _ => None,
     };
-    let job_dir = prepare_job_dir(job_dir, folder.as_deref())?;
+    let job_dir = prepare_job_dir(job_dir, photo_folder)?;
     let _lock = JobLock::acquire(&job_dir)?;
     remove_stale_temporaries(&job_dir);
     let (input, kind) = match input {
-        JobInput::Folder(_) => (folder.unwrap_or_default(), InputKind::Folder),
-        JobInput::Zip(path) => (existing_input(path)?, InputKind::Zip),
-        JobInput::Archive(source) => (fetch_archive(source, &job_dir)?, InputKind::Zip),
+        Located::Folder(path) => (path, InputKind::Folder),
+        Located::Zip(path) => (path, InputKind::Zip),
+        Located::Archive(source) => (fetch_archive(source, &job_dir)?, InputKind::Zip),
     };
     let photos_dir = photos_dir(&input, kind, &job_dir)?;
     let manifest = Manifest::build(&input, kind, &photos_dir, settings)?;
