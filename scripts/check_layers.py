@@ -17,8 +17,7 @@ import sys
 
 
 def workspace():
-    meta = json.loads(subprocess.check_output(["cargo", "metadata", "--no-deps", "--format-version", "1"]))
-    return meta
+    return json.loads(subprocess.check_output(["cargo", "metadata", "--no-deps", "--format-version", "1"]))
 
 
 def crate_order_violations(meta):
@@ -59,7 +58,7 @@ def references(text, module):
             heads = [s for s in m.group(2).split("::") if s]
             # `a::{b, c::d}` refers to a::b and a::c::d.
             tails = [[s for s in item.strip().split("::") if s] for item in (m.group(3) or "").split(",")]
-            for tail in tails or [[]]:
+            for tail in tails:
                 segments = heads + [s for s in tail if re.fullmatch(r"[a-z_][a-z0-9_]*", s)]
                 # `crate` is the root; `super` is the parent of the file's own module.
                 base = [] if m.group(1) == "crate" else list(module[:-1])

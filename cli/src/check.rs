@@ -25,8 +25,8 @@ pub fn run(args: &CheckArgs) -> Result<()> {
         return Err(SfmError::Unusable { input: args.photos.clone(), problem: "not a folder of photos".into() }.into());
     }
     let mut bars = Bars::default();
-    let report = check_photos(&args.photos, &CheckOptions::default(), &mut |done, total, message| {
-        bars.update(done, total, message)
+    let report = check_photos(&args.photos, &CheckOptions::default(), &mut |done, total, phase| {
+        bars.update(done, total, phase.name())
     });
     bars.finish();
     let report = report?;

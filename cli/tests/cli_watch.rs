@@ -26,16 +26,7 @@ const COPY_PAUSE: Duration = Duration::from_millis(600);
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn synth_images() -> Option<PathBuf> {
-    let root = std::env::var_os("KILN_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
-    let dir = root.join("bunny-synth/images");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("SKIPPED: bunny-synth not found at {} (set KILN_DATASETS)", dir.display());
-        None
-    }
+    kiln_testkit::dataset("bunny-synth/images")
 }
 
 fn start_watcher(root: &Path, extra: &[&str]) -> Child {

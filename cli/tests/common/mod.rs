@@ -15,14 +15,7 @@ pub fn kiln() -> Command {
 /// `$KILN_DATASETS/bunny-synth/images` (default `../shared/datasets` beside the workspace), or
 /// `None` after saying loudly that the test is skipped.
 pub fn synth_images() -> Option<PathBuf> {
-    let root = kiln_testkit::datasets();
-    let dir = root.join("bunny-synth/images");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("SKIPPED: bunny-synth not found at {} (set KILN_DATASETS)", dir.display());
-        None
-    }
+    kiln_testkit::dataset("bunny-synth/images")
 }
 
 /// `signal` (`INT` or `TERM`) to `child` with the system's `kill`.

@@ -21,6 +21,7 @@ use kiln_core::photos::PhotoError;
 use kiln_core::photos::truncated_jpeg_reason;
 use kiln_core::photos::{PhotoInfo, PhotoSet, decode_oriented, folder_files, gray_fitting, list_photos};
 use kiln_core::progress;
+use kiln_protocol::Phase;
 use kiln_vision::features::{Features, sift};
 use kiln_vision::model::RadialCamera;
 
@@ -60,16 +61,16 @@ struct Analysis {
     camera: RadialCamera,
 }
 
-/// Checks the photos in `input`. `progress(done, total, message)` reports the photos measured,
+/// Checks the photos in `input`. `progress(done, total, phase)` reports the photos measured,
 /// then the pairs matched and verified. Fails only when `input` cannot be listed; a set without
 /// any readable photo gives a report whose outcome is [`super::Outcome::WillFail`].
 pub fn check_photos(
     input: &Path,
     options: &CheckOptions,
-    progress: &mut dyn FnMut(usize, usize, &str),
+    progress: &mut dyn FnMut(usize, usize, Phase),
 ) -> Result<CheckReport, CheckError> {
     let start = Instant::now();
-    progress(0, 1, "listing photos");
+    progress(0, 1, Phase::ListingPhotos);
     let ignored_files = folder_files(input)?.others;
     let listed = match list_photos(input) {
         Ok(listed) => listed,
@@ -81,7 +82,7 @@ pub fn check_photos(
     let analyses = analyse_all(&listed, options, progress)?;
     let duplicate_of = exact_duplicates(&analyses);
     let mut graph = quick_match(&analyses, &duplicate_of, &listed, options, progress)?;
-    progress(0, 1, "estimating focal lengths");
+    progress(0, 1, Phase::EstimatingFocalLengths);
     let focal_lengths = calibrate_focals(&mut graph, &listed, &options.quick_match.verify);
     let guessed = |i: usize| {
         listed.photos.get(i).and_then(|p| focal_lengths.get(p.group)).is_some_and(|f| f.source == FocalSource::Guessed)
@@ -91,7 +92,7 @@ pub fn check_photos(
         .first()
         .filter(|c| c.iter().any(|&i| guessed(i)))
         .and_then(|c| gap_bounds(&graph, c, &guessed, &options.quick_match.verify));
-    progress(1, 1, "estimating focal lengths");
+    progress(1, 1, Phase::EstimatingFocalLengths);
     let measured = Measured {
         listed: &listed,
         analyses: analyses.into_iter().map(|a| a.map(|a| a.measures)).collect(),
@@ -109,11 +110,11 @@ pub fn check_photos(
 fn analyse_all(
     listed: &PhotoSet,
     options: &CheckOptions,
-    progress: &mut dyn FnMut(usize, usize, &str),
+    progress: &mut dyn FnMut(usize, usize, Phase),
 ) -> Result<Vec<Result<Analysis, String>>, CheckError> {
     let total = listed.photos.len();
-    progress(0, total, "measuring photos");
-    with_progress(progress, "measuring photos", |report| {
+    progress(0, total, Phase::MeasuringPhotos);
+    with_progress(progress, Phase::MeasuringPhotos, |report| {
         let done = AtomicUsize::new(0);
         listed
             .photos
@@ -177,7 +178,7 @@ fn quick_match(
     duplicate_of: &[Option<usize>],
     listed: &PhotoSet,
     options: &CheckOptions,
-    progress: &mut dyn FnMut(usize, usize, &str),
+    progress: &mut dyn FnMut(usize, usize, Phase),
 ) -> Result<OverlapGraph, CheckError> {
     let taking_part: Vec<(usize, &Analysis)> = analyses
         .iter()
@@ -187,8 +188,8 @@ fn quick_match(
         .collect();
     let features: Vec<Features> = taking_part.iter().map(|(_, a)| a.features.clone()).collect();
     let cameras: Vec<RadialCamera> = taking_part.iter().map(|(_, a)| a.camera).collect();
-    progress(0, 1, "matching pairs");
-    let local = with_progress(progress, "matching pairs", |report| {
+    progress(0, 1, Phase::QuickMatching);
+    let local = with_progress(progress, Phase::QuickMatching, |report| {
         OverlapGraph::build(&features, &cameras, &options.quick_match, report)
     })?;
     let index = |local: usize| taking_part.get(local).map_or(usize::MAX, |(i, _)| *i);
@@ -203,12 +204,12 @@ fn quick_match(
 }
 
 /// Runs `work` on a scoped thread; the `(done, total)` it reports, from any thread, reaches
-/// `progress` on this one with `message`.
+/// `progress` on this one as `phase`.
 fn with_progress<T: Send>(
-    progress: &mut dyn FnMut(usize, usize, &str),
-    message: &str,
+    progress: &mut dyn FnMut(usize, usize, Phase),
+    phase: Phase,
     work: impl FnOnce(&(dyn Fn(usize, usize) + Sync)) -> T + Send,
 ) -> Result<T, CheckError> {
-    progress::with_progress(|done, total| progress(done, total, message), work)
-        .map_err(|panicked| CheckError::Internal(format!("{message}: {panicked}")))
+    progress::with_progress(|done, total| progress(done, total, phase), work)
+        .map_err(|panicked| CheckError::Internal(format!("{}: {panicked}", phase.name())))
 }

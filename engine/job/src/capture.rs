@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use crate::JobError;
 use kiln_check::{CheckError, CheckOptions, CheckReport, check_photos};
 use kiln_core::photos::MIN_PHOTOS;
-use kiln_protocol::ErrorClass;
+use kiln_protocol::{ErrorClass, Phase};
 use kiln_sfm::SfmError;
 
-/// Runs the capture check on the photos in `photos_dir`; `progress(done, total, message)`.
-pub fn check(photos_dir: &Path, progress: &mut dyn FnMut(usize, usize, &str)) -> Result<CheckReport, JobError> {
+/// Runs the capture check on the photos in `photos_dir`; `progress(done, total, phase)`.
+pub fn check(photos_dir: &Path, progress: &mut dyn FnMut(usize, usize, Phase)) -> Result<CheckReport, JobError> {
     check_photos(photos_dir, &CheckOptions::default(), progress).map_err(|error| match error {
         CheckError::Photos(error) => sfm_error(super::Stage::Check, error.into()),
         CheckError::Internal(message) => {

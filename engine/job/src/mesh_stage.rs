@@ -123,11 +123,6 @@ impl MeshStageError {
         }
     }
 
-    /// Whether the input was at fault rather than the work.
-    pub fn is_bad_input(&self) -> bool {
-        self.class() == kiln_protocol::ErrorClass::BadInput
-    }
-
     fn bad_folder(path: &Path, problem: impl Into<String>) -> Self {
         MeshStageError::BadFolder { path: path.to_path_buf(), problem: problem.into() }
     }

@@ -46,12 +46,8 @@ pub(crate) struct Context<'a> {
 }
 
 impl Context<'_> {
-    pub fn dir(&self, stage: Stage) -> PathBuf {
-        self.layout.stage(stage)
-    }
-
     fn create_dir(&self, stage: Stage) -> Result<PathBuf, JobError> {
-        let dir = self.dir(stage);
+        let dir = self.layout.stage(stage);
         std::fs::create_dir_all(&dir).map_err(|source| JobError::Io { path: dir.clone(), source })?;
         Ok(dir)
     }
@@ -80,8 +76,8 @@ pub(crate) fn run_stage(
 
 fn check(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError> {
     ctx.create_dir(Stage::Check)?;
-    let report = capture::check(&ctx.photos_dir, &mut |done, total, message| {
-        let update = Update::step(check_phase(message), done, total);
+    let report = capture::check(&ctx.photos_dir, &mut |done, total, phase| {
+        let update = Update::step(phase, done, total);
         reporter.progress(Stage::Check, done as f64 / total.max(1) as f64, update);
     })?;
     write_json(&ctx.layout.check_report(), &report)?;
@@ -140,16 +136,6 @@ fn poses_phase(phase: SfmPhase) -> Phase {
         SfmPhase::Reconstruction => Phase::Mapping,
         SfmPhase::BundleAdjustment => Phase::BundleAdjustment,
         SfmPhase::Output => Phase::WritingPoses,
-    }
-}
-
-/// The protocol's name for what the capture check says it is doing.
-fn check_phase(message: &str) -> Phase {
-    match message {
-        "listing photos" => Phase::ListingPhotos,
-        "estimating focal lengths" => Phase::EstimatingFocalLengths,
-        "matching pairs" => Phase::QuickMatching,
-        _ => Phase::MeasuringPhotos,
     }
 }
 
@@ -263,8 +249,9 @@ fn mesh(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError
         fraction = fraction.max(mesh_fraction(&p));
         reporter.progress(Stage::Mesh, fraction, Update::step(p.phase, p.done, p.total));
     };
-    let summary = run_mesh_stage(&ctx.dir(Stage::Train), &dir, &options, &mut progress, &|| ctx.cancel.is_cancelled())
-        .map_err(|e| match e {
+    let summary =
+        run_mesh_stage(&ctx.layout.stage(Stage::Train), &dir, &options, &mut progress, &|| ctx.cancel.is_cancelled())
+            .map_err(|e| match e {
             MeshStageError::Cancelled => JobError::Cancelled(Stage::Mesh),
             e => stage_error(Stage::Mesh, &e),
         })?;
@@ -309,7 +296,8 @@ pub(crate) fn judge_model(
     let update = Update { note: "comparing the model with the held-out photos".into(), ..Update::new(Phase::Verdict) };
     reporter.progress(Stage::Mesh, 1.0, update);
     let check = report.metrics.check.as_ref();
-    let judged = Judged { mesh_dir: &ctx.dir(Stage::Mesh), capture: check.map(|c| (c.outcome, c.advice.as_slice())) };
+    let judged =
+        Judged { mesh_dir: &ctx.layout.stage(Stage::Mesh), capture: check.map(|c| (c.outcome, c.advice.as_slice())) };
     let judgement = judge(&judged)?;
     write_strips(&ctx.layout.verdict_views(), &judgement.strips)?;
     write_json(&path, &judgement.report)?;
@@ -351,7 +339,7 @@ pub(crate) fn outputs_follow_verdict(ctx: &Context, record: &StageRecord) -> boo
 
 /// The mesh stage's preview image (its base-colour texture).
 pub(crate) fn mesh_preview(ctx: &Context) -> Option<PathBuf> {
-    Some(ctx.dir(Stage::Mesh).join(BASE_COLOR_FILE)).filter(|p| p.is_file())
+    Some(ctx.layout.stage(Stage::Mesh).join(BASE_COLOR_FILE)).filter(|p| p.is_file())
 }
 
 fn export(ctx: &Context, previous: Option<&StageRecord>, reporter: &mut Reporter) -> Result<StageSummary, JobError> {
@@ -366,7 +354,7 @@ fn export(ctx: &Context, previous: Option<&StageRecord>, reporter: &mut Reporter
             i as f64 / formats.len() as f64,
             Update::step(Phase::Exporting(*format), i, formats.len()),
         );
-        let written = export_mesh_dir(&ctx.dir(Stage::Mesh), &dir, std::slice::from_ref(format), stem)
+        let written = export_mesh_dir(&ctx.layout.stage(Stage::Mesh), &dir, std::slice::from_ref(format), stem)
             .map_err(|e| stage_error(Stage::Export, &e))?;
         files.extend(written);
     }

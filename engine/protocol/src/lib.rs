@@ -11,6 +11,9 @@
 //! - [`error`]: the class of an error ([`ErrorClass`]), which a CLI maps to exit codes and a server
 //!   to HTTP statuses.
 
+#[macro_use]
+mod named;
+
 pub mod check;
 pub mod error;
 pub mod event;

@@ -13,9 +13,6 @@
 //! The triangle budgets follow what the targets take: web viewers and AR Quick Look stay fluid
 //! under ~100k triangles, game engines import 250k easily; `raw` keeps everything extraction made.
 
-use std::fmt;
-use std::str::FromStr;
-
 /// A named quality level (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -132,23 +129,7 @@ impl Preset {
     }
 }
 
-impl fmt::Display for Preset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Preset {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let text = text.trim().to_ascii_lowercase();
-        PRESETS.into_iter().find(|p| p.name() == text).ok_or_else(|| {
-            let names: Vec<&str> = PRESETS.iter().map(|p| p.name()).collect();
-            format!("unknown preset {text:?}: expected one of {}", names.join(", "))
-        })
-    }
-}
+named_enum!(Preset, PRESETS, "preset");
 
 #[cfg(test)]
 mod tests {

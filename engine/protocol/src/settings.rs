@@ -3,9 +3,6 @@
 //! a folder's `kiln.toml`, a batch CSV's columns, API JSON and the app's IPC all deserialize, so
 //! every front end accepts the same names with the same meaning.
 
-use std::fmt;
-use std::str::FromStr;
-
 use crate::preset::Preset;
 
 /// The stages of a job, in the order they run.
@@ -264,28 +261,6 @@ impl SettingsOverrides {
         }
         Ok(())
     }
-}
-
-macro_rules! named_enum {
-    ($type:ty, $all:expr, $what:literal) => {
-        impl fmt::Display for $type {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-
-        impl FromStr for $type {
-            type Err = String;
-
-            fn from_str(text: &str) -> Result<Self, Self::Err> {
-                let wanted = text.trim().to_ascii_lowercase();
-                $all.into_iter().find(|v| v.name() == wanted).ok_or_else(|| {
-                    let names: Vec<&str> = $all.iter().map(|v| v.name()).collect();
-                    format!("unknown {} {text:?}: expected one of {}", $what, names.join(", "))
-                })
-            }
-        }
-    };
 }
 
 named_enum!(Stage, Stage::ALL, "stage");

@@ -40,14 +40,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// `$KILN_DATASETS/bunny-synth/images` (default `../shared/datasets` beside the workspace).
 fn synth_images() -> Option<PathBuf> {
-    let root = kiln_testkit::datasets();
-    let dir = root.join("bunny-synth/images");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!("SKIPPED: bunny-synth not found at {} (set KILN_DATASETS)", dir.display());
-        None
-    }
+    kiln_testkit::dataset("bunny-synth/images")
 }
 
 /// Consecutive bunny-synth frames on the second ring of the capture spiral (elevation ~20°).

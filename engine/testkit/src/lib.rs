@@ -15,7 +15,8 @@ pub fn datasets() -> PathBuf {
     std::env::var_os("KILN_DATASETS").map_or_else(|| workspace_root().join("../shared/datasets"), PathBuf::from)
 }
 
-/// The shared dataset `name` (e.g. `fox`), or `None` after printing `SKIPPED: …` when it is absent.
+/// The shared dataset folder `name` (e.g. `fox`, or `bunny-synth/images`), or `None` after
+/// printing `SKIPPED: …` when it is absent.
 pub fn dataset(name: &str) -> Option<PathBuf> {
     let dir = datasets().join(name);
     if dir.is_dir() {

@@ -11,11 +11,7 @@ use kiln_protocol::Preset;
 /// A folder of symbolic links to every 4th bunny-synth photo (20 views 18° apart: enough for
 /// poses; bunny-mini's 12 small views are not).
 pub fn bunny_subset(root: &Path) -> Option<PathBuf> {
-    let images = kiln_testkit::datasets().join("bunny-synth/images");
-    if !images.is_dir() {
-        println!("SKIPPED: bunny-synth not found at {} (set KILN_DATASETS)", images.display());
-        return None;
-    }
+    let images = kiln_testkit::dataset("bunny-synth/images")?;
     let mut names: Vec<PathBuf> = std::fs::read_dir(&images).unwrap().map(|e| e.unwrap().path()).collect();
     names.sort();
     let subset = root.join("photos");
