@@ -1,0 +1,164 @@
+//! The server's configuration, read once from the environment (what `scripts/services.sh start`
+//! prints, plus secrets and limits).
+
+use std::time::Duration;
+
+/// Everything `serve` reads at start-up. Secrets are held here and never logged: `Debug` is
+/// written by hand to leave them out.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub s3: S3Config,
+    /// Signs access tokens (HS256). Production sets `KILN_JWT_SECRET`; without it a random
+    /// secret is drawn at start, which logs every user out on restart.
+    pub jwt_secret: Vec<u8>,
+    /// Shared by the server and its workers (`KILN_WORKER_TOKEN`).
+    pub worker_token: String,
+    /// The address clients reach the API at, for links in pages and webhooks.
+    pub public_url: String,
+    /// Lets webhook endpoints be `http://` on loopback (tests, local development only).
+    pub webhooks_allow_loopback: bool,
+    /// Browser origins allowed to call the API (`KILN_CORS_ORIGINS`, comma-separated).
+    pub cors_origins: Vec<String>,
+    pub limits: Limits,
+    pub queue: QueueConfig,
+}
+
+#[derive(Clone)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+/// What one upload and one job may be, published at `GET /v1/limits` and enforced before any
+/// compute.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Limits {
+    pub max_files: u32,
+    pub max_file_bytes: u64,
+    pub max_upload_bytes: u64,
+    /// Multipart part size: S3 wants at least 5 MiB for every part but the last.
+    pub part_bytes: u64,
+    /// Seconds a presigned URL stays valid.
+    pub presign_seconds: u64,
+    /// Days an open upload is kept before it is deleted.
+    pub upload_retention_days: u32,
+    /// Days a finished job's outputs are kept.
+    pub output_retention_days: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+    /// How long a lease lasts without a heartbeat before the job goes back to the queue.
+    pub lease: Duration,
+    /// Attempts before a job whose workers keep vanishing fails with `worker_lost`.
+    pub max_attempts: i32,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("s3_endpoint", &self.s3.endpoint)
+            .field("s3_bucket", &self.s3.bucket)
+            .field("public_url", &self.public_url)
+            .field("webhooks_allow_loopback", &self.webhooks_allow_loopback)
+            .field("cors_origins", &self.cors_origins)
+            .field("limits", &self.limits)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is not valid: {problem}")]
+    Invalid { name: &'static str, problem: String },
+}
+
+fn var(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name).map_err(|_| ConfigError::Missing(name))
+}
+
+fn var_or<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(text) => text.parse().map_err(|e: T::Err| ConfigError::Invalid { name, problem: e.to_string() }),
+        Err(_) => Ok(default),
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_files: 500,
+            max_file_bytes: 200 << 20,
+            max_upload_bytes: 20 << 30,
+            part_bytes: 8 << 20,
+            presign_seconds: 3600,
+            upload_retention_days: 7,
+            output_retention_days: 30,
+        }
+    }
+}
+
+impl S3Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(S3Config {
+            endpoint: var("KILN_S3_ENDPOINT")?,
+            bucket: var("KILN_S3_BUCKET")?,
+            region: var_or("KILN_S3_REGION", "us-east-1".to_string())?,
+            access_key: var("KILN_S3_ACCESS_KEY")?,
+            secret_key: var("KILN_S3_SECRET_KEY")?,
+        })
+    }
+}
+
+impl Config {
+    /// Reads the environment. `KILN_LIMIT_*` variables override the published limits (tests use
+    /// small ones).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let jwt_secret = match std::env::var("KILN_JWT_SECRET") {
+            Ok(secret) if secret.len() >= 32 => secret.into_bytes(),
+            Ok(_) => {
+                return Err(ConfigError::Invalid { name: "KILN_JWT_SECRET", problem: "shorter than 32 bytes".into() });
+            }
+            Err(_) => {
+                tracing::warn!("KILN_JWT_SECRET is not set: access tokens will not survive a restart");
+                crate::auth::secret::random_bytes::<32>().to_vec()
+            }
+        };
+        let defaults = Limits::default();
+        Ok(Config {
+            database_url: var("DATABASE_URL")?,
+            s3: S3Config::from_env()?,
+            jwt_secret,
+            worker_token: var("KILN_WORKER_TOKEN")?,
+            public_url: var_or("KILN_PUBLIC_URL", "http://127.0.0.1:8080".to_string())?,
+            webhooks_allow_loopback: var_or("KILN_WEBHOOKS_ALLOW_LOOPBACK", false)?,
+            cors_origins: var_or("KILN_CORS_ORIGINS", String::new())?
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(String::from)
+                .collect(),
+            limits: Limits {
+                max_files: var_or("KILN_LIMIT_MAX_FILES", defaults.max_files)?,
+                max_file_bytes: var_or("KILN_LIMIT_MAX_FILE_BYTES", defaults.max_file_bytes)?,
+                max_upload_bytes: var_or("KILN_LIMIT_MAX_UPLOAD_BYTES", defaults.max_upload_bytes)?,
+                part_bytes: var_or("KILN_LIMIT_PART_BYTES", defaults.part_bytes)?,
+                ..defaults
+            },
+            queue: QueueConfig {
+                lease: Duration::from_secs(var_or("KILN_LEASE_SECONDS", 60)?),
+                max_attempts: var_or("KILN_MAX_ATTEMPTS", 3)?,
+            },
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! `kiln-server`: `serve`, `worker` and `migrate`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kiln_server::config::Config;
+use kiln_server::state::AppState;
+use kiln_server::storage::Storage;
+use kiln_server::{app, db};
+
+#[derive(Parser)]
+#[command(name = "kiln-server", version, about = "Kiln's hosted API and its GPU workers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Applies the database migrations and creates the storage bucket.
+    Migrate,
+    /// Serves the HTTP API.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // ring rather than aws-lc-rs: it builds in seconds without a C toolchain's CMake build, and
+    // the server's only outgoing TLS is webhook delivery and storage, where its suites suffice.
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    if provider.install_default().is_err() {
+        anyhow::bail!("a TLS crypto provider was already installed");
+    }
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Migrate => {
+            let config = Config::from_env()?;
+            let pool = db::connect(&config.database_url).await.context("connecting to the database")?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            storage(&config)?.ensure_bucket().await.context("creating the storage bucket")?;
+            tracing::info!("migrations applied, bucket present");
+            Ok(())
+        }
+        Command::Serve { bind } => serve(bind).await,
+    }
+}
+
+fn storage(config: &Config) -> anyhow::Result<Storage> {
+    Ok(Storage::new(&config.s3, Duration::from_secs(config.limits.presign_seconds))?)
+}
+
+async fn serve(bind: SocketAddr) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let pool = db::connect(&config.database_url).await.context("connecting to the database")?;
+    let state = AppState { db: pool, storage: storage(&config)?, config: Arc::new(config) };
+    kiln_server::tasks::spawn(&state);
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding {bind}"))?;
+    tracing::info!(%bind, "serving");
+    axum::serve(listener, app::app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+}
