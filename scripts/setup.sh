@@ -7,7 +7,10 @@ set -euo pipefail
 # libvulkan1: the Vulkan loader wgpu opens. vulkan-tools: `vulkaninfo` for diagnosing adapters.
 # xvfb, x11-apps (xwd), x11-utils (xwininfo): the `kiln view` test opens the real window on a
 # virtual X display and screenshots it.
-PACKAGES=(mesa-vulkan-drivers libvulkan1 vulkan-tools pkg-config xvfb x11-apps x11-utils)
+# postgresql (server binaries and psql), curl: scripts/services.sh runs its own throwaway
+# PostgreSQL cluster for the hosted server (kiln-server) and signs S3 requests with curl. The
+# package's own `main` cluster (port 5432), started or not, is never used.
+PACKAGES=(mesa-vulkan-drivers libvulkan1 vulkan-tools pkg-config xvfb x11-apps x11-utils postgresql curl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -15,8 +18,8 @@ for p in "${PACKAGES[@]}"; do
 done
 
 # The exported-file validators (scripts/validators.sh) need node + npm (Khronos glTF-Validator)
-# and python3 with venv (OpenUSD's usd-core). Checked by command, not package: node may come from
-# another repository whose package already ships npm.
+# and python3 with venv (OpenUSD's usd-core; scripts/services.sh's SeaweedFS too). Checked by
+# command, not package: node may come from another repository whose package already ships npm.
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 
