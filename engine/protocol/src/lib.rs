@@ -15,6 +15,7 @@
 mod named;
 
 pub mod check;
+pub mod csv_cell;
 pub mod error;
 pub mod event;
 pub mod preset;

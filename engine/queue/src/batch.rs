@@ -20,13 +20,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::csv_cell::{cell_overrides, settings_fields};
 use crate::sidecar::read_sidecar;
 use crate::{JobRunner, KeyMetrics, QueueError, input_stem, is_zip, layered_settings};
 use kiln_core::atomic_file::write_atomically;
 use kiln_job::zip_input::{ZipLimits, extract_zip};
 use kiln_job::{CancelFlag, JobError, JobSettings};
 use kiln_protocol::SettingsOverrides;
+use kiln_protocol::csv_cell::{cell_overrides, settings_fields};
 
 /// The report's file name in the batch output folder.
 pub const BATCH_REPORT_FILE: &str = "batch-report.json";

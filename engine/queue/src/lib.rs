@@ -12,7 +12,6 @@
 //! remembers what happened. Built only with the engine's `queue` feature.
 
 pub mod batch;
-mod csv_cell;
 pub mod sidecar;
 pub mod store;
 pub mod watch;

@@ -8,7 +8,7 @@
 use serde::de::value::{Error, MapDeserializer, SeqDeserializer};
 use serde::de::{Deserialize, Deserializer, Error as _, IntoDeserializer, Visitor};
 
-use kiln_protocol::SettingsOverrides;
+use crate::SettingsOverrides;
 
 /// What separates the items of a list in one cell: `;` (`glb;usdz`) needs no quoting in a CSV,
 /// and `,` (`"glb,usdz"`, quoted) is what a person writes by habit; both are accepted.
@@ -146,7 +146,7 @@ impl<'de> Deserializer<'de> for FieldNames<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_protocol::{Device, Format, Preset, Stage};
+    use crate::{Device, Format, Preset, Stage};
 
     #[test]
     fn the_fields_are_the_overrides_fields() {
