@@ -27,6 +27,16 @@ VALIDATORS="$(scripts/validators.sh | tail -n1)"
 export KILN_GLTF_VALIDATOR="$VALIDATORS/validate-gltf"
 export KILN_USDZ_VALIDATOR="$VALIDATORS/validate-usdz"
 
+# The hosted API's tests run against a real PostgreSQL and a real S3 server (SeaweedFS), started
+# on loopback for this run (and stopped after it, unless they were already running).
+if services_env="$(scripts/services.sh env 2>/dev/null)"; then
+  eval "$services_env"
+else
+  eval "$(scripts/services.sh start)"
+  trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
+fi
+export KILN_REQUIRE_SERVICES=1
+
 # Style and layering first: they cost seconds and name the file (check_layers: crates depend only
 # on earlier ones, no module cycles). Then clippy on every crate and target with
 # warnings as errors (the workspace lints deny unwrap, expect and panic outside tests).
@@ -36,6 +46,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Unit, integration, GPU-vs-CPU (on lavapipe when there is no GPU) and CLI tests.
 cargo test --workspace --locked
+
+# The API against its own OpenAPI document: schemathesis finds no 5xx and no response outside
+# the schema (the binary is the one the server's tests just built).
+KILN_SERVER_BIN="${CARGO_TARGET_DIR:-target}/debug/kiln-server" scripts/schemathesis.sh
 
 # Quality gates that need optimised code (ignored in debug builds): held-out PSNR of training, and
 # pose accuracy of structure from motion on bunny-synth, fox and sceaux-castle, mesh geometry

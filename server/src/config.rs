@@ -22,6 +22,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub limits: Limits,
     pub queue: QueueConfig,
+    /// Rate limits, trusted proxies and the `/metrics` token.
+    pub operations: OperationsConfig,
 }
 
 #[derive(Clone)]
@@ -58,6 +60,107 @@ pub struct QueueConfig {
     pub max_attempts: i32,
 }
 
+/// The operations layer's knobs: rate limits, the addresses of trusted proxies and the token
+/// `/metrics` asks for.
+#[derive(Clone)]
+pub struct OperationsConfig {
+    /// Per credential (API key, access token): `KILN_RATE_PER_KEY`, `KILN_BURST_PER_KEY`.
+    pub per_key: RateLimit,
+    /// Per client address: `KILN_RATE_PER_IP`, `KILN_BURST_PER_IP`.
+    pub per_ip: RateLimit,
+    /// Proxies whose `X-Forwarded-For` is believed (`KILN_TRUSTED_PROXY`, comma-separated
+    /// addresses). Empty: the connection's peer is the client, whatever the header says.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// A bearer token `/metrics` requires (`KILN_METRICS_TOKEN`). Without one `/metrics` is open,
+    /// so keep it off the public network.
+    pub metrics_token: Option<String>,
+}
+
+/// A sustained rate with a burst: `burst` requests at once, then one every `1 / per_second`
+/// seconds. A rate of 0 turns the limit off.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// No limit.
+    pub const OFF: RateLimit = RateLimit { per_second: 0.0, burst: 0 };
+
+    pub fn is_off(&self) -> bool {
+        self.per_second <= 0.0
+    }
+}
+
+impl std::fmt::Debug for OperationsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperationsConfig")
+            .field("per_key", &self.per_key)
+            .field("per_ip", &self.per_ip)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl OperationsConfig {
+    /// Limits off, no proxy trusted, `/metrics` open: for tests and tools that build a
+    /// [`Config`] by hand.
+    pub fn unlimited() -> Self {
+        OperationsConfig {
+            per_key: RateLimit::OFF,
+            per_ip: RateLimit::OFF,
+            trusted_proxies: Vec::new(),
+            metrics_token: None,
+        }
+    }
+
+    /// Reads `KILN_RATE_PER_KEY` / `KILN_BURST_PER_KEY` (default 20 requests a second, bursts of
+    /// 40: a client polling jobs or submitting a batch stays well under it),
+    /// `KILN_RATE_PER_IP` / `KILN_BURST_PER_IP` (default 50 and 100: several users behind one
+    /// NAT), `KILN_TRUSTED_PROXY` and `KILN_METRICS_TOKEN`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let trusted_proxies = var_or("KILN_TRUSTED_PROXY", String::new())?
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.parse().map_err(|_| ConfigError::Invalid {
+                    name: "KILN_TRUSTED_PROXY",
+                    problem: format!("{a} is not an IP address"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(OperationsConfig {
+            per_key: rate_limit("KILN_RATE_PER_KEY", "KILN_BURST_PER_KEY", 20.0)?,
+            per_ip: rate_limit("KILN_RATE_PER_IP", "KILN_BURST_PER_IP", 50.0)?,
+            trusted_proxies,
+            metrics_token: std::env::var("KILN_METRICS_TOKEN").ok().filter(|t| !t.is_empty()),
+        })
+    }
+}
+
+/// A rate from `rate_name` (requests a second, 0 for none) and its burst from `burst_name`
+/// (default: two seconds' worth).
+fn rate_limit(rate_name: &'static str, burst_name: &'static str, default: f64) -> Result<RateLimit, ConfigError> {
+    let per_second: f64 = var_or(rate_name, default)?;
+    if !per_second.is_finite() || per_second < 0.0 {
+        return Err(ConfigError::Invalid {
+            name: rate_name,
+            problem: "must be a number of requests a second, 0 or more".into(),
+        });
+    }
+    if per_second == 0.0 {
+        return Ok(RateLimit::OFF);
+    }
+    let burst: u32 = var_or(burst_name, (per_second * 2.0).ceil().min(f64::from(u32::MAX)) as u32)?;
+    if burst == 0 {
+        return Err(ConfigError::Invalid { name: burst_name, problem: "must be at least 1".into() });
+    }
+    Ok(RateLimit { per_second, burst })
+}
+
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
@@ -68,6 +171,7 @@ impl std::fmt::Debug for Config {
             .field("cors_origins", &self.cors_origins)
             .field("limits", &self.limits)
             .field("queue", &self.queue)
+            .field("operations", &self.operations)
             .finish_non_exhaustive()
     }
 }
@@ -131,7 +235,12 @@ impl Config {
             }
             Err(_) => {
                 tracing::warn!("KILN_JWT_SECRET is not set: access tokens will not survive a restart");
-                crate::auth::secret::random_bytes::<32>().to_vec()
+                let mut secret = vec![0u8; 32];
+                getrandom::fill(&mut secret).map_err(|e| ConfigError::Invalid {
+                    name: "KILN_JWT_SECRET",
+                    problem: format!("no random secret could be drawn: {e}"),
+                })?;
+                secret
             }
         };
         let defaults = Limits::default();
@@ -159,6 +268,7 @@ impl Config {
                 lease: Duration::from_secs(var_or("KILN_LEASE_SECONDS", 60)?),
                 max_attempts: var_or("KILN_MAX_ATTEMPTS", 3)?,
             },
+            operations: OperationsConfig::from_env()?,
         })
     }
 }

@@ -25,6 +25,13 @@ pub enum ApiError {
     /// The resource is in a state that refuses the request (409).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// Well-formed, but refused as it stands (422), like an idempotency key reused with another
+    /// request.
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    /// It existed and is gone for good, like outputs past their retention (410).
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     /// Over a published limit (413).
     #[error("{message}")]
     TooLarge { code: &'static str, message: String },
@@ -82,7 +89,9 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,7 +105,9 @@ impl ApiError {
             | ApiError::Unauthorized { code, .. }
             | ApiError::Forbidden { code, .. }
             | ApiError::Conflict { code, .. }
-            | ApiError::TooLarge { code, .. } => code,
+            | ApiError::Gone { code, .. }
+            | ApiError::TooLarge { code, .. }
+            | ApiError::Unprocessable { code, .. } => code,
             ApiError::NotFound { .. } => "not_found",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable { .. } => "unavailable",

@@ -1,13 +1,18 @@
 //! Request extractors whose rejections are [`ApiError`]s, so a malformed body gets the same
-//! JSON error shape and a stable code like every other refusal.
+//! JSON error shape and a stable code like every other refusal; and the [`Auth`] extractor,
+//! which takes `Authorization: Bearer …` with an access token or an API key.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
+use crate::auth::{Auth, KEY_PREFIX, Mode, Principal, Scope, jwt, secret};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// A JSON body: `invalid_json` for bad syntax or shape, `unsupported_media_type` without
 /// `Content-Type: application/json`, `too_large` over the body limit.
@@ -76,4 +81,86 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
 fn query_rejection(rejection: QueryRejection) -> ApiError {
     ApiError::bad_request("invalid_query", rejection.body_text())
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("unauthorized", "missing Authorization: Bearer credentials"))?;
+    let text = header.to_str().map_err(|_| ApiError::unauthorized("unauthorized", "malformed Authorization header"))?;
+    match text.split_once(' ') {
+        Some((scheme, credential)) if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() => {
+            Ok(credential.trim())
+        }
+        _ => {
+            Err(ApiError::unauthorized("unauthorized", "the Authorization header must be 'Bearer <token or API key>'"))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let credential = bearer(parts)?;
+        let auth = if credential.starts_with(KEY_PREFIX) {
+            api_key(state, credential).await?
+        } else {
+            access_token(state, credential)?
+        };
+        parts.extensions.insert(auth.clone());
+        Ok(auth)
+    }
+}
+
+fn access_token(state: &AppState, token: &str) -> Result<Auth, ApiError> {
+    let now = chrono::Utc::now().timestamp();
+    let claims = jwt::decode(token, &state.config.jwt_secret, now).map_err(|error| match error {
+        jwt::TokenError::Expired => ApiError::unauthorized("token_expired", "the access token has expired; refresh it"),
+        _ => ApiError::unauthorized("invalid_token", "the access token is not valid"),
+    })?;
+    let scopes = Scope::parse_list(&claims.scope).unwrap_or_default();
+    Ok(Auth { org_id: claims.org, principal: Principal::User(claims.sub), scopes, mode: Mode::Live })
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: Uuid,
+    org_id: Uuid,
+    scopes: Vec<String>,
+    mode: String,
+    used_recently: bool,
+}
+
+/// `last_used_at` is kept to this precision: writing it on every request would turn each read
+/// into a write and serialise a busy key's requests on its row lock.
+const LAST_USED_PRECISION_SECONDS: f64 = 60.0;
+
+async fn api_key(state: &AppState, key: &str) -> Result<Auth, ApiError> {
+    // Looked up by hash: an index probe on the SHA-256 of a 256-bit secret.
+    let row: Option<KeyRow> = sqlx::query_as(
+        "SELECT id, org_id, scopes, mode,
+                coalesce(last_used_at > now() - make_interval(secs => $2), false) AS used_recently
+         FROM api_keys
+         WHERE secret_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+    )
+    .bind(secret::hash(key))
+    .bind(LAST_USED_PRECISION_SECONDS)
+    .fetch_optional(&state.db)
+    .await?;
+    let row = row.ok_or_else(|| {
+        ApiError::unauthorized("invalid_api_key", "the API key is not valid (unknown, revoked or expired)")
+    })?;
+    let mode = Mode::parse(&row.mode)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("api key {} has mode {}", row.id, row.mode)))?;
+    if !row.used_recently {
+        sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1").bind(row.id).execute(&state.db).await?;
+    }
+    Ok(Auth {
+        org_id: row.org_id,
+        principal: Principal::ApiKey(row.id),
+        scopes: Scope::from_strings(&row.scopes),
+        mode,
+    })
 }

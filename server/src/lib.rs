@@ -6,13 +6,23 @@
 
 pub mod app;
 pub mod auth;
+pub mod batches;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
+pub mod jobs;
+pub mod metrics;
+pub mod oauth;
 pub mod openapi;
+pub mod ops;
+pub mod queue;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 pub mod storage;
 pub mod tasks;
+pub mod uploads;
 pub mod webhooks;
+pub mod worker;

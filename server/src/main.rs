@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kiln_server::config::Config;
+use kiln_server::ops::Ops;
 use kiln_server::state::AppState;
 use kiln_server::storage::Storage;
 use kiln_server::{app, db};
@@ -26,6 +27,24 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: SocketAddr,
+    },
+    /// Runs a worker: leases jobs from the server and runs them (with KILN_WORKER_TOKEN).
+    Worker {
+        /// The server's base URL, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        server: url::Url,
+        /// Where job folders are made (default: kiln-worker-<id> in the temporary folder).
+        #[arg(long)]
+        work_dir: Option<std::path::PathBuf>,
+        /// What trains: cpu, gpu (needs the `gpu` feature) or auto (a hardware GPU, else the CPU).
+        #[arg(long, default_value = "auto")]
+        device: kiln_protocol::Device,
+        /// Exit after one job.
+        #[arg(long)]
+        once: bool,
+        /// This worker's name (default: the host name and process id).
+        #[arg(long)]
+        id: Option<String>,
     },
 }
 
@@ -60,6 +79,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { bind } => serve(bind).await,
+        Command::Worker { server, work_dir, device, once, id } => {
+            let token = std::env::var("KILN_WORKER_TOKEN").context("KILN_WORKER_TOKEN is not set")?;
+            let id = id.unwrap_or_else(kiln_server::worker::default_id);
+            let work_dir = work_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("kiln-worker-{id}")));
+            kiln_server::worker::run(kiln_server::worker::WorkerOptions { server, token, work_dir, device, once, id })
+                .await
+        }
     }
 }
 
@@ -70,7 +96,8 @@ fn storage(config: &Config) -> anyhow::Result<Storage> {
 async fn serve(bind: SocketAddr) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let pool = db::connect(&config.database_url).await.context("connecting to the database")?;
-    let state = AppState { db: pool, storage: storage(&config)?, config: Arc::new(config) };
+    let ops = Arc::new(Ops::new(&config.operations, &config.worker_token));
+    let state = AppState { db: pool, storage: storage(&config)?, ops, config: Arc::new(config) };
     kiln_server::tasks::spawn(&state);
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding {bind}"))?;
     tracing::info!(%bind, "serving");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::config::Config;
+use crate::ops::Ops;
 use crate::storage::Storage;
 
 #[derive(Clone)]
@@ -12,4 +13,6 @@ pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
     pub storage: Storage,
+    /// Metrics and rate limiters: in this process's memory.
+    pub ops: Arc<Ops>,
 }

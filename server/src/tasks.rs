@@ -6,5 +6,8 @@ use crate::state::AppState;
 
 /// Starts every loop on the current Tokio runtime. They run until the process exits.
 pub fn spawn(state: &AppState) {
-    let _ = state;
+    tokio::spawn(crate::queue::reap_forever(state.clone()));
+    tokio::spawn(crate::idempotency::purge_loop(state.db.clone()));
+    tokio::spawn(crate::uploads::expire_forever(state.clone()));
+    crate::webhooks::deliver::spawn(state);
 }

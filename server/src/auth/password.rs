@@ -14,18 +14,26 @@ pub const MAX_LENGTH: usize = 256;
 pub fn check_strength(password: &str) -> Result<(), ApiError> {
     let length = password.chars().count();
     if length < MIN_LENGTH {
-        return Err(ApiError::bad_request("weak_password", format!("the password is shorter than {MIN_LENGTH} characters")));
+        return Err(ApiError::bad_request(
+            "weak_password",
+            format!("the password is shorter than {MIN_LENGTH} characters"),
+        ));
     }
     if length > MAX_LENGTH {
-        return Err(ApiError::bad_request("invalid_password", format!("the password is longer than {MAX_LENGTH} characters")));
+        return Err(ApiError::bad_request(
+            "invalid_password",
+            format!("the password is longer than {MAX_LENGTH} characters"),
+        ));
     }
     Ok(())
 }
 
 pub async fn hash(password: String) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || {
-        let salt = SaltString::encode_b64(&super::secret::random_bytes::<16>()).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-        let hash = Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+        let salt =
+            SaltString::encode_b64(&super::secret::random_bytes::<16>()).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+        let hash =
+            Argon2::default().hash_password(password.as_bytes(), &salt).map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
         Ok::<_, anyhow::Error>(hash.to_string())
     })
     .await
@@ -44,8 +52,10 @@ pub async fn verify(password: String, stored: String) -> Result<bool, ApiError> 
     .map_err(ApiError::internal)
 }
 
-/// A hash of a random password, verified against when the email is unknown so that a login's
-/// timing does not tell which addresses have accounts.
+/// A hash of a random password, made once per process and verified against when the email is
+/// unknown, so that a login's timing (one verification either way) does not tell which
+/// addresses have accounts.
 pub async fn decoy() -> Result<String, ApiError> {
-    hash(super::secret::token("")).await
+    static DECOY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    DECOY.get_or_try_init(|| hash(super::secret::token(""))).await.cloned()
 }

@@ -105,7 +105,8 @@ pub async fn rotate(
     refresh_token: &str,
     client_id: Option<&str>,
 ) -> Result<TokenPair, ApiError> {
-    let invalid = || ApiError::unauthorized("invalid_grant", "the refresh token is not valid (unknown, expired or revoked)");
+    let invalid =
+        || ApiError::unauthorized("invalid_grant", "the refresh token is not valid (unknown, expired or revoked)");
     let row: Option<RefreshRow> = sqlx::query_as(
         "SELECT id, family_id, org_id, user_id, client_id, scopes,
                 expires_at <= now() AS expired, used_at IS NOT NULL AS used, revoked_at IS NOT NULL AS revoked
@@ -120,11 +121,11 @@ pub async fn rotate(
     }
     if row.used && !row.revoked {
         tracing::warn!(family = %row.family_id, "a rotated refresh token was presented again: revoking its family");
-        sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL")
-            .bind(row.family_id)
-            .execute(&mut *db)
-            .await?;
-        return Err(ApiError::unauthorized("refresh_token_reused", "the refresh token was already used; its session is revoked"));
+        revoke_family(db, row.family_id).await?;
+        return Err(ApiError::unauthorized(
+            "refresh_token_reused",
+            "the refresh token was already used; its session is revoked",
+        ));
     }
     if row.used || row.revoked || row.expired {
         return Err(invalid());
@@ -133,6 +134,15 @@ pub async fn rotate(
     let scopes = Scope::from_strings(&row.scopes);
     let grant = Grant { user_id: row.user_id, org_id: row.org_id, scopes: &scopes, client_id };
     issue_in_family(db, jwt_secret, &grant, row.family_id).await
+}
+
+/// Revokes every token of a family (a leaked token, a reused OAuth code).
+pub async fn revoke_family(db: &mut PgConnection, family_id: Uuid) -> Result<(), ApiError> {
+    sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL")
+        .bind(family_id)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
 }
 
 /// Revokes the family of `refresh_token` (RFC 7009: unknown tokens are not an error).

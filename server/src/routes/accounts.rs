@@ -38,12 +38,8 @@ fn normalise_email(email: &str) -> Result<String, ApiError> {
     let valid = email.len() <= MAX_EMAIL_LENGTH
         && matches!(email.split_once('@'), Some((local, domain))
             if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@'))
-        && !email.chars().any(char::is_whitespace);
-    if valid {
-        Ok(email)
-    } else {
-        Err(ApiError::bad_request("invalid_email", "the email address is not valid"))
-    }
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid { Ok(email) } else { Err(ApiError::bad_request("invalid_email", "the email address is not valid")) }
 }
 
 /// Creates an account and its organisation.
@@ -53,18 +49,22 @@ fn normalise_email(email: &str) -> Result<String, ApiError> {
         (status = 400, description = "Invalid email or weak password (`invalid_email`, `weak_password`)", body = crate::openapi::ErrorBody),
         (status = 409, description = "The email has an account (`email_taken`)", body = crate::openapi::ErrorBody),
     ))]
-async fn signup(State(state): State<AppState>, Json(body): Json<Credentials>) -> ApiResult<(StatusCode, Json<TokenPair>)> {
+async fn signup(
+    State(state): State<AppState>,
+    Json(body): Json<Credentials>,
+) -> ApiResult<(StatusCode, Json<TokenPair>)> {
     let email = normalise_email(&body.email)?;
     password::check_strength(&body.password)?;
     let hash = password::hash(body.password).await?;
     let (user_id, org_id) = (Uuid::now_v7(), Uuid::now_v7());
     let mut tx = state.db.begin().await?;
-    let inserted = sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
-        .bind(user_id)
-        .bind(&email)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
+    let inserted =
+        sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
+            .bind(user_id)
+            .bind(&email)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
     if inserted.rows_affected() == 0 {
         return Err(ApiError::conflict("email_taken", "an account with this email exists; log in instead"));
     }
@@ -95,6 +95,12 @@ struct Login {
 /// timing is the same for unknown emails (a decoy hash is verified).
 pub async fn check_password(state: &AppState, email: &str, password: String) -> ApiResult<(Uuid, Uuid, Role)> {
     let email = email.trim().to_lowercase();
+    let refused = || ApiError::unauthorized("invalid_credentials", "the email or the password is wrong");
+    // PostgreSQL text cannot hold NUL: such an address has no account, and must not reach it.
+    if email.contains('\0') {
+        password::verify(password, password::decoy().await?).await?;
+        return Err(refused());
+    }
     let row: Option<Login> = sqlx::query_as(
         "SELECT u.id AS user_id, u.password_hash, m.org_id, m.role
          FROM users u JOIN memberships m ON m.user_id = u.id
@@ -103,7 +109,6 @@ pub async fn check_password(state: &AppState, email: &str, password: String) -> 
     .bind(&email)
     .fetch_optional(&state.db)
     .await?;
-    let refused = || ApiError::unauthorized("invalid_credentials", "the email or the password is wrong");
     let Some(row) = row else {
         password::verify(password, password::decoy().await?).await?;
         return Err(refused());
@@ -111,7 +116,8 @@ pub async fn check_password(state: &AppState, email: &str, password: String) -> 
     if !password::verify(password, row.password_hash).await? {
         return Err(refused());
     }
-    let role = Role::parse(&row.role).ok_or_else(|| ApiError::internal(anyhow::anyhow!("membership role {}", row.role)))?;
+    let role =
+        Role::parse(&row.role).ok_or_else(|| ApiError::internal(anyhow::anyhow!("membership role {}", row.role)))?;
     Ok((row.user_id, row.org_id, role))
 }
 
@@ -157,7 +163,16 @@ mod tests {
     #[test]
     fn emails_are_normalised_and_checked() {
         assert_eq!(normalise_email(" Ada@Example.COM ").ok().as_deref(), Some("ada@example.com"));
-        for bad in ["ada", "@example.com", "ada@", "ada@example", "ada@.com", "a b@example.com", "a@b@c.com"] {
+        for bad in [
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "ada@.com",
+            "a b@example.com",
+            "a@b@c.com",
+            "a\0@example.com",
+        ] {
             assert!(normalise_email(bad).is_err(), "{bad}");
         }
     }

@@ -83,10 +83,11 @@ macro_rules! columns {
     responses((status = 200, body = KeyList), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
 async fn list_keys(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<KeyList>> {
     auth.require(Scope::KeysManage)?;
-    let data = sqlx::query_as(concat!("SELECT ", columns!(), " FROM api_keys WHERE org_id = $1 ORDER BY created_at DESC"))
-        .bind(auth.org_id)
-        .fetch_all(&state.db)
-        .await?;
+    let data =
+        sqlx::query_as(concat!("SELECT ", columns!(), " FROM api_keys WHERE org_id = $1 ORDER BY created_at DESC"))
+            .bind(auth.org_id)
+            .fetch_all(&state.db)
+            .await?;
     Ok(Json(KeyList { data }))
 }
 
@@ -94,18 +95,28 @@ async fn list_keys(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", security(("bearer" = [])), request_body = CreateKey,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key")),
     responses((status = 201, body = CreatedKey), (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
-async fn create_key(State(state): State<AppState>, auth: Auth, Json(body): Json<CreateKey>) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+async fn create_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    Json(body): Json<CreateKey>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     auth.require(Scope::KeysManage)?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LENGTH {
-        return Err(ApiError::bad_request("invalid_name", format!("a key's name is 1 to {MAX_NAME_LENGTH} characters")));
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("a key's name is 1 to {MAX_NAME_LENGTH} characters"),
+        ));
     }
     if body.scopes.is_empty() {
         return Err(ApiError::bad_request("invalid_scopes", "a key needs at least one scope"));
     }
     // A key never holds more than its creator: a key made by a key is bounded by that key.
     if let Some(scope) = body.scopes.iter().find(|s| !auth.scopes.contains(s)) {
-        return Err(ApiError::forbidden("missing_scope", format!("cannot grant {}, which this credential lacks", scope.as_str())));
+        return Err(ApiError::forbidden(
+            "missing_scope",
+            format!("cannot grant {}, which this credential lacks", scope.as_str()),
+        ));
     }
     if auth.mode == Mode::Test && body.mode == Mode::Live {
         return Err(ApiError::forbidden("test_mode", "a test key cannot create live keys"));
@@ -117,7 +128,8 @@ async fn create_key(State(state): State<AppState>, auth: Auth, Json(body): Json<
     scopes.sort();
     scopes.dedup();
     let key = secret::token(&format!("{KEY_PREFIX}{}_", body.mode.as_str()));
-    let prefix: String = key.chars().take(format!("{KEY_PREFIX}{}_", body.mode.as_str()).len() + SHOWN_SECRET_CHARS).collect();
+    let prefix: String =
+        key.chars().take(format!("{KEY_PREFIX}{}_", body.mode.as_str()).len() + SHOWN_SECRET_CHARS).collect();
     let created_by = match auth.principal {
         Principal::User(id) => Some(id),
         Principal::ApiKey(_) => None,

@@ -3,4 +3,11 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod batches;
+pub mod jobs;
 pub mod meta;
+pub mod metrics;
+pub mod oauth;
+pub mod uploads;
+pub mod webhooks;
+pub mod worker_api;

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_server::config::{Config, Limits, QueueConfig, S3Config};
+use kiln_server::config::{Config, Limits, OperationsConfig, QueueConfig, S3Config};
 use kiln_server::state::AppState;
 use kiln_server::storage::Storage;
 use serde_json::{Value, json};
@@ -30,7 +30,9 @@ pub fn services() -> Option<(String, S3Config)> {
     let required = std::env::var("KILN_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
     match (std::env::var("DATABASE_URL"), S3Config::from_env()) {
         (Ok(url), Ok(s3)) => Some((url, s3)),
-        _ if required => panic!("KILN_REQUIRE_SERVICES=1 but DATABASE_URL or KILN_S3_* are not set: run eval \"$(scripts/services.sh start)\""),
+        _ if required => panic!(
+            "KILN_REQUIRE_SERVICES=1 but DATABASE_URL or KILN_S3_* are not set: run eval \"$(scripts/services.sh start)\""
+        ),
         _ => {
             eprintln!("SKIPPED: PostgreSQL and S3 are not configured (eval \"$(scripts/services.sh start)\" first)");
             None
@@ -47,11 +49,18 @@ pub struct Options {
     pub limits: Limits,
     pub lease: Duration,
     pub max_attempts: i32,
+    /// Rate limits (off unless a test sets them), trusted proxies, the `/metrics` token.
+    pub operations: OperationsConfig,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { limits: test_limits(), lease: Duration::from_secs(60), max_attempts: 3 }
+        Options {
+            limits: test_limits(),
+            lease: Duration::from_secs(60),
+            max_attempts: 3,
+            operations: OperationsConfig::unlimited(),
+        }
     }
 }
 
@@ -67,7 +76,10 @@ impl TestServer {
         let (admin_url, s3) = services()?;
         let admin = PgPool::connect(&admin_url).await.expect("connect to DATABASE_URL");
         let name = format!("kiln_test_{}", Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create database");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("create database");
         let mut url = url::Url::parse(&admin_url).expect("DATABASE_URL parses");
         url.set_path(&name);
         let config = Config {
@@ -80,6 +92,7 @@ impl TestServer {
             cors_origins: vec!["https://app.example".into()],
             limits: options.limits,
             queue: QueueConfig { lease: options.lease, max_attempts: options.max_attempts },
+            operations: options.operations,
         };
         let db = kiln_server::db::connect(&config.database_url).await.expect("connect to the test database");
         kiln_server::db::migrate(&db).await.expect("migrations apply");
@@ -89,7 +102,8 @@ impl TestServer {
         let address = listener.local_addr().expect("address");
         let public_url = format!("http://{address}");
         let config = Config { public_url: public_url.clone(), ..config };
-        let state = AppState { db: db.clone(), storage, config: Arc::new(config) };
+        let ops = Arc::new(kiln_server::ops::Ops::new(&config.operations, &config.worker_token));
+        let state = AppState { db: db.clone(), storage, ops, config: Arc::new(config) };
         kiln_server::tasks::spawn(&state);
         let app = kiln_server::app::app(state.clone());
         tokio::spawn(async move {

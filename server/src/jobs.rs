@@ -1,0 +1,576 @@
+//! Jobs, the domain: creating one from a complete upload (settings validated with the protocol
+//! crate, test keys held to `preview`), reading them as the API shows them, the event log the
+//! SSE stream replays, and [`end_job`], the one place every job reaches a final state.
+//!
+//! States: `queued → running → succeeded | failed | canceled | expired`. Final states never change
+//! (the database's `jobs_final_states_stay` trigger refuses it whatever the code does). `expired`
+//! is for jobs that never ran and waited past the retention period; a finished job whose outputs
+//! passed `expires_at` keeps its state and shows `outputs_expired: true`.
+
+use chrono::{DateTime, Utc};
+use kiln_protocol::{ErrorClass, Preset, SettingsOverrides};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::{Auth, Mode};
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
+
+/// Where a job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+    Expired,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Canceled => "canceled",
+            JobState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JobState> {
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Canceled,
+            JobState::Expired,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// Succeeded, failed, canceled or expired: never changes again.
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Running)
+    }
+
+    /// The webhook event a job reaching this state sends.
+    fn webhook_event(self) -> &'static str {
+        match self {
+            JobState::Succeeded => "job.succeeded",
+            JobState::Failed => "job.failed",
+            JobState::Canceled => "job.canceled",
+            JobState::Queued | JobState::Running | JobState::Expired => "job.expired",
+        }
+    }
+}
+
+/// Rush jobs are leased before every standard one; within a priority, oldest first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    #[default]
+    Standard,
+    Rush,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Standard => "standard",
+            Priority::Rush => "rush",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Priority> {
+        [Priority::Standard, Priority::Rush].into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+/// What a new job is made of (`POST /v1/jobs`, and one per batch item).
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub upload_id: Uuid,
+    pub settings: SettingsOverrides,
+    pub priority: Priority,
+    /// The batch and the item's index in it.
+    pub batch: Option<(Uuid, i32)>,
+}
+
+/// One output file of a finished job.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobOutput {
+    #[schema(example = "model.glb")]
+    pub name: String,
+    pub size: i64,
+    /// Hex SHA-256 of the file, as the worker measured it.
+    pub sha256: String,
+}
+
+/// An output as stored: the file and where it lies in the bucket.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredOutput {
+    #[serde(flatten)]
+    pub file: JobOutput,
+    pub object_key: String,
+}
+
+/// Why a job failed (or how it was stopped).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobFailure {
+    /// Stable and machine-readable: `bad_input`, `model_failed`, `device_error`, `internal_error`,
+    /// `worker_lost`, `canceled`, `not_run`.
+    #[schema(example = "bad_input")]
+    pub code: String,
+    /// The engine's message, for people.
+    pub message: String,
+    /// Whose problem it is: the engine's error class.
+    #[schema(value_type = String, example = "bad_input")]
+    pub class: ErrorClass,
+}
+
+impl JobFailure {
+    pub fn new(code: &str, class: ErrorClass, message: impl Into<String>) -> Self {
+        JobFailure { code: code.into(), message: message.into(), class }
+    }
+}
+
+/// A job, as every route shows it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Job {
+    pub id: Uuid,
+    pub state: JobState,
+    pub priority: Priority,
+    /// The key's mode: `test` jobs run at `preview` at most and are never charged.
+    #[schema(example = "live")]
+    pub mode: String,
+    /// The settings as accepted (kiln-protocol's SettingsOverrides; `device` is the worker's
+    /// choice and never stored).
+    #[schema(value_type = Object, example = json!({"preset": "preview", "formats": ["glb"]}))]
+    pub settings: Value,
+    pub upload_id: Uuid,
+    pub batch_id: Option<Uuid>,
+    pub batch_item: Option<i32>,
+    /// The stage running or last run: `check`, `poses`, `train`, `mesh`, `export`.
+    pub stage: Option<String>,
+    /// Fraction of the whole job done, 0 to 1.
+    pub fraction: f32,
+    /// Seconds the job is expected to need from now, once the engine has a basis for a guess.
+    pub eta_seconds: Option<f32>,
+    /// For a queued job: how many queued jobs (of every organisation) a worker takes before it.
+    pub queue_position: Option<i64>,
+    /// Times a worker leased it (a worker lost mid-job puts it back in the queue).
+    pub attempts: i32,
+    /// Asked to stop; a running job stops at its worker's next heartbeat.
+    pub cancel_requested: bool,
+    /// The running worker's last heartbeat.
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When the outputs are deleted: `finished_at` plus the published retention.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Past `expires_at`: the outputs are gone (downloads answer 410).
+    pub outputs_expired: bool,
+    /// The engine's report.json, once a worker finished the job.
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<Value>,
+    pub outputs: Vec<JobOutput>,
+    pub error: Option<JobFailure>,
+    /// Seconds the workers' devices spent on the job (what is metered).
+    pub gpu_seconds: f64,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: Uuid,
+    state: String,
+    priority: String,
+    mode: String,
+    settings: Value,
+    upload_id: Uuid,
+    batch_id: Option<Uuid>,
+    batch_item: Option<i32>,
+    stage: Option<String>,
+    fraction: f32,
+    eta_seconds: Option<f32>,
+    queue_position: Option<i64>,
+    attempts: i32,
+    cancel_requested: bool,
+    heartbeat_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    report: Option<Value>,
+    outputs: Value,
+    error: Option<Value>,
+    gpu_seconds: f64,
+}
+
+/// The columns of [`JobRow`] from `jobs j`, with the queue position of a queued job: the queued
+/// jobs a worker leases first (rush before standard, then older), across organisations.
+macro_rules! job_columns {
+    () => {
+        "j.id, j.state, j.priority, j.mode, j.settings, j.upload_id, j.batch_id, j.batch_item, j.stage, \
+         j.fraction, j.eta_seconds, \
+         CASE WHEN j.state = 'queued' THEN (SELECT count(*) FROM jobs q WHERE q.state = 'queued' AND \
+           ((q.priority = 'rush') > (j.priority = 'rush') OR ((q.priority = 'rush') = (j.priority = 'rush') \
+           AND (q.created_at, q.id) < (j.created_at, j.id)))) END AS queue_position, \
+         j.attempts, j.cancel_requested, j.heartbeat_at, j.created_at, j.started_at, j.finished_at, \
+         j.expires_at, j.report, j.outputs, j.error, j.gpu_seconds"
+    };
+}
+
+impl JobRow {
+    fn into_job(self) -> ApiResult<Job> {
+        let corrupt = |what: &str| ApiError::internal(anyhow::anyhow!("job {} has an invalid {what}", self.id));
+        let state = JobState::parse(&self.state).ok_or_else(|| corrupt("state"))?;
+        let priority = Priority::parse(&self.priority).ok_or_else(|| corrupt("priority"))?;
+        let outputs: Vec<StoredOutput> =
+            serde_json::from_value(self.outputs.clone()).map_err(|_| corrupt("outputs"))?;
+        let error = match &self.error {
+            Some(value) => Some(serde_json::from_value(value.clone()).map_err(|_| corrupt("error"))?),
+            None => None,
+        };
+        Ok(Job {
+            id: self.id,
+            state,
+            priority,
+            mode: self.mode,
+            settings: self.settings,
+            upload_id: self.upload_id,
+            batch_id: self.batch_id,
+            batch_item: self.batch_item,
+            stage: self.stage,
+            fraction: self.fraction,
+            eta_seconds: self.eta_seconds,
+            queue_position: self.queue_position,
+            attempts: self.attempts,
+            cancel_requested: self.cancel_requested,
+            heartbeat_at: self.heartbeat_at,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            expires_at: self.expires_at,
+            outputs_expired: self.expires_at.is_some_and(|at| at <= Utc::now()),
+            report: self.report,
+            outputs: outputs.into_iter().map(|o| o.file).collect(),
+            error,
+            gpu_seconds: self.gpu_seconds,
+        })
+    }
+}
+
+/// The settings a job runs with, or why they are refused: the protocol's own checks, `device`
+/// dropped (the worker runs on its device), and test keys held to `preview` (the default for
+/// them; a larger preset is refused with 403 `test_mode_preset`).
+pub fn accepted_settings(settings: &SettingsOverrides, mode: Mode) -> ApiResult<SettingsOverrides> {
+    settings.validate().map_err(|message| ApiError::bad_request("invalid_settings", message))?;
+    let mut accepted = SettingsOverrides { device: None, ..settings.clone() };
+    if mode == Mode::Test {
+        match accepted.preset {
+            None => accepted.preset = Some(Preset::Preview),
+            Some(Preset::Preview) => {}
+            Some(other) => {
+                return Err(ApiError::forbidden(
+                    "test_mode_preset",
+                    format!("test keys run jobs at the preview preset at most, not {}; use a live key", other.name()),
+                ));
+            }
+        }
+    }
+    Ok(accepted)
+}
+
+/// Parses a job's `settings` JSON as kiln-protocol's overrides: 400 `invalid_settings` with the
+/// protocol's message (an unknown preset or field, a wrong type).
+pub fn parse_settings(value: Value) -> ApiResult<SettingsOverrides> {
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_settings", e.to_string()))
+}
+
+/// Creates a queued job of `new` for the caller's organisation in the caller's transaction:
+/// the upload must be complete and the organisation's (404 / 409 `upload_not_complete`), the
+/// settings valid ([`accepted_settings`]). Nothing is written when it is refused.
+pub async fn create_job(tx: &mut PgConnection, auth: &Auth, new: NewJob) -> ApiResult<Job> {
+    let settings = accepted_settings(&new.settings, auth.mode)?;
+    let upload: Option<(String,)> = sqlx::query_as("SELECT state FROM uploads WHERE id = $1 AND org_id = $2 FOR SHARE")
+        .bind(new.upload_id)
+        .bind(auth.org_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    match upload {
+        None => return Err(ApiError::NotFound { what: "upload" }),
+        Some((state,)) if state != "complete" => {
+            return Err(ApiError::conflict(
+                "upload_not_complete",
+                format!(
+                    "upload {} is {state}; complete it first (POST /v1/uploads/{}/complete)",
+                    new.upload_id, new.upload_id
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    // Billing (its own issue) quotes the job and reserves its credits here, in this transaction,
+    // refusing with 402 when the organisation cannot pay; test-mode jobs are never charged.
+    let id = Uuid::now_v7();
+    let settings_json = serde_json::to_value(&settings).map_err(ApiError::internal)?;
+    sqlx::query(
+        "INSERT INTO jobs (id, org_id, upload_id, batch_id, batch_item, state, priority, mode, settings)
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(auth.org_id)
+    .bind(new.upload_id)
+    .bind(new.batch.map(|(batch, _)| batch))
+    .bind(new.batch.map(|(_, item)| item))
+    .bind(new.priority.as_str())
+    .bind(auth.mode.as_str())
+    .bind(&settings_json)
+    .execute(&mut *tx)
+    .await?;
+    record_state(tx, auth.org_id, id, JobState::Queued, 0, "created", None).await?;
+    tracing::info!(job_id = %id, org_id = %auth.org_id, "job created");
+    fetch_job(tx, auth.org_id, id).await
+}
+
+/// The job `id` of `org_id`, or 404.
+pub async fn fetch_job(db: &mut PgConnection, org_id: Uuid, id: Uuid) -> ApiResult<Job> {
+    let row: Option<JobRow> =
+        sqlx::query_as(concat!("SELECT ", job_columns!(), " FROM jobs j WHERE j.id = $1 AND j.org_id = $2"))
+            .bind(id)
+            .bind(org_id)
+            .fetch_optional(db)
+            .await?;
+    row.ok_or(ApiError::NotFound { what: "job" })?.into_job()
+}
+
+/// Up to `limit` of the organisation's jobs, newest first, after the job `after` when given
+/// (400 `invalid_cursor` when that is not one of the organisation's jobs).
+pub async fn list_jobs(db: &mut PgConnection, org_id: Uuid, limit: i64, after: Option<Uuid>) -> ApiResult<Vec<Job>> {
+    let rows: Vec<JobRow> = match after {
+        None => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs j WHERE j.org_id = $1 ORDER BY j.created_at DESC, j.id DESC LIMIT $2"
+            ))
+            .bind(org_id)
+            .bind(limit)
+            .fetch_all(&mut *db)
+            .await?
+        }
+        Some(cursor) => {
+            let exists: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM jobs WHERE id = $1 AND org_id = $2")
+                .bind(cursor)
+                .bind(org_id)
+                .fetch_optional(&mut *db)
+                .await?;
+            if exists.is_none() {
+                return Err(ApiError::bad_request("invalid_cursor", "after must be the id of one of your jobs"));
+            }
+            sqlx::query_as(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs j WHERE j.org_id = $1 AND (j.created_at, j.id) < \
+                 (SELECT created_at, id FROM jobs WHERE id = $3 AND org_id = $1) \
+                 ORDER BY j.created_at DESC, j.id DESC LIMIT $2"
+            ))
+            .bind(org_id)
+            .bind(limit)
+            .bind(cursor)
+            .fetch_all(&mut *db)
+            .await?
+        }
+    };
+    rows.into_iter().map(JobRow::into_job).collect()
+}
+
+/// Appends an event to the job's log (what `GET /v1/jobs/{id}/events` replays); its id orders it.
+pub async fn record_event(
+    db: &mut PgConnection,
+    org_id: Uuid,
+    job_id: Uuid,
+    kind: &str,
+    body: &Value,
+) -> ApiResult<i64> {
+    let (id,): (i64,) =
+        sqlx::query_as("INSERT INTO job_events (job_id, org_id, kind, body) VALUES ($1, $2, $3, $4) RETURNING id")
+            .bind(job_id)
+            .bind(org_id)
+            .bind(kind)
+            .bind(body)
+            .fetch_one(db)
+            .await?;
+    Ok(id)
+}
+
+/// The event kind of state changes in the job's log.
+pub const STATE_EVENT: &str = "state";
+/// The event kind of the engine's progress in the job's log.
+pub const PROGRESS_EVENT: &str = "progress";
+
+/// Records a `state` event: the new state, the attempt, why, and the error of a failure.
+pub async fn record_state(
+    db: &mut PgConnection,
+    org_id: Uuid,
+    job_id: Uuid,
+    state: JobState,
+    attempts: i32,
+    reason: &str,
+    error: Option<&JobFailure>,
+) -> ApiResult<i64> {
+    let body = json!({ "state": state, "attempts": attempts, "reason": reason, "error": error });
+    record_event(db, org_id, job_id, STATE_EVENT, &body).await
+}
+
+/// How a job ends.
+#[derive(Clone, Debug)]
+pub struct Ending {
+    /// A final state.
+    pub state: JobState,
+    /// Why, in the `state` event: `finished`, `canceled_by_user`, `worker_lost`, `not_run`, ….
+    pub reason: &'static str,
+    pub error: Option<JobFailure>,
+    /// The engine's report.json, when a worker sent one.
+    pub report: Option<Value>,
+    pub outputs: Vec<StoredOutput>,
+    /// Device seconds of the attempt that ends it (added to the job's).
+    pub gpu_seconds: f64,
+}
+
+impl Ending {
+    /// An ending with nothing from a worker: no report, no outputs, no device time.
+    pub fn bare(state: JobState, reason: &'static str, error: Option<JobFailure>) -> Self {
+        Ending { state, reason, error, report: None, outputs: Vec::new(), gpu_seconds: 0.0 }
+    }
+}
+
+/// Moves job `job_id` of `org_id` from queued or running to the final state of `ending`, in the
+/// caller's transaction, with everything that goes with it: `finished_at`, `expires_at` (the
+/// retention), the `state` event, the webhook, the batch's bookkeeping. A job already final
+/// answers 409 `job_final`. Keys a worker staged but the ending does not keep are left in
+/// `staged_keys` for the reaper to delete.
+pub async fn end_job(
+    tx: &mut PgConnection,
+    config: &Config,
+    org_id: Uuid,
+    job_id: Uuid,
+    ending: Ending,
+) -> ApiResult<Job> {
+    debug_assert!(ending.state.is_final());
+    let kept: Vec<String> = ending.outputs.iter().map(|o| o.object_key.clone()).collect();
+    let outputs = serde_json::to_value(&ending.outputs).map_err(ApiError::internal)?;
+    let error = ending.error.as_ref().map(serde_json::to_value).transpose().map_err(ApiError::internal)?;
+    let ended: Option<(i32, Option<Uuid>)> = sqlx::query_as(
+        "UPDATE jobs SET state = $3, finished_at = now(), expires_at = now() + make_interval(days => $4),
+             error = $5, report = coalesce($6, report), outputs = $7, gpu_seconds = gpu_seconds + $8,
+             staged_keys = array(SELECT k FROM unnest(staged_keys) k WHERE NOT k = ANY($9)),
+             lease_expires_at = NULL, eta_seconds = NULL,
+             fraction = CASE WHEN $3 = 'succeeded' THEN 1 ELSE fraction END
+         WHERE id = $1 AND org_id = $2 AND state IN ('queued', 'running')
+         RETURNING attempts, batch_id",
+    )
+    .bind(job_id)
+    .bind(org_id)
+    .bind(ending.state.as_str())
+    .bind(i32::try_from(config.limits.output_retention_days).unwrap_or(i32::MAX))
+    .bind(error)
+    .bind(&ending.report)
+    .bind(outputs)
+    .bind(ending.gpu_seconds)
+    .bind(&kept)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((attempts, batch_id)) = ended else {
+        return Err(ApiError::conflict("job_final", "the job has already ended; final states never change"));
+    };
+    record_state(tx, org_id, job_id, ending.state, attempts, ending.reason, ending.error.as_ref()).await?;
+    // Billing (its own issue) captures the reserved credits of a succeeded live job here, and
+    // releases them for every other ending, in this same transaction.
+    let job = fetch_job(tx, org_id, job_id).await?;
+    let job_json = serde_json::to_value(&job).map_err(ApiError::internal)?;
+    crate::webhooks::enqueue(tx, org_id, ending.state.webhook_event(), &job_json).await?;
+    if let Some(batch_id) = batch_id {
+        crate::batches::job_ended(tx, org_id, batch_id).await?;
+    }
+    tracing::info!(job_id = %job_id, state = ending.state.as_str(), reason = ending.reason, "job ended");
+    Ok(job)
+}
+
+/// Cancels job `job_id` of `org_id`: a queued job ends `canceled` at once; a running one is
+/// flagged and stops at its worker's next heartbeat (or when its lease expires, if the worker is
+/// gone). 409 `job_final` when it has already ended.
+pub async fn cancel_job(tx: &mut PgConnection, config: &Config, org_id: Uuid, job_id: Uuid) -> ApiResult<Job> {
+    let state: Option<(String,)> = sqlx::query_as("SELECT state FROM jobs WHERE id = $1 AND org_id = $2 FOR UPDATE")
+        .bind(job_id)
+        .bind(org_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let (state,) = state.ok_or(ApiError::NotFound { what: "job" })?;
+    match JobState::parse(&state) {
+        Some(JobState::Queued) => {
+            let failure = JobFailure::new("canceled", ErrorClass::Cancelled, "canceled before a worker started it");
+            end_job(tx, config, org_id, job_id, Ending::bare(JobState::Canceled, "canceled_by_user", Some(failure)))
+                .await
+        }
+        Some(JobState::Running) => {
+            sqlx::query("UPDATE jobs SET cancel_requested = true WHERE id = $1 AND org_id = $2")
+                .bind(job_id)
+                .bind(org_id)
+                .execute(&mut *tx)
+                .await?;
+            fetch_job(tx, org_id, job_id).await
+        }
+        _ => Err(ApiError::conflict("job_final", format!("the job is {state}; final states never change"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_keys_run_at_preview_at_most() {
+        let none = SettingsOverrides::default();
+        assert_eq!(accepted_settings(&none, Mode::Test).ok().and_then(|s| s.preset), Some(Preset::Preview));
+        assert_eq!(accepted_settings(&none, Mode::Live).ok().and_then(|s| s.preset), None);
+        let full = SettingsOverrides { preset: Some(Preset::Full), ..SettingsOverrides::default() };
+        assert!(accepted_settings(&full, Mode::Test).is_err_and(|e| e.code() == "test_mode_preset"));
+        assert!(accepted_settings(&full, Mode::Live).is_ok());
+    }
+
+    #[test]
+    fn settings_are_checked_and_device_is_dropped() {
+        assert!(parse_settings(json!({"preset": "huge"})).is_err_and(|e| e.code() == "invalid_settings"));
+        assert!(parse_settings(json!({"presets": "full"})).is_err_and(|e| e.code() == "invalid_settings"));
+        let zero = parse_settings(json!({"max_side": 0})).and_then(|s| accepted_settings(&s, Mode::Live));
+        assert!(zero.is_err_and(|e| e.code() == "invalid_settings"));
+        let with_device =
+            parse_settings(json!({"device": "gpu", "train_steps": 10})).and_then(|s| accepted_settings(&s, Mode::Live));
+        assert!(with_device.is_ok_and(|s| s.device.is_none() && s.train_steps == Some(10)));
+    }
+
+    #[test]
+    fn states_name_their_finality() {
+        for state in [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Canceled,
+            JobState::Expired,
+        ] {
+            assert_eq!(JobState::parse(state.as_str()), Some(state));
+        }
+        assert!(!JobState::Running.is_final() && JobState::Expired.is_final());
+    }
+}
