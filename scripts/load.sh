@@ -36,7 +36,7 @@ trap cleanup EXIT
 
 psql -q "$ADMIN_URL" -c "CREATE DATABASE $DB" >/dev/null
 export DATABASE_URL="${ADMIN_URL%/*}/$DB"
-export KILN_WORKER_TOKEN="load-worker-token-$$" KILN_JWT_SECRET="load-test-jwt-secret-0123456789abcdef"
+export KILN_WORKER_TOKEN="load-worker-token-$$-0123456789abcdef0123" KILN_JWT_SECRET="load-test-jwt-secret-0123456789abcdef"
 # One key from one address at full speed: the rate limits would be what is measured otherwise.
 export KILN_RATE_PER_KEY=10000000 KILN_RATE_PER_IP=10000000
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

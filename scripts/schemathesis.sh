@@ -40,7 +40,7 @@ trap cleanup EXIT
 
 psql -q "$ADMIN_URL" -c "CREATE DATABASE $DB" >/dev/null
 export DATABASE_URL="${ADMIN_URL%/*}/$DB"
-export KILN_WORKER_TOKEN="schemathesis-worker-token-$$"
+export KILN_WORKER_TOKEN="schemathesis-worker-token-$$-0123456789abcdef"
 export KILN_JWT_SECRET="schemathesis-jwt-secret-0123456789abcdef"
 # The run sends thousands of requests from one key and one address: lift the rate limits.
 export KILN_RATE_PER_KEY="${KILN_RATE_PER_KEY:-100000}" KILN_RATE_PER_IP="${KILN_RATE_PER_IP:-100000}"

@@ -184,6 +184,20 @@ pub enum ConfigError {
     Invalid { name: &'static str, problem: String },
 }
 
+/// Shortest shared secret accepted (the worker token, the JWT key): 256 bits, as hex or text.
+const MIN_SECRET_BYTES: usize = 32;
+
+/// S3 refuses parts under 5 MiB (except a file's last).
+const MIN_PART_BYTES: u64 = 5 << 20;
+
+fn at_least(name: &'static str, value: u64, least: u64, unit: &str) -> Result<(), ConfigError> {
+    if value >= least {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid { name, problem: format!("{value} is under the least allowed, {least} {unit}") })
+    }
+}
+
 fn var(name: &'static str) -> Result<String, ConfigError> {
     std::env::var(name).map_err(|_| ConfigError::Missing(name))
 }
@@ -229,7 +243,7 @@ impl Config {
     /// small ones).
     pub fn from_env() -> Result<Self, ConfigError> {
         let jwt_secret = match std::env::var("KILN_JWT_SECRET") {
-            Ok(secret) if secret.len() >= 32 => secret.into_bytes(),
+            Ok(secret) if secret.len() >= MIN_SECRET_BYTES => secret.into_bytes(),
             Ok(_) => {
                 return Err(ConfigError::Invalid { name: "KILN_JWT_SECRET", problem: "shorter than 32 bytes".into() });
             }
@@ -244,11 +258,19 @@ impl Config {
             }
         };
         let defaults = Limits::default();
+        let worker_token = var("KILN_WORKER_TOKEN")?;
+        at_least("KILN_WORKER_TOKEN", worker_token.len() as u64, MIN_SECRET_BYTES as u64, "bytes long")?;
+        let part_bytes = var_or("KILN_LIMIT_PART_BYTES", defaults.part_bytes)?;
+        at_least("KILN_LIMIT_PART_BYTES", part_bytes, MIN_PART_BYTES, "bytes (S3's smallest part)")?;
+        let lease_seconds = var_or("KILN_LEASE_SECONDS", 60)?;
+        at_least("KILN_LEASE_SECONDS", lease_seconds, 1, "second")?;
+        let max_attempts: i32 = var_or("KILN_MAX_ATTEMPTS", 3)?;
+        at_least("KILN_MAX_ATTEMPTS", u64::try_from(max_attempts).unwrap_or(0), 1, "attempt")?;
         Ok(Config {
             database_url: var("DATABASE_URL")?,
             s3: S3Config::from_env()?,
             jwt_secret,
-            worker_token: var("KILN_WORKER_TOKEN")?,
+            worker_token,
             public_url: var_or("KILN_PUBLIC_URL", "http://127.0.0.1:8080".to_string())?,
             webhooks_allow_loopback: var_or("KILN_WEBHOOKS_ALLOW_LOOPBACK", false)?,
             cors_origins: var_or("KILN_CORS_ORIGINS", String::new())?
@@ -261,13 +283,10 @@ impl Config {
                 max_files: var_or("KILN_LIMIT_MAX_FILES", defaults.max_files)?,
                 max_file_bytes: var_or("KILN_LIMIT_MAX_FILE_BYTES", defaults.max_file_bytes)?,
                 max_upload_bytes: var_or("KILN_LIMIT_MAX_UPLOAD_BYTES", defaults.max_upload_bytes)?,
-                part_bytes: var_or("KILN_LIMIT_PART_BYTES", defaults.part_bytes)?,
+                part_bytes,
                 ..defaults
             },
-            queue: QueueConfig {
-                lease: Duration::from_secs(var_or("KILN_LEASE_SECONDS", 60)?),
-                max_attempts: var_or("KILN_MAX_ATTEMPTS", 3)?,
-            },
+            queue: QueueConfig { lease: Duration::from_secs(lease_seconds), max_attempts },
             operations: OperationsConfig::from_env()?,
         })
     }

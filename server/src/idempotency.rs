@@ -143,7 +143,11 @@ async fn handle(state: AppState, request: Request, next: Next) -> ApiResult<Resp
             ApiError::bad_request("invalid_body", "the request body could not be read")
         }
     })?;
-    let hash = request_hash(&parts.method, parts.uri.path_and_query().map_or("", |p| p.as_str()), &body);
+    // The credential is part of the request: another key of the same organisation presenting the
+    // same Idempotency-Key gets 422, never the first caller's response (whose scopes it may lack).
+    let principal = format!("{:?}", auth.principal);
+    let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
+    let hash = request_hash(&principal, &parts.method, path, &body);
     match claim(&state.db, auth.org_id, &key, &hash).await? {
         Claim::Run => Ok(run(state.db, auth.org_id, key, Request::from_parts(parts, Body::from(body)), next).await),
         Claim::Replay(stored) => replay(stored),
@@ -170,9 +174,12 @@ fn parse_key(value: &HeaderValue) -> ApiResult<String> {
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
-/// SHA-256 of method, path with query, and body, with separators no method or path contains.
-fn request_hash(method: &Method, path_and_query: &str, body: &[u8]) -> Vec<u8> {
+/// SHA-256 of the caller, method, path with query, and body, with separators none of the first
+/// three contains.
+fn request_hash(principal: &str, method: &Method, path_and_query: &str, body: &[u8]) -> Vec<u8> {
     let mut hasher = Sha256::new();
+    hasher.update(principal);
+    hasher.update([0]);
     hasher.update(method.as_str());
     hasher.update([0]);
     hasher.update(path_and_query);
@@ -271,15 +278,22 @@ async fn keep(db: &PgPool, org_id: Uuid, key: &str, response: Response) -> Respo
         }
     };
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    // A response that shows a secret once (an API key, a webhook signing secret) is not kept:
+    // what is kept is a refusal naming what was created, so a retry learns it without the
+    // secret sitting in this table for a day.
+    let (status, content_type, kept) = match secret_shown(&body) {
+        Some(refusal) => (StatusCode::CONFLICT, Some("application/json"), refusal),
+        None => (parts.status, content_type, body.to_vec()),
+    };
     let stored = sqlx::query(
         "UPDATE idempotency_keys SET status = $3, content_type = $4, body = $5
          WHERE org_id = $1 AND key = $2 AND status IS NULL",
     )
     .bind(org_id)
     .bind(key)
-    .bind(i16::try_from(parts.status.as_u16()).unwrap_or(i16::MAX))
+    .bind(i16::try_from(status.as_u16()).unwrap_or(i16::MAX))
     .bind(content_type)
-    .bind(body.as_ref())
+    .bind(kept)
     .execute(db)
     .await;
     if let Err(error) = stored {
@@ -287,6 +301,23 @@ async fn keep(db: &PgPool, org_id: Uuid, key: &str, response: Response) -> Respo
         tracing::error!(%error, %org_id, "keeping an idempotent response failed");
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// For a response carrying a secret shown once (`key`: `kiln_…`, `secret`: `whsec_…`), the
+/// refusal kept in its place (409 `idempotency_secret_shown`, naming the resource's id).
+fn secret_shown(body: &[u8]) -> Option<Vec<u8>> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let shows =
+        |field: &str, prefix: &str| value.get(field).and_then(|v| v.as_str()).is_some_and(|v| v.starts_with(prefix));
+    if !(shows("key", crate::auth::KEY_PREFIX) || shows("secret", "whsec_")) {
+        return None;
+    }
+    let id = value.get("id").and_then(|v| v.as_str()).unwrap_or("?");
+    let message = format!(
+        "the first request with this Idempotency-Key created {id} and showed its secret, which is never kept: \
+         use that secret, or revoke {id} and create another"
+    );
+    serde_json::to_vec(&serde_json::json!({"error": {"code": "idempotency_secret_shown", "message": message}})).ok()
 }
 
 /// Frees a key whose request failed on our side, so a retry runs again.
@@ -354,11 +385,12 @@ mod tests {
 
     #[test]
     fn the_hash_tells_method_path_and_body_apart() {
-        let base = request_hash(&Method::POST, "/v1/jobs", b"{}");
-        assert_eq!(base, request_hash(&Method::POST, "/v1/jobs", b"{}"));
-        assert_ne!(base, request_hash(&Method::POST, "/v1/jobs", b"{ }"));
-        assert_ne!(base, request_hash(&Method::POST, "/v1/batches", b"{}"));
-        assert_ne!(base, request_hash(&Method::PUT, "/v1/jobs", b"{}"));
-        assert_ne!(request_hash(&Method::POST, "/v1/a", b"b"), request_hash(&Method::POST, "/v1/", b"ab"));
+        let base = request_hash("k", &Method::POST, "/v1/jobs", b"{}");
+        assert_eq!(base, request_hash("k", &Method::POST, "/v1/jobs", b"{}"));
+        assert_ne!(base, request_hash("other", &Method::POST, "/v1/jobs", b"{}"));
+        assert_ne!(base, request_hash("k", &Method::POST, "/v1/jobs", b"{ }"));
+        assert_ne!(base, request_hash("k", &Method::POST, "/v1/batches", b"{}"));
+        assert_ne!(base, request_hash("k", &Method::PUT, "/v1/jobs", b"{}"));
+        assert_ne!(request_hash("k", &Method::POST, "/v1/a", b"b"), request_hash("k", &Method::POST, "/v1/", b"ab"));
     }
 }

@@ -8,7 +8,7 @@
 //! passed `expires_at` keeps its state and shows `outputs_expired: true`.
 
 use chrono::{DateTime, Utc};
-use kiln_protocol::{ErrorClass, Preset, SettingsOverrides};
+use kiln_protocol::{ErrorClass, JobSettings, Preset, SettingsOverrides};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgConnection;
@@ -270,24 +270,50 @@ impl JobRow {
 }
 
 /// The settings a job runs with, or why they are refused: the protocol's own checks, `device`
-/// dropped (the worker runs on its device), and test keys held to `preview` (the default for
-/// them; a larger preset is refused with 403 `test_mode_preset`).
+/// dropped (the worker runs on its device), and overrides held to a ceiling preset's own
+/// values: `preview` for test keys (their default; more is 403 `test_mode_preset`), `raw` for
+/// live ones (more is 400 `setting_too_large`). Past the largest preset a job is not a better
+/// model but a way to hold a worker for hours, or to crash it with a 64k texture.
 pub fn accepted_settings(settings: &SettingsOverrides, mode: Mode) -> ApiResult<SettingsOverrides> {
     settings.validate().map_err(|message| ApiError::bad_request("invalid_settings", message))?;
     let mut accepted = SettingsOverrides { device: None, ..settings.clone() };
-    if mode == Mode::Test {
-        match accepted.preset {
-            None => accepted.preset = Some(Preset::Preview),
-            Some(Preset::Preview) => {}
-            Some(other) => {
-                return Err(ApiError::forbidden(
-                    "test_mode_preset",
-                    format!("test keys run jobs at the preview preset at most, not {}; use a live key", other.name()),
-                ));
-            }
+    if mode == Mode::Live {
+        return within(&accepted, Preset::Raw).map(|()| accepted).map_err(|message| {
+            ApiError::bad_request("setting_too_large", format!("{message}, the most the service runs"))
+        });
+    }
+    match accepted.preset {
+        None => accepted.preset = Some(Preset::Preview),
+        Some(Preset::Preview) => {}
+        Some(other) => {
+            return Err(ApiError::forbidden(
+                "test_mode_preset",
+                format!("test keys run jobs at the preview preset at most, not {}; use a live key", other.name()),
+            ));
         }
     }
+    within(&accepted, Preset::Preview).map_err(|message| {
+        ApiError::forbidden(
+            "test_mode_preset",
+            format!("{message}, the preview preset's value (test keys); use a live key"),
+        )
+    })?;
     Ok(accepted)
+}
+
+/// Whether every size override of `settings` is within `ceiling`'s own values; if not, which.
+fn within(settings: &SettingsOverrides, ceiling: Preset) -> Result<(), String> {
+    let most = JobSettings::for_preset(ceiling).resolved();
+    let asked: [(&str, Option<u64>, Option<u64>); 4] = [
+        ("train_steps", settings.train_steps.map(u64::from), Some(u64::from(most.train_steps))),
+        ("max_side", settings.max_side.map(u64::from), Some(u64::from(most.max_side))),
+        ("texture_size", settings.texture_size.map(u64::from), Some(u64::from(most.texture_size))),
+        ("max_triangles", settings.max_triangles.map(|n| n as u64), most.max_triangles.map(|n| n as u64)),
+    ];
+    match asked.into_iter().find(|(_, asked, most)| matches!((asked, most), (Some(a), Some(m)) if a > m)) {
+        Some((name, Some(asked), Some(most))) => Err(format!("{name} {asked} is over {most}")),
+        _ => Ok(()),
+    }
 }
 
 /// Parses a job's `settings` JSON as kiln-protocol's overrides: 400 `invalid_settings` with the
@@ -301,6 +327,13 @@ pub fn parse_settings(value: Value) -> ApiResult<SettingsOverrides> {
 /// settings valid ([`accepted_settings`]). Nothing is written when it is refused.
 pub async fn create_job(tx: &mut PgConnection, auth: &Auth, new: NewJob) -> ApiResult<Job> {
     let settings = accepted_settings(&new.settings, auth.mode)?;
+    // Rush goes before everyone's standard work: free test jobs must not jump that queue.
+    if auth.mode == Mode::Test && new.priority == Priority::Rush {
+        return Err(ApiError::forbidden(
+            "test_mode_priority",
+            "test keys run jobs at standard priority; use a live key for rush",
+        ));
+    }
     let upload: Option<(String,)> = sqlx::query_as("SELECT state FROM uploads WHERE id = $1 AND org_id = $2 FOR SHARE")
         .bind(new.upload_id)
         .bind(auth.org_id)

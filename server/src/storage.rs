@@ -17,7 +17,7 @@ pub enum StorageError {
     #[error("storage endpoint is not a valid URL: {0}")]
     Endpoint(String),
     #[error("storage request failed: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(reqwest::Error),
     #[error("storage answered {status} to {action}: {body}")]
     Status { action: &'static str, status: u16, body: String },
     #[error("storage answered {action} with a body that does not parse: {problem}")]
@@ -57,6 +57,14 @@ pub struct StoredPart {
 pub struct StoredObject {
     pub key: String,
     pub size: u64,
+}
+
+/// reqwest names the request's URL in its errors; ours are presigned, and an error travels to
+/// logs and to customers' job errors, so the URL is dropped here.
+impl From<reqwest::Error> for StorageError {
+    fn from(error: reqwest::Error) -> Self {
+        StorageError::Http(error.without_url())
+    }
 }
 
 #[derive(Clone)]

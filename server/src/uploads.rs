@@ -571,14 +571,24 @@ async fn view(storage: &Storage, row: UploadRow, files: Vec<FileRow>) -> ApiResu
     })
 }
 
+/// Completions running at once in one process. Each holds a database connection while it reads
+/// every file back from storage (minutes for a large upload): four keep three quarters of the
+/// pool (16) for every other request, worker heartbeats included.
+const MAX_CONCURRENT_COMPLETIONS: usize = 4;
+
+static COMPLETIONS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(MAX_CONCURRENT_COMPLETIONS));
+
 /// Completes upload `id` of `org_id`: every part must be in storage with its size; each file is
 /// assembled, then read back to check its size and SHA-256, and a ZIP is test-extracted with
 /// the engine's ZIP safety. Any refusal (4xx) rejects the upload and deletes its objects; a
 /// failure of ours (storage or database down) leaves it open, to complete again. Completing a
 /// complete upload answers it again.
 ///
-/// Concurrent completions of one upload are serialised by a row lock held until the end.
+/// Concurrent completions of one upload are serialised by a row lock held until the end, and
+/// completions in all are bounded by [`MAX_CONCURRENT_COMPLETIONS`].
 pub async fn complete(state: &AppState, org_id: Uuid, id: Uuid) -> ApiResult<Upload> {
+    let _permit = COMPLETIONS.acquire().await.map_err(ApiError::internal)?;
     let mut tx = state.db.begin().await?;
     let row: UploadRow =
         sqlx::query_as(concat!("SELECT ", upload_columns!(), " FROM uploads WHERE id = $1 AND org_id = $2 FOR UPDATE"))

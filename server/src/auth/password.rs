@@ -28,7 +28,14 @@ pub fn check_strength(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Argon2id runs at once, at most one per core: each takes 19 MiB and a core for tens of
+/// milliseconds, so a flood of logins queues here instead of exhausting memory and every core.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+});
+
 pub async fn hash(password: String) -> Result<String, ApiError> {
+    let _permit = HASHING.acquire().await.map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(move || {
         let salt =
             SaltString::encode_b64(&super::secret::random_bytes::<16>()).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
@@ -43,6 +50,7 @@ pub async fn hash(password: String) -> Result<String, ApiError> {
 
 /// Whether `password` matches the stored PHC string.
 pub async fn verify(password: String, stored: String) -> Result<bool, ApiError> {
+    let _permit = HASHING.acquire().await.map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
         Ok::<_, anyhow::Error>(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())

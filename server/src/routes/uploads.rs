@@ -40,13 +40,19 @@ async fn create_upload(
 }
 
 /// An upload. While it is open, each file lists the parts storage holds (`received`) and fresh
-/// URLs for the parts still to send (`parts`): how an interrupted upload resumes.
+/// URLs for the parts still to send (`parts`): how an interrupted upload resumes. The URLs write
+/// into storage, so a credential without `jobs:write` gets the upload without them.
 #[utoipa::path(get, path = "/v1/uploads/{id}", tag = "uploads", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = Upload), (status = 404, body = crate::openapi::ErrorBody)))]
 async fn get_upload(State(state): State<AppState>, auth: Auth, Path(id): Path<Uuid>) -> ApiResult<Json<Upload>> {
     auth.require(Scope::JobsRead)?;
-    Ok(Json(uploads::get(&state, auth.org_id, id).await?))
+    let mut upload = uploads::get(&state, auth.org_id, id).await?;
+    if auth.require(Scope::JobsWrite).is_err() {
+        upload.urls_expire_at = None;
+        upload.files.iter_mut().for_each(|file| file.parts.clear());
+    }
+    Ok(Json(upload))
 }
 
 /// Completes an upload: every part must be in storage; each file is assembled and its size and

@@ -27,7 +27,9 @@ pub enum UrlError {
     Credentials,
     #[error("the host {0} does not resolve")]
     Unresolvable(String),
-    #[error("the host {host} resolves to {address}, which is not a public address")]
+    /// The address is kept for the server's logs, not shown: naming what an internal host name
+    /// resolves to would let anyone map the service's private network.
+    #[error("the host {host} resolves to an address that is not public")]
     NotPublic { host: String, address: IpAddr },
 }
 

@@ -168,11 +168,12 @@ impl Client {
     pub async fn download(&self, url: &str, dest: &Path) -> Result<(i64, String), CallError> {
         let failed =
             |e: &dyn std::fmt::Display| CallError::Transient(format!("downloading to {}: {e}", dest.display()));
-        let response = self.transfers.get(url).send().await.map_err(|e| failed(&e))?;
+        // Without the URL: it is presigned, and the message may reach logs and the job's error.
+        let response = self.transfers.get(url).send().await.map_err(|e| failed(&e.without_url()))?;
         let mut response = storage_status("download", response)?;
         let mut file = std::fs::File::create(dest).map_err(|e| failed(&e))?;
         let (mut size, mut hasher) = (0usize, Sha256::new());
-        while let Some(chunk) = response.chunk().await.map_err(|e| failed(&e))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(&e.without_url()))? {
             hasher.update(&chunk);
             size += chunk.len();
             file.write_all(&chunk).map_err(|e| failed(&e))?;
@@ -189,7 +190,7 @@ impl Client {
             .body(bytes)
             .send()
             .await
-            .map_err(|e| CallError::Transient(format!("upload: {e}")))?;
+            .map_err(|e| CallError::Transient(format!("upload: {}", e.without_url())))?;
         storage_status("upload", response).map(|_| ())
     }
 }

@@ -3,7 +3,7 @@
 //! left in storage; no access across organisations.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::io::{Cursor, Write};
 
@@ -446,6 +446,34 @@ async fn another_organisation_cannot_see_or_complete_an_upload() {
     let response =
         server.http.post(server.at("/v1/uploads")).bearer_auth(&reader).json(&declare(&files)).send().await.unwrap();
     assert_eq!(error_code(response).await, (403, "missing_scope".into()));
+    // Nor through an open upload of its organisation: it sees the upload without part URLs.
+    let writer = server.api_key(&account, &["jobs:read", "jobs:write"], "live").await;
+    let open: Value = server
+        .http
+        .post(server.at("/v1/uploads"))
+        .bearer_auth(&writer)
+        .json(&declare(&files))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = open["id"].as_str().unwrap();
+    assert!(!open["files"][0]["parts"].as_array().unwrap().is_empty());
+    let read: Value = server
+        .http
+        .get(server.at(&format!("/v1/uploads/{id}")))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["state"], "open");
+    assert_eq!(read["files"][0]["parts"], serde_json::json!([]), "{read}");
+    assert!(!read.to_string().contains("X-Amz-Signature"), "{read}");
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@
 //! `Last-Event-ID`, pagination, and no access from another organisation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use std::time::Duration;
 
@@ -48,6 +48,17 @@ async fn submissions_are_checked_and_refusals_write_nothing() {
         (&live, json!({"upload_id": upload_id, "priority": "asap"}), 400, "invalid_json"),
         (&live, json!({"upload_id": Uuid::now_v7()}), 404, "not_found"),
         (&test, json!({"upload_id": upload_id, "settings": {"preset": "full"}}), 403, "test_mode_preset"),
+        // Preview in name, more in fact: a test key is held to preview's own sizes.
+        (
+            &test,
+            json!({"upload_id": upload_id, "settings": {"train_steps": 4_000_000_000u32}}),
+            403,
+            "test_mode_preset",
+        ),
+        (&test, json!({"upload_id": upload_id, "settings": {"texture_size": 65536}}), 403, "test_mode_preset"),
+        (&test, json!({"upload_id": upload_id, "priority": "rush"}), 403, "test_mode_priority"),
+        // Nobody gets past the largest preset.
+        (&live, json!({"upload_id": upload_id, "settings": {"max_side": 100_000}}), 400, "setting_too_large"),
     ];
     for (key, body, status, code) in refusals {
         let response = post(&server, key, "/v1/jobs", &body).await;

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -285,7 +285,7 @@ async fn a_list_of_items_layers_settings_and_stays_in_its_organisation() {
     let body = json!({
         "items": [{"upload_id": a}, {"upload_id": b, "settings": {"formats": ["glb"], "seed": 7}}],
         "settings": {"formats": ["usdz"]},
-        "priority": "rush",
+        "priority": "standard",
     });
     let response = post_batch(&server, &key, body).await;
     assert_eq!(response.status(), 201);
@@ -304,7 +304,12 @@ async fn a_list_of_items_layers_settings_and_stays_in_its_organisation() {
         .unwrap();
     // A test key's jobs run at preview (the jobs layer's rule holds for batch items too).
     assert_eq!(second["settings"], json!({"preset": "preview", "formats": ["glb"], "seed": 7}));
-    assert_eq!(second["priority"], "rush");
+    assert_eq!(second["priority"], "standard");
+
+    // Rush goes before everyone's work: not for free test jobs, in a batch either.
+    let (status, code) =
+        error_code(post_batch(&server, &key, json!({"items": [{"upload_id": a}], "priority": "rush"})).await).await;
+    assert_eq!((status, code.as_str()), (403, "test_mode_priority"));
 
     // A test key cannot batch a larger preset: refused, naming the item.
     let (status, code) = error_code(

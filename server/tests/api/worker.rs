@@ -15,8 +15,8 @@
 //! cli/tests/cli_reconstruct.rs), so they only make a job fail with `bad_input`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use std::time::Duration;
 

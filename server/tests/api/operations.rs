@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -26,18 +26,51 @@ async fn an_idempotency_key_replays_the_first_response_and_refuses_another_reque
     let account = server.signup("idem@example.com").await;
     let body = json!({"name": "shop", "scopes": ["jobs:read"], "mode": "test"});
 
-    let first = key_request(&server, &account.access_token, "order-42", &body).send().await.unwrap();
+    // A response that does not show a secret is replayed byte for byte.
+    let declared = json!({"files": [{"name": "a.jpg", "size": 10, "sha256": "84d89877f0d4041efb6bf91a16f0248f2fd573e6af05c19f96bedb9f882f7882"}]});
+    let upload = |key: &'static str| {
+        server
+            .http
+            .post(server.at("/v1/uploads"))
+            .bearer_auth(&account.access_token)
+            .header("Idempotency-Key", key)
+            .json(&declared)
+            .send()
+    };
+    let first = upload("upload-1").await.unwrap();
     assert_eq!(first.status(), 201);
     assert!(first.headers().get("idempotent-replayed").is_none());
     let first_bytes = first.bytes().await.unwrap();
-    let again = key_request(&server, &account.access_token, "order-42", &body).send().await.unwrap();
+    let again = upload("upload-1").await.unwrap();
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.headers()["content-type"], "application/json");
     assert_eq!(again.bytes().await.unwrap(), first_bytes, "the replay is byte for byte the first response");
-    let created: Value = serde_json::from_slice(&first_bytes).unwrap();
-    assert!(created["key"].as_str().unwrap().starts_with("kiln_test_"));
+    let uploads: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads").fetch_one(&server.db).await.unwrap();
+    assert_eq!(uploads, 1);
+
+    // One that shows a secret once is not kept: the repeat learns what was created, not the
+    // secret, and the secret is nowhere in the table.
+    let first = key_request(&server, &account.access_token, "order-42", &body).send().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let created: Value = first.json().await.unwrap();
+    let secret = created["key"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("kiln_test_"));
+    let again = key_request(&server, &account.access_token, "order-42", &body).send().await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["error"]["code"], "idempotency_secret_shown");
+    assert!(again["error"]["message"].as_str().unwrap().contains(created["id"].as_str().unwrap()));
+    assert!(!again.to_string().contains(&secret));
+    let kept: Vec<Option<Vec<u8>>> =
+        sqlx::query_scalar("SELECT body FROM idempotency_keys").fetch_all(&server.db).await.unwrap();
+    assert!(kept.iter().flatten().all(|b| !String::from_utf8_lossy(b).contains(&secret)), "a secret is kept");
     assert_eq!(api_key_rows(&server, "shop").await, 1);
+
+    // Another credential of the same organisation with the same key is another request.
+    let other_credential = server.api_key(&account, &["keys:manage"], "test").await;
+    let stranger = key_request(&server, &other_credential, "order-42", &body).send().await.unwrap();
+    assert_eq!(error_code(stranger).await, (422, "idempotency_key_reused".into()));
 
     // The same key with another body, or on another path, is refused and creates nothing.
     let other = json!({"name": "shop", "scopes": ["jobs:read", "jobs:write"], "mode": "test"});
@@ -100,7 +133,10 @@ async fn an_idempotency_key_replays_the_first_response_and_refuses_another_reque
         }
     }
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys").fetch_one(&server.db).await.unwrap();
-    assert_eq!(stored, 2, "one key per organisation; refusals before the handler keep nothing");
+    assert_eq!(
+        stored, 3,
+        "the upload's, the key's and the other organisation's; refusals before the handler keep nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,22 +195,18 @@ async fn concurrent_duplicates_create_exactly_one() {
     let body = json!({"name": "raced", "scopes": ["jobs:read"], "mode": "test"});
     let requests = (0..8).map(|_| key_request(&server, &account.access_token, "race-1", &body).send());
     let responses = futures_util::future::join_all(requests).await;
-    let mut ids = Vec::new();
-    let mut in_progress = 0;
+    let (mut created, mut shown, mut in_progress) = (0, 0, 0);
     for response in responses {
         let response = response.unwrap();
-        match response.status().as_u16() {
-            201 => ids.push(response.json::<Value>().await.unwrap()["id"].clone()),
-            409 => {
-                assert_eq!(error_code(response).await.1, "idempotency_in_progress");
-                in_progress += 1;
-            }
-            other => panic!("unexpected {other}: {:?}", response.text().await),
+        match (response.status().as_u16(), error_code(response).await.1.as_str()) {
+            (201, _) => created += 1,
+            (409, "idempotency_secret_shown") => shown += 1,
+            (409, "idempotency_in_progress") => in_progress += 1,
+            other => panic!("unexpected {other:?}"),
         }
     }
-    eprintln!("{} answered with the key's response, {in_progress} with idempotency_in_progress", ids.len());
-    assert!(!ids.is_empty(), "{in_progress} in progress, none created");
-    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    eprintln!("{created} created, {shown} told it was created, {in_progress} told it is in progress");
+    assert_eq!(created, 1, "{shown} shown, {in_progress} in progress");
     assert_eq!(api_key_rows(&server, "raced").await, 1);
 }
 

@@ -1,0 +1,18 @@
+//! The hosted API's integration tests, one binary (linking the server and the engine once rather
+//! than once per file): each module covers one part of the API against the real PostgreSQL and
+//! SeaweedFS that `scripts/services.sh` starts, with real `kiln-server worker` processes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+mod support;
+
+mod accounts;
+mod batches;
+mod isolation;
+mod jobs;
+mod oauth;
+mod operations;
+mod uploads;
+mod webhooks;
+mod worker;
