@@ -19,38 +19,14 @@ DURATION="${KILN_LOAD_DURATION:-20s}"
 JOBS=1000
 
 log() { echo "load.sh: $*" >&2; }
-: "${DATABASE_URL:?run eval \"\$(scripts/services.sh start)\" first}"
 [ -x "$SERVER" ] || { log "kiln-server not found at $SERVER (cargo build --release -p kiln-server)"; exit 1; }
 command -v wrk >/dev/null || { log "wrk not found (apt-get install wrk)"; exit 1; }
 
-DB="kiln_load_$$"
-ADMIN_URL="$DATABASE_URL"
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
-  psql -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-psql -q "$ADMIN_URL" -c "CREATE DATABASE $DB" >/dev/null
-export DATABASE_URL="${ADMIN_URL%/*}/$DB"
-export KILN_WORKER_TOKEN="load-worker-token-$$-0123456789abcdef0123" KILN_JWT_SECRET="load-test-jwt-secret-0123456789abcdef"
 # One key from one address at full speed: the rate limits would be what is measured otherwise.
 export KILN_RATE_PER_KEY=10000000 KILN_RATE_PER_IP=10000000
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-URL="http://127.0.0.1:$PORT"
-"$SERVER" migrate
-RUST_LOG=warn "$SERVER" serve --bind "127.0.0.1:$PORT" 2>"$WORK/server.log" &
-SERVER_PID=$!
-for _ in $(seq 100); do curl -fs "$URL/healthz" >/dev/null && break; sleep 0.1; done
-
-signup="$(curl -fsS "$URL/v1/auth/signup" -H 'content-type: application/json' -d '{"email": "load@example.com", "password": "load test password"}')"
-token="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' <<<"$signup")"
-org="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["org_id"])' <<<"$signup")"
-key="$(curl -fsS "$URL/v1/api-keys" -H "authorization: Bearer $token" -H 'content-type: application/json' \
-  -d '{"name": "load", "scopes": ["jobs:read"], "mode": "live"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
+. scripts/lib/api_server.sh
+start_api_server load "$SERVER"
+api_account load@example.com '["jobs:read"]'
 
 # 1,000 jobs of that organisation (and as many of another, so scoping is exercised), written
 # straight into the tables: the figure is about reading a job, not about running one.

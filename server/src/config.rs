@@ -37,7 +37,7 @@ pub struct S3Config {
 
 /// What one upload and one job may be, published at `GET /v1/limits` and enforced before any
 /// compute.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Limits {
     pub max_files: u32,
     pub max_file_bytes: u64,

@@ -84,19 +84,12 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
 }
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let header = parts
-        .headers
-        .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("unauthorized", "missing Authorization: Bearer credentials"))?;
-    let text = header.to_str().map_err(|_| ApiError::unauthorized("unauthorized", "malformed Authorization header"))?;
-    match text.split_once(' ') {
-        Some((scheme, credential)) if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() => {
-            Ok(credential.trim())
-        }
-        _ => {
-            Err(ApiError::unauthorized("unauthorized", "the Authorization header must be 'Bearer <token or API key>'"))
-        }
+    if !parts.headers.contains_key(AUTHORIZATION) {
+        return Err(ApiError::unauthorized("unauthorized", "missing Authorization: Bearer credentials"));
     }
+    crate::auth::bearer_token(&parts.headers).ok_or_else(|| {
+        ApiError::unauthorized("unauthorized", "the Authorization header must be 'Bearer <token or API key>'")
+    })
 }
 
 impl FromRequestParts<AppState> for Auth {

@@ -316,10 +316,13 @@ fn within(settings: &SettingsOverrides, ceiling: Preset) -> Result<(), String> {
     }
 }
 
-/// Parses a job's `settings` JSON as kiln-protocol's overrides: 400 `invalid_settings` with the
-/// protocol's message (an unknown preset or field, a wrong type).
+/// Parses a job's `settings` JSON as kiln-protocol's overrides (absent or `null`: none): 400
+/// `invalid_settings` with the protocol's message (an unknown preset or field, a wrong type).
 pub fn parse_settings(value: Value) -> ApiResult<SettingsOverrides> {
-    serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_settings", e.to_string()))
+    match value {
+        Value::Null => Ok(SettingsOverrides::default()),
+        value => serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_settings", e.to_string())),
+    }
 }
 
 /// Creates a queued job of `new` for the caller's organisation in the caller's transaction:

@@ -9,6 +9,8 @@ pub mod scope;
 pub mod secret;
 pub mod tokens;
 
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
 use uuid::Uuid;
 
 pub use scope::{Role, Scope};
@@ -77,4 +79,13 @@ impl Auth {
             }
         }
     }
+}
+
+/// The credential of an `Authorization: Bearer <credential>` header (the scheme in any case,
+/// RFC 7235), or None when there is no such header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let text = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = text.split_once(' ')?;
+    let credential = credential.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential)
 }

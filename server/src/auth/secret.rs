@@ -28,6 +28,12 @@ pub fn hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
+/// Whether a presented shared secret (the worker token, the metrics token) is `expected`,
+/// compared as digests so the time taken tells nothing, not even the secret's length.
+pub fn matches(presented: &str, expected: &str) -> bool {
+    equal(&hash(presented), &hash(expected))
+}
+
 /// Compares in time that does not depend on where the inputs differ.
 pub fn equal(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()

@@ -54,13 +54,6 @@ pub struct CreateItem {
     pub settings: Value,
 }
 
-fn settings_of(value: Value) -> ApiResult<kiln_protocol::SettingsOverrides> {
-    match value {
-        Value::Null => Ok(Default::default()),
-        value => jobs::parse_settings(value),
-    }
-}
-
 /// Creates one job per item, all in one transaction: an item that is refused (an upload that
 /// is not complete or not the organisation's, bad settings, a bad manifest row) refuses the
 /// whole batch, with the item's code and a message naming it (`items[2]: …`, `line 4: …`).
@@ -74,7 +67,7 @@ async fn create_batch(
     Json(body): Json<CreateBatch>,
 ) -> ApiResult<(StatusCode, Json<Batch>)> {
     auth.require(Scope::JobsWrite)?;
-    let defaults = settings_of(body.settings)?;
+    let defaults = jobs::parse_settings(body.settings)?;
     let (source, items) = match (body.items, body.csv) {
         (Some(items), None) => {
             let items = items
@@ -82,7 +75,7 @@ async fn create_batch(
                 .enumerate()
                 .map(|(at, item)| {
                     let label = format!("items[{at}]");
-                    let settings = settings_of(item.settings).map_err(|e| batches::in_item(e, &label))?;
+                    let settings = jobs::parse_settings(item.settings).map_err(|e| batches::in_item(e, &label))?;
                     Ok(Item { label, upload_id: item.upload_id, settings })
                 })
                 .collect::<ApiResult<Vec<Item>>>()?;

@@ -117,10 +117,7 @@ async fn create_job(
     Json(body): Json<CreateJob>,
 ) -> ApiResult<(StatusCode, Json<Job>)> {
     auth.require(Scope::JobsWrite)?;
-    let settings = match body.settings {
-        Value::Null => Default::default(),
-        value => jobs::parse_settings(value)?,
-    };
+    let settings = jobs::parse_settings(body.settings)?;
     let mut tx = state.db.begin().await?;
     let job = jobs::create_job(
         &mut tx,

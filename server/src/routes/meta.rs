@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::config::Limits;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
 use crate::state::AppState;
@@ -42,28 +43,8 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<He
     Ok((StatusCode::OK, Json(Health { status: "ready" })))
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct LimitsBody {
-    pub max_files: u32,
-    pub max_file_bytes: u64,
-    pub max_upload_bytes: u64,
-    pub part_bytes: u64,
-    pub presign_seconds: u64,
-    pub upload_retention_days: u32,
-    pub output_retention_days: u32,
-}
-
 /// What one upload may hold and how long things are kept; enforced before any compute.
-#[utoipa::path(get, path = "/v1/limits", tag = "uploads", responses((status = 200, body = LimitsBody)))]
-async fn limits(State(state): State<AppState>) -> Json<LimitsBody> {
-    let l = &state.config.limits;
-    Json(LimitsBody {
-        max_files: l.max_files,
-        max_file_bytes: l.max_file_bytes,
-        max_upload_bytes: l.max_upload_bytes,
-        part_bytes: l.part_bytes,
-        presign_seconds: l.presign_seconds,
-        upload_retention_days: l.upload_retention_days,
-        output_retention_days: l.output_retention_days,
-    })
+#[utoipa::path(get, path = "/v1/limits", tag = "uploads", responses((status = 200, body = Limits)))]
+async fn limits(State(state): State<AppState>) -> Json<Limits> {
+    Json(state.config.limits.clone())
 }

@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -41,13 +40,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult
 }
 
 fn authorize(headers: &HeaderMap, token: &str) -> ApiResult<()> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
-        // Digests compared, so the time taken tells nothing, not even the token's length.
-        .is_some_and(|presented| {
-            crate::auth::secret::equal(&Sha256::digest(presented), &Sha256::digest(token.as_bytes()))
-        });
+    let presented = crate::auth::bearer_token(headers).is_some_and(|t| crate::auth::secret::matches(t, token));
     if presented {
         Ok(())
     } else {

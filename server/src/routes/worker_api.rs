@@ -21,8 +21,8 @@
 use std::collections::HashSet;
 
 use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
@@ -67,17 +67,9 @@ impl FromRequestParts<AppState> for WorkerAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let refused = || ApiError::unauthorized("invalid_worker_token", "this route takes the worker token");
-        let text = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(refused)?;
-        let (scheme, token) = text.split_once(' ').ok_or_else(refused)?;
+        let token = crate::auth::bearer_token(&parts.headers).ok_or_else(refused)?;
         let expected = &state.config.worker_token;
-        if scheme.eq_ignore_ascii_case("bearer")
-            && !expected.is_empty()
-            && secret::equal(&secret::hash(token.trim()), &secret::hash(expected))
-        {
-            Ok(WorkerAuth)
-        } else {
-            Err(refused())
-        }
+        if !expected.is_empty() && secret::matches(token, expected) { Ok(WorkerAuth) } else { Err(refused()) }
     }
 }
 
@@ -429,7 +421,7 @@ async fn verify_outputs(
             return Err(ApiError::bad_request("invalid_sha256", format!("{}: sha256 is 64 hex digits", output.name)));
         }
         let key = queue::output_key(org_id, job_id, attempt, &output.name);
-        let size = object_size(state, &key).await?;
+        let size = state.storage.head(&key).await?.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
         if size != Some(output.size) {
             let found = size.map_or_else(|| "nothing".to_string(), |s| format!("{s} bytes"));
             return Err(ApiError::bad_request(
@@ -441,24 +433,6 @@ async fn verify_outputs(
         stored.push(StoredOutput { file, object_key: key });
     }
     Ok(stored)
-}
-
-/// The size of the object `key`, `None` when there is none.
-async fn object_size(state: &AppState, key: &str) -> ApiResult<Option<i64>> {
-    let storage = &state.storage;
-    let url = storage.sign(&storage.bucket.head_object(Some(&storage.credentials), key));
-    let response = storage.http.head(url).send().await.map_err(ApiError::internal)?;
-    if response.status() == StatusCode::NOT_FOUND {
-        return Ok(None);
-    }
-    let response = crate::storage::check("HeadObject", response).await.map_err(ApiError::internal)?;
-    let length = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok())
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("HeadObject {key} answered without a Content-Length")))?;
-    Ok(Some(length))
 }
 
 async fn release(

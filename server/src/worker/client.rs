@@ -144,23 +144,24 @@ impl Client {
     }
 
     pub async fn heartbeat(&self, job_id: Uuid, body: &Heartbeat) -> Result<HeartbeatReply, CallError> {
-        self.expect(self.post(&format!("/v1/worker/jobs/{job_id}/heartbeat"), body).await)
+        self.required(self.post(&format!("/v1/worker/jobs/{job_id}/heartbeat"), body).await)
     }
 
     pub async fn outputs(&self, job_id: Uuid, body: &OutputsRequest) -> Result<OutputsReply, CallError> {
-        self.expect(self.post(&format!("/v1/worker/jobs/{job_id}/outputs"), body).await)
+        self.required(self.post(&format!("/v1/worker/jobs/{job_id}/outputs"), body).await)
     }
 
     pub async fn finish(&self, job_id: Uuid, body: &Finish) -> Result<Finished, CallError> {
-        self.expect(self.post(&format!("/v1/worker/jobs/{job_id}/finish"), body).await)
+        self.required(self.post(&format!("/v1/worker/jobs/{job_id}/finish"), body).await)
     }
 
     pub async fn release(&self, job_id: Uuid, attempt: i32) -> Result<Finished, CallError> {
         let body = LeaseRef { worker_id: self.worker_id.clone(), attempt };
-        self.expect(self.post(&format!("/v1/worker/jobs/{job_id}/release"), &body).await)
+        self.required(self.post(&format!("/v1/worker/jobs/{job_id}/release"), &body).await)
     }
 
-    fn expect<R>(&self, reply: Result<Option<R>, CallError>) -> Result<R, CallError> {
+    /// The reply's body, which this call cannot do without.
+    fn required<R>(&self, reply: Result<Option<R>, CallError>) -> Result<R, CallError> {
         reply?.ok_or_else(|| CallError::Transient("the server answered 204 where a body was due".into()))
     }
 
