@@ -27,6 +27,8 @@ if ! "$VENV/bin/schemathesis" --version >/dev/null 2>&1; then
 fi
 
 # The run sends thousands of requests from one key and one address: lift the rate limits.
+# A webhook secret, so Stripe's endpoint is fuzzed for real: every unsigned event is a 400.
+export KILN_STRIPE_WEBHOOK_SECRET="whsec_schemathesis_$$_0123456789abcdef"
 export KILN_RATE_PER_KEY="${KILN_RATE_PER_KEY:-100000}" KILN_RATE_PER_IP="${KILN_RATE_PER_IP:-100000}"
 . scripts/lib/api_server.sh
 start_api_server schemathesis "$SERVER"
@@ -35,6 +37,9 @@ api_account schemathesis@example.com '["jobs:read", "jobs:write", "keys:manage",
 # Revoking an API key is tested last and alone: schemathesis reuses ids it has seen, and would
 # otherwise revoke its own key halfway and test the rest of the API as a stranger.
 REVOKE='^/v1/api-keys/\{id\}$'
+# Studio's checkout calls Stripe, which is not here (without a key it answers 503, which the
+# server-error check counts): tests/api/billing_stripe.rs runs it against a stub of Stripe's API.
+STRIPE_ONLY='^/v1/studio/checkout$'
 log "running against $URL ($MAX_EXAMPLES examples per operation)"
 status=0
 # Run inside the scratch folder: schemathesis keeps a cache folder in its working directory.
@@ -50,7 +55,7 @@ st() (
   --workers 1 \
   "$@"
 )
-st --exclude-path-regex "$REVOKE" || status=$?
+st --exclude-path-regex "$REVOKE|$STRIPE_ONLY" || status=$?
 st --include-path-regex "$REVOKE" || status=$?
 if [ "$status" -ne 0 ]; then
   log "FAILED; the server's log follows"

@@ -44,6 +44,17 @@ cargo fmt --all --check
 scripts/check_layers.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Stripe's own Python library (PyPI), for the server's test that checks our webhook signatures
+# independently; installed once into the tools cache, like schemathesis.
+STRIPE_VERSION="16.1.0"
+STRIPE_VENV="${KILN_TOOLS:-$HOME/.cache/kiln-tools}/stripe-venv"
+if ! "$STRIPE_VENV/bin/python" -c "import stripe; assert stripe.VERSION == '$STRIPE_VERSION'" >/dev/null 2>&1; then
+  echo "test.sh: installing stripe==$STRIPE_VERSION into $STRIPE_VENV" >&2
+  python3 -m venv "$STRIPE_VENV"
+  "$STRIPE_VENV/bin/pip" install --quiet --disable-pip-version-check "stripe==$STRIPE_VERSION" >&2
+fi
+export KILN_STRIPE_PYTHON="$STRIPE_VENV/bin/python"
+
 # Unit, integration, GPU-vs-CPU (on lavapipe when there is no GPU) and CLI tests.
 cargo test --workspace --locked
 

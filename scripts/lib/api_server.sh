@@ -22,6 +22,8 @@ start_api_server() {
   port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   URL="http://127.0.0.1:$port"
   export KILN_PUBLIC_URL="$URL"
+  # Credits for the account's jobs (a ledger grant at signup), so jobs are accepted, not 402.
+  export KILN_SIGNUP_CREDITS="${KILN_SIGNUP_CREDITS:-1000000}"
   "$server" migrate
   RUST_LOG="${RUST_LOG:-warn}" "$server" serve --bind "127.0.0.1:$port" 2>"$WORK/server.log" &
   API_SERVER_PID=$!

@@ -35,6 +35,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::worker_api::routes())
         .merge(routes::webhooks::routes())
         .merge(routes::batches::routes())
+        .merge(routes::billing::routes())
+        .merge(routes::stripe::routes())
+        .merge(routes::studio::routes())
+        .merge(routes::ledger::routes())
+        .merge(routes::admin::routes())
         .split_for_parts()
 }
 

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use crate::billing::prices::PriceTable;
+use crate::payments::stripe::STRIPE_API_BASE;
+
 /// Everything `serve` reads at start-up. Secrets are held here and never logged: `Debug` is
 /// written by hand to leave them out.
 #[derive(Clone)]
@@ -24,6 +27,84 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Rate limits, trusted proxies and the `/metrics` token.
     pub operations: OperationsConfig,
+    /// Prices and Stripe.
+    pub billing: BillingConfig,
+}
+
+/// Prices, and how the server reaches Stripe.
+#[derive(Clone)]
+pub struct BillingConfig {
+    pub prices: PriceTable,
+    /// `KILN_STRIPE_SECRET_KEY`; without it Checkout answers 503 `payments_unavailable`.
+    pub stripe_secret_key: Option<String>,
+    /// `KILN_STRIPE_WEBHOOK_SECRET`: the endpoint's signing secret (`whsec_…`), or several
+    /// separated by commas while one is rolled over. Without one, webhooks are refused.
+    pub stripe_webhook_secrets: Vec<String>,
+    /// `KILN_STRIPE_API_BASE`: Stripe's API (tests point it at a stub).
+    pub stripe_api_base: String,
+    /// `KILN_SIGNUP_CREDITS`: credits every new account is granted (a ledger grant), to try the
+    /// service on. Default 0.
+    pub signup_credits: i64,
+}
+
+impl BillingConfig {
+    /// The default price table, no Stripe: for tests and tools that build a [`Config`] by hand.
+    pub fn without_stripe() -> Self {
+        BillingConfig {
+            prices: PriceTable::default(),
+            stripe_secret_key: None,
+            stripe_webhook_secrets: Vec::new(),
+            stripe_api_base: STRIPE_API_BASE.to_string(),
+            signup_credits: 0,
+        }
+    }
+
+    /// Reads `KILN_PRICES` (a JSON file of the price table; default: [`PriceTable::default`]) and
+    /// the Stripe variables.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let prices = match std::env::var("KILN_PRICES") {
+            Ok(path) => {
+                let invalid = |problem: String| ConfigError::Invalid { name: "KILN_PRICES", problem };
+                let text = std::fs::read_to_string(&path).map_err(|e| invalid(format!("{e} (reading {path})")))?;
+                let table: PriceTable = serde_json::from_str(&text).map_err(|e| invalid(format!("{e} (in {path})")))?;
+                table.validate().map_err(|e| invalid(format!("{e} (in {path})")))?;
+                table
+            }
+            Err(_) => PriceTable::default(),
+        };
+        Ok(BillingConfig {
+            prices,
+            stripe_secret_key: std::env::var("KILN_STRIPE_SECRET_KEY").ok().filter(|k| !k.is_empty()),
+            stripe_webhook_secrets: var_or("KILN_STRIPE_WEBHOOK_SECRET", String::new())?
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            stripe_api_base: var_or("KILN_STRIPE_API_BASE", STRIPE_API_BASE.to_string())?,
+            signup_credits: match var_or("KILN_SIGNUP_CREDITS", 0_i64)? {
+                n if n >= 0 => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "KILN_SIGNUP_CREDITS",
+                        problem: "must not be negative".into(),
+                    });
+                }
+            },
+        })
+    }
+}
+
+impl std::fmt::Debug for BillingConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BillingConfig")
+            .field("prices", &self.prices)
+            .field("stripe_secret_key", &self.stripe_secret_key.as_ref().map(|_| "<set>"))
+            .field("stripe_webhook_secrets", &self.stripe_webhook_secrets.len())
+            .field("stripe_api_base", &self.stripe_api_base)
+            .field("signup_credits", &self.signup_credits)
+            .finish()
+    }
 }
 
 #[derive(Clone)]
@@ -172,6 +253,7 @@ impl std::fmt::Debug for Config {
             .field("limits", &self.limits)
             .field("queue", &self.queue)
             .field("operations", &self.operations)
+            .field("billing", &self.billing)
             .finish_non_exhaustive()
     }
 }
@@ -288,6 +370,7 @@ impl Config {
             },
             queue: QueueConfig { lease: Duration::from_secs(lease_seconds), max_attempts },
             operations: OperationsConfig::from_env()?,
+            billing: BillingConfig::from_env()?,
         })
     }
 }

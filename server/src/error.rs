@@ -22,6 +22,9 @@ pub enum ApiError {
     /// elsewhere or not, so ids cannot be probed across organisations.
     #[error("{what} not found")]
     NotFound { what: &'static str },
+    /// Money is missing (402): not enough credits, or a purchase not paid yet.
+    #[error("{message}")]
+    PaymentRequired { code: &'static str, message: String },
     /// The resource is in a state that refuses the request (409).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -74,6 +77,10 @@ impl ApiError {
         ApiError::Conflict { code, message: message.into() }
     }
 
+    pub fn payment_required(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::PaymentRequired { code, message: message.into() }
+    }
+
     pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::TooLarge { code, message: message.into() }
     }
@@ -88,6 +95,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -105,6 +113,7 @@ impl ApiError {
             | ApiError::Unauthorized { code, .. }
             | ApiError::Forbidden { code, .. }
             | ApiError::Conflict { code, .. }
+            | ApiError::PaymentRequired { code, .. }
             | ApiError::Gone { code, .. }
             | ApiError::TooLarge { code, .. }
             | ApiError::Unprocessable { code, .. } => code,

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::auth::{Auth, KEY_PREFIX, Mode, Principal, Scope, jwt, secret};
+use crate::billing::studio::{self, CLAIM_PREFIX};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -97,7 +98,10 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let credential = bearer(parts)?;
-        let auth = if credential.starts_with(KEY_PREFIX) {
+        let auth = if credential.starts_with(CLAIM_PREFIX) {
+            let mut conn = state.db.acquire().await?;
+            studio::authenticate(&mut conn, credential).await?
+        } else if credential.starts_with(KEY_PREFIX) {
             api_key(state, credential).await?
         } else {
             access_token(state, credential)?

@@ -15,7 +15,11 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::{Auth, Mode};
+use crate::auth::{Auth, Mode, Principal};
+use crate::billing::ledger;
+use crate::billing::prices::PriceTable;
+pub use crate::billing::prices::Priority;
+use crate::billing::studio::{self, Use};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
 
@@ -69,28 +73,6 @@ impl JobState {
             JobState::Canceled => "job.canceled",
             JobState::Queued | JobState::Running | JobState::Expired => "job.expired",
         }
-    }
-}
-
-/// Rush jobs are leased before every standard one; within a priority, oldest first.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    #[default]
-    Standard,
-    Rush,
-}
-
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Standard => "standard",
-            Priority::Rush => "rush",
-        }
-    }
-
-    fn parse(text: &str) -> Option<Priority> {
-        [Priority::Standard, Priority::Rush].into_iter().find(|p| p.as_str() == text)
     }
 }
 
@@ -186,6 +168,20 @@ pub struct Job {
     pub error: Option<JobFailure>,
     /// Seconds the workers' devices spent on the job (what is metered).
     pub gpu_seconds: f64,
+    /// Photos in the job's upload (what it was priced by).
+    pub photos: i32,
+    pub credits: JobCredits,
+}
+
+/// A job's credits: its price, and where they went. A live job reserves its quote when it is
+/// queued; its end either charges the reservation (succeeded) or releases it (every other
+/// ending). Test-mode jobs are quoted and never reserve or charge anything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobCredits {
+    pub quoted: i64,
+    pub reserved: i64,
+    pub charged: i64,
+    pub released: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -213,6 +209,11 @@ struct JobRow {
     outputs: Value,
     error: Option<Value>,
     gpu_seconds: f64,
+    photos: i32,
+    credits_quoted: i64,
+    credits_reserved: i64,
+    credits_charged: i64,
+    credits_released: i64,
 }
 
 /// The columns of [`JobRow`] from `jobs j`, with the queue position of a queued job: the queued
@@ -225,7 +226,8 @@ macro_rules! job_columns {
            ((q.priority = 'rush') > (j.priority = 'rush') OR ((q.priority = 'rush') = (j.priority = 'rush') \
            AND (q.created_at, q.id) < (j.created_at, j.id)))) END AS queue_position, \
          j.attempts, j.cancel_requested, j.heartbeat_at, j.created_at, j.started_at, j.finished_at, \
-         j.expires_at, j.report, j.outputs, j.error, j.gpu_seconds"
+         j.expires_at, j.report, j.outputs, j.error, j.gpu_seconds, j.photos, j.credits_quoted, \
+         j.credits_reserved, j.credits_charged, j.credits_released"
     };
 }
 
@@ -265,6 +267,13 @@ impl JobRow {
             outputs: outputs.into_iter().map(|o| o.file).collect(),
             error,
             gpu_seconds: self.gpu_seconds,
+            photos: self.photos,
+            credits: JobCredits {
+                quoted: self.credits_quoted,
+                reserved: self.credits_reserved,
+                charged: self.credits_charged,
+                released: self.credits_released,
+            },
         })
     }
 }
@@ -327,8 +336,10 @@ pub fn parse_settings(value: Value) -> ApiResult<SettingsOverrides> {
 
 /// Creates a queued job of `new` for the caller's organisation in the caller's transaction:
 /// the upload must be complete and the organisation's (404 / 409 `upload_not_complete`), the
-/// settings valid ([`accepted_settings`]). Nothing is written when it is refused.
-pub async fn create_job(tx: &mut PgConnection, auth: &Auth, new: NewJob) -> ApiResult<Job> {
+/// settings valid ([`accepted_settings`]), and a live job's quote reserved from the
+/// organisation's credits (402 `insufficient_credits`). Nothing is written when it is refused
+/// (the caller rolls its transaction back).
+pub async fn create_job(tx: &mut PgConnection, auth: &Auth, prices: &PriceTable, new: NewJob) -> ApiResult<Job> {
     let settings = accepted_settings(&new.settings, auth.mode)?;
     // Rush goes before everyone's standard work: free test jobs must not jump that queue.
     if auth.mode == Mode::Test && new.priority == Priority::Rush {
@@ -355,13 +366,19 @@ pub async fn create_job(tx: &mut PgConnection, auth: &Auth, new: NewJob) -> ApiR
         }
         Some(_) => {}
     }
-    // Billing (its own issue) quotes the job and reserves its credits here, in this transaction,
-    // refusing with 402 when the organisation cannot pay; test-mode jobs are never charged.
+    let (photos,): (i64,) = sqlx::query_as("SELECT count(*) FROM upload_files WHERE upload_id = $1")
+        .bind(new.upload_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let photos = u32::try_from(photos).map_err(ApiError::internal)?;
+    let quote = prices.quote(photos, settings.preset.unwrap_or_default(), new.priority);
+    let reserved = if auth.mode == Mode::Live { quote.credits } else { 0 };
     let id = Uuid::now_v7();
     let settings_json = serde_json::to_value(&settings).map_err(ApiError::internal)?;
     sqlx::query(
-        "INSERT INTO jobs (id, org_id, upload_id, batch_id, batch_item, state, priority, mode, settings)
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)",
+        "INSERT INTO jobs (id, org_id, upload_id, batch_id, batch_item, state, priority, mode, settings,
+                           photos, credits_quoted, credits_reserved)
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11)",
     )
     .bind(id)
     .bind(auth.org_id)
@@ -371,8 +388,18 @@ pub async fn create_job(tx: &mut PgConnection, auth: &Auth, new: NewJob) -> ApiR
     .bind(new.priority.as_str())
     .bind(auth.mode.as_str())
     .bind(&settings_json)
+    .bind(i32::try_from(photos).map_err(ApiError::internal)?)
+    .bind(quote.credits)
+    .bind(reserved)
     .execute(&mut *tx)
     .await?;
+    if reserved > 0 {
+        ledger::reserve(tx, auth.org_id, id, reserved).await?;
+    }
+    if let Principal::Claim(claim) = auth.principal {
+        studio::check_job(tx, claim, settings.preset.unwrap_or_default(), new.priority).await?;
+        studio::take(tx, claim, Use::Job, id).await?;
+    }
     record_state(tx, auth.org_id, id, JobState::Queued, 0, "created", None).await?;
     tracing::info!(job_id = %id, org_id = %auth.org_id, "job created");
     fetch_job(tx, auth.org_id, id).await
@@ -481,12 +508,16 @@ pub struct Ending {
     pub outputs: Vec<StoredOutput>,
     /// Device seconds of the attempt that ends it (added to the job's).
     pub gpu_seconds: f64,
+    /// The worker holding the job ended it (its finish): the worker keeps its name on the job, so
+    /// a retry of that finish is answered with the final state. Any other ending forgets the
+    /// worker, whose late finish is then refused.
+    pub by_worker: bool,
 }
 
 impl Ending {
     /// An ending with nothing from a worker: no report, no outputs, no device time.
     pub fn bare(state: JobState, reason: &'static str, error: Option<JobFailure>) -> Self {
-        Ending { state, reason, error, report: None, outputs: Vec::new(), gpu_seconds: 0.0 }
+        Ending { state, reason, error, report: None, outputs: Vec::new(), gpu_seconds: 0.0, by_worker: false }
     }
 }
 
@@ -506,14 +537,16 @@ pub async fn end_job(
     let kept: Vec<String> = ending.outputs.iter().map(|o| o.object_key.clone()).collect();
     let outputs = serde_json::to_value(&ending.outputs).map_err(ApiError::internal)?;
     let error = ending.error.as_ref().map(serde_json::to_value).transpose().map_err(ApiError::internal)?;
-    let ended: Option<(i32, Option<Uuid>)> = sqlx::query_as(
+    let ended: Option<(i32, Option<Uuid>, i64)> = sqlx::query_as(
         "UPDATE jobs SET state = $3, finished_at = now(), expires_at = now() + make_interval(days => $4),
              error = $5, report = coalesce($6, report), outputs = $7, gpu_seconds = gpu_seconds + $8,
              staged_keys = array(SELECT k FROM unnest(staged_keys) k WHERE NOT k = ANY($9)),
-             lease_expires_at = NULL, eta_seconds = NULL,
-             fraction = CASE WHEN $3 = 'succeeded' THEN 1 ELSE fraction END
+             lease_expires_at = NULL, eta_seconds = NULL, worker_id = CASE WHEN $10 THEN worker_id END,
+             fraction = CASE WHEN $3 = 'succeeded' THEN 1 ELSE fraction END,
+             credits_charged = CASE WHEN $3 = 'succeeded' THEN credits_reserved ELSE 0 END,
+             credits_released = CASE WHEN $3 = 'succeeded' THEN 0 ELSE credits_reserved END
          WHERE id = $1 AND org_id = $2 AND state IN ('queued', 'running')
-         RETURNING attempts, batch_id",
+         RETURNING attempts, batch_id, credits_reserved",
     )
     .bind(job_id)
     .bind(org_id)
@@ -524,14 +557,20 @@ pub async fn end_job(
     .bind(outputs)
     .bind(ending.gpu_seconds)
     .bind(&kept)
+    .bind(ending.by_worker)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((attempts, batch_id)) = ended else {
+    let Some((attempts, batch_id, reserved)) = ended else {
         return Err(ApiError::conflict("job_final", "the job has already ended; final states never change"));
     };
     record_state(tx, org_id, job_id, ending.state, attempts, ending.reason, ending.error.as_ref()).await?;
-    // Billing (its own issue) captures the reserved credits of a succeeded live job here, and
-    // releases them for every other ending, in this same transaction.
+    // The job's state moved once (the UPDATE's guard), so its reservation settles once.
+    if reserved > 0 {
+        match ending.state {
+            JobState::Succeeded => ledger::capture(tx, org_id, job_id, reserved).await?,
+            _ => ledger::release(tx, org_id, job_id, reserved).await?,
+        }
+    }
     let job = fetch_job(tx, org_id, job_id).await?;
     let job_json = serde_json::to_value(&job).map_err(ApiError::internal)?;
     crate::webhooks::enqueue(tx, org_id, ending.state.webhook_event(), &job_json).await?;

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod auth;
 pub mod batches;
+pub mod billing;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;
+pub mod payments;
 pub mod queue;
 pub mod ratelimit;
 pub mod routes;

@@ -1,4 +1,4 @@
-//! `kiln-server`: `serve`, `worker` and `migrate`.
+//! `kiln-server`: `serve`, `worker`, `migrate` and `admin`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +46,20 @@ enum Command {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Makes a user staff, or no longer (with DATABASE_URL): staff may look up any organisation
+    /// and grant or revoke its credits (`/v1/admin/…`).
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Makes the user with this email staff.
+    Promote { email: String },
+    /// Takes staff rights from the user with this email (at once: checked on every request).
+    Demote { email: String },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,6 +100,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             kiln_server::worker::run(kiln_server::worker::WorkerOptions { server, token, work_dir, device, once, id })
                 .await
         }
+        Command::Admin { action } => {
+            let (email, admin) = match action {
+                AdminAction::Promote { email } => (email, true),
+                AdminAction::Demote { email } => (email, false),
+            };
+            let url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
+            let pool = db::connect(&url).await.context("connecting to the database")?;
+            if !kiln_server::routes::admin::set_admin(&pool, &email, admin).await? {
+                anyhow::bail!("no user has the email {email}");
+            }
+            tracing::info!(%email, admin, "staff flag set");
+            Ok(())
+        }
     }
 }
 
@@ -97,7 +124,8 @@ async fn serve(bind: SocketAddr) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let pool = db::connect(&config.database_url).await.context("connecting to the database")?;
     let ops = Arc::new(Ops::new(&config.operations, &config.worker_token));
-    let state = AppState { db: pool, storage: storage(&config)?, ops, config: Arc::new(config) };
+    let payments = kiln_server::state::payments(&config.billing)?;
+    let state = AppState { db: pool, storage: storage(&config)?, ops, payments, config: Arc::new(config) };
     kiln_server::tasks::spawn(&state);
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding {bind}"))?;
     tracing::info!(%bind, "serving");

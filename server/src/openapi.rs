@@ -20,6 +20,9 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "jobs", description = "Reconstructions"),
         (name = "batches", description = "Many jobs at once"),
         (name = "webhooks", description = "Events sent to your endpoints (Standard Webhooks)"),
+        (name = "credits", description = "Prices, quotes, balances, the ledger and buying credits (Stripe)"),
+        (name = "studio", description = "One model without an account"),
+        (name = "admin", description = "Staff: organisations and credit grants"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

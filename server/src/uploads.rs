@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use kiln_job::zip_input::{ZipInputError as Z, ZipLimits};
 
+use crate::billing::studio::{self, Use};
 use crate::config::Limits;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -212,16 +213,18 @@ fn upload_prefix(org_id: Uuid, upload_id: Uuid) -> String {
 
 /// Opens an upload: validates the declaration against `limits` before touching storage, then
 /// starts one multipart upload per file and answers every part's URL.
-pub async fn create(state: &AppState, org_id: Uuid, request: CreateUpload) -> ApiResult<Upload> {
+/// A Studio claim's upload (`claim`) is tied to the claim in the upload's own transaction.
+pub async fn create(state: &AppState, org_id: Uuid, claim: Option<Uuid>, request: CreateUpload) -> ApiResult<Upload> {
     let limits = &state.config.limits;
     let (kind, files) = validate(&request.files, limits)?;
     let id = Uuid::now_v7();
     let keys: Vec<String> = (0..files.len()).map(|idx| object_key(org_id, id, idx)).collect();
     let multipart_ids = create_multiparts(&state.storage, &keys).await?;
     let expires_at = Utc::now() + chrono::TimeDelta::days(i64::from(limits.upload_retention_days));
-    if let Err(error) = insert(&state.db, org_id, id, kind, expires_at, &files, &keys, &multipart_ids).await {
+    let new = NewUpload { org_id, id, kind, expires_at, claim };
+    if let Err(error) = insert(&state.db, &new, &files, &keys, &multipart_ids).await {
         abort_all(&state.storage, keys.iter().zip(&multipart_ids).map(|(k, m)| (k.as_str(), m.as_str()))).await;
-        return Err(error.into());
+        return Err(error);
     }
     tracing::info!(upload_id = %id, %org_id, files = files.len(), kind = kind.as_str(), "upload opened");
     let urls_expire_at = Utc::now() + state.storage.presign;
@@ -385,17 +388,24 @@ async fn create_multiparts(storage: &Storage, keys: &[String]) -> ApiResult<Vec<
     Err(error.map_or_else(|| ApiError::internal(anyhow::anyhow!("multipart creation failed")), ApiError::from))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn insert(
-    db: &PgPool,
+/// An upload about to be inserted.
+struct NewUpload {
     org_id: Uuid,
     id: Uuid,
     kind: Kind,
     expires_at: DateTime<Utc>,
+    /// The Studio claim making it.
+    claim: Option<Uuid>,
+}
+
+async fn insert(
+    db: &PgPool,
+    new: &NewUpload,
     files: &[NewFile],
     keys: &[String],
     multipart_ids: &[String],
-) -> Result<(), sqlx::Error> {
+) -> ApiResult<()> {
+    let NewUpload { org_id, id, kind, expires_at, claim } = *new;
     let mut tx = db.begin().await?;
     sqlx::query("INSERT INTO uploads (id, org_id, state, kind, expires_at) VALUES ($1, $2, 'open', $3, $4)")
         .bind(id)
@@ -421,7 +431,11 @@ async fn insert(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await
+    if let Some(claim) = claim {
+        studio::take(&mut tx, claim, Use::Upload, id).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The parts of a file of `size` bytes cut in `part_size` pieces: (number, size).

@@ -49,6 +49,8 @@ impl Mode {
 pub enum Principal {
     User(Uuid),
     ApiKey(Uuid),
+    /// A Studio claim token (`billing::studio`): one upload, one job, their reads.
+    Claim(Uuid),
 }
 
 /// An authenticated caller.
@@ -74,7 +76,7 @@ impl Auth {
     pub fn user(&self) -> Result<Uuid, ApiError> {
         match self.principal {
             Principal::User(id) => Ok(id),
-            Principal::ApiKey(_) => {
+            Principal::ApiKey(_) | Principal::Claim(_) => {
                 Err(ApiError::forbidden("user_required", "this route needs a user's token, not an API key"))
             }
         }

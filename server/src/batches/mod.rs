@@ -165,6 +165,9 @@ pub fn in_item(error: ApiError, label: &str) -> ApiError {
         ApiError::BadRequest { code, message } => ApiError::BadRequest { code, message: format!("{label}: {message}") },
         ApiError::Forbidden { code, message } => ApiError::Forbidden { code, message: format!("{label}: {message}") },
         ApiError::Conflict { code, message } => ApiError::Conflict { code, message: format!("{label}: {message}") },
+        ApiError::PaymentRequired { code, message } => {
+            ApiError::PaymentRequired { code, message: format!("{label}: {message}") }
+        }
         ApiError::TooLarge { code, message } => ApiError::TooLarge { code, message: format!("{label}: {message}") },
         ApiError::NotFound { what } => {
             ApiError::bad_request("upload_not_found", format!("{label}: {what} not found among your complete uploads"))

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::auth::tokens::{self, Grant, TokenPair};
 use crate::auth::{Role, password};
+use crate::billing::ledger::{self, Account, Reason, Reference};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
 use crate::state::AppState;
@@ -75,6 +76,11 @@ async fn signup(
         .bind(Role::Owner.as_str())
         .execute(&mut *tx)
         .await?;
+    let welcome = state.config.billing.signup_credits;
+    if welcome > 0 {
+        let reference = Reference { note: Some("signup credits".into()), ..Reference::default() };
+        ledger::credit(&mut tx, org_id, Reason::Grant, Account::Grants, welcome, &reference).await?;
+    }
     let scopes = Role::Owner.scopes();
     let grant = Grant { user_id, org_id, scopes: &scopes, client_id: None };
     let pair = tokens::issue(&mut tx, &state.config.jwt_secret, &grant).await?;

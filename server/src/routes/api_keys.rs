@@ -132,7 +132,7 @@ async fn create_key(
         key.chars().take(format!("{KEY_PREFIX}{}_", body.mode.as_str()).len() + SHOWN_SECRET_CHARS).collect();
     let created_by = match auth.principal {
         Principal::User(id) => Some(id),
-        Principal::ApiKey(_) => None,
+        Principal::ApiKey(_) | Principal::Claim(_) => None,
     };
     let api_key: ApiKey = sqlx::query_as(concat!(
         "INSERT INTO api_keys (id, org_id, name, prefix, secret_hash, scopes, mode, created_by, expires_at)

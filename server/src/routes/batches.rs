@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::{Auth, Scope};
 use crate::batches::{self, Batch, Item, MAX_ITEMS};
+use crate::billing::studio;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
 use crate::jobs::{self, NewJob, Priority};
@@ -59,7 +60,7 @@ pub struct CreateItem {
 /// whole batch, with the item's code and a message naming it (`items[2]: …`, `line 4: …`).
 #[utoipa::path(post, path = "/v1/batches", tag = "batches", security(("bearer" = [])), request_body = CreateBatch,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key")),
-    responses((status = 201, body = Batch), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 201, body = Batch), (status = 400, body = ErrorBody), (status = 402, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn create_batch(
     State(state): State<AppState>,
@@ -67,6 +68,7 @@ async fn create_batch(
     Json(body): Json<CreateBatch>,
 ) -> ApiResult<(StatusCode, Json<Batch>)> {
     auth.require(Scope::JobsWrite)?;
+    studio::refuse_claim(&auth, "submit batches")?;
     let defaults = jobs::parse_settings(body.settings)?;
     let (source, items) = match (body.items, body.csv) {
         (Some(items), None) => {
@@ -103,7 +105,9 @@ async fn create_batch(
             priority: body.priority,
             batch: Some((batch_id, at)),
         };
-        jobs::create_job(&mut tx, &auth, new).await.map_err(|e| batches::in_item(e, &item.label))?;
+        jobs::create_job(&mut tx, &auth, &state.config.billing.prices, new)
+            .await
+            .map_err(|e| batches::in_item(e, &item.label))?;
     }
     let batch = batches::fetch(&mut tx, auth.org_id, batch_id).await?;
     tx.commit().await?;

@@ -110,7 +110,8 @@ async fn list_jobs(
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", security(("bearer" = [])), request_body = CreateJob,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key")),
     responses((status = 201, body = Job), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 402, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 async fn create_job(
     State(state): State<AppState>,
     auth: Auth,
@@ -122,6 +123,7 @@ async fn create_job(
     let job = jobs::create_job(
         &mut tx,
         &auth,
+        &state.config.billing.prices,
         NewJob { upload_id: body.upload_id, settings, priority: body.priority, batch: None },
     )
     .await?;

@@ -2,12 +2,17 @@
 //! document is generated from the handlers themselves.
 
 pub mod accounts;
+pub mod admin;
 pub mod api_keys;
 pub mod batches;
+pub mod billing;
 pub mod jobs;
+pub mod ledger;
 pub mod meta;
 pub mod metrics;
 pub mod oauth;
+pub mod stripe;
+pub mod studio;
 pub mod uploads;
 pub mod webhooks;
 pub mod worker_api;

@@ -8,7 +8,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{Auth, Scope};
+use crate::auth::{Auth, Principal, Scope};
+use crate::billing::studio;
 use crate::error::ApiResult;
 use crate::extract::{Json, Path};
 use crate::state::AppState;
@@ -35,7 +36,15 @@ async fn create_upload(
     Json(body): Json<CreateUpload>,
 ) -> ApiResult<(StatusCode, Json<Upload>)> {
     auth.require(Scope::JobsWrite)?;
-    let upload = uploads::create(&state, auth.org_id, body).await?;
+    let claim = match auth.principal {
+        Principal::Claim(claim) => {
+            let mut conn = state.db.acquire().await?;
+            studio::check_upload(&mut conn, claim, body.files.len()).await?;
+            Some(claim)
+        }
+        _ => None,
+    };
+    let upload = uploads::create(&state, auth.org_id, claim, body).await?;
     Ok((StatusCode::CREATED, Json(upload)))
 }
 

@@ -372,6 +372,7 @@ async fn finish(
         report: body.report.clone(),
         outputs,
         gpu_seconds: body.device_seconds,
+        by_worker: true,
     };
     let report = body.report.clone();
     jobs::end_job(&mut tx, &state.config, held.org_id, job_id, ending).await?;

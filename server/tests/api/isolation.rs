@@ -66,6 +66,8 @@ async fn create_a(server: &TestServer) -> (String, Resources) {
         ("/v1/batches/{", batch["id"].as_str().unwrap().to_string()),
         ("/v1/webhook-endpoints/{", endpoint_id),
         ("/v1/webhook-messages/{", message_id),
+        // Staff only: B is not, and gets 403 whatever the organisation.
+        ("/v1/admin/orgs/{", a.org_id.to_string()),
     ]);
     // The prefixes end before the parameter's name; keep them as the path's literal part.
     let by_prefix = by_prefix.into_iter().map(|(p, id)| (&p[..p.len() - 1], id)).collect();
@@ -147,7 +149,9 @@ async fn another_organisation_reaches_nothing_of_the_first_through_any_route() {
         }
 
         // Lists show only B's own resources.
-        for list in ["/v1/jobs", "/v1/api-keys", "/v1/webhook-endpoints"] {
+        for list in
+            ["/v1/jobs", "/v1/api-keys", "/v1/webhook-endpoints", "/v1/credits/ledger", "/v1/usage", "/v1/purchases"]
+        {
             let response = get(&server, credential, list).await;
             assert_eq!(response.status(), 200, "{list}");
             let body = response.text().await.unwrap();

@@ -8,11 +8,16 @@ mod common;
 mod support;
 
 mod accounts;
+mod admin;
 mod batches;
+mod billing_jobs;
+mod billing_stripe;
 mod isolation;
 mod jobs;
+mod ledger;
 mod oauth;
 mod operations;
+mod payments;
 mod uploads;
 mod webhooks;
 mod worker;

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_server::config::{Config, Limits, OperationsConfig, QueueConfig, S3Config};
+use kiln_server::config::{BillingConfig, Config, Limits, OperationsConfig, QueueConfig, S3Config};
 use kiln_server::state::AppState;
 use kiln_server::storage::Storage;
 use serde_json::{Value, json};
@@ -51,6 +51,8 @@ pub struct Options {
     pub max_attempts: i32,
     /// Rate limits (off unless a test sets them), trusted proxies, the `/metrics` token.
     pub operations: OperationsConfig,
+    /// Prices and Stripe (none unless a test points it at the stub).
+    pub billing: BillingConfig,
 }
 
 impl Default for Options {
@@ -60,6 +62,9 @@ impl Default for Options {
             lease: Duration::from_secs(60),
             max_attempts: 3,
             operations: OperationsConfig::unlimited(),
+            // Every account starts with credits, so tests about other things can run jobs; the
+            // billing tests set 0 and move exact amounts.
+            billing: BillingConfig { signup_credits: 100_000, ..BillingConfig::without_stripe() },
         }
     }
 }
@@ -93,6 +98,7 @@ impl TestServer {
             limits: options.limits,
             queue: QueueConfig { lease: options.lease, max_attempts: options.max_attempts },
             operations: options.operations,
+            billing: options.billing,
         };
         let db = kiln_server::db::connect(&config.database_url).await.expect("connect to the test database");
         kiln_server::db::migrate(&db).await.expect("migrations apply");
@@ -103,7 +109,8 @@ impl TestServer {
         let public_url = format!("http://{address}");
         let config = Config { public_url: public_url.clone(), ..config };
         let ops = Arc::new(kiln_server::ops::Ops::new(&config.operations, &config.worker_token));
-        let state = AppState { db: db.clone(), storage, ops, config: Arc::new(config) };
+        let payments = kiln_server::state::payments(&config.billing).expect("payments");
+        let state = AppState { db: db.clone(), storage, ops, payments, config: Arc::new(config) };
         kiln_server::tasks::spawn(&state);
         let app = kiln_server::app::app(state.clone());
         tokio::spawn(async move {
