@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::billing::prices::PriceTable;
 use crate::payments::stripe::STRIPE_API_BASE;
+pub use kiln_api::limits::Limits;
 
 /// Everything `serve` reads at start-up. Secrets are held here and never logged: `Debug` is
 /// written by hand to leave them out.
@@ -114,23 +115,6 @@ pub struct S3Config {
     pub region: String,
     pub access_key: String,
     pub secret_key: String,
-}
-
-/// What one upload and one job may be, published at `GET /v1/limits` and enforced before any
-/// compute.
-#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct Limits {
-    pub max_files: u32,
-    pub max_file_bytes: u64,
-    pub max_upload_bytes: u64,
-    /// Multipart part size: S3 wants at least 5 MiB for every part but the last.
-    pub part_bytes: u64,
-    /// Seconds a presigned URL stays valid.
-    pub presign_seconds: u64,
-    /// Days an open upload is kept before it is deleted.
-    pub upload_retention_days: u32,
-    /// Days a finished job's outputs are kept.
-    pub output_retention_days: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -291,20 +275,6 @@ where
     match std::env::var(name) {
         Ok(text) => text.parse().map_err(|e: T::Err| ConfigError::Invalid { name, problem: e.to_string() }),
         Err(_) => Ok(default),
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_files: 500,
-            max_file_bytes: 200 << 20,
-            max_upload_bytes: 20 << 30,
-            part_bytes: 8 << 20,
-            presign_seconds: 3600,
-            upload_retention_days: 7,
-            output_retention_days: 30,
-        }
     }
 }
 

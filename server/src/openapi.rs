@@ -1,11 +1,11 @@
 //! The OpenAPI 3.1 document, assembled from the routes' annotations and served at
 //! `/openapi.json`.
 
-use serde::Serialize;
+pub use kiln_api::error::{ErrorBody, ErrorDetail};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -45,21 +45,6 @@ impl Modify for BearerAuth {
             ),
         );
     }
-}
-
-/// Every error response.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable and machine-readable.
-    #[schema(example = "not_found")]
-    pub code: String,
-    /// For people; may change.
-    pub message: String,
 }
 
 /// The refusals any operation can give, added to every operation that does not document them

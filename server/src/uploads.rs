@@ -14,13 +14,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use sqlx::types::Json as SqlJson;
 use std::future::Future;
 use tokio::io::AsyncWriteExt;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use kiln_job::zip_input::{ZipInputError as Z, ZipLimits};
@@ -30,6 +28,7 @@ use crate::config::Limits;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::storage::{Storage, StorageError, StoredPart};
+pub use kiln_api::uploads::{CreateUpload, DeclaredFile, PartToSend, ReceivedPart, Upload, UploadError, UploadFile};
 
 /// Longest file name, in bytes: what common file systems allow for one path component.
 const MAX_NAME_BYTES: usize = 255;
@@ -44,93 +43,6 @@ const STORAGE_CONCURRENCY: usize = 8;
 
 /// Declared file names with these extensions (case-insensitively) make a ZIP upload.
 const ZIP_EXTENSION: &str = "zip";
-
-/// A request to open an upload.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUpload {
-    /// Either photos (`.jpg`, `.jpeg`, `.png`) or exactly one `.zip` of photos.
-    pub files: Vec<DeclaredFile>,
-}
-
-/// One file the client is about to upload.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeclaredFile {
-    /// A plain file name: no `/`, `\`, control characters or leading `.`; at most 255 bytes.
-    #[schema(example = "img_001.jpg")]
-    pub name: String,
-    /// In bytes, more than 0.
-    #[schema(example = 3_481_275)]
-    pub size: u64,
-    /// The SHA-256 of the file, 64 hexadecimal characters.
-    #[schema(example = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
-    pub sha256: String,
-}
-
-/// An upload and, while it is open, what is left to send.
-#[derive(Serialize, ToSchema)]
-pub struct Upload {
-    pub id: Uuid,
-    /// `open`, `complete` or `rejected`.
-    #[schema(example = "open")]
-    pub state: String,
-    /// `photos` or `zip`.
-    #[schema(example = "photos")]
-    pub kind: String,
-    pub created_at: DateTime<Utc>,
-    /// An upload still open then is rejected and its parts deleted.
-    pub expires_at: DateTime<Utc>,
-    pub completed_at: Option<DateTime<Utc>>,
-    /// When the part URLs of this response stop working (none when there are none): ask again
-    /// with `GET /v1/uploads/{id}` for fresh ones.
-    pub urls_expire_at: Option<DateTime<Utc>>,
-    /// Why a rejected upload was refused.
-    pub error: Option<UploadError>,
-    pub files: Vec<UploadFile>,
-}
-
-/// The refusal that rejected an upload.
-#[derive(Clone, Serialize, Deserialize, ToSchema)]
-pub struct UploadError {
-    #[schema(example = "hash_mismatch")]
-    pub code: String,
-    pub message: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct UploadFile {
-    #[schema(example = "img_001.jpg")]
-    pub name: String,
-    pub size: i64,
-    /// As declared, lowercase hexadecimal.
-    pub sha256: String,
-    /// Every part but the last has this size.
-    pub part_size: i64,
-    pub part_count: i32,
-    /// The parts still to send (absent from storage, or there with the wrong size), each with
-    /// the URL to `PUT` its bytes to; empty once complete.
-    pub parts: Vec<PartToSend>,
-    /// The parts storage holds (while open).
-    pub received: Vec<ReceivedPart>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PartToSend {
-    /// From 1.
-    pub number: u16,
-    /// Bytes of the file from `(number - 1) * part_size`.
-    pub size: i64,
-    /// `PUT` the part's bytes here; the response's `ETag` header acknowledges them.
-    pub url: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ReceivedPart {
-    pub number: u16,
-    pub size: u64,
-    pub etag: String,
-}
 
 /// One file of a complete upload, as a worker fetches it.
 pub struct InputFile {

@@ -14,7 +14,7 @@ pub mod capture;
 pub mod device;
 mod error;
 pub mod hash;
-pub mod layout;
+pub use kiln_protocol::layout;
 pub mod lock;
 pub mod manifest;
 pub mod mesh_stage;

@@ -18,6 +18,7 @@ pub mod check;
 pub mod csv_cell;
 pub mod error;
 pub mod event;
+pub mod layout;
 pub mod preset;
 pub mod report;
 pub mod settings;

@@ -3,12 +3,12 @@
 //! presenting a retired one revokes the family (RFC 6819 §5.2.2.3, OAuth 2.1 §4.3.1).
 
 use chrono::{Duration, Utc};
-use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{Scope, jwt, secret};
 use crate::error::ApiError;
+pub use kiln_api::accounts::TokenPair;
 
 /// Refresh tokens last 30 days from their issue; each rotation issues a fresh one.
 pub const REFRESH_TOKEN_DAYS: i64 = 30;
@@ -16,20 +16,6 @@ pub const REFRESH_TOKEN_DAYS: i64 = 30;
 /// Refresh tokens carry this prefix so they are told from API keys and access tokens at a
 /// glance (in a leak report, say).
 const REFRESH_PREFIX: &str = "krt_";
-
-/// What a login, a signup or a refresh answers with (RFC 6749 §5.1 field names).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TokenPair {
-    pub access_token: String,
-    pub refresh_token: String,
-    /// Always `Bearer`.
-    pub token_type: &'static str,
-    /// Seconds the access token is valid.
-    pub expires_in: i64,
-    /// Space-separated scopes of the access token.
-    pub scope: String,
-    pub org_id: Uuid,
-}
 
 /// Who a token pair is for.
 pub struct Grant<'a> {

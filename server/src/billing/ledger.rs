@@ -6,68 +6,11 @@
 //! one organisation run one after another (two submissions cannot both spend the last credits)
 //! and never deadlock; the `available_not_negative` constraint stands behind that check.
 
-use serde::Serialize;
 use sqlx::PgConnection;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
-
-/// Why credits moved: the `reason` of a ledger transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Reason {
-    /// A credit pack paid through Checkout.
-    Purchase,
-    /// A paid invoice of a monthly plan.
-    Subscription,
-    /// A Studio purchase (one model, no account).
-    Studio,
-    /// Credits an administrator granted.
-    Grant,
-    /// Credits an administrator took back.
-    Revoke,
-    /// A job queued: its quote moves from available to reserved.
-    Reserve,
-    /// A job succeeded: its reservation is spent.
-    Capture,
-    /// A job failed, was canceled or expired: its reservation goes back to available.
-    Release,
-    /// A refund in Stripe took the credits of a purchase back.
-    Refund,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 9] = [
-        Reason::Purchase,
-        Reason::Subscription,
-        Reason::Studio,
-        Reason::Grant,
-        Reason::Revoke,
-        Reason::Reserve,
-        Reason::Capture,
-        Reason::Release,
-        Reason::Refund,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Purchase => "purchase",
-            Reason::Subscription => "subscription",
-            Reason::Studio => "studio",
-            Reason::Grant => "grant",
-            Reason::Revoke => "revoke",
-            Reason::Reserve => "reserve",
-            Reason::Capture => "capture",
-            Reason::Release => "release",
-            Reason::Refund => "refund",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.as_str() == text)
-    }
-}
+pub use kiln_api::credits::{Balances, Reason};
 
 /// An account of the ledger: an organisation's three, or one of the system's four.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,17 +63,6 @@ impl Reference {
     pub fn stripe(id: &str) -> Self {
         Reference { stripe_ref: Some(id.to_string()), ..Reference::default() }
     }
-}
-
-/// An organisation's balances, as every route shows them: sums of the ledger's entries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
-pub struct Balances {
-    /// Credits that new jobs may reserve.
-    pub available: i64,
-    /// Credits held by queued and running jobs.
-    pub reserved: i64,
-    /// Credits owed after a refund of credits already spent; the next purchase settles it first.
-    pub debt: i64,
 }
 
 /// Creates the organisation's accounts the first time, then locks all three, always in the same

@@ -9,5 +9,5 @@
 pub mod checkout;
 pub mod events;
 pub mod ledger;
-pub mod prices;
+pub use kiln_api::prices;
 pub mod studio;

@@ -5,34 +5,19 @@
 
 use chrono::{DateTime, Utc};
 use kiln_protocol::{PRESETS, Preset};
-use serde::Serialize;
 use sqlx::PgConnection;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Auth, Mode, Principal, Scope, secret};
 use crate::billing::prices::Priority;
 use crate::error::{ApiError, ApiResult};
+pub use kiln_api::studio::Claim;
 
 /// Claim tokens start with this.
 pub const CLAIM_PREFIX: &str = "kiln_claim_";
 
 /// Days a claim stays usable after its purchase: long enough to take the photos after paying.
 pub const CLAIM_DAYS: i64 = 30;
-
-/// A claim, as `GET /v1/studio/claim` shows it to its holder.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct Claim {
-    pub id: Uuid,
-    /// `pending` until Stripe reports the payment, then `paid`.
-    #[schema(example = "paid")]
-    pub state: String,
-    pub preset: String,
-    pub max_photos: i32,
-    pub upload_id: Option<Uuid>,
-    pub job_id: Option<Uuid>,
-    pub expires_at: DateTime<Utc>,
-}
 
 /// Opens the organisation and the claim of a new Studio purchase in the caller's transaction;
 /// answers the claim's token (shown once) and id.

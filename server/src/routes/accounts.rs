@@ -3,8 +3,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -15,18 +13,10 @@ use crate::billing::ledger::{self, Account, Reason, Reference};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
 use crate::state::AppState;
+pub use kiln_api::accounts::{Credentials, RefreshRequest};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(signup)).routes(routes!(login)).routes(routes!(refresh))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Credentials {
-    #[schema(example = "ada@example.com")]
-    pub email: String,
-    #[schema(example = "correct horse battery staple")]
-    pub password: String,
 }
 
 /// Longest address RFC 5321 lets through (a 64-byte local part, `@`, a 255-byte domain).
@@ -139,12 +129,6 @@ async fn login(State(state): State<AppState>, Json(body): Json<Credentials>) -> 
     let mut connection = state.db.acquire().await?;
     let grant = Grant { user_id, org_id, scopes: &scopes, client_id: None };
     Ok(Json(tokens::issue(&mut connection, &state.config.jwt_secret, &grant).await?))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RefreshRequest {
-    pub refresh_token: String,
 }
 
 /// Trades a refresh token for a new pair; the old refresh token is spent. Presenting a spent one

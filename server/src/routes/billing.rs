@@ -5,9 +5,7 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse};
-use kiln_protocol::Preset;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -17,9 +15,9 @@ use crate::billing::ledger::{self, Balances};
 use crate::billing::prices::{PriceTable, Quote};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
-use crate::jobs::Priority;
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
+pub use kiln_api::credits::{BuyPack, Checkout, QuoteRequest, Subscribe};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -41,18 +39,6 @@ async fn prices(State(state): State<AppState>) -> Json<PriceTable> {
 /// The most photos a quote is asked about: past any upload the service accepts.
 const MAX_QUOTE_PHOTOS: u32 = 100_000;
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QuoteRequest {
-    pub photos: u32,
-    /// kiln-protocol's preset (`preview`, `reduced`, `medium`, `full`, `raw`); default `medium`.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, example = "full")]
-    pub preset: Option<Preset>,
-    #[serde(default)]
-    pub priority: Priority,
-}
-
 /// What a job of that many photos, preset and priority costs, before it runs. A job submitted
 /// with those is reserved exactly this (test keys: quoted, never charged).
 #[utoipa::path(post, path = "/v1/quotes", tag = "credits", request_body = QuoteRequest,
@@ -73,31 +59,6 @@ async fn credits(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Ba
     auth.require(Scope::JobsRead)?;
     let mut conn = state.db.acquire().await?;
     Ok(Json(ledger::balances(&mut conn, auth.org_id).await?))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BuyPack {
-    /// A pack's id from `GET /v1/prices`.
-    #[schema(example = "pack_100")]
-    pub pack: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Subscribe {
-    /// A plan's id from `GET /v1/prices`.
-    #[schema(example = "monthly_500")]
-    pub plan: String,
-}
-
-/// A Checkout Session to pay on Stripe's page.
-#[derive(Serialize, ToSchema)]
-pub struct Checkout {
-    /// Stripe's Checkout Session id (`cs_…`).
-    pub session_id: String,
-    /// Send the customer here.
-    pub checkout_url: String,
 }
 
 /// Buys a credit pack: a Checkout Session (`mode=payment`). The credits are granted when Stripe

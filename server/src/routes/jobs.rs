@@ -17,10 +17,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgPool;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -28,9 +27,10 @@ use uuid::Uuid;
 use crate::auth::{Auth, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::jobs::{self, Job, JobState, NewJob, Priority, STATE_EVENT, StoredOutput};
+use crate::jobs::{self, Job, JobState, NewJob, STATE_EVENT, StoredOutput};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
+pub use kiln_api::jobs::{CreateJob, JobList, OutputLink};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -54,29 +54,6 @@ const EVENT_BATCH: i64 = 200;
 
 /// A comment line this often keeps proxies from closing a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateJob {
-    /// A complete upload of the organisation's.
-    pub upload_id: Uuid,
-    /// kiln-protocol's settings (the names `kiln reconstruct` and `kiln.toml` take): `preset`,
-    /// `formats`, `train_steps`, `max_side`, `texture_size`, `max_triangles`, `size_mm`, `seed`,
-    /// `keep_all`, `until`, `checkpoint_every`. Unknown names are refused; `device` is ignored
-    /// (the worker's device decides). Test keys run at `preview` at most (the default for them).
-    #[serde(default)]
-    #[schema(value_type = Object, example = json!({"preset": "preview", "formats": ["glb", "usdz"]}))]
-    pub settings: Value,
-    #[serde(default)]
-    pub priority: Priority,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct JobList {
-    pub data: Vec<Job>,
-    /// Pass as `after` for the next page; absent on the last one.
-    pub next: Option<Uuid>,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -256,14 +233,6 @@ impl Cursor {
         }
         Ok(any)
     }
-}
-
-/// A fresh download link.
-#[derive(Serialize, ToSchema)]
-pub struct OutputLink {
-    /// A presigned GET URL on the object storage.
-    pub url: String,
-    pub expires_at: DateTime<Utc>,
 }
 
 /// Downloads an output: 303 to a presigned URL signed for this call (also in the JSON body).

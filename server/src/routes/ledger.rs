@@ -25,6 +25,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
+pub use kiln_api::credits::{LedgerPage, LedgerTransaction};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_ledger)).routes(routes!(usage)).routes(routes!(list_purchases))
@@ -58,37 +59,6 @@ pub struct LedgerQuery {
     job_id: Option<Uuid>,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
-}
-
-/// One ledger transaction as the organisation sees it: why, what it refers to, and how it moved
-/// each of the organisation's balances.
-#[derive(Serialize, ToSchema)]
-pub struct LedgerTransaction {
-    pub id: Uuid,
-    pub created_at: DateTime<Utc>,
-    pub reason: Reason,
-    /// The job it reserved, captured or released credits for.
-    pub job_id: Option<Uuid>,
-    /// The Stripe object behind it: a Checkout Session, an invoice or a charge.
-    pub stripe_ref: Option<String>,
-    /// Why, in words: an administrator's reason, `signup credits`, ….
-    pub note: Option<String>,
-    /// What it added to (or, negative, took from) the available balance.
-    pub available: i64,
-    /// What it added to the reserved balance.
-    pub reserved: i64,
-    /// What it added to the debt (credits owed; negative when a purchase settled some).
-    pub debt: i64,
-    /// The organisation's balances once it was posted.
-    pub balance_after: Balances,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct LedgerPage {
-    /// Newest first.
-    pub data: Vec<LedgerTransaction>,
-    /// Pass as `after` for the next page; null on the last one.
-    pub next: Option<Uuid>,
 }
 
 #[derive(sqlx::FromRow)]

@@ -5,8 +5,6 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -18,6 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
+pub use kiln_api::studio::{StudioCheckout, StudioPurchase};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(studio_checkout)).routes(routes!(get_claim))
@@ -25,31 +24,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// Longest email accepted (RFC 5321's path limit).
 const MAX_EMAIL: usize = 254;
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StudioCheckout {
-    /// Where Stripe sends the receipt; optional (Stripe's page asks otherwise).
-    #[serde(default)]
-    pub email: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct StudioPurchase {
-    pub claim_id: Uuid,
-    /// Shown once: the bearer credential for the upload, the job and the downloads.
-    #[schema(example = "kiln_claim_…")]
-    pub claim_token: String,
-    pub session_id: String,
-    pub checkout_url: String,
-    /// Minor units of `currency`.
-    pub amount: i64,
-    pub currency: String,
-    /// The job it buys: this preset (or a smaller one) for up to `max_photos` photos.
-    pub preset: String,
-    pub max_photos: u32,
-    pub credits: i64,
-}
 
 /// Buys one model without an account: a Checkout Session for Studio's price and a claim token.
 /// Once Stripe reports the payment, the token uploads the photos, starts the job and downloads

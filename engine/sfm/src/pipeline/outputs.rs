@@ -42,9 +42,7 @@ use kiln_vision::model::{PointId, RadialCamera, Reconstruction, RigidCv};
 /// File and folder names inside `<out>`.
 pub const BINARY_MODEL_DIR: &str = "sparse/0";
 pub const TEXT_MODEL_DIR: &str = "sparse-text/0";
-pub const TRANSFORMS_FILE: &str = "transforms.json";
-pub const POINT_CLOUD_FILE: &str = "sparse_pc.ply";
-pub const REPORT_FILE: &str = "poses-report.json";
+pub use kiln_protocol::layout::{POINT_CLOUD_FILE, POSES_REPORT_FILE as REPORT_FILE, TRANSFORMS_FILE};
 
 /// Writes the COLMAP model (binary and text), `transforms.json` with `sparse_pc.ply`, and the
 /// report (last, with the time spent writing added), each file atomically. `out` is created if

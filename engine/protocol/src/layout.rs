@@ -17,9 +17,14 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln_protocol::{Format, Stage};
+use crate::{Format, Stage};
 
-pub use kiln_sfm::pipeline::outputs::{POINT_CLOUD_FILE, REPORT_FILE as POSES_REPORT_FILE, TRANSFORMS_FILE};
+/// The poses stage's camera file (NeRF / instant-ngp `transforms.json`, OpenGL camera axes).
+pub const TRANSFORMS_FILE: &str = "transforms.json";
+/// The poses stage's sparse points (PLY), which 3DGS-style trainers start from.
+pub const POINT_CLOUD_FILE: &str = "sparse_pc.ply";
+/// The poses stage's own report.
+pub const POSES_REPORT_FILE: &str = "poses-report.json";
 
 /// The job's settings and inputs.
 pub const MANIFEST_FILE: &str = "manifest.json";

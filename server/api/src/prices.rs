@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use kiln_protocol::{PRESETS, Preset};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// Rush jobs are leased before every standard one; within a priority, oldest first.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     #[default]
@@ -31,7 +31,8 @@ impl Priority {
 }
 
 /// One preset's price: `base + ⌈photos × per_100_photos / 100⌉` credits.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PresetPrice {
     pub base: i64,
@@ -39,23 +40,25 @@ pub struct PresetPrice {
 }
 
 /// Credits sold once (Checkout `mode=payment`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Pack {
-    #[schema(example = "pack_100")]
+    #[cfg_attr(feature = "openapi", schema(example = "pack_100"))]
     pub id: String,
     pub credits: i64,
     /// Minor units of `currency` (cents).
     pub amount: i64,
-    #[schema(example = "eur")]
+    #[cfg_attr(feature = "openapi", schema(example = "eur"))]
     pub currency: String,
 }
 
 /// Credits granted on every paid monthly invoice (Checkout `mode=subscription`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
-    #[schema(example = "monthly_500")]
+    #[cfg_attr(feature = "openapi", schema(example = "monthly_500"))]
     pub id: String,
     pub credits_per_month: i64,
     /// Minor units of `currency` a month.
@@ -65,18 +68,20 @@ pub struct Plan {
 
 /// One model without an account: its price in money, and the job it buys (the credits granted
 /// are that job's quote at standard priority).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StudioPrice {
     pub amount: i64,
     pub currency: String,
-    #[schema(value_type = String, example = "medium")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "medium"))]
     pub preset: Preset,
     pub max_photos: u32,
 }
 
 /// The whole table, as `GET /v1/prices` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PriceTable {
     /// By preset name; every preset has a price.
@@ -89,18 +94,19 @@ pub struct PriceTable {
 }
 
 /// A job's price before it runs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Quote {
     pub credits: i64,
     pub photos: u32,
-    #[schema(value_type = String, example = "medium")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "medium"))]
     pub preset: Preset,
     pub priority: Priority,
     /// The preset's price for these photos, before the rush surcharge.
     pub standard_credits: i64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone, Serialize, Deserialize)]
 pub enum PriceError {
     #[error("the price table has no price for the preset {0}")]
     MissingPreset(&'static str),
