@@ -120,7 +120,14 @@ async fn create_session(State(shared): Stub, method: Method, uri: Uri, headers: 
     if let Some(key) = &recorded.idempotency_key
         && let Some((form, session)) = shared.idempotent.get(key)
     {
-        if *form != recorded.form {
+        // Stripe compares parameters, not their order (async-stripe encodes metadata from a
+        // HashMap, whose order changes between calls).
+        let sorted = |pairs: &[(String, String)]| {
+            let mut pairs = pairs.to_vec();
+            pairs.sort();
+            pairs
+        };
+        if sorted(form) != sorted(&recorded.form) {
             return stripe_error(
                 StatusCode::BAD_REQUEST,
                 "idempotency_error",
