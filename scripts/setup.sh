@@ -10,7 +10,11 @@ set -euo pipefail
 # postgresql (server binaries and psql), curl: scripts/services.sh runs its own throwaway
 # PostgreSQL cluster for the hosted server (kiln-server) and signs S3 requests with curl. The
 # package's own `main` cluster (port 5432), started or not, is never used.
-PACKAGES=(mesa-vulkan-drivers libvulkan1 vulkan-tools pkg-config xvfb x11-apps x11-utils postgresql curl)
+# dbus-daemon (dbus-run-session), gnome-keyring, libsecret-tools (secret-tool): the desktop-login
+# test keeps tokens in a real Secret Service on a private session bus and reads them back with
+# another program (scripts/test.sh).
+PACKAGES=(mesa-vulkan-drivers libvulkan1 vulkan-tools pkg-config xvfb x11-apps x11-utils postgresql curl
+  dbus-daemon gnome-keyring libsecret-tools)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

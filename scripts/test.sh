@@ -21,6 +21,12 @@ fi
 grep -E "deviceName|driverInfo" <<<"$vulkan_devices" | sed 's/^[[:space:]]*/test.sh: Vulkan /'
 export KILN_REQUIRE_GPU=1
 
+# The desktop-login test keeps tokens in a real Secret Service and reads them back with
+# libsecret's secret-tool: check for the tools now rather than after the build.
+for tool in dbus-run-session gnome-keyring-daemon secret-tool; do
+  command -v "$tool" >/dev/null || { echo "test.sh: $tool is missing (run scripts/setup.sh)" >&2; exit 1; }
+done
+
 # Third-party validators of exported files (Khronos glTF-Validator, OpenUSD ComplianceChecker),
 # installed into a cache outside the clone; the export tests run them through these wrappers.
 VALIDATORS="$(scripts/validators.sh | tail -n1)"
@@ -55,8 +61,15 @@ if ! "$STRIPE_VENV/bin/python" -c "import stripe; assert stripe.VERSION == '$STR
 fi
 export KILN_STRIPE_PYTHON="$STRIPE_VENV/bin/python"
 
-# Unit, integration, GPU-vs-CPU (on lavapipe when there is no GPU) and CLI tests.
-cargo test --workspace --locked
+# Unit, integration, GPU-vs-CPU (on lavapipe when there is no GPU) and CLI tests, on a private
+# D-Bus session bus whose Secret Service is gnome-keyring, unlocked with a throwaway password and
+# keeping its keyrings in a temporary folder (never the user's own keyring); both end with the
+# session. KILN_REQUIRE_KEYRING=1: the login test fails rather than skips without the keyring.
+KEYRING_DIR="$(mktemp -d)"
+export KEYRING_DIR KILN_REQUIRE_KEYRING=1
+dbus-run-session -- sh -c 'printf kiln-test | XDG_DATA_HOME="$KEYRING_DIR" gnome-keyring-daemon --unlock \
+  --components=secrets >/dev/null && exec cargo test --workspace --locked'
+rm -rf "$KEYRING_DIR"
 
 # The API against its own OpenAPI document: schemathesis finds no 5xx and no response outside
 # the schema (the binary is the one the server's tests just built).

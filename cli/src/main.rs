@@ -1,12 +1,16 @@
 //! `kiln`: the command line over the engine.
 //!
 //! Exit codes: 0 success, 2 bad input (a dataset or file Kiln cannot use), 3 a job whose model
-//! failed its own verdict (kept as `model.failed.*`), 130 interrupted, 1 any other failure.
+//! failed its own verdict (kept as `model.failed.*`), 130 interrupted, 1 any other failure; the
+//! hosted service's commands add 4 not logged in (or the credential was refused), 5 insufficient
+//! credits, 6 the service is unreachable, 7 the cloud job failed or was canceled, 8 a download
+//! failed its integrity check (see [`cloud`]).
 
 #[cfg(feature = "queue")]
 mod batch;
 mod bench;
 mod check;
+mod cloud;
 mod export;
 mod interrupt;
 mod mesh;
@@ -65,6 +69,21 @@ enum Command {
     /// Opens a window on a model or job folder: splats, mesh, input cameras and their photos.
     #[cfg(feature = "window")]
     View(view::ViewArgs),
+    /// Signs in to the hosted service through the browser; the tokens go to the system keyring
+    /// (or a private file where there is none).
+    #[command(after_help = cloud::EXIT_CODES_HELP)]
+    Login(cloud::ServerArgs),
+    /// Signs out of the hosted service: revokes the stored login and forgets it.
+    #[command(after_help = cloud::EXIT_CODES_HELP)]
+    Logout(cloud::ServerArgs),
+    /// The hosted service, how this command authenticates to it, and the organisation's balance.
+    #[command(after_help = cloud::EXIT_CODES_HELP)]
+    Whoami(cloud::ServerArgs),
+    /// The organisation's credits on the hosted service; --ledger lists recent transactions.
+    Credits(cloud::CreditsArgs),
+    /// Jobs on the hosted service: submit, status, list, cancel, download.
+    #[command(subcommand)]
+    Cloud(cloud::CloudCommand),
 }
 
 /// Exit code for input Kiln cannot use (as opposed to a failure while working).
@@ -91,6 +110,11 @@ fn main() -> ExitCode {
         Command::Watch(args) => watch::run(&args),
         #[cfg(feature = "window")]
         Command::View(args) => view::run(&args),
+        Command::Login(args) => cloud::login(&args),
+        Command::Logout(args) => cloud::logout(&args),
+        Command::Whoami(args) => cloud::whoami(&args),
+        Command::Credits(args) => cloud::credits(&args),
+        Command::Cloud(command) => cloud::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -100,6 +124,8 @@ fn main() -> ExitCode {
                 ExitCode::from(interrupt::EXIT_INTERRUPTED)
             } else if error.is::<reconstruct::ModelFailed>() {
                 ExitCode::from(EXIT_MODEL_FAILED)
+            } else if let Some(code) = cloud::exit_code(&error) {
+                ExitCode::from(code)
             } else if is_bad_input(&error) {
                 ExitCode::from(EXIT_BAD_INPUT)
             } else {

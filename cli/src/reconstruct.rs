@@ -18,6 +18,8 @@ use kiln_job::validate::{Validators, validate_outputs};
 use kiln_job::verdict::ModelVerdict;
 use kiln_job::{EventKind, JobEvent, run_job};
 
+use crate::cloud::placement::{self, Where};
+use crate::cloud::submit::{self, CloudJobArgs};
 use crate::interrupt;
 use crate::settings::SettingsArgs;
 
@@ -30,15 +32,29 @@ pub struct ReconstructArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub settings: SettingsArgs,
-    /// Print report.json on stdout.
+    /// Print report.json on stdout (in the cloud: the submission's summary).
     #[arg(long)]
     pub json: bool,
+    /// Where the job runs: local (the default), cloud (the hosted service: quote, upload, remote
+    /// run, outputs downloaded into --out) or auto (local when a hardware GPU with enough memory
+    /// is present, the cloud otherwise; the decision and why are printed before anything runs).
+    #[arg(long = "where", value_enum, default_value_t = Where::Local)]
+    pub place: Where,
+    #[command(flatten)]
+    pub cloud: CloudJobArgs,
 }
 
 /// Resolution of the progress bar (the job fraction is drawn in thousandths).
 const BAR_UNITS: u64 = 1000;
 
 pub fn run(args: &ReconstructArgs) -> Result<()> {
+    let (place, why) = placement::decide(args.place);
+    if let Some(why) = why {
+        eprintln!("--where auto: {why}");
+    }
+    if place == Where::Cloud {
+        return submit::reconstruct(&args.input, &args.out, &args.settings, &args.cloud, args.json);
+    }
     let settings = args.settings.overrides()?.settings();
     let cancel = interrupt::cancel_on_ctrl_c();
     let mut display = Display::new();

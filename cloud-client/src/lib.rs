@@ -3,3 +3,18 @@
 //! key per logical request, moves photos and outputs through presigned storage URLs (resumable
 //! both ways), follows a job's events live, and writes a cloud job's outputs into the same job
 //! folder a local run makes (`kiln_protocol::layout::JobLayout`).
+
+pub mod api;
+pub mod client;
+pub mod download;
+pub mod error;
+pub mod events;
+pub mod login;
+pub mod retry;
+pub mod token_store;
+pub mod upload;
+
+pub use client::{Client, ClientConfig, Credential};
+pub use error::{CloudError, ErrorKind};
+pub use events::JobStreamEvent;
+pub use retry::RetryPolicy;

@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use kiln_protocol::{ErrorClass, JobSettings, Preset, SettingsOverrides};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -21,6 +21,9 @@ pub use crate::billing::prices::Priority;
 use crate::billing::studio::{self, Use};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult};
+use kiln_api::events::StateChange;
+/// The event names of the job's log (what the SSE stream calls its events).
+pub use kiln_api::events::{PROGRESS_EVENT, STATE_EVENT};
 pub use kiln_api::jobs::{Job, JobCredits, JobFailure, JobOutput, JobState};
 
 /// What a new job is made of (`POST /v1/jobs`, and one per batch item).
@@ -333,11 +336,6 @@ pub async fn record_event(
     Ok(id)
 }
 
-/// The event kind of state changes in the job's log.
-pub const STATE_EVENT: &str = "state";
-/// The event kind of the engine's progress in the job's log.
-pub const PROGRESS_EVENT: &str = "progress";
-
 /// Records a `state` event: the new state, the attempt, why, and the error of a failure.
 pub async fn record_state(
     db: &mut PgConnection,
@@ -348,7 +346,8 @@ pub async fn record_state(
     reason: &str,
     error: Option<&JobFailure>,
 ) -> ApiResult<i64> {
-    let body = json!({ "state": state, "attempts": attempts, "reason": reason, "error": error });
+    let change = StateChange { state, attempts, reason: reason.into(), error: error.cloned() };
+    let body = serde_json::to_value(&change).map_err(ApiError::internal)?;
     record_event(db, org_id, job_id, STATE_EVENT, &body).await
 }
 
@@ -478,6 +477,8 @@ pub async fn cancel_job(tx: &mut PgConnection, config: &Config, org_id: Uuid, jo
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -14,6 +14,10 @@
 //! <job>/export/           model.glb, model.usdz, … (model.failed.* when the verdict failed)
 //! <job>/<stage>/stage.json  the stage's completion record
 //! ```
+//!
+//! A job run elsewhere (a cloud worker) ships its files under their plain names ("output
+//! names": [`SHIPPED_FILES`] and the exported models); [`JobLayout::output_path`] puts each back
+//! where a local run would have written it, so a downloaded job folder is a job folder.
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +64,51 @@ pub const VERDICT_VIEWS_DIR: &str = "verdict";
 pub const MODEL_STEM: &str = "model";
 /// The exported model's file stem when the verdict failed it.
 pub const FAILED_MODEL_STEM: &str = "model.failed";
+
+/// The files a finished job ships besides its exported models, by output name, in pipeline
+/// order: what the viewer loads (splats, cameras, points, the mesh folder), what `kiln export`
+/// re-exports from (the mesh folder's files) and the reports. Folders (`poses/sparse`,
+/// `mesh/masks`, `mesh/verdict`) and stage records are not shipped: an output name is one file
+/// name. `export/splats.ply` (the `ply` format) is the same bytes as `train/splats.ply` and ships
+/// once, under that name.
+pub const SHIPPED_FILES: [&str; 13] = [
+    MANIFEST_FILE,
+    REPORT_FILE,
+    CHECK_REPORT_FILE,
+    TRANSFORMS_FILE,
+    POINT_CLOUD_FILE,
+    POSES_REPORT_FILE,
+    SPLATS_FILE,
+    TRAIN_METRICS_FILE,
+    MESH_FILE,
+    BASE_COLOR_FILE,
+    NORMAL_MAP_FILE,
+    MESH_JSON_FILE,
+    VERDICT_FILE,
+];
+
+/// The stage folder a shipped file sits in (`None`: the job folder itself), or `None` for a name
+/// that is not one of [`SHIPPED_FILES`].
+fn shipped_stage(name: &str) -> Option<Option<Stage>> {
+    let stage = match name {
+        MANIFEST_FILE | REPORT_FILE => None,
+        CHECK_REPORT_FILE => Some(Stage::Check),
+        TRANSFORMS_FILE | POINT_CLOUD_FILE | POSES_REPORT_FILE => Some(Stage::Poses),
+        SPLATS_FILE | TRAIN_METRICS_FILE => Some(Stage::Train),
+        MESH_FILE | BASE_COLOR_FILE | NORMAL_MAP_FILE | MESH_JSON_FILE | VERDICT_FILE => Some(Stage::Mesh),
+        _ => return None,
+    };
+    Some(stage)
+}
+
+/// Whether `name` is an exported model's file: `model.<ext>` or `model.failed.<ext>` with a
+/// plain extension (`glb`, `usdz`, and an OBJ's `obj`, `mtl` and `png`).
+fn is_model_file(name: &str) -> bool {
+    let extension = name.strip_prefix(FAILED_MODEL_STEM).or_else(|| name.strip_prefix(MODEL_STEM));
+    extension
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|ext| !ext.is_empty() && ext.len() <= 8 && ext.chars().all(|c| c.is_ascii_alphanumeric()))
+}
 
 /// The paths of one job folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,6 +200,18 @@ impl JobLayout {
         let stem = if failed { FAILED_MODEL_STEM } else { MODEL_STEM };
         self.stage(Stage::Export).join(format!("{stem}.{}", format.name()))
     }
+
+    /// Where the output file `name` sits in this job folder: one of [`SHIPPED_FILES`] in its
+    /// stage's folder (or the job folder), an exported model's file in `export/`; `None` for any
+    /// other name (so a name never reaches outside the folder).
+    pub fn output_path(&self, name: &str) -> Option<PathBuf> {
+        match shipped_stage(name) {
+            Some(None) => Some(self.root.join(name)),
+            Some(Some(stage)) => Some(self.stage(stage).join(name)),
+            None if is_model_file(name) => Some(self.stage(Stage::Export).join(name)),
+            None => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -165,5 +226,47 @@ mod tests {
         assert_eq!(layout.stage_record(Stage::Mesh), Path::new("/jobs/a/mesh/stage.json"));
         assert_eq!(layout.model(Format::Usdz, true), Path::new("/jobs/a/export/model.failed.usdz"));
         assert_eq!(layout.model(Format::Glb, false), Path::new("/jobs/a/export/model.glb"));
+    }
+
+    #[test]
+    fn output_names_map_to_the_paths_a_local_run_writes() {
+        let layout = JobLayout::new("/jobs/a");
+        let at = |name: &str| layout.output_path(name);
+        assert_eq!(at("report.json"), Some(layout.report()));
+        assert_eq!(at("manifest.json"), Some(layout.manifest()));
+        assert_eq!(at("check-report.json"), Some(layout.check_report()));
+        assert_eq!(at("transforms.json"), Some(layout.transforms()));
+        assert_eq!(at("sparse_pc.ply"), Some(PathBuf::from("/jobs/a/poses/sparse_pc.ply")));
+        assert_eq!(at("poses-report.json"), Some(layout.poses_report()));
+        assert_eq!(at("splats.ply"), Some(layout.splats()));
+        assert_eq!(at("metrics.json"), Some(layout.train_metrics()));
+        assert_eq!(at("mesh.json"), Some(layout.mesh_json()));
+        assert_eq!(at("verdict.json"), Some(layout.verdict()));
+        for name in ["mesh.ply", "basecolor.png", "normal.png"] {
+            assert_eq!(at(name), Some(PathBuf::from("/jobs/a/mesh").join(name)));
+        }
+        for format in Format::ALL.into_iter().filter(|f| *f != Format::Ply) {
+            for failed in [false, true] {
+                let model = layout.model(format, failed);
+                let name = model.file_name().unwrap().to_str().unwrap();
+                assert_eq!(at(name), Some(model.clone()), "{name}");
+            }
+        }
+        assert_eq!(at("model.mtl"), Some(PathBuf::from("/jobs/a/export/model.mtl")));
+        assert_eq!(at("model.failed.png"), Some(PathBuf::from("/jobs/a/export/model.failed.png")));
+    }
+
+    #[test]
+    fn every_shipped_file_has_a_place_and_other_names_have_none() {
+        let layout = JobLayout::new("/jobs/a");
+        for name in SHIPPED_FILES {
+            let path = layout.output_path(name).unwrap();
+            assert!(path.starts_with("/jobs/a") && path.ends_with(name), "{name}: {}", path.display());
+        }
+        for name in
+            ["", "model", "model.", "modelx.glb", "model.a/b", "../report.json", "stage.json", "job.lock", "x.glb"]
+        {
+            assert_eq!(layout.output_path(name), None, "{name:?}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod credits;
 pub mod error;
+pub mod events;
 pub mod jobs;
 pub mod limits;
 pub mod prices;

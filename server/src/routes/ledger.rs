@@ -25,7 +25,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
-pub use kiln_api::credits::{LedgerPage, LedgerTransaction};
+pub use kiln_api::credits::{LedgerPage, LedgerQuery, LedgerTransaction};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_ledger)).routes(routes!(usage)).routes(routes!(list_purchases))
@@ -48,17 +48,6 @@ fn check_limit(limit: Option<i64>, default: i64, most: i64) -> ApiResult<i64> {
     } else {
         Err(ApiError::bad_request("invalid_query", format!("limit is 1 to {most}")))
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LedgerQuery {
-    limit: Option<i64>,
-    after: Option<Uuid>,
-    reason: Option<String>,
-    job_id: Option<Uuid>,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -176,16 +165,6 @@ async fn list_ledger(
 ) -> ApiResult<Json<LedgerPage>> {
     auth.require(Scope::JobsRead)?;
     let limit = check_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
-    let reason = query
-        .reason
-        .as_deref()
-        .map(|text| {
-            Reason::parse(text).ok_or_else(|| {
-                let names: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-                ApiError::bad_request("invalid_query", format!("reason is one of {}", names.join(", ")))
-            })
-        })
-        .transpose()?;
     if let Some(cursor) = query.after {
         let known: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM ledger_transactions WHERE id = $1 AND org_id = $2")
             .bind(cursor)
@@ -198,7 +177,7 @@ async fn list_ledger(
     }
     let rows: Vec<LedgerRow> = sqlx::query_as(LEDGER_QUERY)
         .bind(auth.org_id)
-        .bind(reason.map(Reason::as_str))
+        .bind(query.reason.map(Reason::as_str))
         .bind(query.job_id)
         .bind(query.since)
         .bind(query.until)

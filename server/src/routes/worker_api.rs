@@ -38,6 +38,7 @@ use crate::extract::{Json, Path};
 use crate::jobs::{self, Ending, JobFailure, JobOutput, JobState, PROGRESS_EVENT, StoredOutput};
 use crate::queue::{self, Lapsed, lapsed_columns};
 use crate::state::AppState;
+use kiln_api::events::Progress;
 
 /// Not in the OpenAPI document: plain routes.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -264,15 +265,6 @@ async fn lease(State(state): State<AppState>, _: WorkerAuth, Json(body): Json<Le
     Ok(Json(lease).into_response())
 }
 
-/// What a progress event in the job's log holds: the engine's event and the job's progress.
-#[derive(Serialize)]
-struct ProgressBody<'a> {
-    stage: &'static str,
-    fraction: f64,
-    eta_seconds: Option<f64>,
-    event: &'a JobEvent,
-}
-
 async fn heartbeat(
     State(state): State<AppState>,
     _: WorkerAuth,
@@ -293,7 +285,7 @@ async fn heartbeat(
         fraction = fraction.max(event.job_fraction.clamp(0.0, 1.0));
         // A preview is a path on the worker's disk: meaningless to anyone else.
         let event = JobEvent { preview: None, ..event.clone() };
-        let progress = ProgressBody { stage: event.stage.name(), fraction, eta_seconds: event.eta_s, event: &event };
+        let progress = Progress { stage: event.stage, fraction, eta_seconds: event.eta_s, event };
         let value = serde_json::to_value(&progress).map_err(ApiError::internal)?;
         jobs::record_event(&mut tx, held.org_id, job_id, PROGRESS_EVENT, &value).await?;
     }

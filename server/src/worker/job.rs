@@ -1,14 +1,17 @@
 //! One leased job on a worker: download the inputs into a fresh folder (photos into `photos/`,
 //! or the single `.zip` as it is), run the engine in a blocking thread while a heartbeat task
-//! streams its events and keeps the lease, upload `report.json` and the files the export stage
-//! delivered, and finish (retried until the server accepts it or says the lease is lost, so a
+//! streams its events and keeps the lease, upload the job folder's shipped files (the reports,
+//! the files the viewer and `kiln export` read, and what the export stage delivered) under their
+//! output names, and finish (retried until the server accepts it or says the lease is lost, so a
 //! finished result is never dropped on a network error).
 
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use kiln_job::layout::{REPORT_FILE, SHIPPED_FILES};
 use kiln_job::report::JobReport;
 use kiln_job::{CancelFlag, ErrorClass, EventKind, JobError, JobEvent, JobInput, JobLayout, run_job_from};
 use kiln_protocol::ModelVerdict;
@@ -242,7 +245,7 @@ async fn attempt(client: &Client, options: &WorkerOptions, lease: &Lease, dir: &
         Ok(report) => {
             let report_json = customer_report(&layout, dir);
             let exported: Vec<PathBuf> = report.outputs().iter().map(|file| file.path.clone()).collect();
-            let outputs = match upload_outputs(client, lease, &layout, &exported).await {
+            let outputs = match upload_outputs(client, lease, &layout, dir, &exported).await {
                 Ok(outputs) => outputs,
                 Err(message) => {
                     return failed(
@@ -293,7 +296,7 @@ async fn attempt(client: &Client, options: &WorkerOptions, lease: &Lease, dir: &
             tracing::info!(code, "the job failed: {message}");
             let report = customer_report(&layout, dir);
             let outputs = if report.is_some() {
-                upload_outputs(client, lease, &layout, &[]).await.unwrap_or_default()
+                upload_outputs(client, lease, &layout, dir, &[]).await.unwrap_or_default()
             } else {
                 Vec::new()
             };
@@ -349,17 +352,41 @@ fn failed(
 /// folder is rewritten the same way (atomically) before it is uploaded.
 fn customer_report(layout: &JobLayout, dir: &Path) -> Option<serde_json::Value> {
     let report: JobReport = kiln_job::report::read_report(layout.root()).ok()?;
-    let mut value = serde_json::to_value(report).ok()?;
+    let value = serde_json::to_value(report).ok()?;
+    Some(write_relative(&layout.report(), value, dir))
+}
+
+/// The other shipped JSON files (manifest, stage reports, `mesh.json`, …) rewritten like the
+/// report: the paths they hold under the attempt's folder made relative to it.
+fn customer_json_files(layout: &JobLayout, dir: &Path) {
+    let names = SHIPPED_FILES.into_iter().filter(|name| name.ends_with(".json") && *name != REPORT_FILE);
+    for path in names.filter_map(|name| layout.output_path(name)) {
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        match serde_json::from_slice(&bytes) {
+            Ok(value) => {
+                write_relative(&path, value, dir);
+            }
+            Err(error) => tracing::warn!(error = %error, "{} is not JSON; shipped as it is", path.display()),
+        }
+    }
+}
+
+/// `value` with every path under the attempt's folder `dir` made relative to it, written over
+/// the JSON file `path` (atomically: a sibling renamed into place); returns the new value.
+fn write_relative(path: &Path, mut value: serde_json::Value, dir: &Path) -> serde_json::Value {
     let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     for prefix in [root.as_path(), dir] {
         relative_paths(&mut value, &prefix.to_string_lossy());
     }
-    let text = serde_json::to_vec_pretty(&value).ok()?;
-    let temporary = layout.report().with_extension("json.customer");
-    if let Err(error) = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, layout.report())) {
-        tracing::warn!(error = %error, "cannot rewrite report.json with relative paths");
+    let temporary = path.with_extension("json.customer");
+    let written = serde_json::to_vec_pretty(&value)
+        .map_err(std::io::Error::from)
+        .and_then(|text| std::fs::write(&temporary, text))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(error) = written {
+        tracing::warn!(error = %error, "cannot rewrite {} with relative paths", path.display());
     }
-    Some(value)
+    value
 }
 
 /// Every string of `value` under the folder `root`, made relative to it (`.` for `root`).
@@ -450,22 +477,32 @@ fn safe_relative(name: &str) -> Option<PathBuf> {
     (plain && path.components().next().is_some()).then(|| path.to_path_buf())
 }
 
-/// The files a customer gets: `report.json` and the files the export stage delivered.
-fn output_files(layout: &JobLayout, exported: &[PathBuf]) -> Vec<PathBuf> {
-    let report = Some(layout.report()).filter(|p| p.is_file());
-    report.into_iter().chain(exported.iter().cloned()).collect()
+/// The files a customer gets, by output name: every shipped file the job folder holds
+/// (`SHIPPED_FILES`: the reports and what `kiln view` and `kiln export` read, which a client puts
+/// back with `JobLayout::output_path`) and the files the export stage delivered. Each name once:
+/// the `ply` format's `export/splats.ply` is `train/splats.ply`'s bytes.
+fn output_files(layout: &JobLayout, exported: &[PathBuf]) -> Vec<(String, PathBuf)> {
+    let shipped = SHIPPED_FILES
+        .into_iter()
+        .filter_map(|name| Some((name.to_string(), layout.output_path(name)?)))
+        .filter(|(_, path)| path.is_file());
+    let exported =
+        exported.iter().filter_map(|path| Some((path.file_name()?.to_string_lossy().into_owned(), path.clone())));
+    let mut names = HashSet::new();
+    shipped.chain(exported).filter(|(name, _)| names.insert(name.clone())).collect()
 }
 
-/// Uploads the outputs through presigned PUT URLs; returns what the finish reports.
+/// Uploads the outputs through presigned PUT URLs (their JSON files' paths made relative to the
+/// attempt's folder `dir` first); returns what the finish reports.
 async fn upload_outputs(
     client: &Client,
     lease: &Lease,
     layout: &JobLayout,
+    dir: &Path,
     exported: &[PathBuf],
 ) -> Result<Vec<JobOutput>, String> {
-    let files = output_files(layout, exported);
-    let names: Vec<String> =
-        files.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+    customer_json_files(layout, dir);
+    let (names, files): (Vec<String>, Vec<PathBuf>) = output_files(layout, exported).into_iter().unzip();
     let request = OutputsRequest { worker_id: client.worker_id.clone(), attempt: lease.attempt, files: names.clone() };
     let reply =
         retry("asking for output URLs", || client.outputs(lease.job_id, &request)).await.map_err(|e| e.to_string())?;
@@ -509,6 +546,41 @@ mod tests {
         assert_eq!(safe_relative("../x.jpg"), None);
         assert_eq!(safe_relative("/etc/passwd"), None);
         assert_eq!(safe_relative(""), None);
+    }
+
+    #[test]
+    fn every_shipped_file_present_goes_out_once_under_its_output_name() {
+        let root = std::env::temp_dir().join(format!("kiln-worker-outputs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let layout = JobLayout::new(root.join("job"));
+        let present = [layout.report(), layout.check_report(), layout.splats(), layout.mesh_json()];
+        let exported = [layout.stage(Stage::Export).join("model.glb"), layout.stage(Stage::Export).join("splats.ply")];
+        for path in present.iter().chain(&exported) {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"{}").unwrap();
+        }
+        let files = output_files(&layout, &exported);
+        let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["report.json", "check-report.json", "splats.ply", "mesh.json", "model.glb"]);
+        assert_eq!(files[2].1, layout.splats(), "the training splats, not the export's copy");
+        assert_eq!(files[4].1, exported[0]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn shipped_json_files_lose_the_worker_s_folder() {
+        let dir = std::env::temp_dir().join(format!("kiln-worker-json-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = JobLayout::new(dir.join("job"));
+        std::fs::create_dir_all(layout.stage(Stage::Mesh)).unwrap();
+        let splats = layout.splats().to_string_lossy().into_owned();
+        std::fs::write(layout.mesh_json(), serde_json::json!({"sources": {"splats": splats}}).to_string()).unwrap();
+        std::fs::write(layout.manifest(), b"not json").unwrap();
+        customer_json_files(&layout, &dir);
+        let mesh: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.mesh_json()).unwrap()).unwrap();
+        assert_eq!(mesh["sources"]["splats"], "job/train/splats.ply");
+        assert_eq!(std::fs::read(layout.manifest()).unwrap(), b"not json", "a file that is not JSON is left alone");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn event(stage: Stage, kind: EventKind) -> JobEvent {

@@ -118,8 +118,12 @@ async fn photos_to_a_validated_glb_through_a_worker_process() {
     assert_eq!(done["report"]["status"], "finished");
     assert!(done["gpu_seconds"].as_f64().unwrap() > 1.0);
     assert!(done["expires_at"].is_string());
+    // The job folder's shipped files, each once: what `kiln view` and `kiln export` read.
     let names: Vec<&str> = done["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["report.json", "model.glb"]);
+    let shipped = ["manifest.json", "report.json", "check-report.json", "transforms.json", "splats.ply", "mesh.ply"];
+    for name in shipped.into_iter().chain(["basecolor.png", "mesh.json", "model.glb"]) {
+        assert_eq!(names.iter().filter(|n| **n == name).count(), 1, "{name} in {names:?}");
+    }
     let root = std::env::temp_dir().join(format!("kiln-server-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&root).unwrap();
     for output in done["outputs"].as_array().unwrap() {
@@ -135,11 +139,28 @@ async fn photos_to_a_validated_glb_through_a_worker_process() {
     assert_eq!(report["status"], "finished");
     // The worker's own folders are not the customer's business: every path is relative.
     let work_dir = support::work_dir("e2e");
-    for text in [report.to_string(), done["report"].to_string()] {
+    let json_files =
+        names.iter().filter(|n| n.ends_with(".json")).map(|n| std::fs::read_to_string(root.join(n)).unwrap());
+    for text in json_files.chain([done["report"].to_string()]) {
         assert!(!text.contains(&*work_dir.to_string_lossy()), "the worker's folder leaks: {text}");
     }
     assert_eq!(report["job_dir"], "job");
     validate_glb(&root.join("model.glb"));
+
+    // kiln-cloud puts the outputs back into a job folder, where `kiln export` re-exports the mesh.
+    let client = kiln_cloud::Client::new(kiln_cloud::ClientConfig {
+        credential: Some(kiln_cloud::Credential::ApiKey(key.clone())),
+        ..kiln_cloud::ClientConfig::new(server.url.parse().unwrap())
+    })
+    .unwrap();
+    let job: kiln_api::jobs::Job = serde_json::from_value(done.clone()).unwrap();
+    let layout = kiln_job::JobLayout::new(root.join("job"));
+    kiln_cloud::download::download_outputs(&client, &job, layout.root(), |_| {}).await.unwrap();
+    assert!(layout.splats().is_file() && layout.transforms().is_file() && layout.manifest().is_file());
+    let mesh = layout.stage(kiln_job::Stage::Mesh);
+    let again = kiln_job::mesh_stage::export_mesh_dir(&mesh, &root.join("again"), &[kiln_job::Format::Glb], "model")
+        .expect("the downloaded mesh folder re-exports");
+    validate_glb(&again[0]);
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::remove_dir_all(support::work_dir("e2e")).unwrap();
 }
@@ -186,7 +207,7 @@ async fn a_killed_worker_s_job_is_finished_once_by_another() {
 
     // One set of outputs, the second attempt's.
     let names: Vec<&str> = done["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["report.json"]);
+    assert_eq!(names, ["manifest.json", "report.json", "check-report.json"]);
     let stored: Value =
         sqlx::query_scalar("SELECT outputs FROM jobs WHERE id = $1").bind(id_uuid).fetch_one(&server.db).await.unwrap();
     for output in stored.as_array().unwrap() {

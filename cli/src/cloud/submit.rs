@@ -1,0 +1,522 @@
+//! `kiln cloud submit` and the cloud half of `kiln reconstruct --where cloud`: photos to a cloud
+//! job, then (with `--wait`) its outputs in a local job folder.
+//!
+//! In order: the photos counted and the job quoted (`POST /v1/quotes`) against the balance, the
+//! quote confirmed (a prompt on a terminal; `--yes` otherwise), the photos uploaded with a
+//! progress bar (resumable: `kiln_cloud::upload` keeps its state in `<out>/cloud-upload.json`, so
+//! the same command after a kill sends only the missing parts), the job created and recorded in
+//! `<out>/cloud-job.json`, then the remote stages followed live and the outputs downloaded into
+//! `<out>` where a local run writes them. Run again on a folder that already records a job, the
+//! command follows (and downloads) that job instead of submitting another.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kiln_api::credits::QuoteRequest;
+use kiln_api::jobs::{CreateJob, Job, JobState};
+use kiln_api::prices::{Priority, Quote};
+use kiln_cloud::login::{CredentialSource, Session};
+use kiln_cloud::upload::UploadProgress;
+use kiln_cloud::{ErrorKind, JobStreamEvent};
+use kiln_protocol::SettingsOverrides;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{
+    BadArgument, EXIT_CODES_HELP, JobEnded, JobRecord, ServerArgs, UPLOAD_STATE_FILE, block_on, job_reason, session,
+};
+use crate::settings::SettingsArgs;
+
+/// Resolution of the remote job's progress bar (the job fraction is drawn in thousandths).
+const BAR_UNITS: u64 = 1000;
+
+/// How often the job is polled when its event stream cannot be followed (a proxy that buffers
+/// it): often enough for a progress bar, rare enough to be no load on the API.
+const POLL_EVERY: Duration = Duration::from_secs(2);
+
+/// What the cloud needs besides the photos and the settings: where, how urgent, confirmed or not.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CloudJobArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Rush priority: leased before every standard job, at the rush price.
+    #[arg(long)]
+    pub rush: bool,
+    /// Accept the quote without asking (required where stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `kiln cloud submit` arguments.
+#[derive(clap::Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub struct SubmitArgs {
+    /// A folder of photos (.jpg, .jpeg, .png directly in it) or a .zip of them. Only read.
+    pub input: PathBuf,
+    /// The local job folder: the upload's resume state, cloud-job.json and, with --wait, the
+    /// outputs [default: ./<input name>-cloud].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(flatten)]
+    pub cloud: CloudJobArgs,
+    /// Follow the job to its end and download its outputs into the job folder.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print a summary as JSON on stdout (job, quote, parts uploaded, files downloaded).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One submission.
+pub struct Request<'a> {
+    pub input: &'a Path,
+    pub out: &'a Path,
+    pub settings: SettingsOverrides,
+    pub cloud: &'a CloudJobArgs,
+    pub wait: bool,
+}
+
+/// What a submission did (`--json`).
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub server: String,
+    pub job_id: Uuid,
+    pub upload_id: Uuid,
+    pub state: JobState,
+    /// The quote confirmed; absent when the folder already recorded the job.
+    pub quote: Option<Quote>,
+    /// The upload; absent when the folder already recorded the job.
+    pub upload: Option<UploadSummary>,
+    /// Files written into the job folder.
+    pub outputs: Vec<PathBuf>,
+}
+
+/// What this run of the upload sent.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct UploadSummary {
+    /// Parts this run sent to storage.
+    pub parts_sent: u64,
+    pub bytes_sent: u64,
+    /// Bytes storage already held from an earlier run (a resumed upload).
+    pub bytes_resumed: u64,
+    pub total_bytes: u64,
+}
+
+/// The quote was not accepted: no terminal to ask on and no `--yes` (exit code 2).
+#[derive(Debug)]
+pub struct NotConfirmed;
+
+impl std::fmt::Display for NotConfirmed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the quote needs a confirmation, and stdin is not a terminal to ask on: pass --yes to accept it")
+    }
+}
+
+impl std::error::Error for NotConfirmed {}
+
+/// The balance does not cover the quote (exit code 5); nothing was uploaded.
+#[derive(Debug)]
+pub struct NotEnoughCredits {
+    pub needed: i64,
+    pub available: i64,
+}
+
+impl std::fmt::Display for NotEnoughCredits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "insufficient credits: this job costs {} and the organisation has {} available (`kiln credits`); nothing \
+             was uploaded",
+            self.needed, self.available
+        )
+    }
+}
+
+impl std::error::Error for NotEnoughCredits {}
+
+pub fn run(args: &SubmitArgs) -> Result<()> {
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => default_out(&args.input)?,
+    };
+    let request = Request {
+        input: &args.input,
+        out: &out,
+        settings: args.settings.overrides()?,
+        cloud: &args.cloud,
+        wait: args.wait,
+    };
+    let summary = block_on(submit(&request))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    Ok(())
+}
+
+/// `kiln reconstruct --where cloud`: the submission with `--wait` into the reconstruct's job
+/// folder.
+pub fn reconstruct(input: &Path, out: &Path, settings: &SettingsArgs, cloud: &CloudJobArgs, json: bool) -> Result<()> {
+    let request = Request { input, out, settings: settings.overrides()?, cloud, wait: true };
+    let summary = block_on(submit(&request))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    Ok(())
+}
+
+/// `./<input name>-cloud`.
+fn default_out(input: &Path) -> Result<PathBuf> {
+    let stem = input
+        .file_stem()
+        .ok_or_else(|| BadArgument(format!("{} has no name to make a job folder of: pass --out", input.display())))?;
+    let mut name = stem.to_os_string();
+    name.push("-cloud");
+    Ok(PathBuf::from(name))
+}
+
+/// Runs a submission (see the module's doc) on the current runtime.
+pub async fn submit(request: &Request<'_>) -> Result<Summary> {
+    let session = session(&request.cloud.server.server).await?;
+    let server = session.client().server().to_string();
+    let (job, quote, upload) = match JobRecord::read(request.out)? {
+        Some(record) if record.server == server => {
+            eprintln!(
+                "{} already records cloud job {}: following it (remove {} to submit anew)",
+                request.out.display(),
+                record.job_id,
+                request.out.join(super::JOB_FILE).display()
+            );
+            (session.call(async |client| client.job(record.job_id).await).await?, None, None)
+        }
+        Some(record) => {
+            return Err(BadArgument(format!(
+                "{} records a job of {}, not of {server}: pick another --out",
+                request.out.display(),
+                record.server
+            ))
+            .into());
+        }
+        None => match submit_new(&session, request).await? {
+            Some((job, quote, upload)) => (job, Some(quote), Some(upload)),
+            None => anyhow::bail!("not submitted: the quote was declined, nothing was spent"),
+        },
+    };
+    let mut summary = Summary {
+        server,
+        job_id: job.id,
+        upload_id: job.upload_id,
+        state: job.state,
+        quote,
+        upload,
+        outputs: Vec::new(),
+    };
+    if !request.wait {
+        eprintln!(
+            "cloud job {} is {}; `kiln cloud status {}` follows it",
+            job.id,
+            job.state.as_str(),
+            request.out.display()
+        );
+        return Ok(summary);
+    }
+    let job = follow(&session, job.id).await?;
+    summary.state = job.state;
+    if job.state != JobState::Succeeded {
+        return Err(JobEnded { job_id: job.id, state: job.state, reason: job_reason(&job) }.into());
+    }
+    summary.outputs = download_into(&session, &job, request.out).await?;
+    eprintln!("cloud job {} succeeded: job folder {}", job.id, request.out.display());
+    Ok(summary)
+}
+
+/// Quote, confirmation, upload and job creation; `None` when the quote was declined.
+async fn submit_new(session: &Session, request: &Request<'_>) -> Result<Option<(Job, Quote, UploadSummary)>> {
+    let photos = photo_count(request.input)?;
+    let priority = if request.cloud.rush { Priority::Rush } else { Priority::Standard };
+    let asked = QuoteRequest { photos, preset: request.settings.preset, priority };
+    let quote = session.call(async |client| client.quote(&asked).await).await?;
+    let balances = session.call(async |client| client.credits().await).await?;
+    eprintln!(
+        "quote: {} credits for {} photos at preset {}, {} priority{} ({} available)",
+        quote.credits,
+        quote.photos,
+        quote.preset,
+        quote.priority.as_str(),
+        if quote.credits != quote.standard_credits {
+            format!(", {} at standard priority", quote.standard_credits)
+        } else {
+            String::new()
+        },
+        balances.available
+    );
+    if balances.available < quote.credits {
+        return Err(NotEnoughCredits { needed: quote.credits, available: balances.available }.into());
+    }
+    if !confirm(&quote, request.cloud.yes)? {
+        return Ok(None);
+    }
+    let (upload_id, upload) = upload(session, request.input, request.out).await?;
+    let settings = serde_json::to_value(&request.settings)?;
+    let create = CreateJob { upload_id, settings, priority };
+    let job = session.call(async |client| client.create_job(&create).await).await?;
+    let record = JobRecord { server: session.client().server().to_string(), job_id: job.id, upload_id };
+    record.write(request.out)?;
+    eprintln!("submitted cloud job {} ({} credits reserved)", job.id, job.credits.reserved);
+    Ok(Some((job, quote, upload)))
+}
+
+/// The photos the upload will carry: the folder's photos, or those in the `.zip`.
+fn photo_count(input: &Path) -> Result<u32> {
+    let files = kiln_cloud::upload::input_files(input)?;
+    let count = match files.as_slice() {
+        [only] if only.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) => zip_photos(only)?,
+        photos => photos.len(),
+    };
+    if count == 0 {
+        return Err(BadArgument(format!("{} holds no photos (.jpg, .jpeg, .png)", input.display())).into());
+    }
+    u32::try_from(count).map_err(|_| BadArgument(format!("{} holds too many photos", input.display())).into())
+}
+
+/// The photos in the ZIP `path` (hidden files and macOS resource forks skipped).
+fn zip_photos(path: &Path) -> Result<usize> {
+    let unreadable = |e: &dyn std::fmt::Display| BadArgument(format!("{} is not a readable .zip: {e}", path.display()));
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let archive = zip::ZipArchive::new(file).map_err(|e| unreadable(&e))?;
+    let photos = archive
+        .file_names()
+        // A name that is not text cannot be a photo the engine takes.
+        .filter_map(Result::ok)
+        .filter(|name| !name.ends_with('/'))
+        .filter(|name| !name.split('/').any(|part| part.starts_with('.') || part == "__MACOSX"))
+        .filter(|name| kiln_core::photos::is_photo_name(Path::new(name.as_ref())))
+        .count();
+    Ok(photos)
+}
+
+/// Whether the quote is accepted: `--yes`, or "y" at the prompt; without a terminal and without
+/// `--yes`, [`NotConfirmed`].
+fn confirm(quote: &Quote, yes: bool) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(NotConfirmed.into());
+    }
+    eprint!("Submit this job for {} credits? [y/N] ", quote.credits);
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer).context("cannot read the answer")?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// Uploads the photos with a progress bar, resuming the upload `<out>/cloud-upload.json` records;
+/// answers the complete upload's id and what this run sent.
+async fn upload(session: &Session, input: &Path, out: &Path) -> Result<(Uuid, UploadSummary)> {
+    let state = out.join(UPLOAD_STATE_FILE);
+    let bar = bytes_bar("upload");
+    // The client reports once before the first part (what storage already holds), then once per
+    // part sent.
+    let sent: Mutex<Option<UploadSummary>> = Mutex::new(None);
+    let report = |progress: UploadProgress| {
+        bar.set_length(progress.total_bytes);
+        bar.set_position(progress.sent_bytes);
+        bar.set_message(format!("{}/{} files", progress.files_done, progress.files));
+        let mut sent = sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match sent.as_mut() {
+            None => {
+                *sent = Some(UploadSummary {
+                    bytes_resumed: progress.sent_bytes,
+                    total_bytes: progress.total_bytes,
+                    ..UploadSummary::default()
+                })
+            }
+            Some(summary) => {
+                summary.parts_sent += 1;
+                summary.bytes_sent = summary.bytes_sent.max(progress.sent_bytes.saturating_sub(summary.bytes_resumed));
+            }
+        }
+    };
+    let uploaded =
+        session.call(async |client| kiln_cloud::upload::upload_photos(client, input, &state, &report).await).await;
+    bar.finish_and_clear();
+    let upload = uploaded?;
+    let summary = sent.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match summary {
+        Some(summary) => eprintln!(
+            "uploaded {} in {} parts{}",
+            super::megabytes(summary.bytes_sent),
+            summary.parts_sent,
+            if summary.bytes_resumed > 0 {
+                format!(" ({} were already there from an earlier run)", super::megabytes(summary.bytes_resumed))
+            } else {
+                String::new()
+            }
+        ),
+        None => eprintln!("the upload {} was already complete", upload.id),
+    }
+    Ok((upload.id, summary.unwrap_or_default()))
+}
+
+/// Follows the job to its end: its event stream (refreshing a login whose token expires on the
+/// way), or polling where the stream cannot be followed; answers the job as it ended.
+async fn follow(session: &Session, job_id: Uuid) -> Result<Job> {
+    let bar = ProgressBar::with_draw_target(Some(BAR_UNITS), ProgressDrawTarget::stderr());
+    // The template is a compile-time constant; a bad one would only lose the styling.
+    if let Ok(style) = ProgressStyle::with_template("{prefix:>7} [{bar:30}] {percent:>3}% · {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix("cloud");
+    bar.enable_steady_tick(Duration::from_millis(250));
+    let followed = follow_events(session, job_id, &bar).await;
+    let polled = match followed {
+        Ok(()) => Ok(()),
+        Err(error) if matches!(error.kind(), ErrorKind::Network | ErrorKind::Protocol | ErrorKind::Server) => {
+            bar.suspend(|| eprintln!("the job's event stream failed ({error}): polling it instead"));
+            poll(session, job_id, &bar).await
+        }
+        Err(error) => Err(error.into()),
+    };
+    bar.finish_and_clear();
+    polled?;
+    Ok(session.call(async |client| client.job(job_id).await).await?)
+}
+
+/// The event stream until the job's final state.
+async fn follow_events(session: &Session, job_id: Uuid, bar: &ProgressBar) -> Result<(), kiln_cloud::CloudError> {
+    let mut last_id = None;
+    let mut refreshed_for = None;
+    loop {
+        let stream = session.client().events(job_id, last_id);
+        futures_util::pin_mut!(stream);
+        let mut refused = None;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => {
+                    last_id = Some(event.id());
+                    show_event(bar, &event);
+                }
+                Err(error) => {
+                    refused = Some(error);
+                    break;
+                }
+            }
+        }
+        let Some(error) = refused else { return Ok(()) };
+        // A login's access token may expire during a long job: refresh once per point in the
+        // stream, then reconnect from the last event.
+        let login = matches!(session.source(), CredentialSource::Login(_));
+        if error.kind() != ErrorKind::Unauthorized || !login || refreshed_for == Some(last_id) {
+            return Err(error);
+        }
+        refreshed_for = Some(last_id);
+        if session.refresh().await.is_err() {
+            return Err(error);
+        }
+    }
+}
+
+fn show_event(bar: &ProgressBar, event: &JobStreamEvent) {
+    match event {
+        JobStreamEvent::State { change, .. } => {
+            let why = change.error.as_ref().map(|e| format!(": {}", e.message)).unwrap_or_default();
+            bar.suspend(|| eprintln!("cloud job {} ({}){why}", change.state.as_str(), change.reason));
+        }
+        JobStreamEvent::Progress { progress, .. } => {
+            bar.set_prefix(progress.stage.to_string());
+            bar.set_position((progress.fraction.clamp(0.0, 1.0) * BAR_UNITS as f64).round() as u64);
+            let eta = progress.eta_seconds.map(|s| format!(" · ETA {:.0} s", s.max(0.0))).unwrap_or_default();
+            bar.set_message(format!("{}{eta}", progress.event.message));
+        }
+    }
+}
+
+/// Polls the job until it ends.
+async fn poll(session: &Session, job_id: Uuid, bar: &ProgressBar) -> Result<()> {
+    let stream = session.client().watch(job_id, POLL_EVERY);
+    futures_util::pin_mut!(stream);
+    while let Some(job) = stream.next().await {
+        let job = job?;
+        bar.set_prefix(job.stage.clone().unwrap_or_else(|| job.state.as_str().to_string()));
+        bar.set_position((f64::from(job.fraction).clamp(0.0, 1.0) * BAR_UNITS as f64).round() as u64);
+        bar.set_message(job.state.as_str());
+    }
+    Ok(())
+}
+
+/// Downloads the finished `job`'s outputs into the job folder `out` with a progress bar; answers
+/// the files in place.
+pub(super) async fn download_into(session: &Session, job: &Job, out: &Path) -> Result<Vec<PathBuf>> {
+    let bar = bytes_bar("download");
+    let downloaded = session
+        .call(async |client| {
+            kiln_cloud::download::download_outputs(client, job, out, |progress| {
+                bar.set_length(progress.total_bytes);
+                bar.set_position(progress.received_bytes);
+                bar.set_message(format!("{}/{} files", progress.files_done, progress.files));
+            })
+            .await
+        })
+        .await;
+    bar.finish_and_clear();
+    let paths = downloaded?;
+    for path in &paths {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(paths)
+}
+
+/// A bar in bytes on stderr.
+fn bytes_bar(prefix: &'static str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    // The template is a compile-time constant; a bad one would only lose the styling.
+    if let Ok(style) =
+        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {msg} · {bytes_per_sec}, ETA {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(prefix);
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn photos_are_counted_in_folders_and_zips() {
+        let dir = std::env::temp_dir().join(format!("kiln-cli-cloud-count-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["a.jpg", "b.PNG", "notes.txt"] {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        assert_eq!(photo_count(&dir).unwrap(), 2);
+        let zip_path = dir.join("set.zip");
+        let mut writer = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        let options = zip::write::SimpleFileOptions::default();
+        for name in ["p/1.jpg", "p/2.jpeg", "p/.hidden.jpg", "__MACOSX/p/._1.jpg", "p/readme.md"] {
+            writer.start_file(name, options).unwrap();
+            std::io::Write::write_all(&mut writer, b"x").unwrap();
+        }
+        writer.finish().unwrap();
+        assert_eq!(photo_count(&zip_path).unwrap(), 2);
+        std::fs::write(dir.join("bad.zip"), b"not a zip").unwrap();
+        assert!(photo_count(&dir.join("bad.zip")).is_err_and(|e| e.is::<BadArgument>()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_default_folder_is_named_after_the_input() {
+        assert_eq!(default_out(Path::new("/photos/mug.zip")).unwrap(), PathBuf::from("mug-cloud"));
+        assert_eq!(default_out(Path::new("shots/")).unwrap(), PathBuf::from("shots-cloud"));
+    }
+}
