@@ -65,23 +65,29 @@ impl Reference {
     }
 }
 
-/// Creates the organisation's accounts the first time, then locks all three, always in the same
-/// order, and answers their balances.
+/// Locks the organisation's three accounts, always in the same order, and answers their
+/// balances; creates them the first time (only then, so a posting's hot path is one SELECT).
 async fn lock(tx: &mut PgConnection, org_id: Uuid) -> ApiResult<Balances> {
-    sqlx::query(
-        "INSERT INTO credit_accounts (id, org_id, kind)
-         SELECT gen_random_uuid(), $1, kind FROM unnest(ARRAY['available', 'reserved', 'debt']) AS kind
-         ON CONFLICT (org_id, kind) WHERE org_id IS NOT NULL DO NOTHING",
-    )
-    .bind(org_id)
-    .execute(&mut *tx)
-    .await?;
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT kind, balance FROM credit_accounts WHERE org_id = $1 ORDER BY kind FOR UPDATE")
-            .bind(org_id)
-            .fetch_all(&mut *tx)
-            .await?;
+    let mut rows = locked(tx, org_id).await?;
+    if rows.len() < 3 {
+        sqlx::query(
+            "INSERT INTO credit_accounts (id, org_id, kind)
+             SELECT gen_random_uuid(), $1, kind FROM unnest(ARRAY['available', 'reserved', 'debt']) AS kind
+             ON CONFLICT (org_id, kind) WHERE org_id IS NOT NULL DO NOTHING",
+        )
+        .bind(org_id)
+        .execute(&mut *tx)
+        .await?;
+        rows = locked(tx, org_id).await?;
+    }
     Ok(balances_of(&rows))
+}
+
+async fn locked(tx: &mut PgConnection, org_id: Uuid) -> ApiResult<Vec<(String, i64)>> {
+    Ok(sqlx::query_as("SELECT kind, balance FROM credit_accounts WHERE org_id = $1 ORDER BY kind FOR UPDATE")
+        .bind(org_id)
+        .fetch_all(&mut *tx)
+        .await?)
 }
 
 fn balances_of(rows: &[(String, i64)]) -> Balances {
