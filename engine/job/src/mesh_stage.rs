@@ -246,6 +246,8 @@ struct LoadedViews {
     /// Views held out of training; they stay out of the texture too, so that the job's verdict
     /// compares the model with photos it was not made from.
     held_out: Vec<bool>,
+    /// The dataset's sparse points (structure from motion's), world frame; empty without them.
+    points: Vec<[f32; 3]>,
 }
 
 /// Runs the whole mesh stage (see the module docs) from `train_dir` into the folder `out`. Ends
@@ -400,7 +402,9 @@ pub fn attach_masks(dataset: &mut Dataset, masks: &Path) -> Result<(), MeshStage
 
 fn load(dataset: &Dataset, max_side: u32) -> Result<LoadedViews, MeshStageError> {
     let loaded = load_views(&dataset.views, max_side)?;
-    let mut views = LoadedViews { cameras: Vec::new(), images: Vec::new(), masks: Vec::new(), held_out: Vec::new() };
+    let points = dataset.points.as_ref().map(|cloud| cloud.positions.clone()).unwrap_or_default();
+    let mut views =
+        LoadedViews { cameras: Vec::new(), images: Vec::new(), masks: Vec::new(), held_out: Vec::new(), points };
     for ((camera, image, mask), view) in loaded.into_iter().zip(&dataset.views) {
         views.cameras.push(camera);
         views.images.push(image);
@@ -492,7 +496,7 @@ fn surface(
     let Some(object_box) = object_box else {
         return Ok(scene(Subject::Scene));
     };
-    let Some(object) = find_object(&coarse, &views.cameras, object_box, voxel_size, up) else {
+    let Some(object) = find_object(&coarse, &views.cameras, object_box, voxel_size, up, &views.points) else {
         return Ok(scene(Subject::Scene));
     };
     if object.supports.is_empty() {

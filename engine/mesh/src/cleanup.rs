@@ -379,7 +379,7 @@ pub fn ground_cut_height(mesh: &TriMesh, plane: &Plane, margin: f32) -> f32 {
 }
 
 /// Least-squares plane through points: the centroid and the covariance's smallest eigenvector.
-fn fit_plane(points: &[Vec3]) -> Option<(Vec3, f32)> {
+pub(crate) fn fit_plane(points: &[Vec3]) -> Option<(Vec3, f32)> {
     if points.len() < 3 {
         return None;
     }
