@@ -77,12 +77,12 @@ KILN_SERVER_BIN="${CARGO_TARGET_DIR:-target}/debug/kiln-server" scripts/schemath
 
 # Quality gates that need optimised code (ignored in debug builds): held-out PSNR of training, and
 # pose accuracy of structure from motion on bunny-synth, fox and sceaux-castle, mesh geometry
-# (Chamfer, F-score) and texture PSNR against bunny-synth's ground truth. The CPU build alone, so
-# this compiles no wgpu.
-cargo test --release --locked -p kiln-splats --test train -- --ignored --nocapture
-cargo test --release --locked -p kiln-sfm --test sfm_datasets -- --ignored --nocapture
-cargo test --release --locked -p kiln-job --test mesh_bunny -- --ignored --nocapture
-
-# One command from photos to validated GLB/USDZ on bunny-synth (no poses given), and a job killed
-# with SIGKILL during training that resumes without recomputing its poses.
-cargo test --release --locked -p kiln --no-default-features --test cli_reconstruct -- --ignored --nocapture
+# (Chamfer, F-score) and texture PSNR against bunny-synth's ground truth; then one command from
+# photos to validated GLB/USDZ on bunny-synth (no poses given), a job killed with SIGKILL during
+# training that resumes without recomputing its poses, and the real photo sets finishing with a
+# model and a verdict. The CPU build alone, so this compiles no wgpu; one invocation, so the
+# crates are built once with one set of features (four invocations rebuilt the engine crates for
+# each: about a minute each on two cores).
+cargo test --release --locked --no-default-features \
+  -p kiln-splats -p kiln-sfm -p kiln-job -p kiln \
+  --test train --test sfm_datasets --test mesh_bunny --test cli_reconstruct -- --ignored --nocapture
