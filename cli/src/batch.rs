@@ -3,6 +3,10 @@
 //! and writes `batch-report.json` into the output folder. Exit code 0 when every item succeeded,
 //! 2 when the only failures were bad inputs, 1 otherwise. Ctrl-C cancels the running item (its
 //! folder stays resumable) and starts no other.
+//!
+//! With `--cloud` the same items go to the hosted service as one batch ([`crate::cloud::batch`]):
+//! the batch's quote confirmed, the photos uploaded, and with `--wait` each job's outputs
+//! downloaded into its own job folder (the cloud commands' exit codes apply).
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +15,7 @@ use kiln_job::CancelFlag;
 use kiln_queue::batch::{BatchReport, ItemResult, ItemStatus, plan_batch, run_batch, write_batch_report};
 use kiln_queue::{QueueError, run_real_job};
 
+use crate::cloud::submit::CloudJobArgs;
 use crate::interrupt;
 use crate::settings::SettingsArgs;
 
@@ -27,12 +32,25 @@ pub struct BatchArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// Run the items on the hosted service as one batch (quote for the whole batch, confirmed;
+    /// photos uploaded; see `kiln cloud submit`) instead of on this machine.
+    #[arg(long)]
+    pub cloud: bool,
+    /// With --cloud: follow the batch until every job has ended and download each job's outputs
+    /// into its own job folder.
+    #[arg(long, requires = "cloud")]
+    pub wait: bool,
+    #[command(flatten)]
+    pub cloud_job: CloudJobArgs,
 }
 
 pub fn run(args: &BatchArgs) -> Result<()> {
     let out = args.out.clone().unwrap_or_else(|| default_out(&args.source));
     let items = plan_batch(&args.source, &out, &args.settings.overrides()?)?;
     eprintln!("{} item(s) from {}; results in {}", items.len(), args.source.display(), out.display());
+    if args.cloud {
+        return crate::cloud::batch::run(&items, &out, &args.cloud_job, args.wait);
+    }
     let cancel = interrupt::cancel_on_ctrl_c();
     let mut runner = run_real_job;
     let count = items.len();

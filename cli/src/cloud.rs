@@ -1,6 +1,7 @@
 //! The hosted service from the command line, thin over `kiln-cloud`: `kiln login`, `kiln logout`,
-//! `kiln whoami`, `kiln credits` and `kiln cloud submit|status|list|cancel|download`, and the
-//! cloud half of `kiln reconstruct --where cloud|auto`.
+//! `kiln whoami`, `kiln credits [buy]`, `kiln keys create|list|revoke` and
+//! `kiln cloud submit|status|list|cancel|download`, and the cloud half of
+//! `kiln reconstruct --where cloud|auto`.
 //!
 //! The server is `--server URL`, else `KILN_SERVER`, else [`DEFAULT_SERVER`]. The credential is
 //! the API key in `KILN_API_KEY` when it is set (no login needed: scripts, CI), else the login
@@ -14,7 +15,10 @@
 //! [`EXIT_INTEGRITY`] 8 ([`exit_code`] maps `kiln_cloud::ErrorKind` to them).
 
 mod account;
+#[cfg(feature = "queue")]
+pub mod batch;
 mod jobs;
+mod keys;
 pub mod placement;
 pub mod submit;
 
@@ -30,6 +34,7 @@ use url::Url;
 use uuid::Uuid;
 
 pub use account::{CreditsArgs, credits, login, logout, whoami};
+pub use keys::{KeysCommand, run as keys};
 
 /// The hosted API used when neither `--server` nor `KILN_SERVER` names one. Kiln's public
 /// service has no final host name yet: this is the name its OpenAPI document uses, so a build
@@ -237,17 +242,31 @@ pub fn exit_code(error: &anyhow::Error) -> Option<u8> {
         if let Some(cloud) = cause.downcast_ref::<CloudError>() {
             return cloud_code(cloud);
         }
-        if cause.is::<JobEnded>() {
+        if cause.is::<JobEnded>() || batch_ended(cause) {
             return Some(EXIT_JOB_ENDED);
         }
         if cause.is::<submit::NotEnoughCredits>() {
             return Some(EXIT_CREDITS);
+        }
+        if cause.is::<account::NeedsLogin>() {
+            return Some(EXIT_LOGIN);
         }
         if cause.is::<submit::NotConfirmed>() || cause.is::<BadArgument>() {
             return Some(crate::EXIT_BAD_INPUT);
         }
         None
     })
+}
+
+/// Whether `cause` says some of a cloud batch's jobs did not succeed.
+#[cfg(feature = "queue")]
+fn batch_ended(cause: &(dyn std::error::Error + 'static)) -> bool {
+    cause.is::<batch::NotAllSucceeded>()
+}
+
+#[cfg(not(feature = "queue"))]
+fn batch_ended(_: &(dyn std::error::Error + 'static)) -> bool {
+    false
 }
 
 fn cloud_code(error: &CloudError) -> Option<u8> {

@@ -76,11 +76,15 @@ enum Command {
     /// Signs out of the hosted service: revokes the stored login and forgets it.
     #[command(after_help = cloud::EXIT_CODES_HELP)]
     Logout(cloud::ServerArgs),
-    /// The hosted service, how this command authenticates to it, and the organisation's balance.
+    /// Who you are on the hosted service: user, organisation, role, the credential's kind, balance.
     #[command(after_help = cloud::EXIT_CODES_HELP)]
     Whoami(cloud::ServerArgs),
-    /// The organisation's credits on the hosted service; --ledger lists recent transactions.
+    /// The organisation's credits on the hosted service; --ledger lists recent transactions;
+    /// `buy <pack>` buys a pack through Stripe Checkout.
     Credits(cloud::CreditsArgs),
+    /// API keys of the organisation on the hosted service, for scripts and CI (KILN_API_KEY).
+    #[command(subcommand)]
+    Keys(cloud::KeysCommand),
     /// Jobs on the hosted service: submit, status, list, cancel, download.
     #[command(subcommand)]
     Cloud(cloud::CloudCommand),
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         Command::Logout(args) => cloud::logout(&args),
         Command::Whoami(args) => cloud::whoami(&args),
         Command::Credits(args) => cloud::credits(&args),
+        Command::Keys(command) => cloud::keys(&command),
         Command::Cloud(command) => cloud::run(&command),
     };
     match result {

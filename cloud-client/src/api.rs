@@ -1,7 +1,9 @@
 //! The hosted API's routes as typed methods on [`Client`], speaking `kiln-api`'s types: limits,
 //! prices and quotes, credits and the ledger, and jobs (submit, read, list, cancel, output
-//! links). Uploads and downloads live in their own modules; a job's live events in `events`.
+//! links) and batches. Uploads and downloads live in their own modules; a job's live events in
+//! `events`.
 
+use kiln_api::batches::{Batch, CreateBatch};
 use kiln_api::credits::{Balances, LedgerPage, LedgerQuery, QuoteRequest};
 use kiln_api::jobs::{CreateJob, Job, JobList, OutputLink};
 use kiln_api::limits::Limits;
@@ -71,6 +73,18 @@ impl Client {
     pub async fn cancel_job(&self, id: Uuid) -> Result<Job, CloudError> {
         let url = self.url(&format!("/v1/jobs/{id}/cancel"))?;
         self.call_url(Method::POST, url, None).await
+    }
+
+    /// `POST /v1/batches`: one job per item, all in one transaction (an item refused refuses the
+    /// batch, with the item named; 402 `insufficient_credits` when the balance does not cover
+    /// every item's quote).
+    pub async fn create_batch(&self, batch: &CreateBatch) -> Result<Batch, CloudError> {
+        self.post("/v1/batches", batch).await
+    }
+
+    /// `GET /v1/batches/{id}`: the batch's state, counts by job state and each item's job.
+    pub async fn batch(&self, id: Uuid) -> Result<Batch, CloudError> {
+        self.get(&format!("/v1/batches/{id}")).await
     }
 
     /// `GET /v1/jobs/{job}/outputs/{file}`: a freshly signed storage URL for one output (the

@@ -9,11 +9,17 @@
 //! against the size and SHA-256 the job lists: a mismatch deletes the `.part` and is a
 //! [`CloudError::Integrity`]; a match is synced to disk and renamed into place, so nothing
 //! half-written ever has a final name. A file already in place with the right hash is kept.
+//!
+//! The rest of the job folder comes as one archive ([`FOLDER_ARCHIVE`]: stage records, the COLMAP
+//! model, masks, verdict strips, …), downloaded like any output, then unpacked entry by entry
+//! (each to a `.part`, renamed into place; an entry with no place in a job folder is skipped) and
+//! removed. Outputs come for a job that failed or was canceled too: what it finished, which a
+//! local run of the same photos in the folder resumes from.
 
 use std::path::{Path, PathBuf};
 
 use kiln_api::jobs::{Job, JobOutput};
-use kiln_protocol::layout::JobLayout;
+use kiln_protocol::layout::{FOLDER_ARCHIVE, JobLayout};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use tokio::io::AsyncWriteExt;
@@ -49,7 +55,12 @@ pub async fn download_outputs(
     let layout = JobLayout::new(folder);
     let mut wanted = Vec::new();
     for output in &job.outputs {
-        match layout.output_path(&output.name) {
+        let place = if output.name == FOLDER_ARCHIVE {
+            Some(folder.join(FOLDER_ARCHIVE))
+        } else {
+            layout.output_path(&output.name)
+        };
+        match place {
             Some(path) => wanted.push((output, path, expected_size(output)?)),
             None => tracing::warn!(file = %output.name, "an output with no place in a job folder: skipped"),
         }
@@ -64,9 +75,61 @@ pub async fn download_outputs(
         };
         download_output(client, job.id, output, size, &path, &report).await?;
         done_bytes += size;
-        placed.push(path);
+        if output.name == FOLDER_ARCHIVE {
+            placed.extend(unpack_archive(&layout, &path).await?);
+        } else {
+            placed.push(path);
+        }
     }
     progress(DownloadProgress { received_bytes: done_bytes, total_bytes, files_done: files, files });
+    Ok(placed)
+}
+
+/// Unpacks the verified job-folder archive at `archive` into the job folder `layout` (each entry
+/// written to a `.part` and renamed into place), then removes it; answers the files placed.
+async fn unpack_archive(layout: &JobLayout, archive: &Path) -> Result<Vec<PathBuf>, CloudError> {
+    let (layout, owned) = (layout.clone(), archive.to_path_buf());
+    let placed = tokio::task::spawn_blocking(move || unpack_entries(&layout, &owned))
+        .await
+        .map_err(|e| CloudError::Protocol(format!("the unpacking thread failed: {e}")))??;
+    tokio::fs::remove_file(archive).await.map_err(|source| CloudError::Io { path: archive.to_path_buf(), source })?;
+    Ok(placed)
+}
+
+fn unpack_entries(layout: &JobLayout, archive: &Path) -> Result<Vec<PathBuf>, CloudError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CloudError::Io { path, source }
+    };
+    let corrupt = |e: zip::result::ZipError| CloudError::Protocol(format!("{FOLDER_ARCHIVE} does not unpack: {e}"));
+    let file = std::fs::File::open(archive).map_err(io(archive))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(corrupt)?;
+    let mut placed = Vec::with_capacity(zip.len());
+    for index in 0..zip.len() {
+        let mut entry = zip.by_index(index).map_err(corrupt)?;
+        if entry.is_dir() {
+            continue;
+        }
+        let name = entry.name().map_err(corrupt)?.into_owned();
+        let Some(path) = layout.archived_path(&name) else {
+            tracing::warn!(entry = name, "an archive entry with no place in a job folder: skipped");
+            continue;
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let part = part_path(&path);
+        let written = std::fs::File::create(&part).and_then(|mut out| {
+            // The entry's CRC-32 is checked as it is read to its end.
+            std::io::copy(&mut entry, &mut out)?;
+            out.sync_all()
+        });
+        if let Err(source) = written.and_then(|()| std::fs::rename(&part, &path)) {
+            let _ = std::fs::remove_file(&part);
+            return Err(CloudError::Io { path, source });
+        }
+        placed.push(path);
+    }
     Ok(placed)
 }
 
@@ -304,6 +367,39 @@ mod tests {
         assert_eq!(parse_content_range("bytes 9-5/10"), None);
         assert_eq!(parse_content_range("items 0-1/2"), None);
         assert_eq!(parse_content_range("bytes */10"), None);
+    }
+
+    #[test]
+    fn an_archive_unpacks_into_the_job_folder_and_nowhere_else() {
+        let root = std::env::temp_dir().join(format!("kiln-cloud-unpack-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let layout = JobLayout::new(root.join("job"));
+        std::fs::create_dir_all(layout.root()).unwrap();
+        let archive = layout.root().join(FOLDER_ARCHIVE);
+        let mut writer = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+        let options = zip::write::SimpleFileOptions::default();
+        for (name, bytes) in [
+            ("poses/sparse/0/cameras.bin", &b"cameras"[..]),
+            ("mesh/stage.json", b"{}"),
+            ("../escape.txt", b"x"),
+            ("manifest.json", b"{}"),
+        ] {
+            writer.start_file(name, options).unwrap();
+            std::io::Write::write_all(&mut writer, bytes).unwrap();
+        }
+        writer.finish().unwrap();
+        let placed = unpack_entries(&layout, &archive).unwrap();
+        assert_eq!(
+            placed,
+            [
+                layout.stage(kiln_protocol::Stage::Poses).join("sparse/0/cameras.bin"),
+                layout.stage_record(kiln_protocol::Stage::Mesh)
+            ]
+        );
+        assert_eq!(std::fs::read(&placed[0]).unwrap(), b"cameras");
+        assert!(!root.join("escape.txt").exists() && !layout.manifest().exists());
+        assert!(!placed[0].with_extension("bin.part").exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

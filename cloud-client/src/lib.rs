@@ -4,6 +4,7 @@
 //! both ways), follows a job's events live, and writes a cloud job's outputs into the same job
 //! folder a local run makes (`kiln_protocol::layout::JobLayout`).
 
+pub mod account;
 pub mod api;
 pub mod client;
 pub mod download;

@@ -28,6 +28,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::meta::routes())
         .merge(routes::accounts::routes())
         .merge(routes::api_keys::routes())
+        .merge(routes::me::routes())
         .merge(routes::uploads::routes())
         .merge(routes::metrics::routes())
         .merge(routes::oauth::routes())

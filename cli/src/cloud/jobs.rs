@@ -1,5 +1,7 @@
 //! `kiln cloud status|list|cancel|download`: one cloud job (by id, or by the job folder whose
-//! `cloud-job.json` names it) or the organisation's recent jobs.
+//! `cloud-job.json` names it) or the organisation's recent jobs. `download` takes a job that
+//! failed or was canceled too, when it left the files of the stages it finished: the folder then
+//! resumes locally.
 
 use std::path::PathBuf;
 
@@ -113,7 +115,8 @@ pub fn download(args: &DownloadArgs) -> Result<()> {
             .unwrap_or_else(|| PathBuf::from(format!("kiln-{}", target.job_id)));
         let session = session(&target.server).await?;
         let job = session.call(async |client| client.job(target.job_id).await).await?;
-        if job.state != JobState::Succeeded {
+        let partial = job.state.is_final() && !job.outputs.is_empty();
+        if job.state != JobState::Succeeded && !partial {
             return Err(JobEnded { job_id: job.id, state: job.state, reason: job_reason(&job) }.into());
         }
         if JobRecord::read(&out)?.is_none() {
@@ -121,6 +124,17 @@ pub fn download(args: &DownloadArgs) -> Result<()> {
             record.write(&out)?;
         }
         let paths = download_into(&session, &job, &out).await?;
+        if job.state != JobState::Succeeded {
+            eprintln!(
+                "the cloud job {} ended {}{}; the files of the stages it finished are in {}: `kiln reconstruct \
+                 <its photos> --out {}` goes on locally from there",
+                job.id,
+                job.state.as_str(),
+                job_reason(&job).map(|reason| format!(" ({reason})")).unwrap_or_default(),
+                out.display(),
+                out.display()
+            );
+        }
         if args.json {
             println!("{}", serde_json::to_string_pretty(&paths)?);
         }

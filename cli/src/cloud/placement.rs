@@ -25,6 +25,7 @@ pub enum Where {
 /// 1 GiB keeps the splat and intersection buffers of a `medium` job on a large capture within
 /// one allocation; a GPU below it would run out of memory or fall back to the slow CPU backend,
 /// and the cloud is the better place.
+#[cfg(feature = "gpu")]
 pub const MIN_GPU_BUFFER_BYTES: u64 = 1 << 30;
 
 /// Where `place` runs the job, and why (for `auto`; `None` for an explicit choice).

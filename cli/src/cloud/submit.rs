@@ -7,7 +7,9 @@
 //! the same command after a kill sends only the missing parts), the job created and recorded in
 //! `<out>/cloud-job.json`, then the remote stages followed live and the outputs downloaded into
 //! `<out>` where a local run writes them. Run again on a folder that already records a job, the
-//! command follows (and downloads) that job instead of submitting another.
+//! command follows (and downloads) that job instead of submitting another. A job that fails or
+//! is canceled after some stages still has their files downloaded: `kiln reconstruct` of the same
+//! photos into the folder goes on locally from there.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -229,11 +231,25 @@ pub async fn submit(request: &Request<'_>) -> Result<Summary> {
     let job = follow(&session, job.id).await?;
     summary.state = job.state;
     if job.state != JobState::Succeeded {
+        if !job.outputs.is_empty() {
+            download_into(&session, &job, request.out).await?;
+            eprintln!("{}", resume_hint(request.input, request.out));
+        }
         return Err(JobEnded { job_id: job.id, state: job.state, reason: job_reason(&job) }.into());
     }
     summary.outputs = download_into(&session, &job, request.out).await?;
     eprintln!("cloud job {} succeeded: job folder {}", job.id, request.out.display());
     Ok(summary)
+}
+
+/// How to go on locally from what a cloud job that stopped early finished.
+pub(super) fn resume_hint(input: &Path, out: &Path) -> String {
+    format!(
+        "the stages the cloud job finished are in {}: `kiln reconstruct {} --out {}` goes on locally from there",
+        out.display(),
+        input.display(),
+        out.display()
+    )
 }
 
 /// Quote, confirmation, upload and job creation; `None` when the quote was declined.
@@ -259,7 +275,7 @@ async fn submit_new(session: &Session, request: &Request<'_>) -> Result<Option<(
     if balances.available < quote.credits {
         return Err(NotEnoughCredits { needed: quote.credits, available: balances.available }.into());
     }
-    if !confirm(&quote, request.cloud.yes)? {
+    if !confirm(&format!("Submit this job for {} credits?", quote.credits), request.cloud.yes)? {
         return Ok(None);
     }
     let (upload_id, upload) = upload(session, request.input, request.out).await?;
@@ -273,7 +289,7 @@ async fn submit_new(session: &Session, request: &Request<'_>) -> Result<Option<(
 }
 
 /// The photos the upload will carry: the folder's photos, or those in the `.zip`.
-fn photo_count(input: &Path) -> Result<u32> {
+pub(super) fn photo_count(input: &Path) -> Result<u32> {
     let files = kiln_cloud::upload::input_files(input)?;
     let count = match files.as_slice() {
         [only] if only.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) => zip_photos(only)?,
@@ -301,9 +317,9 @@ fn zip_photos(path: &Path) -> Result<usize> {
     Ok(photos)
 }
 
-/// Whether the quote is accepted: `--yes`, or "y" at the prompt; without a terminal and without
-/// `--yes`, [`NotConfirmed`].
-fn confirm(quote: &Quote, yes: bool) -> Result<bool> {
+/// Whether the quote is accepted: `--yes`, or "y" at the prompt `question`; without a terminal
+/// and without `--yes`, [`NotConfirmed`].
+pub(super) fn confirm(question: &str, yes: bool) -> Result<bool> {
     if yes {
         return Ok(true);
     }
@@ -311,7 +327,7 @@ fn confirm(quote: &Quote, yes: bool) -> Result<bool> {
     if !stdin.is_terminal() {
         return Err(NotConfirmed.into());
     }
-    eprint!("Submit this job for {} credits? [y/N] ", quote.credits);
+    eprint!("{question} [y/N] ");
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer).context("cannot read the answer")?;
     Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
@@ -319,7 +335,7 @@ fn confirm(quote: &Quote, yes: bool) -> Result<bool> {
 
 /// Uploads the photos with a progress bar, resuming the upload `<out>/cloud-upload.json` records;
 /// answers the complete upload's id and what this run sent.
-async fn upload(session: &Session, input: &Path, out: &Path) -> Result<(Uuid, UploadSummary)> {
+pub(super) async fn upload(session: &Session, input: &Path, out: &Path) -> Result<(Uuid, UploadSummary)> {
     let state = out.join(UPLOAD_STATE_FILE);
     let bar = bytes_bar("upload");
     // The client reports once before the first part (what storage already holds), then once per

@@ -19,6 +19,7 @@ pub mod lock;
 pub mod manifest;
 pub mod mesh_stage;
 mod progress;
+mod relocate;
 pub mod report;
 mod run;
 pub mod settings;

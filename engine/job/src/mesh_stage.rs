@@ -175,7 +175,11 @@ pub enum UpSource {
     WorldY,
 }
 
-/// The files a mesh folder was made from.
+/// The files a mesh folder was made from. In `mesh.json`, a source beside the mesh folder (in
+/// the folder that holds it: a job's `train/` and `poses/`) is written relative to the mesh
+/// folder (`../train/splats.ply`), so a job folder copied or downloaded elsewhere still names
+/// its own files; other sources stay absolute. [`read_mesh_dir`] and [`MeshSources::resolved`]
+/// give them back as paths to open.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MeshSources {
     pub train_dir: PathBuf,
@@ -185,6 +189,34 @@ pub struct MeshSources {
     /// [`MeshOptions::masks`]); absent in mesh folders written before masks were counted.
     #[serde(default)]
     pub masked_views: usize,
+}
+
+impl MeshSources {
+    /// The sources as `mesh.json` records them for the mesh folder `mesh_dir` (see the type's docs).
+    fn relative_to(&self, mesh_dir: &Path) -> MeshSources {
+        let beside = mesh_dir.parent().filter(|parent| !parent.as_os_str().is_empty());
+        let relative = |path: &Path| match beside.and_then(|parent| path.strip_prefix(parent).ok()) {
+            Some(rest) => Path::new("..").join(rest),
+            None => path.to_path_buf(),
+        };
+        MeshSources {
+            train_dir: relative(&self.train_dir),
+            splats: relative(&self.splats),
+            dataset: relative(&self.dataset),
+            masked_views: self.masked_views,
+        }
+    }
+
+    /// The sources read from the `mesh.json` of `mesh_dir`, as paths to open: relative ones
+    /// against the mesh folder, absolute ones (older mesh folders) as they are.
+    pub fn resolved(self, mesh_dir: &Path) -> MeshSources {
+        MeshSources {
+            train_dir: mesh_dir.join(self.train_dir),
+            splats: mesh_dir.join(self.splats),
+            dataset: mesh_dir.join(self.dataset),
+            masked_views: self.masked_views,
+        }
+    }
 }
 
 /// `mesh.json`: what [`run_mesh_stage`] made and how.
@@ -709,7 +741,8 @@ fn write_mesh_dir(
     timings.lap("write");
     summary.timings_s = timings.laps;
     let path = out.join(MESH_JSON_FILE);
-    let text = serde_json::to_string_pretty(summary).map_err(|e| MeshStageError::bad_folder(&path, e.to_string()))?;
+    let on_disk = MeshSummary { sources: summary.sources.relative_to(out), ..summary.clone() };
+    let text = serde_json::to_string_pretty(&on_disk).map_err(|e| MeshStageError::bad_folder(&path, e.to_string()))?;
     write_atomically(&path, |w| std::io::Write::write_all(w, text.as_bytes())).map_err(ExportError::io(&path))?;
     Ok(())
 }
@@ -736,6 +769,7 @@ pub fn read_mesh_dir(mesh_dir: &Path) -> Result<(TexturedMesh, MeshSummary), Mes
     })?;
     let summary: MeshSummary = serde_json::from_str(&text)
         .map_err(|e| MeshStageError::bad_folder(&json_path, format!("invalid mesh.json: {e}")))?;
+    let summary = MeshSummary { sources: summary.sources.resolved(mesh_dir), ..summary };
     let mesh =
         ply::read_mesh(&mesh_dir.join(MESH_FILE)).map_err(|e| MeshStageError::bad_folder(mesh_dir, e.to_string()))?;
     let texture_path = mesh_dir.join(BASE_COLOR_FILE);
@@ -819,6 +853,25 @@ mod tests {
             assert!(mask.starts_with(&*Path::new(name).file_stem().unwrap().to_string_lossy()), "{mask} for {name:?}");
         }
         std::fs::remove_dir_all(&masks).unwrap();
+    }
+
+    #[test]
+    fn sources_beside_the_mesh_folder_are_recorded_relative_and_read_back_against_it() {
+        let sources = MeshSources {
+            train_dir: "/jobs/a/train".into(),
+            splats: "/jobs/a/train/splats.ply".into(),
+            dataset: "/data/set/transforms.json".into(),
+            masked_views: 3,
+        };
+        let recorded = sources.relative_to(Path::new("/jobs/a/mesh"));
+        assert_eq!(recorded.train_dir, Path::new("../train"));
+        assert_eq!(recorded.splats, Path::new("../train/splats.ply"));
+        assert_eq!(recorded.dataset, Path::new("/data/set/transforms.json"), "elsewhere: absolute");
+        // The folder moved (a download): the sources are its own.
+        let moved = recorded.resolved(Path::new("/home/me/job/mesh"));
+        assert_eq!(moved.splats, Path::new("/home/me/job/mesh/../train/splats.ply"));
+        assert_eq!(moved.dataset, Path::new("/data/set/transforms.json"));
+        assert_eq!(moved.masked_views, 3);
     }
 
     #[test]

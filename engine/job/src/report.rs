@@ -40,11 +40,23 @@ impl StageRecord {
         JobLayout::new(job_dir).stage_record(stage)
     }
 
-    /// The stage's record, if there is a readable one.
+    /// The stage's record, if there is a readable one. An export record's files are given back
+    /// in this folder's `export/` (where the stage writes them), whatever folder the record was
+    /// written in: a job folder copied or downloaded from elsewhere names its own files.
     pub fn read(job_dir: &Path, stage: Stage) -> Option<Self> {
         let path = Self::path(job_dir, stage);
         match read_json::<Self>(&path) {
-            Ok(record) => Some(record),
+            Ok(mut record) => {
+                if let StageSummary::Export(export) = &mut record.summary {
+                    let dir = JobLayout::new(job_dir).stage(Stage::Export);
+                    for file in &mut export.files {
+                        if let Some(name) = file.path.file_name() {
+                            file.path = dir.join(name);
+                        }
+                    }
+                }
+                Some(record)
+            }
             Err(JobError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => {
                 tracing::warn!("{error}; the stage runs again");

@@ -5,6 +5,11 @@
 //! before it. A stage whose record has the current key is skipped; any other stage runs again,
 //! and its record and those of every later stage are removed before it starts, so a crash
 //! mid-stage never leaves a record that claims stale outputs are finished.
+//!
+//! Where the photos sit is not part of any key: the same photos (names and contents) in another
+//! folder keep the finished stages, once the files that name photos by path are pointed at them
+//! ([`crate::relocate`]). That is how a job folder a cloud worker made, downloaded here, resumes
+//! locally with the user's copy of its photos.
 
 use crate::layout::{FETCHED_ARCHIVE_FILE, JobLayout};
 use std::path::{Path, PathBuf};
@@ -115,6 +120,7 @@ pub fn run_job_from(
     let photos_dir = photos_dir(&input, kind, &job_dir)?;
     let manifest = Manifest::build(&input, kind, &photos_dir, settings)?;
     manifest.write(&job_dir)?;
+    crate::relocate::point_at_photos(&JobLayout::new(&job_dir), &photos_dir, &manifest.photos)?;
 
     let mut report = JobReport::new(crate::ENGINE_VERSION, &input, &photos_dir, &job_dir);
     for stage in Stage::ALL.into_iter().filter(|s| !settings.runs(*s)) {
@@ -221,7 +227,6 @@ fn stage_keys(manifest: &Manifest) -> Vec<(Stage, String)> {
     let (s, r) = (&manifest.settings, &manifest.resolved);
     let check = hash_json(&json!({
         "engine": ENGINE_VERSION,
-        "photos_dir": manifest.photos_dir,
         "photos": manifest.photos,
     }));
     let poses = hash_json(&json!({
@@ -411,5 +416,10 @@ mod tests {
         let same: Vec<bool> = base.iter().zip(stage_keys(&other_formats)).map(|(a, b)| a.1 == b.1).collect();
         assert_eq!(same, [true, true, true, true, false]);
         assert_eq!(base, stage_keys(&manifest.clone()), "keys are deterministic");
+        let moved = Manifest { input: "/elsewhere".into(), photos_dir: "/elsewhere".into(), ..manifest.clone() };
+        assert_eq!(base, stage_keys(&moved), "the same photos in another folder keep every stage");
+        let mut other_photo = manifest.clone();
+        other_photo.photos.push(crate::manifest::InputFile { name: "a.jpg".into(), bytes: 1, sha256: "00".into() });
+        assert!(base.iter().zip(stage_keys(&other_photo)).all(|(a, b)| a.1 != b.1), "other photos: every stage");
     }
 }

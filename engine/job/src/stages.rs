@@ -242,6 +242,9 @@ fn mesh(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError
         max_triangles: ctx.settings.max_triangles,
         texture_size: ctx.settings.texture_size,
         frame: FrameOptions { size_mm: ctx.settings.size_mm, ..FrameOptions::default() },
+        // The job's own poses, by their place in the folder (not the path `metrics.json` recorded,
+        // which names the folder where training ran: another machine's for a downloaded job).
+        dataset: Some(ctx.layout.transforms()),
         ..MeshOptions::default()
     };
     let mut fraction: f64 = 0.0;

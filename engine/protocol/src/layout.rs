@@ -17,7 +17,11 @@
 //!
 //! A job run elsewhere (a cloud worker) ships its files under their plain names ("output
 //! names": [`SHIPPED_FILES`] and the exported models); [`JobLayout::output_path`] puts each back
-//! where a local run would have written it, so a downloaded job folder is a job folder.
+//! where a local run would have written it. Everything else a local run leaves in its stage
+//! folders (stage records, the COLMAP model, masks, verdict strips, a training checkpoint, …)
+//! travels in one archive, [`FOLDER_ARCHIVE`], whose entries are the files' paths in the job folder
+//! ([`JobLayout::archived_path`] places them). So a downloaded job folder is a job folder: a local
+//! run on it skips every stage the cloud finished.
 
 use std::path::{Path, PathBuf};
 
@@ -67,10 +71,9 @@ pub const FAILED_MODEL_STEM: &str = "model.failed";
 
 /// The files a finished job ships besides its exported models, by output name, in pipeline
 /// order: what the viewer loads (splats, cameras, points, the mesh folder), what `kiln export`
-/// re-exports from (the mesh folder's files) and the reports. Folders (`poses/sparse`,
-/// `mesh/masks`, `mesh/verdict`) and stage records are not shipped: an output name is one file
-/// name. `export/splats.ply` (the `ply` format) is the same bytes as `train/splats.ply` and ships
-/// once, under that name.
+/// re-exports from (the mesh folder's files) and the reports. An output name is one file name:
+/// folders (`poses/sparse`, `mesh/masks`, `mesh/verdict`) and stage records travel in
+/// [`FOLDER_ARCHIVE`] instead.
 pub const SHIPPED_FILES: [&str; 13] = [
     MANIFEST_FILE,
     REPORT_FILE,
@@ -86,6 +89,11 @@ pub const SHIPPED_FILES: [&str; 13] = [
     MESH_JSON_FILE,
     VERDICT_FILE,
 ];
+
+/// The output that carries the rest of the job folder (see the module docs): a ZIP whose entries
+/// are `/`-separated paths inside the stage folders. One archive, not one output per file: a
+/// job's masks and verdict strips alone are one file per photo, and an output is one file name.
+pub const FOLDER_ARCHIVE: &str = "job-folder.zip";
 
 /// The stage folder a shipped file sits in (`None`: the job folder itself), or `None` for a name
 /// that is not one of [`SHIPPED_FILES`].
@@ -212,6 +220,27 @@ impl JobLayout {
             None => None,
         }
     }
+
+    /// Where the entry `relative` of a [`FOLDER_ARCHIVE`] goes in this job folder: a
+    /// `/`-separated path of plain names (none hidden: no temporaries, no `..`) inside a stage
+    /// folder; `None` for anything else (the job's root files ship under their own names, its
+    /// lock and extracted photos never ship), so an entry never reaches outside the folder.
+    pub fn archived_path(&self, relative: &str) -> Option<PathBuf> {
+        let parts: Vec<&str> = relative.split('/').collect();
+        let plain = parts.iter().all(|part| !part.is_empty() && !part.starts_with('.') && !part.contains('\\'));
+        let in_stage = Stage::ALL.iter().any(|stage| parts.first() == Some(&stage.name()));
+        (plain && in_stage && parts.len() >= 2)
+            .then(|| parts.iter().fold(self.root.clone(), |path, part| path.join(part)))
+    }
+
+    /// The [`FOLDER_ARCHIVE`] entry name of `path`, a file of this job folder, when it belongs in
+    /// the archive (see [`JobLayout::archived_path`]).
+    pub fn archive_name(&self, path: &Path) -> Option<String> {
+        let relative = path.strip_prefix(&self.root).ok()?;
+        let parts: Option<Vec<&str>> = relative.components().map(|c| c.as_os_str().to_str()).collect();
+        let name = parts?.join("/");
+        self.archived_path(&name).map(|_| name)
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +283,35 @@ mod tests {
         }
         assert_eq!(at("model.mtl"), Some(PathBuf::from("/jobs/a/export/model.mtl")));
         assert_eq!(at("model.failed.png"), Some(PathBuf::from("/jobs/a/export/model.failed.png")));
+    }
+
+    #[test]
+    fn archive_entries_stay_in_the_stage_folders() {
+        let layout = JobLayout::new("/jobs/a");
+        assert_eq!(
+            layout.archived_path("poses/sparse/0/cameras.bin"),
+            Some(PathBuf::from("/jobs/a/poses/sparse/0/cameras.bin"))
+        );
+        assert_eq!(layout.archived_path("mesh/stage.json"), Some(layout.stage_record(Stage::Mesh)));
+        assert_eq!(layout.archived_path("mesh/masks/0001.png"), Some(layout.masks().join("0001.png")));
+        for refused in [
+            "manifest.json",
+            "job.lock",
+            "input/a.jpg",
+            "poses",
+            "poses/../../etc/passwd",
+            "poses/./x",
+            "/poses/x",
+            "poses//x",
+            "train/.checkpoint.bin.tmp-12",
+            "other/x",
+            "poses\\..\\x",
+        ] {
+            assert_eq!(layout.archived_path(refused), None, "{refused:?}");
+        }
+        assert_eq!(layout.archive_name(&layout.checkpoint()).as_deref(), Some("train/checkpoint.bin"));
+        assert_eq!(layout.archive_name(&layout.manifest()), None);
+        assert_eq!(layout.archive_name(Path::new("/elsewhere/poses/x")), None);
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! clients (`kiln-cloud`) both use them, so a change to the API is a change to one definition.
 
 pub mod accounts;
+pub mod batches;
 pub mod credits;
 pub mod error;
 pub mod events;
 pub mod jobs;
+pub mod keys;
 pub mod limits;
 pub mod prices;
 pub mod studio;

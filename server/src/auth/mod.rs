@@ -21,29 +21,7 @@ use crate::error::ApiError;
 pub const KEY_PREFIX: &str = "kiln_";
 
 /// Live keys run and bill jobs; test keys run at `preview` at most and are never charged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Live,
-    Test,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Live => "live",
-            Mode::Test => "test",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Mode> {
-        match text {
-            "live" => Some(Mode::Live),
-            "test" => Some(Mode::Test),
-            _ => None,
-        }
-    }
-}
+pub use kiln_api::keys::Mode;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Principal {

@@ -15,10 +15,8 @@
 use chrono::{DateTime, Utc};
 use kiln_protocol::SettingsOverrides;
 use kiln_protocol::csv_cell;
-use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
@@ -34,64 +32,7 @@ pub struct Item {
     pub settings: SettingsOverrides,
 }
 
-/// The batch as the API shows it.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct Batch {
-    pub id: Uuid,
-    /// `running` until every item's job is final, then `completed`.
-    #[schema(example = "running")]
-    pub state: String,
-    pub created_at: DateTime<Utc>,
-    pub completed_at: Option<DateTime<Utc>>,
-    /// Items by their job's state.
-    pub counts: Counts,
-    /// In submission order.
-    pub items: Vec<BatchItem>,
-}
-
-/// How many items are in each job state.
-#[derive(Clone, Debug, Default, Serialize, ToSchema)]
-pub struct Counts {
-    pub total: i64,
-    pub queued: i64,
-    pub running: i64,
-    pub succeeded: i64,
-    pub failed: i64,
-    pub canceled: i64,
-    pub expired: i64,
-}
-
-/// One item and its job.
-#[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct BatchItem {
-    /// The item's place in the batch, from 0.
-    pub item: i32,
-    pub job_id: Uuid,
-    pub upload_id: Uuid,
-    /// The job's state.
-    #[schema(example = "succeeded")]
-    pub state: String,
-    /// The job's error (`{code, message, class}`) when it failed or was stopped.
-    #[schema(value_type = Option<Object>)]
-    pub error: Option<Value>,
-}
-
-impl Counts {
-    fn of(items: &[BatchItem]) -> Counts {
-        let mut counts = Counts { total: items.len() as i64, ..Counts::default() };
-        for item in items {
-            match item.state.as_str() {
-                "queued" => counts.queued += 1,
-                "running" => counts.running += 1,
-                "succeeded" => counts.succeeded += 1,
-                "failed" => counts.failed += 1,
-                "canceled" => counts.canceled += 1,
-                _ => counts.expired += 1,
-            }
-        }
-        counts
-    }
-}
+pub use kiln_api::batches::{Batch, BatchItem, Counts};
 
 /// The items of a CSV manifest (see the module docs), in order; 400 `invalid_manifest` naming
 /// the line and column of the first problem.
@@ -203,6 +144,16 @@ struct BatchRow {
     completed_at: Option<DateTime<Utc>>,
 }
 
+/// One item of a batch as the database holds it.
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    item: i32,
+    job_id: Uuid,
+    upload_id: Uuid,
+    state: String,
+    error: Option<Value>,
+}
+
 /// The batch `batch_id` of `org_id` with its items, or 404.
 pub async fn fetch(db: &mut PgConnection, org_id: Uuid, batch_id: Uuid) -> ApiResult<Batch> {
     let row: Option<BatchRow> =
@@ -212,7 +163,7 @@ pub async fn fetch(db: &mut PgConnection, org_id: Uuid, batch_id: Uuid) -> ApiRe
             .fetch_optional(&mut *db)
             .await?;
     let BatchRow { id, state, created_at, completed_at } = row.ok_or(ApiError::NotFound { what: "batch" })?;
-    let items: Vec<BatchItem> = sqlx::query_as(
+    let rows: Vec<ItemRow> = sqlx::query_as(
         "SELECT batch_item AS item, id AS job_id, upload_id, state, error FROM jobs
          WHERE batch_id = $1 AND org_id = $2 ORDER BY batch_item",
     )
@@ -220,6 +171,16 @@ pub async fn fetch(db: &mut PgConnection, org_id: Uuid, batch_id: Uuid) -> ApiRe
     .bind(org_id)
     .fetch_all(&mut *db)
     .await?;
+    let items: Vec<BatchItem> = rows
+        .into_iter()
+        .map(|row| BatchItem {
+            item: row.item,
+            job_id: row.job_id,
+            upload_id: row.upload_id,
+            state: row.state,
+            error: row.error,
+        })
+        .collect();
     Ok(Batch { id, state, created_at, completed_at, counts: Counts::of(&items), items })
 }
 

@@ -4,8 +4,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -14,6 +12,7 @@ use crate::auth::{Auth, KEY_PREFIX, Mode, Principal, Scope, secret};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
 use crate::state::AppState;
+pub use kiln_api::keys::{ApiKey, CreateKey, CreatedKey, KeyList};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_keys, create_key)).routes(routes!(revoke_key))
@@ -26,51 +25,41 @@ const SHOWN_SECRET_CHARS: usize = 4;
 /// Longest key name.
 const MAX_NAME_LENGTH: usize = 100;
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKey {
-    #[schema(example = "shop integration")]
-    pub name: String,
-    #[schema(value_type = Vec<String>, example = json!(["jobs:read", "jobs:write"]))]
-    pub scopes: Vec<Scope>,
-    #[schema(value_type = String, example = "test")]
-    pub mode: Mode,
-    /// When the key stops working; none for a key that lasts until revoked.
-    #[serde(default)]
-    pub expires_at: Option<DateTime<Utc>>,
+/// An `api_keys` row as the queries below select it ([`columns!`]), before it becomes the API's
+/// [`ApiKey`].
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: Uuid,
+    name: String,
+    prefix: String,
+    scopes: Vec<String>,
+    mode: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize, ToSchema, sqlx::FromRow)]
-pub struct ApiKey {
-    pub id: Uuid,
-    pub name: String,
-    /// The key's first characters, to tell keys apart.
-    #[schema(example = "kiln_test_Xk2b")]
-    pub prefix: String,
-    pub scopes: Vec<String>,
-    #[schema(example = "test")]
-    pub mode: String,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub last_used_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
+impl KeyRow {
+    /// The key as the API shows it; a mode the schema's CHECK does not allow is a bug, not input.
+    fn into_key(self) -> ApiResult<ApiKey> {
+        let mode = Mode::parse(&self.mode)
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("api key {} has mode {}", self.id, self.mode)))?;
+        Ok(ApiKey {
+            id: self.id,
+            name: self.name,
+            prefix: self.prefix,
+            scopes: Scope::from_strings(&self.scopes),
+            mode,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            last_used_at: self.last_used_at,
+            revoked_at: self.revoked_at,
+        })
+    }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct CreatedKey {
-    #[serde(flatten)]
-    pub api_key: ApiKey,
-    /// The secret, shown this once: store it now.
-    #[schema(example = "kiln_test_Xk2bq4…")]
-    pub key: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct KeyList {
-    pub data: Vec<ApiKey>,
-}
-
-/// The columns of [`ApiKey`], as a literal so queries stay static strings (sqlx refuses
+/// The columns of [`KeyRow`], as a literal so queries stay static strings (sqlx refuses
 /// formatted SQL).
 macro_rules! columns {
     () => {
@@ -83,11 +72,12 @@ macro_rules! columns {
     responses((status = 200, body = KeyList), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
 async fn list_keys(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<KeyList>> {
     auth.require(Scope::KeysManage)?;
-    let data =
+    let rows: Vec<KeyRow> =
         sqlx::query_as(concat!("SELECT ", columns!(), " FROM api_keys WHERE org_id = $1 ORDER BY created_at DESC"))
             .bind(auth.org_id)
             .fetch_all(&state.db)
             .await?;
+    let data = rows.into_iter().map(KeyRow::into_key).collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(KeyList { data }))
 }
 
@@ -134,7 +124,7 @@ async fn create_key(
         Principal::User(id) => Some(id),
         Principal::ApiKey(_) | Principal::Claim(_) => None,
     };
-    let api_key: ApiKey = sqlx::query_as(concat!(
+    let row: KeyRow = sqlx::query_as(concat!(
         "INSERT INTO api_keys (id, org_id, name, prefix, secret_hash, scopes, mode, created_by, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
         columns!()
@@ -150,6 +140,7 @@ async fn create_key(
     .bind(body.expires_at)
     .fetch_one(&state.db)
     .await?;
+    let api_key = row.into_key()?;
     tracing::info!(key_id = %api_key.id, org_id = %auth.org_id, "api key created");
     Ok((StatusCode::CREATED, Json(CreatedKey { api_key, key })))
 }
@@ -160,7 +151,7 @@ async fn create_key(
     responses((status = 200, body = ApiKey), (status = 404, body = crate::openapi::ErrorBody)))]
 async fn revoke_key(State(state): State<AppState>, auth: Auth, Path(id): Path<Uuid>) -> ApiResult<Json<ApiKey>> {
     auth.require(Scope::KeysManage)?;
-    let key: Option<ApiKey> = sqlx::query_as(concat!(
+    let row: Option<KeyRow> = sqlx::query_as(concat!(
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND org_id = $2 RETURNING ",
         columns!()
     ))
@@ -168,5 +159,6 @@ async fn revoke_key(State(state): State<AppState>, auth: Auth, Path(id): Path<Uu
     .bind(auth.org_id)
     .fetch_optional(&state.db)
     .await?;
-    key.map(Json).ok_or(ApiError::NotFound { what: "api key" })
+    let row = row.ok_or(ApiError::NotFound { what: "api key" })?;
+    Ok(Json(row.into_key()?))
 }

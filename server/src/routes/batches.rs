@@ -3,9 +3,6 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::Value;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -15,7 +12,7 @@ use crate::batches::{self, Batch, Item, MAX_ITEMS};
 use crate::billing::studio;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
-use crate::jobs::{self, NewJob, Priority};
+use crate::jobs::{self, NewJob};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
@@ -23,37 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_batch)).routes(routes!(get_batch))
 }
 
-/// A batch: `items` or `csv`, not both.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBatch {
-    /// One job per item.
-    #[serde(default)]
-    pub items: Option<Vec<CreateItem>>,
-    /// A CSV manifest: a header row naming `upload_id` and any settings columns (`preset`,
-    /// `formats`, `max_side`, … as in `kiln.toml`), then one row per job. An empty cell sets
-    /// nothing; a list is written `glb;usdz` or quoted `"glb,usdz"`.
-    #[serde(default)]
-    #[schema(example = "upload_id,preset,formats\n0191e5d4-…,preview,glb;usdz\n")]
-    pub csv: Option<String>,
-    /// Settings for every item, under each item's own (kiln-protocol's SettingsOverrides).
-    #[serde(default)]
-    #[schema(value_type = Object, example = json!({"preset": "preview"}))]
-    pub settings: Value,
-    #[serde(default)]
-    pub priority: Priority,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateItem {
-    /// A complete upload of the organisation's: the item's photos (or one ZIP of them).
-    pub upload_id: Uuid,
-    /// This item's settings, over the batch's.
-    #[serde(default)]
-    #[schema(value_type = Object, example = json!({"formats": ["glb"]}))]
-    pub settings: Value,
-}
+pub use kiln_api::batches::{CreateBatch, CreateItem};
 
 /// Creates one job per item, all in one transaction: an item that is refused (an upload that
 /// is not complete or not the organisation's, bad settings, a bad manifest row) refuses the

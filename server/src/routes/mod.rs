@@ -8,6 +8,7 @@ pub mod batches;
 pub mod billing;
 pub mod jobs;
 pub mod ledger;
+pub mod me;
 pub mod meta;
 pub mod metrics;
 pub mod oauth;

@@ -1,9 +1,11 @@
 //! One leased job on a worker: download the inputs into a fresh folder (photos into `photos/`,
 //! or the single `.zip` as it is), run the engine in a blocking thread while a heartbeat task
-//! streams its events and keeps the lease, upload the job folder's shipped files (the reports,
-//! the files the viewer and `kiln export` read, and what the export stage delivered) under their
-//! output names, and finish (retried until the server accepts it or says the lease is lost, so a
-//! finished result is never dropped on a network error).
+//! streams its events and keeps the lease, upload the job folder (the reports, the files the
+//! viewer and `kiln export` read and what the export stage delivered under their output names,
+//! the rest of the stage folders in one `layout::FOLDER_ARCHIVE`, so that a client's copy is a job
+//! folder a local run resumes; also for a job that failed or was canceled, with what it finished),
+//! and finish (retried until the server accepts it or says the lease is lost, so a finished result
+//! is never dropped on a network error).
 
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kiln_job::layout::{REPORT_FILE, SHIPPED_FILES};
+use kiln_job::layout::{FETCHED_ARCHIVE_FILE, FOLDER_ARCHIVE, LOCK_FILE, SHIPPED_FILES, ZIP_INPUT_DIR};
 use kiln_job::report::JobReport;
 use kiln_job::{CancelFlag, ErrorClass, EventKind, JobError, JobEvent, JobInput, JobLayout, run_job_from};
 use kiln_protocol::ModelVerdict;
@@ -276,14 +278,10 @@ async fn attempt(client: &Client, options: &WorkerOptions, lease: &Lease, dir: &
         }
         Err(error) if error.class() == ErrorClass::Cancelled => {
             if pulse.flags.canceled.load(Ordering::SeqCst) {
-                Ending::Finish(finish(
-                    lease,
-                    Outcome::Canceled,
-                    customer_report(&layout, dir),
-                    Vec::new(),
-                    None,
-                    seconds,
-                ))
+                // What the job finished before it stopped goes back too: it resumes locally.
+                let report = customer_report(&layout, dir);
+                let outputs = partial_outputs(client, lease, &layout, dir, report.is_some()).await;
+                Ending::Finish(finish(lease, Outcome::Canceled, report, outputs, None, seconds))
             } else {
                 Ending::Release
             }
@@ -295,12 +293,30 @@ async fn attempt(client: &Client, options: &WorkerOptions, lease: &Lease, dir: &
             let message = error.to_string().replace(&format!("{}/", root.display()), "");
             tracing::info!(code, "the job failed: {message}");
             let report = customer_report(&layout, dir);
-            let outputs = if report.is_some() {
-                upload_outputs(client, lease, &layout, dir, &[]).await.unwrap_or_default()
-            } else {
-                Vec::new()
-            };
+            let outputs = partial_outputs(client, lease, &layout, dir, report.is_some()).await;
             failed(lease, code, class, message, report, outputs, seconds)
+        }
+    }
+}
+
+/// The outputs of a job that stopped early (failed or canceled), when it got as far as writing a
+/// report: the files of the stages it finished, which a client resumes locally. A failed upload
+/// only costs the customer those files, not the job's ending.
+async fn partial_outputs(
+    client: &Client,
+    lease: &Lease,
+    layout: &JobLayout,
+    dir: &Path,
+    has_report: bool,
+) -> Vec<JobOutput> {
+    if !has_report {
+        return Vec::new();
+    }
+    match upload_outputs(client, lease, layout, dir, &[]).await {
+        Ok(outputs) => outputs,
+        Err(message) => {
+            tracing::warn!("the finished stages' files could not be uploaded: {message}");
+            Vec::new()
         }
     }
 }
@@ -356,11 +372,11 @@ fn customer_report(layout: &JobLayout, dir: &Path) -> Option<serde_json::Value> 
     Some(write_relative(&layout.report(), value, dir))
 }
 
-/// The other shipped JSON files (manifest, stage reports, `mesh.json`, …) rewritten like the
-/// report: the paths they hold under the attempt's folder made relative to it.
+/// The job folder's other JSON files (manifest, stage records and reports, `mesh.json`, …)
+/// rewritten like the report: the paths they hold under the attempt's folder made relative to it.
 fn customer_json_files(layout: &JobLayout, dir: &Path) {
-    let names = SHIPPED_FILES.into_iter().filter(|name| name.ends_with(".json") && *name != REPORT_FILE);
-    for path in names.filter_map(|name| layout.output_path(name)) {
+    let json = job_files(layout).into_iter().filter(|path| path.extension().is_some_and(|e| e == "json"));
+    for path in json.filter(|path| *path != layout.report()) {
         let Ok(bytes) = std::fs::read(&path) else { continue };
         match serde_json::from_slice(&bytes) {
             Ok(value) => {
@@ -477,11 +493,36 @@ fn safe_relative(name: &str) -> Option<PathBuf> {
     (plain && path.components().next().is_some()).then(|| path.to_path_buf())
 }
 
+/// Every file of the job folder a client gets a copy of, sorted: all but the lock, the photos a
+/// ZIP input was extracted to (the customer has them), the fetched archive and hidden files
+/// (temporaries).
+fn job_files(layout: &JobLayout) -> Vec<PathBuf> {
+    fn walk(dir: &Path, top: bool, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let skipped = name.starts_with('.')
+                || (top && [LOCK_FILE, ZIP_INPUT_DIR, FETCHED_ARCHIVE_FILE].contains(&name.as_str()));
+            match entry.file_type() {
+                _ if skipped => {}
+                Ok(kind) if kind.is_dir() => walk(&entry.path(), false, found),
+                Ok(kind) if kind.is_file() => found.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(layout.root(), true, &mut found);
+    found.sort();
+    found
+}
+
 /// The files a customer gets, by output name: every shipped file the job folder holds
 /// (`SHIPPED_FILES`: the reports and what `kiln view` and `kiln export` read, which a client puts
-/// back with `JobLayout::output_path`) and the files the export stage delivered. Each name once:
-/// the `ply` format's `export/splats.ply` is `train/splats.ply`'s bytes.
-fn output_files(layout: &JobLayout, exported: &[PathBuf]) -> Vec<(String, PathBuf)> {
+/// back with `JobLayout::output_path`), the files the export stage delivered, and, packed into
+/// `archive` (written here), every other file of the stage folders. Each name once: the `ply`
+/// format's `export/splats.ply` goes in the archive, `splats.ply` being `train/splats.ply`.
+fn output_files(layout: &JobLayout, exported: &[PathBuf], archive: &Path) -> Result<Vec<(String, PathBuf)>, String> {
     let shipped = SHIPPED_FILES
         .into_iter()
         .filter_map(|name| Some((name.to_string(), layout.output_path(name)?)))
@@ -489,7 +530,30 @@ fn output_files(layout: &JobLayout, exported: &[PathBuf]) -> Vec<(String, PathBu
     let exported =
         exported.iter().filter_map(|path| Some((path.file_name()?.to_string_lossy().into_owned(), path.clone())));
     let mut names = HashSet::new();
-    shipped.chain(exported).filter(|(name, _)| names.insert(name.clone())).collect()
+    let mut files: Vec<(String, PathBuf)> =
+        shipped.chain(exported).filter(|(name, _)| names.insert(name.clone())).collect();
+    let rest: Vec<(String, PathBuf)> = job_files(layout)
+        .into_iter()
+        .filter(|path| !files.iter().any(|(_, shipped)| shipped == path))
+        .filter_map(|path| Some((layout.archive_name(&path)?, path)))
+        .collect();
+    if !rest.is_empty() {
+        pack(&rest, archive).map_err(|e| format!("packing the job folder into {}: {e}", archive.display()))?;
+        files.push((FOLDER_ARCHIVE.to_string(), archive.to_path_buf()));
+    }
+    Ok(files)
+}
+
+/// Writes the ZIP `archive` of `files` (entry name, file), deflated.
+fn pack(files: &[(String, PathBuf)], archive: &Path) -> std::io::Result<()> {
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(archive)?);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
+    for (name, path) in files {
+        writer.start_file(name.as_str(), options).map_err(std::io::Error::other)?;
+        std::io::copy(&mut std::fs::File::open(path)?, &mut writer)?;
+    }
+    writer.finish().map_err(std::io::Error::other)?.sync_all()
 }
 
 /// Uploads the outputs through presigned PUT URLs (their JSON files' paths made relative to the
@@ -502,7 +566,8 @@ async fn upload_outputs(
     exported: &[PathBuf],
 ) -> Result<Vec<JobOutput>, String> {
     customer_json_files(layout, dir);
-    let (names, files): (Vec<String>, Vec<PathBuf>) = output_files(layout, exported).into_iter().unzip();
+    let (names, files): (Vec<String>, Vec<PathBuf>) =
+        output_files(layout, exported, &dir.join(FOLDER_ARCHIVE))?.into_iter().unzip();
     let request = OutputsRequest { worker_id: client.worker_id.clone(), attempt: lease.attempt, files: names.clone() };
     let reply =
         retry("asking for output URLs", || client.outputs(lease.job_id, &request)).await.map_err(|e| e.to_string())?;
@@ -559,11 +624,40 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, b"{}").unwrap();
         }
-        let files = output_files(&layout, &exported);
+        // What else a local run leaves: records, folders, a checkpoint; and what never ships.
+        let rest = [
+            layout.stage_record(Stage::Check),
+            layout.stage(Stage::Poses).join("sparse/0/cameras.bin"),
+            layout.masks().join("0001.png"),
+            layout.checkpoint(),
+        ];
+        let never = [layout.lock(), layout.zip_input().join("a.jpg"), layout.stage(Stage::Train).join(".x.tmp-1")];
+        for path in rest.iter().chain(&never) {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, path.to_string_lossy().as_bytes()).unwrap();
+        }
+        let archive = root.join(FOLDER_ARCHIVE);
+        let files = output_files(&layout, &exported, &archive).unwrap();
         let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
-        assert_eq!(names, ["report.json", "check-report.json", "splats.ply", "mesh.json", "model.glb"]);
+        assert_eq!(names, ["report.json", "check-report.json", "splats.ply", "mesh.json", "model.glb", FOLDER_ARCHIVE]);
         assert_eq!(files[2].1, layout.splats(), "the training splats, not the export's copy");
         assert_eq!(files[4].1, exported[0]);
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(&archive).unwrap()).unwrap();
+        let mut entries: Vec<String> = zip.file_names().map(|name| name.unwrap().into_owned()).collect();
+        entries.sort();
+        assert_eq!(
+            entries,
+            [
+                "check/stage.json",
+                "export/splats.ply",
+                "mesh/masks/0001.png",
+                "poses/sparse/0/cameras.bin",
+                "train/checkpoint.bin"
+            ]
+        );
+        let mut record = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name("check/stage.json").unwrap(), &mut record).unwrap();
+        assert_eq!(record, layout.stage_record(Stage::Check).to_string_lossy());
         std::fs::remove_dir_all(&root).unwrap();
     }
 
@@ -576,9 +670,16 @@ mod tests {
         let splats = layout.splats().to_string_lossy().into_owned();
         std::fs::write(layout.mesh_json(), serde_json::json!({"sources": {"splats": splats}}).to_string()).unwrap();
         std::fs::write(layout.manifest(), b"not json").unwrap();
+        let export = layout.stage(Stage::Export).join("model.glb").to_string_lossy().into_owned();
+        std::fs::create_dir_all(layout.stage(Stage::Export)).unwrap();
+        let record = serde_json::json!({"summary": {"export": {"files": [{"path": export}]}}});
+        std::fs::write(layout.stage_record(Stage::Export), record.to_string()).unwrap();
         customer_json_files(&layout, &dir);
         let mesh: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.mesh_json()).unwrap()).unwrap();
         assert_eq!(mesh["sources"]["splats"], "job/train/splats.ply");
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.stage_record(Stage::Export)).unwrap()).unwrap();
+        assert_eq!(record["summary"]["export"]["files"][0]["path"], "job/export/model.glb", "stage records too");
         assert_eq!(std::fs::read(layout.manifest()).unwrap(), b"not json", "a file that is not JSON is left alone");
         std::fs::remove_dir_all(&dir).unwrap();
     }

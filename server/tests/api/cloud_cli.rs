@@ -2,6 +2,10 @@
 //! `kiln-server worker`):
 //! - `kiln cloud submit … --wait` of bunny photos: the outputs land in a job folder whose GLB
 //!   passes the glTF validator, `kiln export` re-exports its mesh, `kiln cloud status` reads it;
+//!   the folder is a job folder: `kiln reconstruct` of the same photos (moved to another folder)
+//!   skips every stage the cloud finished, a format added later runs only the export, a changed
+//!   mesh setting reruns only the mesh and export (loading the photos where they are now), and
+//!   `kiln export --format ply` and `kiln render` (the viewer's headless loader) take it;
 //! - a multipart upload SIGKILLed after its first parts reached storage, and the same command run
 //!   again: storage receives each part exactly once (a forward proxy, `HTTP_PROXY`, counts and
 //!   holds the PUTs), and the CLI reports the parts it sent;
@@ -33,16 +37,16 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const WRITE: [&str; 2] = ["jobs:read", "jobs:write"];
+pub(crate) const WRITE: [&str; 2] = ["jobs:read", "jobs:write"];
 
 /// How long a CI-sized cloud job may take on a busy 2-core machine in a debug build.
-const JOB_TIMEOUT: Duration = Duration::from_secs(900);
+pub(crate) const JOB_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// How long a command that does not run a job may take (retries included).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The `kiln` binary, or `None` after saying the test is skipped.
-fn kiln_bin() -> Option<PathBuf> {
+pub(crate) fn kiln_bin() -> Option<PathBuf> {
     let path = match std::env::var_os("KILN_BIN") {
         Some(path) => PathBuf::from(path),
         None => {
@@ -61,7 +65,7 @@ fn kiln_bin() -> Option<PathBuf> {
 }
 
 /// A fresh folder for one test.
-fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kiln-cloud-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -69,25 +73,25 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// One run of `kiln`: its exit code, stdout and stderr.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.describe()))
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
     }
 }
 
 /// `kiln args…` as a child with `env`, a private HOME (no login of the machine's), output to
 /// files in `logs`.
-fn spawn_kiln(bin: &Path, args: &[&str], env: &[(&str, String)], logs: &Path) -> Child {
+pub(crate) fn spawn_kiln(bin: &Path, args: &[&str], env: &[(&str, String)], logs: &Path) -> Child {
     let mut command = Command::new(bin);
     command
         .args(args)
@@ -111,7 +115,7 @@ fn spawn_kiln(bin: &Path, args: &[&str], env: &[(&str, String)], logs: &Path) ->
 }
 
 /// Waits (off the runtime's threads) for `child` to exit, killing it after `timeout`.
-async fn finish(mut child: Child, logs: &Path, timeout: Duration) -> Run {
+pub(crate) async fn finish(mut child: Child, logs: &Path, timeout: Duration) -> Run {
     let status = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + timeout;
         loop {
@@ -137,18 +141,18 @@ async fn finish(mut child: Child, logs: &Path, timeout: Duration) -> Run {
     run
 }
 
-async fn kiln(bin: &Path, args: &[&str], env: &[(&str, String)], logs: &Path, timeout: Duration) -> Run {
+pub(crate) async fn kiln(bin: &Path, args: &[&str], env: &[(&str, String)], logs: &Path, timeout: Duration) -> Run {
     std::fs::create_dir_all(logs).unwrap();
     finish(spawn_kiln(bin, args, env, logs), logs, timeout).await
 }
 
 /// `KILN_SERVER` and `KILN_API_KEY` for `server` and `key`.
-fn cloud_env(server: &TestServer, key: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn cloud_env(server: &TestServer, key: &str) -> Vec<(&'static str, String)> {
     vec![("KILN_SERVER", server.url.clone()), ("KILN_API_KEY", key.to_string())]
 }
 
 /// Writes `files` into a new folder `dir`.
-fn photo_folder(dir: &Path, files: &[(String, Vec<u8>)]) -> PathBuf {
+pub(crate) fn photo_folder(dir: &Path, files: &[(String, Vec<u8>)]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     for (name, bytes) in files {
         std::fs::write(dir.join(name), bytes).unwrap();
@@ -157,7 +161,7 @@ fn photo_folder(dir: &Path, files: &[(String, Vec<u8>)]) -> PathBuf {
 }
 
 /// Every file under `dir`, relative, sorted.
-fn files_under(dir: &Path) -> Vec<String> {
+pub(crate) fn files_under(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, found: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         for entry in entries {
@@ -176,7 +180,7 @@ fn files_under(dir: &Path) -> Vec<String> {
 }
 
 /// Nothing in `dir` but the records a submission keeps (`allowed`), and nothing half-written.
-fn assert_only(dir: &Path, allowed: &[&str]) {
+pub(crate) fn assert_only(dir: &Path, allowed: &[&str]) {
     for file in files_under(dir) {
         assert!(allowed.contains(&file.as_str()), "{file} should not be in {}: {:?}", dir.display(), files_under(dir));
     }
@@ -184,7 +188,7 @@ fn assert_only(dir: &Path, allowed: &[&str]) {
 
 /// Runs the glTF validator wrapper on `file`; without one, fails under `KILN_REQUIRE_SERVICES=1`
 /// and says SKIPPED otherwise.
-fn validate_glb(file: &Path) {
+pub(crate) fn validate_glb(file: &Path) {
     let Ok(wrapper) = std::env::var("KILN_GLTF_VALIDATOR") else {
         let required = std::env::var("KILN_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
         assert!(!required, "KILN_GLTF_VALIDATOR is not set (scripts/test.sh sets it from scripts/validators.sh)");
@@ -263,6 +267,8 @@ async fn submit_wait_downloads_a_job_folder_that_exports_and_validates() {
     assert_eq!(export.code, Some(0), "{}", export.describe());
     validate_glb(&again.join("model.glb"));
 
+    resume_locally(&bin, &root, &input, &out).await;
+
     // status takes the folder, list names the job.
     let status = kiln(
         &bin,
@@ -282,6 +288,84 @@ async fn submit_wait_downloads_a_job_folder_that_exports_and_validates() {
     assert!(support::wait_exit(&mut worker, Duration::from_secs(60)).await.success());
     std::fs::remove_dir_all(&root).unwrap();
     let _ = std::fs::remove_dir_all(support::work_dir("cli-e2e"));
+}
+
+/// The statuses of the five stages in a `report.json`, in order.
+pub(crate) fn stage_statuses(report: &Value) -> Vec<String> {
+    report["stages"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap().to_string()).collect()
+}
+
+/// SHA-256 of a file, hex.
+pub(crate) fn file_sha256(path: &Path) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(path).unwrap()))
+}
+
+/// The downloaded cloud job folder `out` of the photos `input` (the CI settings of the e2e test),
+/// taken on by local commands: the photos moved elsewhere first, so that nothing but the local
+/// copy can be read.
+async fn resume_locally(bin: &Path, root: &Path, input: &Path, out: &Path) {
+    let photos = root.join("shots");
+    std::fs::rename(input, &photos).unwrap();
+    let poses_record = std::fs::read(out.join("poses/stage.json")).unwrap();
+    let splats = file_sha256(&out.join("train/splats.ply"));
+    let reconstruct = |formats: &str, extra: &[&str]| {
+        let mut args = vec!["reconstruct", photos.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"];
+        args.extend(["--preset", "preview", "--max-side", "100", "--steps", "400", "--formats", formats]);
+        args.extend(extra);
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let run_local = async |args: Vec<String>, logs: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = kiln(bin, &args, &[], &root.join(logs), JOB_TIMEOUT).await;
+        assert_eq!(run.code, Some(0), "{}", run.describe());
+        run.json()
+    };
+
+    // The same job: every stage the cloud finished is skipped; nothing is recomputed.
+    let report = run_local(reconstruct("glb", &[]), "resume-same").await;
+    assert_eq!(stage_statuses(&report), ["skipped"; 5], "{report:#}");
+    assert_eq!(std::fs::read(out.join("poses/stage.json")).unwrap(), poses_record, "the poses stand");
+    assert_eq!(file_sha256(&out.join("train/splats.ply")), splats);
+    let transforms: Value = serde_json::from_slice(&std::fs::read(out.join("poses/transforms.json")).unwrap()).unwrap();
+    let first = transforms["frames"][0]["file_path"].as_str().unwrap();
+    assert!(first.starts_with("../../shots/") && out.join("poses").join(first).is_file(), "{first}");
+
+    // A format added later: only the export runs.
+    let report = run_local(reconstruct("glb,usdz", &[]), "resume-usdz").await;
+    assert_eq!(stage_statuses(&report), ["skipped", "skipped", "skipped", "skipped", "finished"], "{report:#}");
+    assert!(out.join("export/model.usdz").is_file() && out.join("export/model.glb").is_file());
+
+    // Back to the cloud's formats: only the export runs, and removes the format no longer asked
+    // for (the export record names its files in this folder, not the worker's).
+    let report = run_local(reconstruct("glb", &[]), "resume-glb").await;
+    assert_eq!(stage_statuses(&report), ["skipped", "skipped", "skipped", "skipped", "finished"], "{report:#}");
+    assert!(!out.join("export/model.usdz").exists(), "a format no longer asked for is removed");
+
+    // A mesh setting changed: the mesh stage and its verdict run here, loading the photos from
+    // their new folder through the downloaded poses; poses and training still stand.
+    let report = run_local(reconstruct("glb", &["--size-mm", "80"]), "resume-mesh").await;
+    assert_eq!(stage_statuses(&report), ["skipped", "skipped", "skipped", "finished", "finished"], "{report:#}");
+    assert!(report["verdict"].is_string(), "the verdict was measured again: {report:#}");
+    assert_eq!(std::fs::read(out.join("poses/stage.json")).unwrap(), poses_record);
+    assert_eq!(file_sha256(&out.join("train/splats.ply")), splats);
+    validate_glb(&out.join("export/model.glb"));
+
+    // `kiln export --format ply` finds the splats mesh.json names in this folder.
+    let ply = root.join("ply");
+    let mesh = out.join("mesh");
+    let args = ["export", mesh.to_str().unwrap(), "--format", "ply", "--out", ply.to_str().unwrap()];
+    let run = kiln(bin, &args, &[], &root.join("export-ply"), COMMAND_TIMEOUT).await;
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    assert_eq!(file_sha256(&ply.join("splats.ply")), splats);
+
+    // The viewer's headless loader opens the folder (lavapipe where there is no GPU).
+    let image = root.join("view.png");
+    let args =
+        ["render", out.to_str().unwrap(), "--orbit", "30,20,1", "--size", "160x120", "--out", image.to_str().unwrap()];
+    let run = kiln(bin, &args, &[], &root.join("render"), COMMAND_TIMEOUT).await;
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    let png = std::fs::read(&image).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000, "{} bytes", png.len());
 }
 
 /// `(object path, partNumber)` → the body size of each PUT of it that storage answered 2xx.

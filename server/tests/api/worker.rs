@@ -207,7 +207,8 @@ async fn a_killed_worker_s_job_is_finished_once_by_another() {
 
     // One set of outputs, the second attempt's.
     let names: Vec<&str> = done["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["manifest.json", "report.json", "check-report.json"]);
+    // The check's record and the rest of the stage folders travel in the job-folder archive.
+    assert_eq!(names, ["manifest.json", "report.json", "check-report.json", "job-folder.zip"]);
     let stored: Value =
         sqlx::query_scalar("SELECT outputs FROM jobs WHERE id = $1").bind(id_uuid).fetch_one(&server.db).await.unwrap();
     for output in stored.as_array().unwrap() {

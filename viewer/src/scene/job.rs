@@ -81,7 +81,11 @@ pub(super) fn load_dir(dir: &Path) -> Result<Scene, ViewerError> {
 
 fn read_summary(path: &Path) -> Result<MeshSummary, ViewerError> {
     let text = std::fs::read_to_string(path).map_err(|source| ViewerError::Io { path: path.to_path_buf(), source })?;
-    serde_json::from_str(&text).map_err(|e| ViewerError::Invalid { path: path.to_path_buf(), problem: e.to_string() })
+    let summary: MeshSummary = serde_json::from_str(&text)
+        .map_err(|e| ViewerError::Invalid { path: path.to_path_buf(), problem: e.to_string() })?;
+    // Sources recorded relative to the mesh folder (a job folder's own files) are opened there.
+    let mesh_dir = path.parent().unwrap_or(Path::new("."));
+    Ok(MeshSummary { sources: summary.sources.resolved(mesh_dir), ..summary })
 }
 
 /// The exported GLB when there is one (what the user gets), else the mesh folder itself.
