@@ -77,8 +77,9 @@ pub struct ServerArgs {
 /// `kiln cloud …`.
 #[derive(clap::Subcommand)]
 pub enum CloudCommand {
-    /// Photos (a folder or a .zip) to a cloud job: quote, confirm, upload (resumable), submit, and
-    /// with --wait follow it and download its outputs into a local job folder.
+    /// Photos (a folder, a .zip, or a kiln.toml job spec beside them) to a cloud job: quote,
+    /// confirm, upload (resumable), submit, and with --wait follow it and download its outputs
+    /// into a local job folder.
     #[command(after_help = EXIT_CODES_HELP)]
     Submit(submit::SubmitArgs),
     /// A cloud job's state, progress, credits and outputs.

@@ -13,6 +13,7 @@ mod check;
 mod cloud;
 mod export;
 mod interrupt;
+mod mat;
 mod mesh;
 mod poses;
 mod progress;
@@ -52,10 +53,14 @@ enum Command {
     Mesh(mesh::MeshArgs),
     /// GLB, USDZ, OBJ or PLY files from a mesh folder.
     Export(export::ExportArgs),
+    /// The printable calibration mat (PDF, optionally PNG): photographed under the object, it
+    /// gives the model its metric scale and ground plane.
+    Mat(mat::MatArgs),
     /// Headless render of a model or job folder to PNG (a dataset or orbit camera, turntables).
     #[cfg(feature = "gpu")]
     Render(render::RenderArgs),
-    /// Photos (folder or .zip) to validated model in one resumable job: check, poses, train, mesh, export.
+    /// Photos (folder, .zip or kiln.toml job spec) to validated model in one resumable job: check,
+    /// poses, train, mesh, export.
     Reconstruct(reconstruct::ReconstructArgs),
     /// Benchmarks on the shared datasets.
     #[command(subcommand)]
@@ -104,6 +109,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(&args),
         Command::Mesh(args) => mesh::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::Mat(args) => mat::run(&args),
         #[cfg(feature = "gpu")]
         Command::Render(args) => render::run(&args),
         Command::Reconstruct(args) => reconstruct::run(&args),
@@ -147,10 +153,12 @@ fn init_logging(filter: &str) {
 }
 
 /// Whether the error comes from input Kiln was given rather than from Kiln or the machine: the
-/// engine's own classes ([`kiln_job::classify`]) first, then the queue's and the viewer's.
+/// engine's own classes ([`kiln_job::classify`]) first, then a bad job spec, the queue's and the
+/// viewer's.
 fn is_bad_input(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         kiln_job::classify(cause) == Some(ErrorClass::BadInput)
+            || cause.is::<settings::BadSpec>()
             || queue_bad_input(cause)
             || view::is_bad_input(cause)
             || render_bad_input(cause)

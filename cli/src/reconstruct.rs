@@ -1,8 +1,10 @@
 //! `kiln reconstruct`: photos (a folder or a `.zip`) to exported models in one job folder, as
-//! [`kiln_job::run_job`] runs it: check → poses → train → mesh → export. One progress
-//! line on stderr (stage, fraction, overall ETA), Ctrl-C stops the job resumably (a second Ctrl-C
-//! quits at once), and a summary at the end; `--json` prints `report.json` on stdout. Running the
-//! same command again goes on where the job stopped.
+//! [`kiln_job::run_job`] runs it: check → poses → train → mesh → export. The settings are the
+//! flags over the photos' `kiln.toml` job spec, when there is one (the input may name the spec
+//! itself: [`crate::settings`]). One progress line on stderr (stage, fraction, overall ETA),
+//! Ctrl-C stops the job resumably (a second Ctrl-C quits at once), and a summary at the end;
+//! `--json` prints `report.json` on stdout. Running the same command again goes on where the job
+//! stopped.
 //!
 //! When `KILN_GLTF_VALIDATOR` / `KILN_USDZ_VALIDATOR` name validator programs (each takes the
 //! file's path and exits 0 when it passes), the exported GLB / USDZ go through them and the
@@ -25,7 +27,9 @@ use crate::settings::SettingsArgs;
 
 #[derive(clap::Args)]
 pub struct ReconstructArgs {
-    /// A folder of photos (.jpg, .jpeg, .png, searched recursively) or a .zip of them. Only read.
+    /// A folder of photos (.jpg, .jpeg, .png, searched recursively; its kiln.toml, when there is
+    /// one, gives the job's settings), a .zip of them, or a kiln.toml job spec (the photos are in
+    /// its folder). Flags given override the spec. Only read.
     pub input: PathBuf,
     /// The job folder (created if missing). The same command on the same folder resumes the job.
     #[arg(long)]
@@ -48,17 +52,21 @@ pub struct ReconstructArgs {
 const BAR_UNITS: u64 = 1000;
 
 pub fn run(args: &ReconstructArgs) -> Result<()> {
+    let job = args.settings.job_input(&args.input)?;
     let (place, why) = placement::decide(args.place);
     if let Some(why) = why {
         eprintln!("--where auto: {why}");
     }
     if place == Where::Cloud {
-        return submit::reconstruct(&args.input, &args.out, &args.settings, &args.cloud, args.json);
+        return submit::reconstruct(&job, &args.out, &args.cloud, args.json);
     }
-    let settings = args.settings.overrides()?.settings();
+    if let Some(from) = job.settings_from() {
+        eprintln!("{from}");
+    }
+    let settings = job.overrides.settings();
     let cancel = interrupt::cancel_on_ctrl_c();
     let mut display = Display::new();
-    let result = run_job(&args.input, &args.out, &settings, &cancel, &mut |event| display.show(event));
+    let result = run_job(&job.photos, &args.out, &settings, &cancel, &mut |event| display.show(event));
     display.finish();
     let mut report = result?;
     validate_outputs(&mut report, &Validators::from_env())?;

@@ -8,7 +8,8 @@
 //! validators (`KILN_GLTF_VALIDATOR`, `KILN_USDZ_VALIDATOR`; SKIPPED when unset), and a job killed
 //! with SIGKILL during training that resumes without recomputing its poses, then runs only the
 //! export when the formats change and nothing at all when called again unchanged; and the real
-//! photo sets (fox, sceaux-castle) finishing at `preview` with a model and a verdict.
+//! photo sets (fox, sceaux-castle) finishing at `preview` with a model and a verdict; and a box
+//! on the printed calibration mat exported in metres from the mat.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -413,6 +414,22 @@ fn mesh_in_truth_frame(job: &Path, truth: &Path) -> TriMesh {
     mesh
 }
 
+/// The similarity from a job's world to the exact world of `truth` (a dataset with exact poses),
+/// fitted to the camera centres.
+fn truth_from_job_world(job: &Path, truth: &Path) -> kiln_sfm::eval::Similarity {
+    let estimated = Dataset::open(&job.join("poses/transforms.json")).unwrap();
+    let exact = Dataset::open(truth).unwrap();
+    let name = |v: &kiln_dataset::View| v.image_path.file_name().unwrap().to_owned();
+    let (mut from, mut to) = (Vec::new(), Vec::new());
+    for view in &estimated.views {
+        if let Some(true_view) = exact.views.iter().find(|t| name(t) == name(view)) {
+            from.push(view.camera.center().as_dvec3());
+            to.push(true_view.camera.center().as_dvec3());
+        }
+    }
+    umeyama(&from, &to).unwrap()
+}
+
 /// Runs `kiln reconstruct` at `preview` on a real photo set and checks that it ends with a model
 /// and a verdict: exit 0 (good or warnings) or 3 (the model kept as failed), every stage
 /// finished, the verdict and its figures in report.json, the exported GLB valid, and no stage
@@ -450,6 +467,84 @@ fn real_capture_finishes(name: &str) -> Option<serde_json::Value> {
     assert_nothing_half_written(&out);
     std::fs::remove_dir_all(&root).unwrap();
     Some(report)
+}
+
+/// Release gate: a box of known size (100 × 70 × 80 mm) standing on the printed A4 mat
+/// (`engine/fixtures/mat-box`, 20 renders at 400 × 300), photos only, at `preview` with 500
+/// training steps: the job finds
+/// the mat and says the scale came from it; against the renders' exact cameras its metres are
+/// true within 1 %, its +Y is the true up within 1° and its y = 0 is the mat's plane within a
+/// millimetre; the box's top is within 5 % of its true height above it (the mesh's own accuracy
+/// at preview on 400-pixel photos, not the scale's). Given `--size-mm` as well, the user's size
+/// wins and the report says so. Measured (64 s on two cores): metres 0.2 % off, 10 markers at
+/// 0.25 mm RMS; the box 110.6 × 55.8 × 88.5 mm, from 27.2 to 83.0 mm above the mat (at preview's
+/// full 1500 steps 106.8 × 53.2 × 78.2, from 29.5 to 82.8): its lowest 30 mm are cut away with
+/// the mat's layer (the white paper reconstructs some 20 mm thick from the splats), a gap of the
+/// object's segmentation (issue 17 items 1 and 2) that this gate does not yet hold.
+#[test]
+#[ignore]
+fn mat_in_the_photos_gives_metres_and_the_ground() {
+    let fixture = kiln_testkit::workspace_root().join("engine/fixtures/mat-box");
+    let root = fresh_dir("mat");
+    let out = root.join("job");
+    let run = |extra: &[&str]| {
+        let start = Instant::now();
+        let output = kiln()
+            .arg("reconstruct")
+            .arg(fixture.join("images"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--preset", "preview", "--device", "cpu", "--json"])
+            // A third of preview's training: the scale, up and ground come from the markers and
+            // the poses, and CI's time is better spent elsewhere.
+            .args(["--steps", "500"])
+            .args(extra)
+            .output()
+            .unwrap();
+        println!("kiln reconstruct mat-box {extra:?} took {:.0} s\n{}", start.elapsed().as_secs_f64(), stderr(&output));
+        report_of(&output)
+    };
+    let report = run(&[]);
+    assert_eq!(statuses(&report), ["finished"; 5]);
+    let mesh = &report["metrics"]["mesh"];
+    println!("mesh figures: {mesh}");
+    assert_eq!(mesh["scale_source"], "mat");
+    let mat = &mesh["mat"];
+    assert_eq!((mat["layout"].as_str(), mat["used"].as_bool()), (Some("kiln-mat-a4-v1"), Some(true)), "{mat}");
+    assert!(mat["markers"].as_u64().unwrap() >= 6 && mat["rms_mm"].as_f64().unwrap() < 2.0, "{mat}");
+
+    // The export frame against the truth: the renders' world is metric, +Z up, the mat on z = 0.
+    let (model, summary) = read_mesh_dir(&out.join("mesh")).unwrap();
+    assert_eq!(serde_json::to_value(summary.up_source).unwrap(), "mat");
+    let truth_from_world = truth_from_job_world(&out, &fixture);
+    let world_from_export = ExportFrame::from_row_major(&summary.export_from_world).export_from_world.inverse();
+    let scale_error = summary.metres_per_world_unit / truth_from_world.scale - 1.0;
+    println!("metres per world unit {:.5} (truth {:.5})", summary.metres_per_world_unit, truth_from_world.scale);
+    assert!(scale_error.abs() < 0.01, "scale off by {:.2} %", 100.0 * scale_error);
+    let to_truth = |p: glam::DVec3| truth_from_world.transform_point(world_from_export.transform_point3(p));
+    let up = to_truth(glam::DVec3::Y) - to_truth(glam::DVec3::ZERO);
+    assert!(up.angle_between(glam::DVec3::Z).to_degrees() < 1.0, "export +Y is {up} in the truth");
+    let origin = to_truth(glam::DVec3::ZERO);
+    assert!(origin.z.abs() < 0.001, "export y = 0 lies {:.2} mm off the mat", origin.z * 1e3);
+    let (lo, hi) = model.mesh.bounds().unwrap();
+    println!(
+        "the box exported: {:.1} × {:.1} × {:.1} mm, from {:.1} to {:.1} mm above the mat (truth 100 × 80 × 70, 0 to 80)",
+        1e3 * (hi[0] - lo[0]),
+        1e3 * (hi[1] - lo[1]),
+        1e3 * (hi[2] - lo[2]),
+        1e3 * lo[1],
+        1e3 * hi[1]
+    );
+    assert!((f64::from(hi[1]) / 0.080 - 1.0).abs() < 0.05, "top {:.1} mm above the mat", 1e3 * hi[1]);
+    assert!(lo[1] > -0.002, "nothing below the mat: {:.1} mm", 1e3 * lo[1]);
+
+    // The user's size wins over the mat (the mesh stage and export run again, nothing else).
+    let report = run(&["--size-mm", "150"]);
+    let mesh = &report["metrics"]["mesh"];
+    assert_eq!((mesh["scale_source"].as_str(), mesh["mat"]["used"].as_bool()), (Some("user"), Some(false)), "{mesh}");
+    let longest = mesh["size_m"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).fold(0.0, f64::max);
+    assert!((longest - 0.150).abs() < 1e-4, "{longest}");
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 /// Release gate: the fox (50 real phone photos over about 90° of a fox head mounted on a wall)

@@ -1,6 +1,11 @@
 //! `kiln cloud submit` and the cloud half of `kiln reconstruct --where cloud`: photos to a cloud
 //! job, then (with `--wait`) its outputs in a local job folder.
 //!
+//! The input and its settings are what `kiln reconstruct` takes ([`crate::settings::JobInput`]): a
+//! folder of photos (with its `kiln.toml` job spec, when it has one), a `.zip`, or a `kiln.toml`
+//! beside its photos; the flags given override the spec, and the job is created with the result,
+//! so it runs in the cloud as it would here.
+//!
 //! In order: the photos counted and the job quoted (`POST /v1/quotes`) against the balance, the
 //! quote confirmed (a prompt on a terminal; `--yes` otherwise), the photos uploaded with a
 //! progress bar (resumable: `kiln_cloud::upload` keeps its state in `<out>/cloud-upload.json`, so
@@ -25,14 +30,13 @@ use kiln_api::prices::{Priority, Quote};
 use kiln_cloud::login::{CredentialSource, Session};
 use kiln_cloud::upload::UploadProgress;
 use kiln_cloud::{ErrorKind, JobStreamEvent};
-use kiln_protocol::SettingsOverrides;
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
     BadArgument, EXIT_CODES_HELP, JobEnded, JobRecord, ServerArgs, UPLOAD_STATE_FILE, block_on, job_reason, session,
 };
-use crate::settings::SettingsArgs;
+use crate::settings::{JobInput, SettingsArgs};
 
 /// Resolution of the remote job's progress bar (the job fraction is drawn in thousandths).
 const BAR_UNITS: u64 = 1000;
@@ -58,10 +62,12 @@ pub struct CloudJobArgs {
 #[derive(clap::Args)]
 #[command(after_help = EXIT_CODES_HELP)]
 pub struct SubmitArgs {
-    /// A folder of photos (.jpg, .jpeg, .png directly in it) or a .zip of them. Only read.
+    /// A folder of photos (.jpg, .jpeg, .png directly in it; its kiln.toml, when there is one,
+    /// gives the job's settings), a .zip of them, or a kiln.toml job spec (the photos are in its
+    /// folder). Flags given override the spec. Only read.
     pub input: PathBuf,
     /// The local job folder: the upload's resume state, cloud-job.json and, with --wait, the
-    /// outputs [default: ./<input name>-cloud].
+    /// outputs [default: ./<photos folder or .zip name>-cloud].
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
@@ -78,9 +84,9 @@ pub struct SubmitArgs {
 
 /// One submission.
 pub struct Request<'a> {
-    pub input: &'a Path,
+    /// The photos, their job spec and the settings.
+    pub job: &'a JobInput,
     pub out: &'a Path,
-    pub settings: SettingsOverrides,
     pub cloud: &'a CloudJobArgs,
     pub wait: bool,
 }
@@ -92,6 +98,9 @@ pub struct Summary {
     pub job_id: Uuid,
     pub upload_id: Uuid,
     pub state: JobState,
+    /// The `kiln.toml` job spec the settings came from (the flags given over it); absent without
+    /// one, and when the folder already recorded the job.
+    pub settings_from: Option<PathBuf>,
     /// The quote confirmed; absent when the folder already recorded the job.
     pub quote: Option<Quote>,
     /// The upload; absent when the folder already recorded the job.
@@ -144,17 +153,12 @@ impl std::fmt::Display for NotEnoughCredits {
 impl std::error::Error for NotEnoughCredits {}
 
 pub fn run(args: &SubmitArgs) -> Result<()> {
+    let job = args.settings.job_input(&args.input)?;
     let out = match &args.out {
         Some(out) => out.clone(),
-        None => default_out(&args.input)?,
+        None => default_out(&job.photos)?,
     };
-    let request = Request {
-        input: &args.input,
-        out: &out,
-        settings: args.settings.overrides()?,
-        cloud: &args.cloud,
-        wait: args.wait,
-    };
+    let request = Request { job: &job, out: &out, cloud: &args.cloud, wait: args.wait };
     let summary = block_on(submit(&request))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -162,10 +166,10 @@ pub fn run(args: &SubmitArgs) -> Result<()> {
     Ok(())
 }
 
-/// `kiln reconstruct --where cloud`: the submission with `--wait` into the reconstruct's job
-/// folder.
-pub fn reconstruct(input: &Path, out: &Path, settings: &SettingsArgs, cloud: &CloudJobArgs, json: bool) -> Result<()> {
-    let request = Request { input, out, settings: settings.overrides()?, cloud, wait: true };
+/// `kiln reconstruct --where cloud`: the submission of `job` with `--wait` into the
+/// reconstruct's job folder.
+pub fn reconstruct(job: &JobInput, out: &Path, cloud: &CloudJobArgs, json: bool) -> Result<()> {
+    let request = Request { job, out, cloud, wait: true };
     let summary = block_on(submit(&request))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -215,6 +219,7 @@ pub async fn submit(request: &Request<'_>) -> Result<Summary> {
         job_id: job.id,
         upload_id: job.upload_id,
         state: job.state,
+        settings_from: quote.as_ref().and(request.job.spec.clone()),
         quote,
         upload,
         outputs: Vec::new(),
@@ -233,7 +238,7 @@ pub async fn submit(request: &Request<'_>) -> Result<Summary> {
     if job.state != JobState::Succeeded {
         if !job.outputs.is_empty() {
             download_into(&session, &job, request.out).await?;
-            eprintln!("{}", resume_hint(request.input, request.out));
+            eprintln!("{}", resume_hint(&request.job.photos, request.out));
         }
         return Err(JobEnded { job_id: job.id, state: job.state, reason: job_reason(&job) }.into());
     }
@@ -254,13 +259,13 @@ pub(super) fn resume_hint(input: &Path, out: &Path) -> String {
 
 /// Quote, confirmation, upload and job creation; `None` when the quote was declined.
 async fn submit_new(session: &Session, request: &Request<'_>) -> Result<Option<(Job, Quote, UploadSummary)>> {
-    let photos = photo_count(request.input)?;
+    let photos = photo_count(&request.job.photos)?;
     let priority = if request.cloud.rush { Priority::Rush } else { Priority::Standard };
-    let asked = QuoteRequest { photos, preset: request.settings.preset, priority };
+    let asked = QuoteRequest { photos, preset: request.job.overrides.preset, priority };
     let quote = session.call(async |client| client.quote(&asked).await).await?;
     let balances = session.call(async |client| client.credits().await).await?;
     eprintln!(
-        "quote: {} credits for {} photos at preset {}, {} priority{} ({} available)",
+        "quote: {} credits for {} photos at preset {}, {} priority{} ({} available){}",
         quote.credits,
         quote.photos,
         quote.preset,
@@ -270,7 +275,8 @@ async fn submit_new(session: &Session, request: &Request<'_>) -> Result<Option<(
         } else {
             String::new()
         },
-        balances.available
+        balances.available,
+        request.job.settings_from().map(|from| format!("; {from}")).unwrap_or_default()
     );
     if balances.available < quote.credits {
         return Err(NotEnoughCredits { needed: quote.credits, available: balances.available }.into());
@@ -278,8 +284,8 @@ async fn submit_new(session: &Session, request: &Request<'_>) -> Result<Option<(
     if !confirm(&format!("Submit this job for {} credits?", quote.credits), request.cloud.yes)? {
         return Ok(None);
     }
-    let (upload_id, upload) = upload(session, request.input, request.out).await?;
-    let settings = serde_json::to_value(&request.settings)?;
+    let (upload_id, upload) = upload(session, &request.job.photos, request.out).await?;
+    let settings = serde_json::to_value(&request.job.overrides)?;
     let create = CreateJob { upload_id, settings, priority };
     let job = session.call(async |client| client.create_job(&create).await).await?;
     let record = JobRecord { server: session.client().server().to_string(), job_id: job.id, upload_id };

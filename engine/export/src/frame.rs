@@ -14,7 +14,7 @@
 
 use std::str::FromStr;
 
-use glam::{DMat4, DQuat, DVec3};
+use glam::{DMat4, DQuat, DVec3, DVec4};
 
 use crate::ExportError;
 use kiln_core::camera::Camera;
@@ -111,6 +111,35 @@ impl ExportFrame {
             .ok_or_else(|| ExportError::InvalidMesh("the mesh has no vertices".into()))?;
         let offset = DVec3::new(-0.5 * (lo.x + hi.x), -lo.y, -0.5 * (lo.z + hi.z));
         Ok(Self { export_from_world: DMat4::from_translation(offset) * scaled_from_world, metres_per_world_unit })
+    }
+
+    /// The frame of an object standing on a support whose metric frame is known (the
+    /// calibration mat): `support_from_world` takes world points to millimetres with the support
+    /// at z = 0 and +Z up. The support's +Z becomes +Y, its plane y = 0 (not the mesh's lowest
+    /// point: the object rests on it), millimetres become metres times the user's `scale`, and
+    /// the mesh's bounding box is centred in x and z.
+    pub fn on_support(
+        mesh_in_world: &TriMesh,
+        support_from_world: DMat4,
+        options: &FrameOptions,
+    ) -> Result<Self, ExportError> {
+        if !(options.scale > 0.0 && options.scale.is_finite()) {
+            return Err(ExportError::Frame(format!("scale {} must be positive", options.scale)));
+        }
+        let millimetres_per_world_unit = support_from_world.x_axis.truncate().length();
+        if !(millimetres_per_world_unit > MIN_LENGTH && millimetres_per_world_unit.is_finite()) {
+            return Err(ExportError::Frame("the support's frame has no scale".into()));
+        }
+        // Support +X stays +X, +Y goes to −Z, +Z (up) to +Y: a proper rotation.
+        let y_up_from_z_up = DMat4::from_cols(DVec4::X, DVec4::NEG_Z, DVec4::Y, DVec4::W);
+        let scaled = DMat4::from_scale(DVec3::splat(1e-3 * options.scale)) * y_up_from_z_up * support_from_world;
+        let (lo, hi) = transformed_bounds(mesh_in_world, &scaled)
+            .ok_or_else(|| ExportError::InvalidMesh("the mesh has no vertices".into()))?;
+        let offset = DVec3::new(-0.5 * (lo.x + hi.x), 0.0, -0.5 * (lo.z + hi.z));
+        Ok(Self {
+            export_from_world: DMat4::from_translation(offset) * scaled,
+            metres_per_world_unit: 1e-3 * options.scale * millimetres_per_world_unit,
+        })
     }
 
     pub fn transform_point(&self, point_in_world: DVec3) -> DVec3 {
@@ -255,6 +284,26 @@ mod tests {
         assert!("1,2:3,4,5=10".parse::<KnownDistance>().is_err());
         assert!("1,2,3:1,2,3=10".parse::<KnownDistance>().is_err());
         assert_eq!("0,0,0:1,0,0=25mm".parse::<KnownDistance>().unwrap().millimetres, 25.0);
+    }
+
+    #[test]
+    fn a_support_frame_puts_its_plane_at_y_zero_in_metres() {
+        // A world at 1/100 of millimetres (1 unit = 100 mm) whose support is the plane z = 0.1
+        // with +Z up: support_from_world scales by 100 and drops the plane to z = 0.
+        let mesh = z_up_tetrahedron();
+        let support_from_world =
+            DMat4::from_translation(DVec3::new(0.0, 0.0, -10.0)) * DMat4::from_scale(DVec3::splat(100.0));
+        let frame = ExportFrame::on_support(&mesh, support_from_world, &FrameOptions::default()).unwrap();
+        assert!((frame.metres_per_world_unit - 0.1).abs() < 1e-12);
+        let (lo, hi) = frame.apply(&mesh).bounds().unwrap();
+        assert!(
+            lo[1].abs() < 1e-6 && (hi[1] - 0.05).abs() < 1e-6,
+            "on the plane, 0.5 units = 50 mm tall: {lo:?} {hi:?}"
+        );
+        assert!((lo[0] + hi[0]).abs() < 1e-6 && (lo[2] + hi[2]).abs() < 1e-6, "centred in x/z");
+        let up = frame.transform_point(DVec3::new(2.0, 3.0, 0.6)) - frame.transform_point(DVec3::new(2.0, 3.0, 0.1));
+        assert!((up - DVec3::new(0.0, 0.05, 0.0)).length() < 1e-9, "{up}");
+        assert!(ExportFrame::on_support(&mesh, DMat4::ZERO, &FrameOptions::default()).is_err());
     }
 
     #[test]

@@ -39,15 +39,19 @@ use kiln_core::splats::ply::{PlyError, read_splats};
 use kiln_dataset::{Dataset, DatasetError, OpenOptions, Split, load_views};
 use kiln_export::frame::{ExportFrame, FrameOptions, ScaleSource, mean_camera_up};
 use kiln_export::{ExportError, glb, obj, usdz};
+use kiln_mat::{MatFit, Sighting, detect_markers, fit_mat};
 use kiln_mesh::cleanup::{CleanupOptions, CleanupReport, cleanup};
 use kiln_mesh::cleanup::{Focus, Plane};
 use kiln_mesh::decimate::{DecimateOptions, decimate};
-use kiln_mesh::object::{FOCUS_RADIUS, SILHOUETTE_INFLATE_VOXELS, carve, cut_at, find_object, raised, silhouettes};
+use kiln_mesh::object::{
+    FOCUS_RADIUS, SILHOUETTE_INFLATE_VOXELS, carve, cut_at, find_object, find_object_on, raised, silhouettes,
+};
 use kiln_mesh::surface::{
     Region, SurfaceOptions, SurfaceView, fuse_frames, looked_at, object_region_around, region_of_interest,
     render_depth_frames, sees_convergence,
 };
 use kiln_mesh::tsdf::DepthFrame;
+use kiln_protocol::MatFigures;
 use kiln_protocol::Preset;
 pub use kiln_protocol::Subject;
 use kiln_protocol::{Format, Phase};
@@ -55,6 +59,7 @@ use kiln_texture::TextureError;
 use kiln_texture::atlas::{AtlasOptions, build_atlas};
 use kiln_texture::bake::{BakeOptions, BakeView, bake_base_color};
 use kiln_texture::normal_map::bake_normal_map;
+use rayon::prelude::*;
 
 /// An object found where the cameras converge must cover this share of the median photo: a
 /// photographed object fills a good part of the frame (bunny-mini's bunny, roughly trained, 3.4 %
@@ -173,6 +178,8 @@ pub enum UpSource {
     CameraUp,
     /// Neither: the world's +Y was kept.
     WorldY,
+    /// The calibration mat's plane (its normal, out of the paper).
+    Mat,
 }
 
 /// The files a mesh folder was made from. In `mesh.json`, a source beside the mesh folder (in
@@ -230,9 +237,13 @@ pub struct MeshSummary {
     /// 4×4 from the input's world to the exported frame, row-major.
     pub export_from_world: [f64; 16],
     pub metres_per_world_unit: f64,
-    /// Where that scale came from: `unknown` (a world unit taken as a metre) or `user`.
+    /// Where that scale came from: `unknown` (a world unit taken as a metre), `user` or `mat`.
     #[serde(default)]
     pub scale_source: ScaleSource,
+    /// The calibration mat, when the photos show one: how well it fitted, and whether the frame
+    /// came from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mat: Option<MatFigures>,
     pub up_source: UpSource,
     /// Extent of the exported mesh along x, y, z, metres.
     pub size_m: [f32; 3],
@@ -308,9 +319,13 @@ pub fn run_mesh_stage(
     timings.lap("load");
 
     check_stop(should_stop)?;
-    let up_hint = mean_camera_up(&views.cameras);
+    let mat = find_mat(&views);
+    timings.lap("mat");
+    let mat_ground = mat.as_ref().map(mat_plane);
+    // The mat's normal is the true up; the cameras' is tilted by how they look down.
+    let up_hint = mat_ground.map(|plane| DVec3::from(plane.normal.map(f64::from))).or(mean_camera_up(&views.cameras));
     let all_masked = masked_views == dataset.views.len();
-    let found = surface(&splats, &views, options.preset, all_masked, up_hint, progress, should_stop)?;
+    let found = surface(&splats, &views, options.preset, all_masked, (up_hint, mat_ground), progress, should_stop)?;
     let (dense, voxel_size) = (&found.mesh, found.voxel_size);
     timings.lap("surface");
     check_stop(should_stop)?;
@@ -330,8 +345,8 @@ pub fn run_mesh_stage(
     timings.lap("texture");
     check_stop(should_stop)?;
 
-    let (up, up_source) = export_up(&report, up_hint);
-    let frame = ExportFrame::new(&textured.mesh, up, &options.frame)?;
+    let (frame, scale_source, up_source) =
+        export_frame(&textured.mesh, &report, up_hint, mat.as_ref(), &options.frame)?;
     let exported = TexturedMesh { mesh: frame.apply(&textured.mesh), ..textured };
     let sources =
         MeshSources { train_dir: train_dir.to_path_buf(), splats: splats_path, dataset: dataset_path, masked_views };
@@ -343,7 +358,8 @@ pub fn run_mesh_stage(
         texture_size: exported.base_color.width(),
         export_from_world: frame.row_major(),
         metres_per_world_unit: frame.metres_per_world_unit,
-        scale_source: options.frame.scale_source(),
+        scale_source,
+        mat: mat.map(|fit| mat_figures(&fit, scale_source)),
         up_source,
         size_m: size(&exported.mesh),
         voxel_size,
@@ -478,7 +494,7 @@ fn surface(
     views: &LoadedViews,
     preset: Preset,
     all_masked: bool,
-    up_hint: Option<DVec3>,
+    (up_hint, known_ground): (Option<DVec3>, Option<Plane>),
     progress: &mut dyn FnMut(MeshProgress),
     should_stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<FoundSurface, MeshStageError> {
@@ -528,7 +544,11 @@ fn surface(
     let Some(object_box) = object_box else {
         return Ok(scene(Subject::Scene));
     };
-    let Some(object) = find_object(&coarse, &views.cameras, object_box, voxel_size, up, &views.points) else {
+    let object = match known_ground {
+        Some(ground) => find_object_on(&coarse, object_box, voxel_size, up, ground),
+        None => find_object(&coarse, &views.cameras, object_box, voxel_size, up, &views.points),
+    };
+    let Some(object) = object else {
         return Ok(scene(Subject::Scene));
     };
     if object.supports.is_empty() {
@@ -694,6 +714,74 @@ fn texture(
     };
     progress(MeshProgress { phase: Phase::Baking, done: STEPS, total: STEPS });
     Ok(TexturedMesh { mesh: atlased, base_color, normal_map })
+}
+
+/// The calibration mat in the loaded photos, fitted to their cameras. The markers are detected
+/// here, on the photos as the mesh stage loads them (undistorted, at the training resolution):
+/// these are the very pixels the cameras describe, so no distortion model or resize lies
+/// between a corner and its ray, and a mesh rerun (another `--size-mm`) needs no earlier stage
+/// again; the price is one detection pass per mesh run, milliseconds per photo.
+fn find_mat(views: &LoadedViews) -> Option<MatFit> {
+    let sightings: Vec<Vec<Sighting>> = views
+        .images
+        .par_iter()
+        .map(|image| {
+            detect_markers(image).unwrap_or_else(|error| {
+                tracing::warn!(%error, "calibration mat markers not searched in a photo");
+                Vec::new()
+            })
+        })
+        .collect();
+    if sightings.iter().all(Vec::is_empty) {
+        return None;
+    }
+    fit_mat(&views.cameras, &sightings)
+}
+
+/// The export frame, where its scale came from and how up was found: from the calibration mat
+/// when the photos show one (its plane is the support, its markers the scale); a size or
+/// distance the user gave wins over the mat's scale (the mat still gives up); without a mat,
+/// the ground plane or the cameras' up and the user's scale, if any.
+fn export_frame(
+    mesh: &TriMesh,
+    report: &CleanupReport,
+    camera_up: Option<DVec3>,
+    mat: Option<&MatFit>,
+    options: &FrameOptions,
+) -> Result<(ExportFrame, ScaleSource, UpSource), MeshStageError> {
+    let Some(fit) = mat else {
+        let (up, up_source) = export_up(report, camera_up);
+        return Ok((ExportFrame::new(mesh, up, options)?, options.scale_source(), up_source));
+    };
+    if options.scale_source() == ScaleSource::User {
+        tracing::warn!(
+            layout = fit.layout.name,
+            "the calibration mat is in the photos, but the size or distance given sets the scale; the mat sets up"
+        );
+        let mat_up_in_world = fit.mat_from_world.rotation.transpose() * DVec3::Z;
+        return Ok((ExportFrame::new(mesh, mat_up_in_world, options)?, ScaleSource::User, UpSource::Mat));
+    }
+    Ok((ExportFrame::on_support(mesh, fit.mat_from_world.to_mat4(), options)?, ScaleSource::Mat, UpSource::Mat))
+}
+
+/// The mat's plane in the world, its normal out of the paper (towards the cameras): a world point
+/// `p` lies `s (R p)·z + t·z` millimetres above the mat, so `n = Rᵀ z` and the offset is `t·z / s`.
+fn mat_plane(fit: &MatFit) -> Plane {
+    let normal = fit.mat_from_world.rotation.transpose() * DVec3::Z;
+    let offset = fit.mat_from_world.translation.z / fit.mat_from_world.scale;
+    Plane { normal: normal.as_vec3().to_array(), offset: offset as f32 }
+}
+
+/// The mat's fit as `mesh.json` and the report record it.
+fn mat_figures(fit: &MatFit, scale_source: ScaleSource) -> MatFigures {
+    MatFigures {
+        layout: fit.layout.name.to_string(),
+        markers: fit.markers,
+        corners: fit.corners,
+        corners_rejected: fit.corners_rejected,
+        rms_mm: fit.rms_mm,
+        used: scale_source == ScaleSource::Mat,
+    }
 }
 
 /// The ground plane's normal when cleanup found one, else the cameras' mean up, else world +Y.
@@ -888,6 +976,43 @@ mod tests {
         assert_eq!(options.texture_size(), 1024);
         let raw = MeshOptions { preset: Preset::Raw, ..Default::default() };
         assert_eq!(raw.max_triangles(), None);
+    }
+
+    #[test]
+    fn a_mat_sets_the_frame_and_a_size_the_user_gave_wins_over_its_scale() {
+        // A tetrahedron 2 world units tall on z = 0; the mat's frame is the world's at 50 mm a unit.
+        let mesh = TriMesh {
+            positions: vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 2.0]],
+            triangles: vec![[0, 2, 1], [0, 1, 3], [1, 2, 3], [2, 0, 3]],
+            ..Default::default()
+        };
+        let fit = MatFit {
+            layout: &kiln_mat::LAYOUTS[0],
+            mat_from_world: kiln_mat::Similarity {
+                scale: 50.0,
+                rotation: glam::DMat3::IDENTITY,
+                translation: DVec3::ZERO,
+            },
+            rms_mm: 0.3,
+            markers: 12,
+            corners: 48,
+            corners_rejected: 0,
+        };
+        let cleanup = CleanupReport::default();
+        let none = FrameOptions::default();
+        let (frame, scale, up) = export_frame(&mesh, &cleanup, Some(DVec3::X), Some(&fit), &none).unwrap();
+        assert_eq!((scale, up), (ScaleSource::Mat, UpSource::Mat));
+        assert!((frame.metres_per_world_unit - 0.05).abs() < 1e-12);
+        let apex = frame.transform_point(DVec3::new(0.0, 0.0, 2.0));
+        assert!((apex.y - 0.1).abs() < 1e-9, "100 mm up the mat's normal: {apex}");
+        assert!(mat_figures(&fit, scale).used);
+        let user = FrameOptions { size_mm: Some(300.0), ..Default::default() };
+        let (frame, scale, up) = export_frame(&mesh, &cleanup, Some(DVec3::X), Some(&fit), &user).unwrap();
+        assert_eq!((scale, up), (ScaleSource::User, UpSource::Mat), "the user's size, the mat's up");
+        assert!((frame.metres_per_world_unit - 0.15).abs() < 1e-12, "2 units are 300 mm");
+        assert!(!mat_figures(&fit, scale).used);
+        let (_, scale, up) = export_frame(&mesh, &cleanup, Some(DVec3::X), None, &none).unwrap();
+        assert_eq!((scale, up), (ScaleSource::Unknown, UpSource::CameraUp), "no mat: nothing changes");
     }
 
     #[test]

@@ -264,6 +264,7 @@ fn mesh(ctx: &Context, reporter: &mut Reporter) -> Result<StageSummary, JobError
         texture_size: summary.texture_size,
         size_m: summary.size_m,
         scale_source: summary.scale_source,
+        mat: summary.mat.clone(),
         subject: summary.subject,
         observed_fraction: summary.observed_fraction,
         holes_left_open: summary.holes_left_open,

@@ -207,6 +207,7 @@ fn surface_findings(summary: &MeshSummary) -> Vec<Finding> {
             match summary.scale_source {
                 ScaleSource::User => "given",
                 ScaleSource::Unknown => "unknown",
+                ScaleSource::Mat => "from the mat",
             }
         )
     } else {

@@ -115,12 +115,7 @@ pub fn find_object(
     let margin = 2.0 * voxel_size;
     let supports = find_supports(coarse, cameras, focus, radius, margin);
     let backdrop = if supports.is_empty() { find_backdrop(points, cameras, focus, radius, margin) } else { None };
-    // Axes that converge poorly (a capture over a narrow arc) can meet behind the wall the
-    // object hangs on: the object is then where that point, brought in front of it, is.
-    let focus = supports.iter().chain(&backdrop).fold(focus, |focus, plane| {
-        let behind = 2.0 * margin - plane.signed_distance(focus.to_array());
-        if behind > 0.0 { focus + behind * Vec3::from_array(plane.normal) } else { focus }
-    });
+    let focus = in_front_of(focus, supports.iter().chain(&backdrop), margin);
     // A backdrop's layer is measured in the points it was found in (in the coarse surface the
     // object outweighs it), and the cut stands a share of the way out to the focus.
     let (cut, supports) = match backdrop {
@@ -130,6 +125,62 @@ pub fn find_object(
         }
         None => cut_supports(coarse, &supports, margin),
     };
+    object_left(&cut, supports, (focus, radius), voxel_size, up)
+}
+
+/// [`find_object`] on a support known beforehand (the calibration mat's plane, its normal
+/// towards the cameras) rather than searched for in the surface. The support's layer (the
+/// reconstructed table is some noise thick) is measured on the surface's level faces alone: an
+/// object with tall flat sides (a box) fills every height of the histogram that measures it,
+/// and the cut would climb its walls.
+pub fn find_object_on(
+    coarse: &TriMesh,
+    (focus, radius): (Vec3, f32),
+    voxel_size: f32,
+    up: Option<[f32; 3]>,
+    support: Plane,
+) -> Option<FoundObject> {
+    let margin = 2.0 * voxel_size;
+    let focus = in_front_of(focus, [&support], margin);
+    let layer = ground_cut_height(&level_faces(coarse, Vec3::from_array(support.normal)), &support, margin);
+    let (cut, tops) = cut_supports_at(coarse, &[(support, layer)], margin);
+    object_left(&cut, tops, (focus, radius), voxel_size, up)
+}
+
+/// The corners of `mesh`'s faces within [`MAX_GROUND_TILT_DEG`] of level with `normal` (as
+/// points only: what a height histogram needs).
+fn level_faces(mesh: &TriMesh, normal: Vec3) -> TriMesh {
+    let min_cos = MAX_GROUND_TILT_DEG.to_radians().cos();
+    let corner = |i: u32| Vec3::from_array(mesh.positions[i as usize]);
+    let positions = mesh
+        .triangles
+        .iter()
+        .filter(|t| {
+            let [a, b, c] = t.map(corner);
+            (b - a).cross(c - a).normalize_or_zero().dot(normal).abs() >= min_cos
+        })
+        .flat_map(|t| t.map(|i| mesh.positions[i as usize]))
+        .collect();
+    TriMesh { positions, ..Default::default() }
+}
+
+/// Axes that converge poorly (a capture over a narrow arc) can meet behind the wall the object
+/// hangs on: the object is then where that point, brought in front of it, is.
+fn in_front_of<'a>(focus: Vec3, planes: impl IntoIterator<Item = &'a Plane>, margin: f32) -> Vec3 {
+    planes.into_iter().fold(focus, |focus, plane| {
+        let behind = 2.0 * margin - plane.signed_distance(focus.to_array());
+        if behind > 0.0 { focus + behind * Vec3::from_array(plane.normal) } else { focus }
+    })
+}
+
+/// The object: what is left of the `cut` surface around `focus`, with the box to extract it in.
+fn object_left(
+    cut: &TriMesh,
+    supports: Vec<Plane>,
+    (focus, radius): (Vec3, f32),
+    voxel_size: f32,
+    up: Option<[f32; 3]>,
+) -> Option<FoundObject> {
     let options = CleanupOptions {
         remove_ground: false,
         watertight: false,
@@ -137,7 +188,7 @@ pub fn find_object(
         focus: Some(Focus { centre: focus.to_array(), radius: FOCUS_RADIUS * radius }),
         ..CleanupOptions::for_voxel_size(voxel_size)
     };
-    let mesh = match cleanup(&cut, &options) {
+    let mesh = match cleanup(cut, &options) {
         Ok((mesh, _)) => mesh,
         Err(error) => {
             tracing::warn!("no object found near the cameras' focus: {error}");
@@ -281,10 +332,16 @@ fn facing(plane: Plane, eye: Vec3) -> Plane {
 /// support's layer (as the ground cut does), and the supports moved up to their layers' tops
 /// (a cut that would leave nothing is not made).
 fn cut_supports(mesh: &TriMesh, supports: &[Plane], margin: f32) -> (TriMesh, Vec<Plane>) {
-    let tops: Vec<Plane> = supports
-        .iter()
-        .map(|plane| Plane { offset: plane.offset - (ground_cut_height(mesh, plane, margin) - margin), ..*plane })
-        .collect();
+    let cuts: Vec<(Plane, f32)> =
+        supports.iter().map(|plane| (*plane, ground_cut_height(mesh, plane, margin))).collect();
+    cut_supports_at(mesh, &cuts, margin)
+}
+
+/// `mesh` cut at each support's height (a [`ground_cut_height`]), and the supports moved up to
+/// the top of their layers.
+fn cut_supports_at(mesh: &TriMesh, cuts: &[(Plane, f32)], margin: f32) -> (TriMesh, Vec<Plane>) {
+    let tops: Vec<Plane> =
+        cuts.iter().map(|(plane, height)| Plane { offset: plane.offset - (height - margin), ..*plane }).collect();
     (cut_at(mesh, &raised(&tops, margin)), tops)
 }
 

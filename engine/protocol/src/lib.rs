@@ -9,7 +9,8 @@
 //! - [`event`]: typed progress events ([`JobEvent`]);
 //! - [`report`]: `report.json` and the verdict on the model; [`check`]: the capture check's report;
 //! - [`error`]: the class of an error ([`ErrorClass`]), which a CLI maps to exit codes and a server
-//!   to HTTP statuses.
+//!   to HTTP statuses;
+//! - `job_spec` (the `toml` feature): `kiln.toml`, a job's settings in a file.
 
 #[macro_use]
 mod named;
@@ -18,6 +19,8 @@ pub mod check;
 pub mod csv_cell;
 pub mod error;
 pub mod event;
+#[cfg(feature = "toml")]
+pub mod job_spec;
 pub mod layout;
 pub mod preset;
 pub mod report;
@@ -26,5 +29,5 @@ pub mod settings;
 pub use error::ErrorClass;
 pub use event::{EventKind, JobEvent, Phase, Step, TrainMetrics};
 pub use preset::{PRESETS, Preset};
-pub use report::{JobReport, ModelVerdict, ScaleSource, Subject};
+pub use report::{JobReport, MatFigures, ModelVerdict, ScaleSource, Subject};
 pub use settings::{DEFAULT_FORMATS, Device, Format, JobSettings, Resolved, SettingsOverrides, Stage};

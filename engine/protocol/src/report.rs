@@ -16,6 +16,25 @@ pub enum ScaleSource {
     Unknown,
     /// A size or distance the user gave.
     User,
+    /// The calibration mat (`kiln mat`) seen in the photos.
+    Mat,
+}
+
+/// How the calibration mat was fitted to the reconstruction (`mesh.json`, `report.json`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MatFigures {
+    /// The printed layout, e.g. `kiln-mat-a4-v1`.
+    pub layout: String,
+    /// Markers with a corner in the fit.
+    pub markers: usize,
+    /// Corners in the fit (seen in two photos or more, consistent).
+    pub corners: usize,
+    /// Corners left out as outliers.
+    pub corners_rejected: usize,
+    /// Root-mean-square distance of the fitted corners from their printed places, millimetres.
+    pub rms_mm: f64,
+    /// Whether the export frame came from the mat (`false`: the user's size or distance won).
+    pub used: bool,
 }
 
 /// What the mesh is of.
@@ -121,6 +140,9 @@ pub struct MeshFigures {
     /// Where the metric scale came from (`unknown`: a world unit was taken as a metre).
     #[serde(default)]
     pub scale_source: ScaleSource,
+    /// The calibration mat, when the photos show one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mat: Option<MatFigures>,
     /// What the mesh is of: the object found automatically, the masked object, or the scene.
     #[serde(default)]
     pub subject: Subject,
@@ -181,6 +203,7 @@ impl StageSummary {
                 let scale = match m.scale_source {
                     ScaleSource::User => "scale given",
                     ScaleSource::Unknown => "scale unknown",
+                    ScaleSource::Mat => "scale from the mat",
                 };
                 format!(
                     "{} triangles, {}² texture · {subject} · {x:.3} × {y:.3} × {z:.3} m ({scale}) · {:.0} % of the surface seen",

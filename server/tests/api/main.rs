@@ -17,6 +17,7 @@ mod cloud_cli;
 mod cloud_client;
 mod cloud_login;
 mod cloud_resume;
+mod cloud_spec;
 mod cloud_transfers;
 mod isolation;
 mod jobs;
