@@ -13,8 +13,11 @@ set -euo pipefail
 # dbus-daemon (dbus-run-session), gnome-keyring, libsecret-tools (secret-tool): the desktop-login
 # test keeps tokens in a real Secret Service on a private session bus and reads them back with
 # another program (scripts/test.sh).
+# libwebkit2gtk-4.1-dev (WebKitGTK and GTK 3 headers and pkg-config files): the desktop app
+# (src-tauri, Tauri 2's Linux runtime). webkit2gtk-driver (WebKitWebDriver): its end-to-end test
+# drives the real window through tauri-driver.
 PACKAGES=(mesa-vulkan-drivers libvulkan1 vulkan-tools pkg-config xvfb x11-apps x11-utils postgresql curl
-  dbus-daemon gnome-keyring libsecret-tools)
+  dbus-daemon gnome-keyring libsecret-tools libwebkit2gtk-4.1-dev webkit2gtk-driver)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

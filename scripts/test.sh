@@ -43,12 +43,20 @@ else
 fi
 export KILN_REQUIRE_SERVICES=1
 
+# The desktop app's web UI (ui/, TypeScript and Vite; npm's lock file pins every package): its
+# type check and build into ui/dist, which the app's binary embeds (so before any cargo build),
+# then its component tests on mocked IPC (Vitest). The TypeScript types of the IPC are generated
+# from the Rust types; `cargo test` below checks the committed ones are current.
+npm --prefix ui ci --no-audit --no-fund --loglevel=error
+npm --prefix ui run build
+npm --prefix ui test
+
 # Style and layering first: they cost seconds and name the file (check_layers: crates depend only
 # on earlier ones, no module cycles). Then clippy on every crate and target with
 # warnings as errors (the workspace lints deny unwrap, expect and panic outside tests).
 cargo fmt --all --check
 scripts/check_layers.py
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features kiln-protocol/ts -- -D warnings
 
 # Stripe's own Python library (PyPI), for the server's test that checks our webhook signatures
 # independently; installed once into the tools cache, like schemathesis.
@@ -68,7 +76,7 @@ export KILN_STRIPE_PYTHON="$STRIPE_VENV/bin/python"
 KEYRING_DIR="$(mktemp -d)"
 export KEYRING_DIR KILN_REQUIRE_KEYRING=1
 dbus-run-session -- sh -c 'printf kiln-test | XDG_DATA_HOME="$KEYRING_DIR" gnome-keyring-daemon --unlock \
-  --components=secrets >/dev/null && exec cargo test --workspace --locked'
+  --components=secrets >/dev/null && exec cargo test --workspace --locked --features kiln-protocol/ts'
 rm -rf "$KEYRING_DIR"
 
 # The API against its own OpenAPI document: schemathesis finds no 5xx and no response outside

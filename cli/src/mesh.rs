@@ -77,7 +77,10 @@ pub fn run(args: &MeshArgs) -> Result<()> {
         last.finish(format!("{stage} done"));
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        // The file as written: its sources are relative to the mesh folder, so it stays valid
+        // when the job folder moves.
+        let written = std::fs::read_to_string(args.out.join(kiln_protocol::layout::MESH_JSON_FILE))?;
+        println!("{}", written.trim_end());
     } else {
         print_summary(args, &summary);
     }

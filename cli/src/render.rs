@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use kiln_core::camera::Camera;
 use kiln_dataset::{Dataset, OpenOptions};
-use kiln_viewer::headless::{HeadlessRenderer, fit_distance, orbit_camera, write_png};
+use kiln_viewer::headless::{HeadlessRenderer, framed_orbit, write_png};
 use kiln_viewer::render::RenderOptions;
 use kiln_viewer::scene::{Scene, Shown};
 
@@ -104,11 +104,11 @@ fn cameras(args: &RenderArgs, scene: &Scene, size: Option<(u32, u32)>, shown: Sh
         None => [30.0, 20.0, 1.0],
     };
     let (width, height) = size.unwrap_or(DEFAULT_ORBIT_SIZE);
-    let bounds = scene.framing_bounds(shown);
-    let distance = distance * fit_distance(bounds, width, height);
     let frames = args.turntable.unwrap_or(1).max(1);
     Ok((0..frames)
-        .map(|i| orbit_camera(bounds, azimuth + 360.0 * i as f32 / frames as f32, elevation, distance, width, height))
+        .map(|i| {
+            framed_orbit(scene, shown, azimuth + 360.0 * i as f32 / frames as f32, elevation, distance, width, height)
+        })
         .collect())
 }
 

@@ -11,7 +11,7 @@ use kiln_splats::gpu::GpuContext;
 
 use crate::ViewerError;
 use crate::render::{FrameStats, RenderOptions, SceneRenderer};
-use crate::scene::Scene;
+use crate::scene::{Scene, Shown};
 
 /// The format rendered to and read back: 8-bit, not sRGB, so the stored values are the
 /// display-encoded ones.
@@ -227,6 +227,22 @@ pub fn orbit_camera(
         intrinsics: Intrinsics { fx: focal, fy: focal, cx: 0.5 * width as f32, cy: 0.5 * height as f32, width, height },
         world_from_camera: WorldFromCameraCv::look_at(position, centre, Vec3::Y),
     }
+}
+
+/// The orbit camera of `kiln render --orbit AZ,EL,DIST` and the app's preview: around what
+/// `shown` frames in `scene`, at `distance_scale` times the distance that fits it in the frame.
+pub fn framed_orbit(
+    scene: &Scene,
+    shown: Shown,
+    azimuth_deg: f32,
+    elevation_deg: f32,
+    distance_scale: f32,
+    width: u32,
+    height: u32,
+) -> Camera {
+    let bounds = scene.framing_bounds(shown);
+    let distance = distance_scale * fit_distance(bounds, width, height);
+    orbit_camera(bounds, azimuth_deg, elevation_deg, distance, width, height)
 }
 
 /// Distance at which an orbit camera of `width × height` sees the whole bounding sphere of

@@ -12,6 +12,7 @@
 
 pub mod capture;
 pub mod device;
+pub mod estimate;
 mod error;
 pub mod hash;
 pub use kiln_protocol::layout;

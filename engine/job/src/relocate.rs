@@ -30,8 +30,11 @@ pub(crate) fn point_at_photos(layout: &JobLayout, photos_dir: &Path, photos: &[I
     rewrite(&check, |report| {
         let photos = report.get_mut("photos").and_then(Value::as_array_mut).into_iter().flatten();
         photos.filter_map(|photo| photo.get_mut("path")).fold(false, |changed, path| {
-            let now = rebased(path.as_str().unwrap_or_default(), names)
-                .map(|name| photos_dir.join(name).to_string_lossy().into_owned());
+            let recorded = path.as_str().unwrap_or_default();
+            let now = rebased(recorded, names)
+                .map(|name| photos_dir.join(name))
+                .filter(|photo| !same_file(Path::new(recorded), photo))
+                .map(|photo| photo.to_string_lossy().into_owned());
             replace(path, now) || changed
         })
     })?;
@@ -40,11 +43,23 @@ pub(crate) fn point_at_photos(layout: &JobLayout, photos_dir: &Path, photos: &[I
     rewrite(&transforms, |dataset| {
         let frames = dataset.get_mut("frames").and_then(Value::as_array_mut).into_iter().flatten();
         frames.filter_map(|frame| frame.get_mut("file_path")).fold(false, |changed, path| {
-            let now = rebased(path.as_str().unwrap_or_default(), names)
-                .map(|name| relative_from(poses_dir, &photos_dir.join(name)));
+            let recorded = path.as_str().unwrap_or_default();
+            let now = rebased(recorded, names)
+                .map(|name| photos_dir.join(name))
+                .filter(|photo| !same_file(&poses_dir.join(recorded), photo))
+                .map(|photo| relative_from(poses_dir, &photo));
             replace(path, now) || changed
         })
     })
+}
+
+/// Whether the recorded path already leads to `photo` (spelled another way: through a link, with
+/// `..`, relative to another folder): then the file is left as it is.
+fn same_file(recorded: &Path, photo: &Path) -> bool {
+    match (std::fs::canonicalize(recorded), std::fs::canonicalize(photo)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// Sets `value` to `now` when that is another path; whether it changed.

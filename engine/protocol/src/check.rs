@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// How bad one finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Good,
@@ -17,6 +18,7 @@ pub enum Verdict {
 
 /// What the check predicts for the whole set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Expect a complete model.
@@ -29,6 +31,7 @@ pub enum Outcome {
 
 /// What a [`Finding`] is about: a stable code for programs (the message is for people).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum CheckCode {
     /// The file could not be read or decoded.
@@ -79,6 +82,9 @@ impl CheckCode {
 
 /// One finding about one photo, in words the user acts on.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+// In TypeScript `CheckFinding`: one namespace holds it and the verdict's `Finding`.
+#[cfg_attr(feature = "ts", ts(rename = "CheckFinding"))]
 pub struct Finding {
     pub verdict: Verdict,
     pub code: CheckCode,
@@ -87,6 +93,7 @@ pub struct Finding {
 
 /// The check of one photo.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PhotoCheck {
     pub path: PathBuf,
     /// The worst verdict of its findings ([`Verdict::Good`] without findings).
@@ -99,6 +106,7 @@ pub struct PhotoCheck {
 
 /// The figures behind a photo's findings.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PhotoMeasures {
     /// Size as displayed (EXIF orientation applied).
     pub width: u32,
@@ -119,6 +127,7 @@ pub struct PhotoMeasures {
 
 /// Figures about the set as a whole.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SetSummary {
     /// Photo files found (readable or not).
     pub photos: usize,
@@ -160,6 +169,7 @@ pub struct SetSummary {
 
 /// Where a camera group's focal length comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum FocalSource {
     /// The photos' EXIF (35 mm equivalent, or focal length and sensor resolution).
@@ -172,6 +182,7 @@ pub enum FocalSource {
 
 /// The focal length of one camera group.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FocalEstimate {
     /// The camera group's key.
     pub camera: String,
@@ -184,6 +195,7 @@ pub struct FocalEstimate {
 
 /// The check of a photo set: `kiln check --json` prints this.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CheckReport {
     pub input: PathBuf,
     pub photos: Vec<PhotoCheck>,
@@ -208,6 +220,7 @@ impl CheckReport {
 
 /// The figures of one photo.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ImageMeasures {
     /// Estimated Gaussian σ of the photo's sharpest edges, in analysis-image pixels: about 0.5–1
     /// for a sharp photo, growing with defocus or motion blur. `None` when the photo shows no

@@ -5,6 +5,7 @@ use std::fmt;
 
 /// Whose problem an error is, and so what the caller does about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// The input cannot give a model (unreadable photos, too few, no overlap, a bad setting): the

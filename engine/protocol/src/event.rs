@@ -7,6 +7,7 @@ use crate::settings::{Format, Stage};
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Started,
@@ -19,6 +20,7 @@ pub enum EventKind {
 
 /// Where within its stage a job is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     // The capture check.
@@ -83,6 +85,7 @@ impl Phase {
 
 /// `done` of `total` units of the current phase (photos, pairs, steps, views).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Step {
     pub done: u64,
     pub total: u64,
@@ -90,6 +93,7 @@ pub struct Step {
 
 /// Training's live figures.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TrainMetrics {
     /// The last training loss.
     pub loss: Option<f32>,
@@ -102,6 +106,7 @@ pub struct TrainMetrics {
 
 /// A progress event.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct JobEvent {
     pub stage: Stage,
     pub kind: EventKind,

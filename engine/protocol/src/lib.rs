@@ -10,11 +10,16 @@
 //! - [`report`]: `report.json` and the verdict on the model; [`check`]: the capture check's report;
 //! - [`error`]: the class of an error ([`ErrorClass`]), which a CLI maps to exit codes and a server
 //!   to HTTP statuses;
-//! - `job_spec` (the `toml` feature): `kiln.toml`, a job's settings in a file.
+//! - `job_spec` (the `toml` feature): `kiln.toml`, a job's settings in a file;
+//! - [`app`]: the desktop app's IPC types (drafts, queue rows, preview views, exports).
+//!
+//! With the `ts` feature every type the app exchanges also derives `ts_rs::TS`; the
+//! `ts_bindings` test keeps the UI's TypeScript copies (`ui/src/bindings/`) equal to them.
 
 #[macro_use]
 mod named;
 
+pub mod app;
 pub mod check;
 pub mod csv_cell;
 pub mod error;

@@ -9,6 +9,7 @@ use crate::settings::Stage;
 
 /// Where the export's metric scale came from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ScaleSource {
     /// Photos alone fix no scale: one world unit was taken as a metre.
@@ -22,6 +23,7 @@ pub enum ScaleSource {
 
 /// How the calibration mat was fitted to the reconstruction (`mesh.json`, `report.json`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MatFigures {
     /// The printed layout, e.g. `kiln-mat-a4-v1`.
     pub layout: String,
@@ -39,6 +41,7 @@ pub struct MatFigures {
 
 /// What the mesh is of.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Subject {
     /// The object the cameras converge on, found and masked automatically (see
@@ -54,6 +57,7 @@ pub enum Subject {
 
 /// Where a job stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Running,
@@ -64,6 +68,7 @@ pub enum JobStatus {
 
 /// Where one stage stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
     Pending,
@@ -80,6 +85,7 @@ pub enum StageStatus {
 
 /// One stage in `report.json`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StageReport {
     pub stage: Stage,
     pub status: StageStatus,
@@ -91,6 +97,7 @@ pub struct StageReport {
 
 /// The capture check's figures.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CheckSummary {
     /// Photo files in the input.
     pub photos: usize,
@@ -104,6 +111,7 @@ pub struct CheckSummary {
 
 /// The pose stage's figures.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PosesSummary {
     /// Photos given to pose estimation.
     pub photos: usize,
@@ -115,6 +123,7 @@ pub struct PosesSummary {
 
 /// The training stage's figures.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TrainSummary {
     /// Held-out PSNR, dB (`None` without test views).
     pub psnr: Option<f32>,
@@ -131,6 +140,7 @@ pub struct TrainSummary {
 
 /// The mesh stage's figures.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MeshFigures {
     pub triangles: usize,
     pub vertices: usize,
@@ -156,6 +166,7 @@ pub struct MeshFigures {
 
 /// A file the job delivered.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OutputFile {
     pub path: PathBuf,
     pub bytes: u64,
@@ -163,12 +174,14 @@ pub struct OutputFile {
 
 /// The export stage's figures.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ExportSummary {
     pub files: Vec<OutputFile>,
 }
 
 /// What one stage made, as its completion record and the report hold it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "stage", rename_all = "snake_case")]
 pub enum StageSummary {
     Check(CheckSummary),
@@ -219,6 +232,7 @@ impl StageSummary {
 
 /// Per-stage figures (present once the stage finished).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct JobMetrics {
     pub check: Option<CheckSummary>,
     pub poses: Option<PosesSummary>,
@@ -233,6 +247,7 @@ pub struct JobMetrics {
 /// The outcome of running a third-party validator on an output (filled in by the caller that
 /// ran it, e.g. the CLI when `KILN_GLTF_VALIDATOR` is set).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ValidatorResult {
     pub file: PathBuf,
     pub validator: String,
@@ -243,6 +258,7 @@ pub struct ValidatorResult {
 
 /// `report.json`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct JobReport {
     pub engine_version: String,
     /// The input as given (photo folder or ZIP).
@@ -357,6 +373,7 @@ impl JobReport {
 
 /// The verdict on a job's model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ModelVerdict {
     Good,
@@ -368,6 +385,7 @@ pub enum ModelVerdict {
 
 /// Why a finding was made: a stable code for programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum FindingCode {
     /// The mesh covers other pixels than the object (silhouette IoU).
@@ -388,6 +406,9 @@ pub enum FindingCode {
 
 /// One reason for the verdict, in words for the user.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+// In TypeScript `VerdictFinding`: one namespace holds it and the capture check's `Finding`.
+#[cfg_attr(feature = "ts", ts(rename = "VerdictFinding"))]
 pub struct Finding {
     pub code: FindingCode,
     /// `warnings` or `failed`: what this finding alone makes of the verdict.
@@ -397,6 +418,7 @@ pub struct Finding {
 
 /// One held-out view compared.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ViewQuality {
     pub view: String,
     pub silhouette_iou: f64,
@@ -407,6 +429,7 @@ pub struct ViewQuality {
 
 /// The figures the verdict rests on (pixels of every compared view pooled).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ModelQuality {
     pub views: Vec<ViewQuality>,
     pub silhouette_iou: f64,
@@ -421,6 +444,7 @@ pub struct ModelQuality {
 
 /// What marks the object in the held-out views.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum RegionSource {
     /// The dataset's (or the user's) object masks.
@@ -433,6 +457,7 @@ pub enum RegionSource {
 
 /// `report.json`'s verdict with its reasons and figures.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct VerdictReport {
     pub verdict: ModelVerdict,
     pub findings: Vec<Finding>,

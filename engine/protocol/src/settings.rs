@@ -7,6 +7,7 @@ use crate::preset::Preset;
 
 /// The stages of a job, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Check,
@@ -33,6 +34,7 @@ impl Stage {
 
 /// Which compute device trains.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Device {
     /// The plain-Rust CPU reference backend.
@@ -56,6 +58,7 @@ impl Device {
 
 /// A file format a job exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// glTF binary: the web, Android, game engines.
@@ -86,6 +89,7 @@ pub const DEFAULT_FORMATS: [Format; 2] = [Format::Glb, Format::Usdz];
 /// Every setting of a job. Recorded in `manifest.json`; a stage's output is reused only when the
 /// settings it depends on are unchanged.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct JobSettings {
     pub preset: Preset,
     pub formats: Vec<Format>,
@@ -112,6 +116,7 @@ pub struct JobSettings {
 /// Settings once the preset is applied and overrides taken: what the stages actually use, and
 /// what `manifest.json` records beside the settings given.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Resolved {
     pub train_steps: u32,
     pub max_side: u32,
@@ -174,7 +179,10 @@ impl Default for JobSettings {
 /// layers it ([`SettingsOverrides::over`]: flags over `kiln.toml` over a CSV row, say) and turns
 /// it into [`JobSettings`] ([`SettingsOverrides::settings`]).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
+// Every field is left out when `None`. ts-rs reads `default` on fields only, so it is told here.
+#[cfg_attr(feature = "ts", ts(optional_fields))]
 pub struct SettingsOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<Preset>,

@@ -1,6 +1,7 @@
 //! The durable job queue: one SQLite table `jobs` (`<out>/queue.sqlite` for `kiln watch`).
 //!
-//! A job is `queued`, `running`, `done` or `failed`; `attempts` counts its starts; a queued job
+//! A job is `queued`, `running`, `done`, `failed` or `canceled` (stopped by its user; it resumes
+//! when queued again); `attempts` counts its starts; a queued job
 //! is not claimed before its `not_before` time (set when another process held its folder). Each
 //! input's content hash is unique in the table, so an input already seen is never queued twice. Every
 //! change is one statement (or one transaction), so a crash leaves the table as it was before or
@@ -26,7 +27,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     content_hash  TEXT NOT NULL UNIQUE,
     job_dir       TEXT NOT NULL,
     settings      TEXT NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    state         TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'canceled')),
     attempts      INTEGER NOT NULL DEFAULT 0,
     error         TEXT,
     metrics       TEXT,
@@ -47,20 +48,26 @@ pub enum JobState {
     Running,
     Done,
     Failed,
+    /// Stopped by its user; its folder keeps what finished, and queuing it again resumes it.
+    Canceled,
 }
 
 impl JobState {
+    const ALL: [JobState; 5] =
+        [JobState::Queued, JobState::Running, JobState::Done, JobState::Failed, JobState::Canceled];
+
     pub fn name(self) -> &'static str {
         match self {
             JobState::Queued => "queued",
             JobState::Running => "running",
             JobState::Done => "done",
             JobState::Failed => "failed",
+            JobState::Canceled => "canceled",
         }
     }
 
     fn parse(text: &str) -> Option<JobState> {
-        [JobState::Queued, JobState::Running, JobState::Done, JobState::Failed].into_iter().find(|s| s.name() == text)
+        JobState::ALL.into_iter().find(|s| s.name() == text)
     }
 }
 
@@ -76,6 +83,8 @@ pub struct QueuedJob {
     pub attempts: u32,
     pub error: Option<String>,
     pub metrics: Option<KeyMetrics>,
+    /// When it was queued, Unix seconds.
+    pub created_at: f64,
 }
 
 /// What [`QueueStore::enqueue`] did.
@@ -104,6 +113,7 @@ impl QueueStore {
         connection.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
         connection.execute_batch(SCHEMA).map_err(sql)?;
         add_missing_columns(&connection).map_err(sql)?;
+        allow_canceled(&connection).map_err(sql)?;
         Ok(QueueStore { connection, path: path.to_path_buf() })
     }
 
@@ -162,6 +172,22 @@ impl QueueStore {
         Ok(Enqueued::AlreadyKnown(Box::new(known)))
     }
 
+    /// The job with this id, if it exists.
+    pub fn job(&self, id: i64) -> Result<Option<QueuedJob>, QueueError> {
+        self.connection
+            .query_row(&format!("{SELECT} WHERE id = ?1"), [id], read_row)
+            .optional()
+            .map_err(self.sql())?
+            .transpose()
+            .map_err(|e| self.corrupt(e))
+    }
+
+    /// Forgets a job (its folder is the caller's to remove; its photos are never touched).
+    pub fn remove(&self, id: i64) -> Result<(), QueueError> {
+        self.connection.execute("DELETE FROM jobs WHERE id = ?1", [id]).map_err(self.sql())?;
+        Ok(())
+    }
+
     pub fn find_by_hash(&self, content_hash: &str) -> Result<Option<QueuedJob>, QueueError> {
         self.connection
             .query_row(&format!("{SELECT} WHERE content_hash = ?1"), [content_hash], read_row)
@@ -213,6 +239,11 @@ impl QueueStore {
 
     pub fn mark_failed(&self, id: i64, error: &str) -> Result<(), QueueError> {
         self.set_state(id, JobState::Failed, Some(error), None)
+    }
+
+    /// A job its user stopped: not claimed again until [`QueueStore::requeue`]d.
+    pub fn mark_canceled(&self, id: i64) -> Result<(), QueueError> {
+        self.set_state(id, JobState::Canceled, None, None)
     }
 
     /// Puts a cancelled job back in the queue: it resumes at the next start.
@@ -286,7 +317,28 @@ fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-const SELECT: &str = "SELECT id, input, content_hash, job_dir, settings, state, attempts, error, metrics FROM jobs";
+/// Rebuilds a table an older version created, whose state check predates `canceled`, with the
+/// current check and the same rows (SQLite cannot alter a check in place), in one transaction.
+fn allow_canceled(connection: &Connection) -> rusqlite::Result<()> {
+    let created: String =
+        connection
+            .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'", [], |row| row.get(0))?;
+    if created.contains("'canceled'") {
+        return Ok(());
+    }
+    let columns = "id, input, content_hash, job_dir, settings, state, attempts, error, metrics, created_at, updated_at, not_before";
+    connection.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         ALTER TABLE jobs RENAME TO jobs_before_canceled;
+         {SCHEMA}
+         INSERT INTO jobs ({columns}) SELECT {columns} FROM jobs_before_canceled;
+         DROP TABLE jobs_before_canceled;
+         COMMIT;"
+    ))
+}
+
+const SELECT: &str =
+    "SELECT id, input, content_hash, job_dir, settings, state, attempts, error, metrics, created_at FROM jobs";
 
 /// A row as a job; the inner error describes a row this version cannot read.
 fn read_row(row: &Row) -> rusqlite::Result<Result<QueuedJob, String>> {
@@ -305,6 +357,7 @@ fn read_row(row: &Row) -> rusqlite::Result<Result<QueuedJob, String>> {
     let job_dir: String = row.get(3)?;
     let attempts: u32 = row.get(6)?;
     let error: Option<String> = row.get(7)?;
+    let created_at: f64 = row.get(9)?;
     Ok(parsed.map(|(settings, state, metrics)| QueuedJob {
         id,
         input: PathBuf::from(input),
@@ -315,6 +368,7 @@ fn read_row(row: &Row) -> rusqlite::Result<Result<QueuedJob, String>> {
         attempts,
         error,
         metrics,
+        created_at,
     }))
 }
 
@@ -397,6 +451,47 @@ mod tests {
         std::thread::sleep(Duration::from_millis(450));
         let again = store.claim_next().unwrap().unwrap();
         assert_eq!((again.id, again.attempts), (a.id, 2));
+    }
+
+    #[test]
+    fn a_canceled_job_waits_until_requeued_and_a_removed_one_is_gone() {
+        let path = temp_db("cancel");
+        let settings = JobSettings::for_preset(Preset::Preview);
+        let mut store = QueueStore::open(&path).unwrap();
+        store.enqueue(Path::new("/in/a"), "a", Path::new("/out/a"), &settings).unwrap();
+        let a = store.claim_next().unwrap().unwrap();
+        store.mark_canceled(a.id).unwrap();
+        assert_eq!(store.job(a.id).unwrap().unwrap().state, JobState::Canceled);
+        assert!(store.claim_next().unwrap().is_none(), "a canceled job is not claimed");
+        assert_eq!(store.unfinished().unwrap(), 0);
+        store.requeue(a.id).unwrap();
+        assert_eq!(store.claim_next().unwrap().unwrap().attempts, 2, "resumed as the next attempt");
+        store.remove(a.id).unwrap();
+        assert!(store.job(a.id).unwrap().is_none());
+        assert!(store.jobs().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_queue_file_from_before_canceled_existed_is_rebuilt_with_its_rows() {
+        let path = temp_db("migrate-canceled");
+        let old_schema = SCHEMA.replace(", 'canceled'", "");
+        assert!(!old_schema.contains("canceled"), "the test must start from the old table");
+        let connection = Connection::open(&path).unwrap();
+        connection.execute_batch(&old_schema).unwrap();
+        connection
+            .execute(
+                "INSERT INTO jobs (input, content_hash, job_dir, settings, state, created_at, updated_at) VALUES ('/in/a', 'a', '/out/a', ?1, 'queued', 0, 0)",
+                [serde_json::to_string(&JobSettings::for_preset(Preset::Preview)).unwrap()],
+            )
+            .unwrap();
+        drop(connection);
+        let mut store = QueueStore::open(&path).unwrap();
+        let job = store.claim_next().unwrap().expect("the old row survives the rebuild");
+        assert_eq!(job.input, Path::new("/in/a"));
+        store.mark_canceled(job.id).unwrap();
+        drop(store);
+        let store = QueueStore::open(&path).unwrap();
+        assert_eq!(store.jobs().unwrap()[0].state, JobState::Canceled, "reopening keeps the new check");
     }
 
     #[test]

@@ -1,0 +1,325 @@
+//! The desktop app's IPC types: what its Rust side (`src-tauri/`) and its web UI (`ui/`) exchange
+//! through Tauri commands and events, beside the engine types they carry ([`Preset`], [`Format`],
+//! [`Stage`], the check and job reports). With the `ts` feature each derives `ts_rs::TS`, and
+//! `tests/ts_bindings.rs` keeps `ui/src/bindings/` equal to them, so the two sides cannot drift.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::ErrorClass;
+use crate::event::JobEvent;
+use crate::preset::Preset;
+use crate::settings::{Device, Format, Stage};
+
+/// What the app found at start.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct AppInfo {
+    /// The app's version (the workspace's).
+    pub version: String,
+    /// The wgpu adapter's name; `None`: no GPU was found and jobs train on the CPU.
+    pub adapter: Option<String>,
+    /// The folder the app's job folders are made in.
+    pub jobs_root: PathBuf,
+    /// Whether the app runs without a cloud account (everything local).
+    pub offline: bool,
+}
+
+/// What a dropped or picked item is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A folder of photos.
+    Folder,
+    /// A ZIP of photos.
+    Zip,
+}
+
+/// A job not started yet: an added folder or ZIP waiting for its check, settings and Start.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct Draft {
+    /// The app's handle for the draft (commands take it as `draftId`).
+    pub id: String,
+    /// The folder or ZIP as added.
+    pub source: PathBuf,
+    /// What the UI calls it (the folder's or ZIP's name).
+    pub name: String,
+    pub kind: SourceKind,
+    /// Photo files found in it.
+    pub photos: u32,
+}
+
+/// A dropped item that is not usable (not a folder, ZIP or photo; an unsafe ZIP), and why.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct Rejected {
+    pub path: PathBuf,
+    pub error: AppError,
+}
+
+/// What `add_sources` made of the items given: drafts for the usable ones, the rest rejected.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct Added {
+    pub drafts: Vec<Draft>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Where a job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum Where {
+    /// This machine.
+    Local,
+    /// The hosted service (needs an account and credits).
+    Cloud,
+    /// The app chooses from the job's size, this machine's device and the account.
+    Auto,
+}
+
+/// How a draft is to run: what the user picked before Start.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct StartOptions {
+    pub preset: Preset,
+    pub formats: Vec<Format>,
+    /// Where the job runs (`where` in JSON: a Rust keyword).
+    #[serde(rename = "where")]
+    pub where_: Where,
+}
+
+/// What a job is expected to cost before it starts.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct Estimate {
+    /// Expected wall-clock seconds from start to the last export.
+    pub seconds: f64,
+    /// The cloud's credit quote; `None` for a job that runs locally.
+    pub credits: Option<u64>,
+}
+
+/// Where a job in the queue stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its turn.
+    Queued,
+    Running,
+    /// Finished; its report is there.
+    Done,
+    /// Ended by an error ([`JobRow::error`]); retry runs it again.
+    Failed,
+    /// Stopped by the user; resume goes on from its last finished stage or checkpoint.
+    Canceled,
+    /// Was running when the app stopped (quit, crash, killed); resume goes on from its checkpoint.
+    Interrupted,
+}
+
+/// One job in the queue, as the queue pane shows it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct JobRow {
+    /// The queue's handle for the job (commands take it as `jobId`).
+    pub id: String,
+    pub name: String,
+    /// The photo folder or ZIP the job reads (never modified).
+    pub source: PathBuf,
+    /// The job folder (manifest, stages, report, exports).
+    pub job_dir: PathBuf,
+    /// Where it runs (`where` in JSON: a Rust keyword).
+    #[serde(rename = "where")]
+    pub where_: Where,
+    pub preset: Preset,
+    pub state: JobState,
+    /// The stage running or last run; `None` before the first starts.
+    pub stage: Option<Stage>,
+    /// Fraction of the current stage done, 0..=1.
+    pub stage_fraction: f64,
+    /// Fraction of the whole job done, 0..=1 (stages weighted by their expected cost).
+    pub job_fraction: f64,
+    /// Seconds the job is expected to need from now, once there is a basis for a guess.
+    pub eta_s: Option<f64>,
+    /// Seconds the job has run, over all its runs.
+    pub elapsed_s: f64,
+    /// Why it failed, for [`JobState::Failed`].
+    pub error: Option<AppError>,
+    /// When it was queued, RFC 3339.
+    pub created_at: String,
+}
+
+/// The `job-event` event: one of the job layer's typed events of a running job.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct JobEventMessage {
+    /// The job's [`JobRow::id`].
+    pub job_id: String,
+    pub event: JobEvent,
+}
+
+/// One point of the training plot.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct TrainPoint {
+    /// The training step.
+    pub step: u64,
+    /// The training loss at that step, when recorded.
+    pub loss: Option<f32>,
+    /// The held-out PSNR (dB) at that step, when measured.
+    pub psnr: Option<f32>,
+}
+
+/// What the preview draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum PreviewMode {
+    /// The trained Gaussian splats.
+    Splats,
+    /// The exported mesh, textured.
+    Mesh,
+    /// The exported mesh's edges.
+    Wireframe,
+    /// The exported mesh shaded by a material capture (shape without texture).
+    Matcap,
+}
+
+/// One preview frame to render: size, camera and what to draw.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct PreviewView {
+    /// Frame size in pixels (the preview area's).
+    pub width: u32,
+    pub height: u32,
+    /// Orbit around the model: azimuth and elevation in degrees.
+    pub azimuth_deg: f32,
+    pub elevation_deg: f32,
+    /// Orbit distance over the distance that frames the model (1 = framed, below 1 = closer).
+    pub distance_scale: f32,
+    pub mode: PreviewMode,
+    /// Whether the input cameras are drawn.
+    pub show_cameras: bool,
+    /// "Snap to photo N": render from input photo N's camera instead of the orbit (an index into
+    /// the job's photos).
+    pub photo: Option<u32>,
+}
+
+/// One file an export wrote.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct ExportedFile {
+    pub path: PathBuf,
+    pub format: Format,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// The third-party validator's result, for formats one checks (glTF-Validator, ARKit's
+    /// checker) where it is installed.
+    pub validator: Option<ValidatorLine>,
+}
+
+/// A validator's result on one file, in one line.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct ValidatorLine {
+    /// Which validator ran (e.g. `gltf-validator`).
+    pub name: String,
+    pub passed: bool,
+    /// The validator's own summary.
+    pub summary: String,
+}
+
+/// What `export_job` wrote, with the budget the preset set.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct ExportResult {
+    pub files: Vec<ExportedFile>,
+    /// The preset's triangle budget; `None`: undecimated (the `raw` preset).
+    pub max_triangles: Option<u32>,
+    /// Side of the square base-colour texture, texels.
+    pub texture_size: u32,
+}
+
+/// The app's settings (the settings dialog), kept between runs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct AppSettings {
+    /// The device local jobs train on.
+    pub device: Device,
+    /// The preset new drafts start with.
+    pub preset: Preset,
+    /// The formats new drafts start with.
+    pub formats: Vec<Format>,
+    /// Where exports go unless the user picks another folder.
+    pub output_folder: PathBuf,
+    /// The hosted service's base URL.
+    pub cloud_url: String,
+    pub log_folder: PathBuf,
+}
+
+/// A failure the UI shows: every command's error, a rejected item's reason, a failed job's cause.
+/// Its message is for people; its class says what the UI offers (fix the input, retry, …).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct AppError {
+    pub class: ErrorClass,
+    /// The problem first, the file last (the library messages' form).
+    pub message: String,
+}
+
+impl AppError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        Self { class, message: message.into() }
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AppError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_is_spelled_where_and_enums_snake_case() {
+        let options = StartOptions { preset: Preset::Preview, formats: vec![Format::Glb], where_: Where::Auto };
+        let json = serde_json::to_value(&options).unwrap();
+        assert_eq!(json, serde_json::json!({"preset": "preview", "formats": ["glb"], "where": "auto"}));
+        assert_eq!(serde_json::from_value::<StartOptions>(json).unwrap(), options);
+        assert_eq!(serde_json::to_value(JobState::Interrupted).unwrap(), "interrupted");
+        assert_eq!(serde_json::to_value(PreviewMode::Wireframe).unwrap(), "wireframe");
+        assert_eq!(serde_json::to_value(SourceKind::Zip).unwrap(), "zip");
+    }
+
+    #[test]
+    fn app_error_shows_its_message_and_keeps_its_class() {
+        let error = AppError::new(ErrorClass::BadInput, "not a folder, ZIP or photo: notes.txt");
+        assert_eq!(error.to_string(), "not a folder, ZIP or photo: notes.txt");
+        let boxed: Box<dyn std::error::Error> = Box::new(error.clone());
+        assert_eq!(boxed.to_string(), error.message);
+        let json = serde_json::to_value(&error).unwrap();
+        assert_eq!(json, serde_json::json!({"class": "bad_input", "message": "not a folder, ZIP or photo: notes.txt"}));
+    }
+}
