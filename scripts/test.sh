@@ -75,6 +75,13 @@ export KILN_STRIPE_PYTHON="$STRIPE_VENV/bin/python"
 # session. KILN_REQUIRE_KEYRING=1: the login test fails rather than skips without the keyring.
 KEYRING_DIR="$(mktemp -d)"
 export KEYRING_DIR KILN_REQUIRE_KEYRING=1
+# The desktop app's end-to-end test (src-tauri/tests/e2e.rs) drives the real window under its own
+# Xvfb through WebDriver: tauri-driver (crates.io, installed once into the tools cache) over
+# WebKitWebDriver (Debian's webkit2gtk-driver), and compares its preview with `kiln render`
+# (the CLI binary this same cargo test builds).
+PATH="$(scripts/app_e2e_tools.sh | tail -n1):$PATH"
+KILN_CLI_BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/debug/kiln"
+export PATH KILN_CLI_BIN KILN_REQUIRE_APP_E2E=1
 dbus-run-session -- sh -c 'printf kiln-test | XDG_DATA_HOME="$KEYRING_DIR" gnome-keyring-daemon --unlock \
   --components=secrets >/dev/null && exec cargo test --workspace --locked --features kiln-protocol/ts'
 rm -rf "$KEYRING_DIR"
