@@ -233,6 +233,12 @@ fn window_titles(display: &str) -> Vec<String> {
 
 /// mat-box's photos in a folder of their own, with a `kiln.toml` that keeps the job small.
 fn box_folder(root: &Path) -> PathBuf {
+    box_folder_training(root, 300)
+}
+
+/// mat-box's photos with a `kiln.toml` asking for `steps` training steps at 100 px, a checkpoint
+/// every 50.
+fn box_folder_training(root: &Path, steps: u32) -> PathBuf {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fixtures/mat-box/images");
     let folder = root.join("box photos");
     std::fs::create_dir_all(&folder).unwrap();
@@ -240,7 +246,8 @@ fn box_folder(root: &Path) -> PathBuf {
         let path = entry.unwrap().path();
         std::fs::copy(&path, folder.join(path.file_name().unwrap())).unwrap();
     }
-    std::fs::write(folder.join("kiln.toml"), "steps = 300\nmax_side = 100\ncheckpoint_every = 50\n").unwrap();
+    std::fs::write(folder.join("kiln.toml"), format!("steps = {steps}\nmax_side = 100\ncheckpoint_every = 50\n"))
+        .unwrap();
     folder
 }
 
@@ -342,6 +349,95 @@ fn photos_added_in_the_window_become_a_previewed_exported_model() {
     let job_dir = job_folder(&root.join("data"));
     preview_matches_kiln_render(&driver, &job_dir, &root);
     export_writes_a_validated_glb(&driver, &root.join("exports"), &job_id);
+}
+
+/// Training steps of the job the kill test interrupts: long enough (about a minute here) that the
+/// app is killed mid-training, after its first checkpoint.
+const KILLED_JOB_STEPS: u32 = 800;
+
+#[test]
+fn a_killed_app_resumes_its_job_from_the_checkpoint_when_started_again() {
+    let Some(tools) = find_tools() else { return };
+    let root = fresh_dir("kill");
+    let mut processes = Processes::default();
+    let display = start_xvfb(&mut processes);
+    let port = start_tauri_driver(&mut processes, &tools, &display, &root);
+    let capabilities = json!({ "alwaysMatch": { "tauri:options": { "application": env!("CARGO_BIN_EXE_kiln-app") } } });
+    let driver = Driver::start(port, capabilities.clone(), DRIVER_TIMEOUT);
+    driver.set_script_timeout(CHECK_TIMEOUT);
+    app_starts_titled_kiln(&driver, &display);
+    add_and_check(&driver, &box_folder_training(&root, KILLED_JOB_STEPS));
+    start_preview_glb(&driver);
+    let data = root.join("data");
+    let checkpoint = driver.wait_until("training's first checkpoint", JOB_TIMEOUT, |d| {
+        let row = d.execute(ROW_STATE, &[]);
+        let jobs = data.join("Kiln");
+        let found = std::fs::read_dir(&jobs).ok().and_then(|mut e| e.next()).and_then(Result::ok);
+        match found.map(|job| job.path().join("train/checkpoint.bin")) {
+            Some(path) if path.is_file() => Ok(path),
+            _ => Err(format!("{row}; messages: {}", page_messages(d))),
+        }
+    });
+    let job_id = driver.execute(ROW_STATE, &[])["id"].as_str().unwrap().to_string();
+    kill_app(&data);
+    drop(driver);
+
+    // Started again on the same data folder: the same job is in the queue and goes on.
+    let driver = Driver::start(port, capabilities, DRIVER_TIMEOUT);
+    app_starts_titled_kiln(&driver, &display);
+    let mut states = Vec::new();
+    let row = driver.wait_until("the resumed job to end", JOB_TIMEOUT, |d| {
+        let row = d.execute(ROW_STATE, &[]);
+        if let Some(state) = row["state"].as_str()
+            && states.last().is_none_or(|last: &String| last != state)
+        {
+            states.push(state.to_string());
+        }
+        match row["state"].as_str() {
+            Some("done" | "failed" | "canceled") => Ok(row),
+            _ => Err(format!("{row}; messages: {}", page_messages(d))),
+        }
+    });
+    assert_eq!(row["id"], job_id.as_str(), "the same job, not a new one: {row}");
+    assert_eq!(row["state"], "done", "{row}; states seen {states:?}; messages: {}", page_messages(&driver));
+    assert!(!checkpoint.exists(), "the checkpoint is removed once training finished");
+    let job_dir = checkpoint.parent().and_then(Path::parent).unwrap();
+    let report: Value = serde_json::from_slice(&std::fs::read(job_dir.join("report.json")).unwrap()).unwrap();
+    let statuses: Vec<&str> =
+        report["stages"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(&statuses[..2], ["skipped", "skipped"], "check and poses were not run again: {statuses:?}");
+    let resumed = report["metrics"]["train"]["resumed_from_step"].as_u64();
+    assert!(
+        resumed.is_some_and(|step| (50..u64::from(KILLED_JOB_STEPS)).contains(&step)),
+        "training resumed from its checkpoint: {resumed:?}"
+    );
+    println!("after the kill the queue showed {states:?}; training resumed from step {resumed:?}");
+}
+
+/// Kills (SIGKILL) the `kiln-app` process whose data folder is `data`: the one this test started,
+/// not another test's.
+fn kill_app(data: &Path) {
+    let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_kiln-app")).unwrap();
+    let wanted = format!("{}={}", kiln_app::DATA_DIR_VAR, data.display());
+    let pids: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter(|entry| std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| exe == binary))
+        .filter(|entry| {
+            std::fs::read(entry.path().join("environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == wanted.as_bytes()))
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(pids.len(), 1, "one kiln-app on {}: {pids:?}", data.display());
+    let status = Command::new("kill").args(["-KILL", &pids[0]]).status().unwrap();
+    assert!(status.success(), "kill -KILL {}", pids[0]);
+    let gone = std::time::Instant::now();
+    while Path::new(&format!("/proc/{}", pids[0])).exists() {
+        assert!(gone.elapsed() < Duration::from_secs(10), "kiln-app {} outlived SIGKILL", pids[0]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn app_starts_titled_kiln(driver: &Driver, display: &str) {
