@@ -16,8 +16,9 @@ set -euo pipefail
 # libwebkit2gtk-4.1-dev (WebKitGTK and GTK 3 headers and pkg-config files): the desktop app
 # (src-tauri, Tauri 2's Linux runtime). webkit2gtk-driver (WebKitWebDriver): its end-to-end test
 # drives the real window through tauri-driver, and stops what it started with procps' `kill`.
+# mold: the linker .cargo/config.toml names (links the test binaries several times faster).
 PACKAGES=(mesa-vulkan-drivers libvulkan1 vulkan-tools pkg-config xvfb x11-apps x11-utils postgresql curl
-  dbus-daemon gnome-keyring libsecret-tools libwebkit2gtk-4.1-dev webkit2gtk-driver procps)
+  dbus-daemon gnome-keyring libsecret-tools libwebkit2gtk-4.1-dev webkit2gtk-driver procps mold)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -4,12 +4,15 @@ use serde::Serialize;
 use tauri::{AppHandle, Emitter as _, Runtime};
 
 use kiln_protocol::JobEvent;
-use kiln_protocol::app::{JobEventMessage, JobRow};
+use kiln_protocol::app::{JobEventMessage, JobRow, WatchedFolder};
 
 /// A job layer event of a running job: `{ job_id, event }`.
 pub const JOB_EVENT: &str = "job-event";
 /// A job's row whenever its state changes.
 pub const JOB_CHANGED: &str = "job-changed";
+/// Every watched folder whenever one is added, removed, paused or resumed, or what one picked
+/// up, has waiting or saw fail changes.
+pub const WATCHED_CHANGED: &str = "watched-changed";
 
 /// Sends events to every window; the runner holds one. Type-erased over the Tauri runtime so the
 /// runner is the same code under the real and the mock runtime.
@@ -34,6 +37,10 @@ impl Emitter {
 
     pub fn job_changed(&self, row: &JobRow) {
         self.send(JOB_CHANGED, row);
+    }
+
+    pub fn watched_changed(&self, folders: &[WatchedFolder]) {
+        self.send(WATCHED_CHANGED, &folders);
     }
 
     fn send(&self, name: &str, payload: &impl Serialize) {

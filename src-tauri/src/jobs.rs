@@ -74,11 +74,17 @@ fn folder_name(name: &str) -> String {
     if trimmed.is_empty() { "job".into() } else { trimmed.chars().take(60).collect() }
 }
 
-/// The name a job is shown with: its folder's, without the hash suffix.
+/// The name a job is shown with: its folder's, without the hash suffix (8 hex digits for jobs
+/// started from a draft, 12 for those a watched folder picked up, as `kiln watch` names them).
 fn job_name(job_dir: &Path) -> String {
     let folder = job_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     match folder.rsplit_once('-') {
-        Some((name, hash)) if hash.len() == FOLDER_HASH_DIGITS => name.to_string(),
+        Some((name, hash))
+            if [FOLDER_HASH_DIGITS, kiln_queue::watch::JOB_DIR_HASH_DIGITS].contains(&hash.len())
+                && hash.chars().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            name.to_string()
+        }
         _ => folder,
     }
 }
@@ -142,10 +148,11 @@ fn row_of(shared: &Shared, job: &QueuedJob) -> CommandResult<JobRow> {
     })
 }
 
-/// A failed job's error as the runner stored it (an [`AppError`] in JSON); a plain text from
-/// `kiln watch` is taken as Kiln's own failure.
+/// A failed job's error as the runner stored it (an [`AppError`] in JSON). Plain text in the
+/// app's queue comes from the watched folders' scanner, which records inputs it refused (a broken
+/// `kiln.toml`, an unreadable ZIP): the input's problem.
 fn stored_error(text: &str) -> AppError {
-    serde_json::from_str(text).unwrap_or_else(|_| AppError::new(ErrorClass::Internal, text))
+    serde_json::from_str(text).unwrap_or_else(|_| AppError::new(ErrorClass::BadInput, text))
 }
 
 /// Unix seconds as RFC 3339 in UTC (`2026-12-07T09:30:00Z`).
@@ -315,5 +322,7 @@ mod tests {
         assert_eq!(folder_name("../.."), "job");
         assert_eq!(job_name(Path::new("/jobs/My-mug-0123abcd")), "My-mug");
         assert_eq!(job_name(Path::new("/jobs/plain")), "plain");
+        assert_eq!(job_name(Path::new("/jobs/shoe-0123456789ab")), "shoe", "a watched folder's job");
+        assert_eq!(job_name(Path::new("/jobs/take-two")), "take-two");
     }
 }

@@ -9,6 +9,7 @@
 //! - [`preview`]: frames of a job rendered headless by `kiln-viewer` (the code of `kiln render`),
 //!   sent to the webview as PNG;
 //! - [`export`]: a finished job's model in more formats, into a folder, validated;
+//! - [`watched`]: watched folders, whose new subfolders and ZIPs become jobs once quiet;
 //! - [`state`]: what the commands and the runner share; [`settings`]: the app's settings;
 //! - [`gpu`]: the preview device and the uploaded scene.
 
@@ -22,6 +23,7 @@ pub mod preview;
 pub mod runner;
 pub mod settings;
 pub mod state;
+pub mod watched;
 
 use std::path::PathBuf;
 
@@ -69,6 +71,10 @@ pub fn builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
         preview::preview_frame,
         preview::photo_image,
         export::export_job,
+        watched::list_watched,
+        watched::add_watched,
+        watched::remove_watched,
+        watched::pause_watched,
     ])
 }
 
@@ -84,6 +90,7 @@ pub fn start<R: Runtime>(app: &tauri::AppHandle<R>, data_dir: Option<PathBuf>) -
     let home = if custom { data_dir.clone() } else { app.path().home_dir().unwrap_or_else(|_| data_dir.clone()) };
     let state = AppState::open(AppPaths::new(data_dir), &home)?;
     runner::spawn(state.shared(), events::Emitter::new(app.clone()))?;
+    watched::start(app, state.shared())?;
     app.manage(state);
     Ok(())
 }

@@ -12,6 +12,7 @@ import { guard, showError } from "./messages";
 import { PreviewPane } from "./preview";
 import { QueuePane } from "./queue";
 import { SettingsDialog } from "./settings";
+import { WatchedPane } from "./watched";
 
 /** What the page offers scripts (the end-to-end test). */
 export interface KilnApi {
@@ -65,6 +66,7 @@ export async function startApp(): Promise<void> {
       exporter.settingsChanged(stored);
     },
   });
+  const watched = new WatchedPane();
   window.kiln = { addSources: (paths) => add.addSources(paths) };
 
   const [appInfo, stored] = await Promise.all([
@@ -81,8 +83,9 @@ export async function startApp(): Promise<void> {
     guard("Could not follow the jobs", () => ipc.onJobEvent((payload) => queue.applyEvent(payload))),
     guard("Could not follow the jobs", () => ipc.onJobChanged((row) => queue.upsert(row))),
     guard("Dropping files will not work", () => ipc.onDragDrop(hoverDropZone, (paths) => void add.addSources(paths))),
+    guard("Could not follow the watched folders", () => ipc.onWatchedChanged((folders) => watched.show(folders))),
   ]);
-  await queue.load();
+  await Promise.all([queue.load(), watched.load()]);
 }
 
 function hoverDropZone(over: boolean): void {

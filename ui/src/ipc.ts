@@ -22,6 +22,8 @@ import type {
   PreviewView,
   StartOptions,
   TrainPoint,
+  WatchSettings,
+  WatchedFolder,
 } from "./bindings";
 
 /** The `job-event` payload: a job layer event and the job it belongs to. */
@@ -77,6 +79,21 @@ export const exportJob = (jobId: string, formats: Format[], folder: string): Pro
 export const getSettings = (): Promise<AppSettings> => invoke("get_settings");
 
 export const setSettings = (settings: AppSettings): Promise<AppSettings> => invoke("set_settings", { settings });
+
+export const listWatched = (): Promise<WatchedFolder[]> => invoke("list_watched");
+
+export const addWatched = (folder: string, settings: WatchSettings): Promise<WatchedFolder> =>
+  invoke("add_watched", { folder, settings });
+
+export const removeWatched = (id: string): Promise<null> => invoke("remove_watched", { id });
+
+export const pauseWatched = (id: string, paused: boolean): Promise<WatchedFolder> =>
+  invoke("pause_watched", { id, paused });
+
+/** Every watched folder whenever one is added, removed, paused or resumed, or what one picked
+ * up, has waiting or saw fail changes. */
+export const onWatchedChanged = (handler: (folders: WatchedFolder[]) => void): Promise<UnlistenFn> =>
+  listen<WatchedFolder[]>("watched-changed", (event) => handler(event.payload));
 
 /** Live job layer events (stage, fraction, ETA, training metrics, latest preview). */
 export const onJobEvent = (handler: (payload: JobEventPayload) => void): Promise<UnlistenFn> =>

@@ -12,8 +12,8 @@
 
 pub mod capture;
 pub mod device;
-pub mod estimate;
 mod error;
+pub mod estimate;
 pub mod hash;
 pub use kiln_protocol::layout;
 pub mod lock;

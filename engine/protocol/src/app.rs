@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::error::ErrorClass;
 use crate::event::JobEvent;
 use crate::preset::Preset;
-use crate::settings::{Device, Format, Stage};
+use crate::settings::{Device, Format, SettingsOverrides, Stage};
 
 /// What the app found at start.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -273,6 +273,70 @@ pub struct AppSettings {
     pub log_folder: PathBuf,
 }
 
+/// A watched folder's settings: what its jobs get and when an input counts as copied.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct WatchSettings {
+    /// The settings of every job from this folder, as a `kiln.toml` holds them: each input's own
+    /// `kiln.toml` overrides them, and they override the app's device, preset and formats.
+    pub overrides: SettingsOverrides,
+    /// Seconds an input (a subfolder or ZIP) must stay unchanged before it becomes a job, so one
+    /// still being copied is not picked up half-written.
+    #[serde(default = "WatchSettings::default_quiet_s")]
+    pub quiet_s: f64,
+}
+
+impl WatchSettings {
+    /// The quiet period when none is given: `kiln watch`'s default, long enough for a copy from
+    /// a camera card or a network share to pause between files without being cut.
+    pub const DEFAULT_QUIET_S: f64 = 10.0;
+
+    fn default_quiet_s() -> f64 {
+        Self::DEFAULT_QUIET_S
+    }
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self { overrides: SettingsOverrides::default(), quiet_s: Self::DEFAULT_QUIET_S }
+    }
+}
+
+/// An input of a watched folder that became a job.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct PickedUp {
+    /// The subfolder or ZIP.
+    pub input: PathBuf,
+    /// Its job's [`JobRow::id`].
+    pub job_id: String,
+    pub state: JobState,
+}
+
+/// A folder the app watches: each subfolder or ZIP copied into it becomes a job once quiet.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct WatchedFolder {
+    /// The app's handle for the folder (commands take it as `id`).
+    pub id: String,
+    pub folder: PathBuf,
+    pub settings: WatchSettings,
+    /// Paused: nothing new is picked up until resumed (inputs copied meanwhile are then).
+    pub paused: bool,
+    /// The inputs that became jobs, oldest first, failed ones included.
+    pub picked_up: Vec<PickedUp>,
+    /// The inputs seen but not quiet yet (still being copied) or not readable yet.
+    pub waiting: Vec<PathBuf>,
+    /// The inputs whose job failed or that could not become one (a broken `kiln.toml`), and why.
+    pub failed: Vec<Rejected>,
+    /// Why the folder is not being watched now (it was removed, it cannot be read); `None` while
+    /// it is watched or paused.
+    pub problem: Option<AppError>,
+}
+
 /// A failure the UI shows: every command's error, a rejected item's reason, a failed job's cause.
 /// Its message is for people; its class says what the UI offers (fix the input, retry, …).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -311,6 +375,13 @@ mod tests {
         assert_eq!(serde_json::to_value(JobState::Interrupted).unwrap(), "interrupted");
         assert_eq!(serde_json::to_value(PreviewMode::Wireframe).unwrap(), "wireframe");
         assert_eq!(serde_json::to_value(SourceKind::Zip).unwrap(), "zip");
+    }
+
+    #[test]
+    fn watch_settings_without_a_quiet_period_get_the_default() {
+        let settings: WatchSettings = serde_json::from_value(serde_json::json!({"overrides": {"steps": 300}})).unwrap();
+        assert_eq!(settings.quiet_s, WatchSettings::DEFAULT_QUIET_S);
+        assert_eq!(settings.overrides.train_steps, Some(300));
     }
 
     #[test]

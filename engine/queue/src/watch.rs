@@ -2,10 +2,11 @@
 //! been quiet — no file added, resized, touched or reported by the file-system notifier — for
 //! the quiet period, so a folder still being copied is not picked up half-written.
 //!
-//! Two threads share the queue database `<out>/queue.sqlite` ([`super::store`]): a scanner
+//! Two threads share the queue database `<out>/queue.sqlite` ([`super::store`]): a [`Scanner`]
 //! (notify events plus a periodic walk of each candidate's files, sizes and modification times)
 //! that queues quiet inputs, skipping content already seen (by [`super::input_content_hash`]),
-//! and a runner that takes queued jobs one at a time. Jobs a killed watcher left `running` are
+//! and a runner that takes queued jobs one at a time. The desktop app runs the same [`Scanner`]
+//! for each of its watched folders, into its own queue. Jobs a killed watcher left `running` are
 //! resumed at the next start (the job folder carries their progress); on stop (Ctrl-C) the running
 //! job is cancelled and put back in the queue. `<out>/watch.log` records every decision;
 //! `<out>/watch.lock` keeps a second watcher off the same output folder.
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use notify::{Config, EventKindMask, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::sidecar::read_sidecar;
-use crate::store::{Enqueued, QueueStore};
+use crate::store::{Enqueued, QueueStore, QueuedJob};
 use crate::{JobRunner, KeyMetrics, QueueError, input_content_hash, input_stem, is_zip, layered_settings};
 use kiln_job::{CancelFlag, JobError};
 use kiln_protocol::SettingsOverrides;
@@ -38,7 +39,7 @@ pub const JOBS_DIR: &str = "jobs";
 
 /// Hex digits of the content hash in a job folder's name: enough that two inputs of the same
 /// name never share a folder, short enough to read.
-const JOB_DIR_HASH_DIGITS: usize = 12;
+pub const JOB_DIR_HASH_DIGITS: usize = 12;
 
 /// Longest pause between two scans: a quiet input is queued at most this late.
 const MAX_SCAN_INTERVAL: Duration = Duration::from_secs(1);
@@ -103,7 +104,7 @@ pub fn watch(options: &WatchOptions, runner: &mut JobRunner, stop: &CancelFlag) 
     let shared = Shared { stop, log: &log, scanner_done: &scanner_done, runner_done: &runner_done };
     std::thread::scope(|scope| {
         let scanner = scope.spawn(|| {
-            let result = Scanner::new(&dir, &out, options).and_then(|mut s| s.run(&shared, options.exit_when_idle));
+            let result = scan_until_stopped(&dir, &out, options, &shared);
             scanner_done.store(true, Ordering::SeqCst);
             result
         });
@@ -225,52 +226,124 @@ fn describe(metrics: &KeyMetrics) -> String {
     if parts.is_empty() { "finished".into() } else { parts.join(", ") }
 }
 
+/// The pause between two scans of a folder with quiet period `quiet`: a quarter of it, so an
+/// input is queued soon after it became quiet, within [`MIN_SCAN_INTERVAL`] and
+/// [`MAX_SCAN_INTERVAL`].
+pub fn scan_interval(quiet: Duration) -> Duration {
+    (quiet / 4).clamp(MIN_SCAN_INTERVAL, MAX_SCAN_INTERVAL)
+}
+
+/// The CLI's scanner thread: scans until stopped, until the runner ended, or (with
+/// `exit_when_idle`) until nothing is waiting, queued or running; logs every decision.
+fn scan_until_stopped(dir: &Path, out: &Path, options: &WatchOptions, shared: &Shared) -> Result<(), QueueError> {
+    let mut scanner = Scanner::new(dir, options.settings.clone(), options.quiet, &out.join(JOBS_DIR))?;
+    let store = QueueStore::open(&out.join(QUEUE_FILE))?;
+    let interval = scan_interval(options.quiet);
+    while !shared.stop.is_cancelled() && !shared.runner_done.load(Ordering::SeqCst) {
+        scanner.wait_for_changes(interval);
+        let report = scanner.scan(&store, Instant::now())?;
+        for decision in &report.decisions {
+            log_decision(shared.log, decision);
+        }
+        if options.exit_when_idle && report.waiting.is_empty() && store.unfinished()? == 0 {
+            shared.log.info("idle: nothing queued, running or waiting to settle");
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn log_decision(log: &WatchLog, decision: &Decision) {
+    match decision {
+        Decision::Queued { input, enqueued } => {
+            log.info(&format!("queued ({}): {}", enqueued_id(enqueued), input.display()));
+        }
+        Decision::Skipped { input, known } => log.info(&format!(
+            "skipping the same content as job #{} ({}): {}",
+            known.id,
+            known.state.name(),
+            input.display()
+        )),
+        Decision::Refused { recorded, error, .. } => {
+            log.error(&format!("not queued ({}): {error}", enqueued_id(recorded)));
+        }
+        Decision::Unreadable { error, .. } => {
+            log.warn(&format!("cannot read an input yet, trying again at a later scan: {error}"));
+        }
+    }
+}
+
+/// What a scan did with one quiet input.
+#[derive(Debug)]
+pub enum Decision {
+    /// Queued as a job (or found already queued under its content hash by another scanner).
+    Queued { input: PathBuf, enqueued: Enqueued },
+    /// The same content as a job already in the queue: nothing new to do.
+    Skipped { input: PathBuf, known: Box<QueuedJob> },
+    /// Not usable as it is (a broken `kiln.toml`): recorded as a failed job, so the failure is
+    /// visible and the same content is not tried again.
+    Refused { input: PathBuf, recorded: Enqueued, error: QueueError },
+    /// Not readable yet (moved or written to while hashed): tried again at a later scan.
+    Unreadable { input: PathBuf, error: QueueError },
+}
+
+/// What one [`Scanner::scan`] saw and did.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    /// The inputs that became quiet at this scan, and what was done with each.
+    pub decisions: Vec<Decision>,
+    /// The inputs not dealt with yet: still changing (not quiet for the quiet period), or
+    /// unreadable at this scan.
+    pub waiting: Vec<PathBuf>,
+}
+
 /// An input seen in the watched folder.
 struct Candidate {
     fingerprint: u64,
     /// When its fingerprint last changed or a notify event last touched it.
     changed_at: Instant,
-    /// Whether it was dealt with (queued, skipped or failed) at its current fingerprint.
+    /// Whether it was dealt with (queued, skipped or refused) at its current fingerprint.
     handled: bool,
 }
 
-struct Scanner<'a> {
-    dir: &'a Path,
-    out: &'a Path,
-    options: &'a WatchOptions,
-    store: QueueStore,
+/// Watches one folder: file notifications plus a walk of each input's files at every
+/// [`Scanner::scan`], which queues the inputs that stayed quiet for the quiet period into the
+/// store it is given (content already in that store is skipped), with the folder's settings
+/// under each input's `kiln.toml`. `kiln watch` runs one in a thread of its own; the desktop app
+/// runs one per watched folder.
+pub struct Scanner {
+    dir: PathBuf,
+    settings: SettingsOverrides,
+    quiet: Duration,
+    jobs_root: PathBuf,
     candidates: HashMap<PathBuf, Candidate>,
     events: Receiver<notify::Result<notify::Event>>,
     /// Kept alive: dropping it ends the notifications.
     _watcher: RecommendedWatcher,
 }
 
-impl<'a> Scanner<'a> {
-    fn new(dir: &'a Path, out: &'a Path, options: &'a WatchOptions) -> Result<Self, QueueError> {
-        let watch_error = |e: notify::Error| QueueError::Watch { path: dir.to_path_buf(), message: e.to_string() };
+impl Scanner {
+    /// Starts watching `dir` (an existing folder). Jobs get `settings` (each input's `kiln.toml`
+    /// over them) and their folders in `jobs_root`; an input holding `jobs_root` is never taken.
+    pub fn new(dir: &Path, settings: SettingsOverrides, quiet: Duration, jobs_root: &Path) -> Result<Self, QueueError> {
+        let dir = std::fs::canonicalize(dir).map_err(QueueError::io(dir))?;
+        let jobs_root = std::fs::canonicalize(jobs_root).unwrap_or_else(|_| jobs_root.to_path_buf());
+        let watch_error = |e: notify::Error| QueueError::Watch { path: dir.clone(), message: e.to_string() };
         let (sender, events) = channel();
         let config = Config::default().with_event_kinds(WATCHED_EVENTS);
         let mut watcher = RecommendedWatcher::new(sender, config).map_err(watch_error)?;
-        watcher.watch(dir, RecursiveMode::Recursive).map_err(watch_error)?;
-        let store = QueueStore::open(&out.join(QUEUE_FILE))?;
-        Ok(Scanner { dir, out, options, store, candidates: HashMap::new(), events, _watcher: watcher })
+        watcher.watch(&dir, RecursiveMode::Recursive).map_err(watch_error)?;
+        Ok(Scanner { dir, settings, quiet, jobs_root, candidates: HashMap::new(), events, _watcher: watcher })
     }
 
-    fn run(&mut self, shared: &Shared, exit_when_idle: bool) -> Result<(), QueueError> {
-        let interval = (self.options.quiet / 4).clamp(MIN_SCAN_INTERVAL, MAX_SCAN_INTERVAL);
-        while !shared.stop.is_cancelled() && !shared.runner_done.load(Ordering::SeqCst) {
-            self.drain_events(interval);
-            let all_handled = self.scan(shared.log)?;
-            if exit_when_idle && all_handled && self.store.unfinished()? == 0 {
-                shared.log.info("idle: nothing queued, running or waiting to settle");
-                break;
-            }
-        }
-        Ok(())
+    /// The watched folder, canonical.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
-    /// Waits up to `timeout` for notifications and marks the inputs they touch as changed now.
-    fn drain_events(&mut self, timeout: Duration) {
+    /// Waits up to `timeout` for notifications and marks the inputs they touch as changed now
+    /// (`Duration::ZERO`: only those already reported).
+    pub fn wait_for_changes(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -287,19 +360,18 @@ impl<'a> Scanner<'a> {
     }
 
     fn touch(&mut self, path: &Path) {
-        let Some(top) = path.strip_prefix(self.dir).ok().and_then(|r| r.components().next()) else { return };
+        let Some(top) = path.strip_prefix(&self.dir).ok().and_then(|r| r.components().next()) else { return };
         if let Some(candidate) = self.candidates.get_mut(&self.dir.join(top)) {
             candidate.changed_at = Instant::now();
         }
     }
 
-    /// Updates every candidate and deals with those that became quiet; returns whether all are
-    /// dealt with.
-    fn scan(&mut self, log: &WatchLog) -> Result<bool, QueueError> {
-        let now = Instant::now();
+    /// Updates every input's fingerprint as of `now` and deals with those quiet since the quiet
+    /// period, queuing them into `store`.
+    pub fn scan(&mut self, store: &QueueStore, now: Instant) -> Result<ScanReport, QueueError> {
         let present = self.list_inputs()?;
         self.candidates.retain(|path, _| present.contains(path));
-        let mut all_handled = true;
+        let mut report = ScanReport::default();
         for path in present {
             let fingerprint = fingerprint(&path);
             let candidate = self.candidates.entry(path.clone()).or_insert(Candidate {
@@ -310,71 +382,72 @@ impl<'a> Scanner<'a> {
             if candidate.fingerprint != fingerprint {
                 *candidate = Candidate { fingerprint, changed_at: now, handled: false };
             }
-            let mut handled = candidate.handled;
-            if !handled && now.duration_since(candidate.changed_at) >= self.options.quiet {
-                handled = self.handle(&path, log)?;
-                if let Some(candidate) = self.candidates.get_mut(&path) {
-                    candidate.handled = handled;
-                }
+            if candidate.handled {
+                continue;
             }
-            all_handled &= handled;
+            if now.saturating_duration_since(candidate.changed_at) < self.quiet {
+                report.waiting.push(path);
+                continue;
+            }
+            let decision = self.handle(&path, store)?;
+            let handled = !matches!(decision, Some(Decision::Unreadable { .. }));
+            if let Some(candidate) = self.candidates.get_mut(&path) {
+                candidate.handled = handled;
+            }
+            if !handled {
+                report.waiting.push(path);
+            }
+            report.decisions.extend(decision);
         }
-        Ok(all_handled)
+        Ok(report)
     }
 
-    /// The visible subfolders and `.zip` files of the watched folder (never the output folder).
+    /// The visible subfolders and `.zip` files of the watched folder (never one holding the job
+    /// folders).
     fn list_inputs(&self) -> Result<Vec<PathBuf>, QueueError> {
         let mut inputs = Vec::new();
-        for entry in std::fs::read_dir(self.dir).map_err(QueueError::io(self.dir))? {
+        for entry in std::fs::read_dir(&self.dir).map_err(QueueError::io(&self.dir))? {
             let Ok(entry) = entry else { continue };
             let path = entry.path();
             let hidden = entry.file_name().to_string_lossy().starts_with('.');
             let kind = entry.file_type().ok();
             let is_input = kind.is_some_and(|t| t.is_dir()) || (kind.is_some_and(|t| t.is_file()) && is_zip(&path));
-            if is_input && !hidden && path != self.out {
+            if is_input && !hidden && !self.jobs_root.starts_with(&path) {
                 inputs.push(path);
             }
         }
         Ok(inputs)
     }
 
-    /// Queues a quiet input unless its content was seen; returns whether it is dealt with (an
-    /// input that could not be read yet is retried at a later scan).
-    fn handle(&mut self, input: &Path, log: &WatchLog) -> Result<bool, QueueError> {
+    /// Queues a quiet input unless its content is in the store; `None` for an empty folder
+    /// (its first file changes the fingerprint).
+    fn handle(&self, input: &Path, store: &QueueStore) -> Result<Option<Decision>, QueueError> {
         if input.is_dir() && !has_visible_file(input) {
-            return Ok(true); // An empty folder: its first file changes the fingerprint.
+            return Ok(None);
         }
+        let input_buf = input.to_path_buf();
         let hash = match input_content_hash(input) {
             Ok(hash) => hash,
-            Err(error) => {
-                log.warn(&format!("cannot read an input yet, trying again at a later scan: {error}"));
-                return Ok(false);
-            }
+            Err(error) => return Ok(Some(Decision::Unreadable { input: input_buf, error })),
         };
-        if let Some(known) = self.store.find_by_hash(&hash)? {
-            let (id, state) = (known.id, known.state.name());
-            log.info(&format!("skipping the same content as job #{id} ({state}): {}", input.display()));
-            return Ok(true);
+        if let Some(known) = store.find_by_hash(&hash)? {
+            return Ok(Some(Decision::Skipped { input: input_buf, known: Box::new(known) }));
         }
-        let job_dir = self.out.join(JOBS_DIR).join(format!(
-            "{}-{}",
-            input_stem(input),
-            &hash[..JOB_DIR_HASH_DIGITS.min(hash.len())]
-        ));
+        let job_dir =
+            self.jobs_root.join(format!("{}-{}", input_stem(input), &hash[..JOB_DIR_HASH_DIGITS.min(hash.len())]));
         let sidecar = if input.is_dir() { read_sidecar(input) } else { Ok(None) };
-        let sidecar = match sidecar {
-            Ok(sidecar) => sidecar,
-            Err(error) => {
-                let settings = self.options.settings.settings();
-                let known = self.store.record_failure(input, &hash, &job_dir, &settings, &error.to_string())?;
-                log.error(&format!("not queued ({}): {error}", enqueued_id(&known)));
-                return Ok(true);
+        match sidecar {
+            Ok(sidecar) => {
+                let settings = layered_settings(&self.settings, sidecar.as_ref(), None);
+                let enqueued = store.enqueue(input, &hash, &job_dir, &settings)?;
+                Ok(Some(Decision::Queued { input: input_buf, enqueued }))
             }
-        };
-        let settings = layered_settings(&self.options.settings, sidecar.as_ref(), None);
-        let queued = self.store.enqueue(input, &hash, &job_dir, &settings)?;
-        log.info(&format!("queued ({}): {}", enqueued_id(&queued), input.display()));
-        Ok(true)
+            Err(error) => {
+                let settings = self.settings.settings();
+                let recorded = store.record_failure(input, &hash, &job_dir, &settings, &error.to_string())?;
+                Ok(Some(Decision::Refused { input: input_buf, recorded, error }))
+            }
+        }
     }
 }
 
@@ -545,15 +618,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("a")).unwrap();
         std::fs::create_dir_all(&out).unwrap();
         std::fs::write(dir.join("a/p.jpg"), "1").unwrap();
-        let options = WatchOptions {
-            dir: dir.clone(),
-            out: out.clone(),
-            quiet: Duration::from_secs(1),
-            settings: SettingsOverrides::default(),
-            exit_when_idle: true,
-            busy_retry: DEFAULT_BUSY_RETRY,
-        };
-        let scanner = Scanner::new(&dir, &out, &options).unwrap();
+        let scanner = Scanner::new(&dir, SettingsOverrides::default(), Duration::from_secs(1), &out).unwrap();
         if cfg!(target_os = "linux") {
             assert_eq!(std::fs::read(dir.join("a/p.jpg")).unwrap(), b"1");
             let read = scanner.events.recv_timeout(Duration::from_millis(500));
@@ -563,6 +628,57 @@ mod tests {
         let event = scanner.events.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
         assert!(event.paths.iter().any(|p| p.starts_with(dir.join("a"))), "{event:?}");
         drop(scanner);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_scan_queues_quiet_inputs_into_the_store_it_is_given_and_reports_the_rest() {
+        let root = std::env::temp_dir().join(format!("kiln-watch-scan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (dir, jobs) = (root.join("in"), root.join("jobs"));
+        for (folder, content) in [("a", "1"), ("copy-of-a", "1"), ("broken", "2"), ("small", "3")] {
+            std::fs::create_dir_all(dir.join(folder)).unwrap();
+            std::fs::write(dir.join(folder).join("p.jpg"), content).unwrap();
+        }
+        std::fs::write(dir.join("broken/kiln.toml"), "quality = 3").unwrap();
+        std::fs::write(dir.join("small/kiln.toml"), "steps = 300").unwrap();
+        let store = QueueStore::open(&root.join("queue.sqlite")).unwrap();
+        let quiet = Duration::from_secs(60);
+        let settings = SettingsOverrides { preset: Some(Preset::Preview), ..SettingsOverrides::default() };
+        let mut scanner = Scanner::new(&dir, settings, quiet, &jobs).unwrap();
+        let start = Instant::now();
+
+        let first = scanner.scan(&store, start).unwrap();
+        assert!(first.decisions.is_empty(), "nothing is quiet yet: {first:?}");
+        assert_eq!(first.waiting.len(), 4);
+        assert!(store.jobs().unwrap().is_empty());
+
+        let quiet_now = scanner.scan(&store, start + quiet).unwrap();
+        assert!(quiet_now.waiting.is_empty(), "{quiet_now:?}");
+        let count = |f: fn(&Decision) -> bool| quiet_now.decisions.iter().filter(|d| f(d)).count();
+        assert_eq!(count(|d| matches!(d, Decision::Queued { enqueued: Enqueued::New(_), .. })), 2, "{quiet_now:?}");
+        assert_eq!(count(|d| matches!(d, Decision::Skipped { .. })), 1, "a or its copy: {quiet_now:?}");
+        let refused = quiet_now.decisions.iter().find_map(|d| match d {
+            Decision::Refused { error, .. } => Some(error.to_string()),
+            _ => None,
+        });
+        assert!(refused.is_some_and(|e| e.contains("unknown field `quality`")), "{quiet_now:?}");
+        let in_store = store.jobs().unwrap();
+        assert_eq!(in_store.len(), 3);
+        assert!(in_store.iter().all(|j| j.job_dir.starts_with(&jobs) && j.settings.preset == Preset::Preview));
+        let small = in_store.iter().find(|j| j.input.ends_with("small")).unwrap();
+        assert_eq!(small.settings.train_steps, Some(300), "the sidecar is layered over the folder's settings");
+        assert_eq!(in_store.iter().filter(|j| j.state == JobState::Failed).count(), 1, "the broken sidecar");
+
+        // A later scan redoes nothing; a new scanner (a restart) skips what the store has.
+        assert!(scanner.scan(&store, start + quiet * 2).unwrap().decisions.is_empty());
+        let mut restarted = Scanner::new(&dir, SettingsOverrides::default(), quiet, &jobs).unwrap();
+        let later = Instant::now();
+        restarted.scan(&store, later).unwrap();
+        let again = restarted.scan(&store, later + quiet).unwrap();
+        assert_eq!(again.decisions.len(), 4);
+        assert!(again.decisions.iter().all(|d| matches!(d, Decision::Skipped { .. })), "{again:?}");
+        assert_eq!(store.jobs().unwrap().len(), 3);
         std::fs::remove_dir_all(&root).unwrap();
     }
 

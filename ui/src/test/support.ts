@@ -33,6 +33,7 @@ const DEFAULTS: Record<string, Handler> = {
   app_info: () => INFO,
   get_settings: () => SETTINGS,
   list_jobs: () => [],
+  list_watched: () => [],
   train_history: () => [],
   job_report: () => null,
   photo_thumbnail: () => bytes(),
