@@ -204,6 +204,5 @@ pub fn estimate(state: tauri::State<'_, AppState>, draft_id: String, options: St
     }
     let photos = entry.check.as_ref().map_or(entry.draft.photos as usize, |c| c.usable_photos(false).len());
     let settings = crate::settings::job_settings(&lock(&state.settings)?.clone(), &options, entry.sidecar.as_ref());
-    let gpu = crate::gpu::adapter_name().is_some();
-    Ok(Estimate { seconds: kiln_job::estimate::local_seconds(photos, &settings, gpu), credits: None })
+    Ok(Estimate { seconds: kiln_job::estimate::local_seconds(photos, &settings), credits: None })
 }

@@ -124,10 +124,11 @@ fn row_of(shared: &Shared, job: &QueuedJob) -> CommandResult<JobRow> {
         StoreState::Failed => JobState::Failed,
         StoreState::Canceled => JobState::Canceled,
     };
-    let report = read_report(&job.job_dir);
     let elapsed_s = match live.running_since {
         Some(since) => live.elapsed_before_s + since.elapsed().as_secs_f64(),
-        None => report.as_ref().map_or(live.elapsed_before_s, |r| r.seconds.max(live.elapsed_before_s)),
+        // Only a job not running now reads its report: the runner asks for a running job's row
+        // at every stage event.
+        None => read_report(&job.job_dir).map_or(live.elapsed_before_s, |r| r.seconds.max(live.elapsed_before_s)),
     };
     let done = state == JobState::Done;
     Ok(JobRow {

@@ -102,18 +102,19 @@ fn render_options(view: &PreviewView, scene: &Scene) -> RenderOptions {
 
 /// Input photo `index`'s camera in the scene's frame.
 fn photo_camera(scene: &Scene, job_dir: &Path, index: u32) -> CommandResult<Camera> {
-    let dataset = open_dataset(job_dir)?;
-    let view = dataset
-        .views
-        .get(index as usize)
-        .ok_or_else(|| bad_input(format!("the job has {} posed photos, not {}", dataset.views.len(), index + 1)))?;
-    Ok(scene.camera_from_input(&view.camera))
+    Ok(scene.camera_from_input(&posed_photo(job_dir, index)?.camera))
 }
 
-fn open_dataset(job_dir: &Path) -> CommandResult<Dataset> {
+/// Input photo `index` as the poses list it.
+fn posed_photo(job_dir: &Path, index: u32) -> CommandResult<kiln_dataset::View> {
     let options = OpenOptions { skip_missing_images: true, ..Default::default() };
-    Dataset::open_with(&JobLayout::new(job_dir).transforms(), &options)
-        .map_err(|e| bad_input(format!("the job has no camera poses yet ({e})")))
+    let mut dataset = Dataset::open_with(&JobLayout::new(job_dir).transforms(), &options)
+        .map_err(|e| bad_input(format!("the job has no camera poses yet ({e})")))?;
+    let posed = dataset.views.len();
+    if index as usize >= posed {
+        return Err(bad_input(format!("the job has {posed} posed photos, not {}", index + 1)));
+    }
+    Ok(dataset.views.swap_remove(index as usize))
 }
 
 /// A JPEG of input photo `index` (as the poses list them), at most `size` pixels on its longer
@@ -127,12 +128,8 @@ pub async fn photo_image(
 ) -> CommandResult<Response> {
     let (job_dir, _) = crate::jobs::job_dir(&state, &job_id)?;
     let bytes = tauri::async_runtime::spawn_blocking(move || {
-        let dataset = open_dataset(&job_dir)?;
-        let view = dataset
-            .views
-            .get(index as usize)
-            .ok_or_else(|| bad_input(format!("the job has {} posed photos, not {}", dataset.views.len(), index + 1)))?;
-        crate::drafts::jpeg_thumbnail(&view.image_path, size.clamp(16, MAX_PREVIEW_SIDE))
+        let photo = posed_photo(&job_dir, index)?;
+        crate::drafts::jpeg_thumbnail(&photo.image_path, size.clamp(16, MAX_PREVIEW_SIDE))
     })
     .await
     .map_err(|e| internal(format!("reading the photo stopped: {e}")))??;

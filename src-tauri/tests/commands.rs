@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tauri::Listener;
-use tauri::ipc::{CallbackFn, InvokeBody, InvokeResponseBody};
-use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets};
-use tauri::webview::InvokeRequest;
+use tauri::ipc::InvokeResponseBody;
+use tauri::test::MockRuntime;
+
+mod common;
 
 /// How long the small box job may take in a debug build on two cores before the test gives up.
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
@@ -25,18 +26,9 @@ struct App {
     root: PathBuf,
 }
 
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-app-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn start(name: &str) -> App {
-    let root = fresh_dir(name);
-    let app = kiln_app::builder(mock_builder()).build(mock_context(noop_assets())).unwrap();
-    kiln_app::start(app.handle(), Some(root.join("data"))).unwrap();
-    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let root = common::fresh_dir(name);
+    let (app, webview) = common::mock_app(&root.join("data"));
     let events = Arc::new(Mutex::new(Vec::new()));
     for name in ["job-event", "job-changed"] {
         let sink = Arc::clone(&events);
@@ -50,25 +42,11 @@ fn start(name: &str) -> App {
 
 impl App {
     fn invoke(&self, cmd: &str, args: Value) -> Result<InvokeResponseBody, Value> {
-        get_ipc_response(
-            &self.webview,
-            InvokeRequest {
-                cmd: cmd.into(),
-                callback: CallbackFn(0),
-                error: CallbackFn(1),
-                url: "tauri://localhost".parse().unwrap(),
-                body: InvokeBody::Json(args),
-                headers: Default::default(),
-                invoke_key: INVOKE_KEY.to_string(),
-            },
-        )
+        common::invoke(&self.webview, cmd, args)
     }
 
     fn call(&self, cmd: &str, args: Value) -> Value {
-        match self.invoke(cmd, args) {
-            Ok(body) => body.deserialize().unwrap(),
-            Err(error) => panic!("{cmd} failed: {error}"),
-        }
+        common::call(&self.webview, cmd, args)
     }
 
     fn bytes(&self, cmd: &str, args: Value) -> Vec<u8> {
@@ -100,14 +78,8 @@ impl App {
 
 /// mat-box's photos in a folder of their own, with a `kiln.toml` that keeps the job small.
 fn box_folder(root: &Path) -> PathBuf {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fixtures/mat-box/images");
     let folder = root.join("box photos");
-    std::fs::create_dir_all(&folder).unwrap();
-    for entry in std::fs::read_dir(&fixture).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, folder.join(path.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(folder.join("kiln.toml"), "steps = 300\nmax_side = 100\ncheckpoint_every = 50\n").unwrap();
+    common::copy_box_photos(&folder, usize::MAX, "steps = 300\nmax_side = 100\ncheckpoint_every = 50\n");
     folder
 }
 

@@ -5,15 +5,16 @@
 //! and its settings, does not queue the same photos again, and picks up what arrived meanwhile.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tauri::Listener;
-use tauri::ipc::{CallbackFn, InvokeBody, InvokeResponseBody};
-use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets};
-use tauri::webview::InvokeRequest;
+use tauri::ipc::InvokeResponseBody;
+use tauri::test::MockRuntime;
+
+mod common;
 
 /// How long the small box job may take in a debug build on two cores before the test gives up.
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
@@ -32,18 +33,9 @@ struct App {
     events: Arc<Mutex<Vec<Value>>>,
 }
 
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-app-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// An app on the data folder `data` (a second start on the same folder is a restart).
 fn start(data: &Path) -> App {
-    let app = kiln_app::builder(mock_builder()).build(mock_context(noop_assets())).unwrap();
-    kiln_app::start(app.handle(), Some(data.to_path_buf())).unwrap();
-    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let (app, webview) = common::mock_app(data);
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
     app.listen("watched-changed", move |event| {
@@ -54,25 +46,11 @@ fn start(data: &Path) -> App {
 
 impl App {
     fn invoke(&self, cmd: &str, args: Value) -> Result<InvokeResponseBody, Value> {
-        get_ipc_response(
-            &self.webview,
-            InvokeRequest {
-                cmd: cmd.into(),
-                callback: CallbackFn(0),
-                error: CallbackFn(1),
-                url: "tauri://localhost".parse().unwrap(),
-                body: InvokeBody::Json(args),
-                headers: Default::default(),
-                invoke_key: INVOKE_KEY.to_string(),
-            },
-        )
+        common::invoke(&self.webview, cmd, args)
     }
 
     fn call(&self, cmd: &str, args: Value) -> Value {
-        match self.invoke(cmd, args) {
-            Ok(body) => body.deserialize().unwrap(),
-            Err(error) => panic!("{cmd} failed: {error}"),
-        }
+        common::call(&self.webview, cmd, args)
     }
 
     fn refused(&self, cmd: &str, args: Value) -> String {
@@ -120,14 +98,7 @@ impl App {
 
 /// Copies `count` of mat-box's photos and a `kiln.toml` that keeps the job small into `folder`.
 fn copy_box_photos(folder: &Path, count: usize) {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/fixtures/mat-box/images");
-    std::fs::create_dir_all(folder).unwrap();
-    let mut photos: Vec<PathBuf> = std::fs::read_dir(&fixture).unwrap().map(|e| e.unwrap().path()).collect();
-    photos.sort();
-    for path in photos.iter().take(count) {
-        std::fs::copy(path, folder.join(path.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(folder.join("kiln.toml"), "steps = 300\nmax_side = 100\n").unwrap();
+    common::copy_box_photos(folder, count, "steps = 300\nmax_side = 100\n");
 }
 
 fn picked_up(folder: &Value) -> Vec<(String, String)> {
@@ -140,7 +111,7 @@ fn picked_up(folder: &Value) -> Vec<(String, String)> {
 
 #[test]
 fn a_watched_folder_picks_up_a_copied_folder_once_pauses_and_resumes_after_a_restart() {
-    let root = fresh_dir("watched");
+    let root = common::fresh_dir("watched");
     let data = root.join("data");
     let inbox = root.join("inbox");
     std::fs::create_dir_all(&inbox).unwrap();

@@ -4,7 +4,7 @@
 //! The figures were measured with `kiln reconstruct --preset preview --device cpu` on the 2-core
 //! CI machine (fox: 50 photos, sceaux-castle: 11 photos; `report.json` stage seconds) and are
 //! scaled by the number of CPU threads, assuming the stages use them all. Training on a GPU has
-//! no measured figure yet, so a GPU job's estimate uses the CPU's: an upper bound.
+//! no measured figure yet, so a GPU job is given the CPU's estimate: an upper bound.
 
 use crate::JobSettings;
 
@@ -24,10 +24,9 @@ const TRAIN_S_PER_STEP_AT_256: f64 = 0.19;
 const MESH_S_FIXED: f64 = 14.7;
 const MESH_S_PER_PHOTO: f64 = 0.67;
 
-/// Expected seconds for `photos` photos with `settings` on this machine's CPU threads (see the
-/// module docs for `gpu`).
-pub fn local_seconds(photos: usize, settings: &JobSettings, gpu: bool) -> f64 {
-    let _ = gpu;
+/// Expected seconds for `photos` photos with `settings` on this machine's CPU threads (an upper
+/// bound on a GPU: see the module docs).
+pub fn local_seconds(photos: usize, settings: &JobSettings) -> f64 {
     let threads = std::thread::available_parallelism().map_or(MEASURED_THREADS, |n| n.get() as f64);
     let n = photos as f64;
     let resolved = settings.resolved();
@@ -48,15 +47,15 @@ mod tests {
     fn more_photos_and_heavier_presets_take_longer() {
         let preview = JobSettings::for_preset(Preset::Preview);
         let medium = JobSettings::for_preset(Preset::Medium);
-        assert!(local_seconds(50, &preview, false) < local_seconds(100, &preview, false));
-        assert!(local_seconds(50, &preview, false) < local_seconds(50, &medium, false));
-        assert!(local_seconds(0, &preview, false) > 0.0, "training and meshing cost time even for no photos");
+        assert!(local_seconds(50, &preview) < local_seconds(100, &preview));
+        assert!(local_seconds(50, &preview) < local_seconds(50, &medium));
+        assert!(local_seconds(0, &preview) > 0.0, "training and meshing cost time even for no photos");
     }
 
     #[test]
     fn the_fox_preview_estimate_is_its_measured_time_on_two_threads() {
         // fox, preview, 2-core machine: 12 + 197 + 281 + 48 = 538 s measured.
-        let seconds = local_seconds(50, &JobSettings::for_preset(Preset::Preview), false);
+        let seconds = local_seconds(50, &JobSettings::for_preset(Preset::Preview));
         let threads = std::thread::available_parallelism().map_or(2.0, |n| n.get() as f64);
         let on_two = seconds * threads / 2.0;
         assert!((on_two - 538.0).abs() < 0.1 * 538.0, "{on_two:.0} s");

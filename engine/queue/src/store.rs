@@ -453,6 +453,18 @@ mod tests {
         assert_eq!((again.id, again.attempts), (a.id, 2));
     }
 
+    /// A queue file an older version wrote with `schema`, holding one queued job `/in/a`.
+    fn write_old_queue(path: &Path, schema: &str) {
+        let connection = Connection::open(path).unwrap();
+        connection.execute_batch(schema).unwrap();
+        connection
+            .execute(
+                "INSERT INTO jobs (input, content_hash, job_dir, settings, state, created_at, updated_at) VALUES ('/in/a', 'a', '/out/a', ?1, 'queued', 0, 0)",
+                [serde_json::to_string(&JobSettings::for_preset(Preset::Preview)).unwrap()],
+            )
+            .unwrap();
+    }
+
     #[test]
     fn a_canceled_job_waits_until_requeued_and_a_removed_one_is_gone() {
         let path = temp_db("cancel");
@@ -476,15 +488,7 @@ mod tests {
         let path = temp_db("migrate-canceled");
         let old_schema = SCHEMA.replace(", 'canceled'", "");
         assert!(!old_schema.contains("canceled"), "the test must start from the old table");
-        let connection = Connection::open(&path).unwrap();
-        connection.execute_batch(&old_schema).unwrap();
-        connection
-            .execute(
-                "INSERT INTO jobs (input, content_hash, job_dir, settings, state, created_at, updated_at) VALUES ('/in/a', 'a', '/out/a', ?1, 'queued', 0, 0)",
-                [serde_json::to_string(&JobSettings::for_preset(Preset::Preview)).unwrap()],
-            )
-            .unwrap();
-        drop(connection);
+        write_old_queue(&path, &old_schema);
         let mut store = QueueStore::open(&path).unwrap();
         let job = store.claim_next().unwrap().expect("the old row survives the rebuild");
         assert_eq!(job.input, Path::new("/in/a"));
@@ -499,15 +503,7 @@ mod tests {
         let path = temp_db("migrate");
         let old_schema = SCHEMA.replace(",\n    not_before    REAL NOT NULL DEFAULT 0", "");
         assert!(!old_schema.contains("not_before"), "the test must start from the old table");
-        let connection = Connection::open(&path).unwrap();
-        connection.execute_batch(&old_schema).unwrap();
-        connection
-            .execute(
-                "INSERT INTO jobs (input, content_hash, job_dir, settings, state, created_at, updated_at) VALUES ('/in/a', 'a', '/out/a', ?1, 'queued', 0, 0)",
-                [serde_json::to_string(&JobSettings::for_preset(Preset::Preview)).unwrap()],
-            )
-            .unwrap();
-        drop(connection);
+        write_old_queue(&path, &old_schema);
         let mut store = QueueStore::open(&path).unwrap();
         let job = store.claim_next().unwrap().expect("the old row is claimable");
         store.defer(job.id, Duration::from_secs(3600)).unwrap();
