@@ -5,10 +5,12 @@
 //! untouched; nothing half-written), including the repository's bunny-mini photos, too few and
 //! too far apart for poses. Release gates (`#[ignore]`, run by scripts/test.sh with
 //! `-- --ignored`): bunny-synth's 80 photos at CI-sized settings to a GLB and a USDZ that pass the
-//! validators (`KILN_GLTF_VALIDATOR`, `KILN_USDZ_VALIDATOR`; SKIPPED when unset), and a job killed
+//! validators (`KILN_GLTF_VALIDATOR`, `KILN_USDZ_VALIDATOR`; SKIPPED when unset), with its poses
+//! and mesh scored against the renders' exact cameras and surface, and a job killed
 //! with SIGKILL during training that resumes without recomputing its poses, then runs only the
 //! export when the formats change and nothing at all when called again unchanged; and the real
-//! photo sets (fox, sceaux-castle) finishing at `preview` with a model and a verdict; and a box
+//! photo sets (fox, sceaux-castle) finishing at `preview` with every photo registered, a model
+//! and a verdict, fox's poses scored against its COLMAP poses; and a box
 //! on the printed calibration mat exported in metres from the mat.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -21,11 +23,11 @@ mod common;
 use common::{kiln, running_stage, send_signal};
 use kiln_core::mesh::TriMesh;
 use kiln_core::mesh::ply::read_mesh;
-use kiln_dataset::Dataset;
+use kiln_dataset::{Dataset, OpenOptions};
 use kiln_export::frame::ExportFrame;
 use kiln_job::mesh_stage::read_mesh_dir;
 use kiln_mesh::metrics::compare;
-use kiln_sfm::eval::umeyama;
+use kiln_sfm::eval::{PoseErrors, compare_poses, poses_by_file_name, umeyama};
 
 fn fixture_images() -> PathBuf {
     kiln_testkit::bunny_mini().join("images")
@@ -345,8 +347,18 @@ fn bunny_photos_to_validated_glb_and_usdz() {
         println!("  {}: {:.1} s", stage["stage"], stage["seconds"].as_f64().unwrap());
     }
     let metrics = &report["metrics"];
-    let registered = metrics["poses"]["registered_images"].as_u64().unwrap();
-    assert!(registered >= 76, "registered {registered}/80");
+    // Structure from motion against the renders' exact cameras (the one SfM accuracy gate on
+    // bunny-synth CI runs; sfm_datasets.rs checks the larger presets' settings by hand).
+    // Measured at preview: 80/80, 0.41 px, median relative rotation 0.022°, centres 0.055 mm
+    // (median) from the truth.
+    assert_eq!(metrics["poses"]["registered_images"], 80, "every render registers");
+    let reprojection = metrics["poses"]["mean_reprojection_error_px"].as_f64().unwrap();
+    assert!(reprojection < 0.8, "mean reprojection error {reprojection} px");
+    let truth = kiln_testkit::datasets().join("bunny-synth");
+    let errors = pose_errors("bunny-synth", &out, &truth.join("transforms.json"));
+    assert!(errors.median_relative_rotation_deg <= 0.05, "{errors:?}");
+    // Metres: bunny-synth's poses are metric.
+    assert!(errors.median_center_error <= 0.5e-3, "{errors:?}");
     // 1000 steps at 200 px on the grey backdrop: the bunny quality test reaches ~36 dB at 2000.
     let psnr = metrics["train"]["psnr"].as_f64().unwrap();
     assert!(psnr > 24.0 && psnr < 60.0, "held-out PSNR {psnr}");
@@ -361,7 +373,6 @@ fn bunny_photos_to_validated_glb_and_usdz() {
     validate("KILN_USDZ_VALIDATOR", &out.join("export/model.usdz"));
     assert_nothing_half_written(&out);
     // The mesh against the true surface, after aligning the job's cameras to the true ones.
-    let truth = kiln_testkit::datasets().join("bunny-synth");
     let mesh = mesh_in_truth_frame(&out, &truth);
     let gt = read_mesh(&truth.join("gt_mesh.ply")).unwrap();
     let (lo, hi) = gt.bounds().unwrap();
@@ -430,15 +441,34 @@ fn truth_from_job_world(job: &Path, truth: &Path) -> kiln_sfm::eval::Similarity 
     umeyama(&from, &to).unwrap()
 }
 
+/// The job's poses (`poses/transforms.json`) against a dataset's reference poses, matched by
+/// photo name, printed.
+fn pose_errors(name: &str, job: &Path, reference: &Path) -> PoseErrors {
+    let options = OpenOptions { skip_missing_images: true, ..Default::default() };
+    let open = |path: &Path| poses_by_file_name(&Dataset::open_with(path, &options).unwrap().views);
+    let errors = compare_poses(&open(&job.join("poses/transforms.json")), &open(reference)).expect("comparable poses");
+    println!(
+        "{name} poses: {} compared; median relative rotation {:.4}°, median rotation {:.4}° after centre alignment, {:.4}° after orientation alignment; centre error median {:.3e}, max {:.3e} (reference units)",
+        errors.compared,
+        errors.median_relative_rotation_deg,
+        errors.median_rotation_deg,
+        errors.median_rotation_orientation_aligned_deg,
+        errors.median_center_error,
+        errors.max_center_error
+    );
+    errors
+}
+
 /// Runs `kiln reconstruct` at `preview` on a real photo set and checks that it ends with a model
 /// and a verdict: exit 0 (good or warnings) or 3 (the model kept as failed), every stage
 /// finished, the verdict and its figures in report.json, the exported GLB valid, and no stage
-/// message that sends the user after conventions Kiln chose itself. Returns the report.
-fn real_capture_finishes(name: &str) -> Option<serde_json::Value> {
+/// message that sends the user after conventions Kiln chose itself; then `check` on the job
+/// folder and the report, before the job is removed.
+fn real_capture_finishes(name: &str, check: impl FnOnce(&Path, &serde_json::Value)) {
     let images = kiln_testkit::datasets().join(name).join("images");
     if !images.is_dir() {
         println!("SKIPPED: {} is absent (set KILN_DATASETS)", images.display());
-        return None;
+        return;
     }
     let root = fresh_dir(name);
     let out = root.join("job");
@@ -465,8 +495,8 @@ fn real_capture_finishes(name: &str) -> Option<serde_json::Value> {
     let stem = if verdict == "failed" { "model.failed" } else { "model" };
     validate("KILN_GLTF_VALIDATOR", &out.join(format!("export/{stem}.glb")));
     assert_nothing_half_written(&out);
+    check(&out, &report);
     std::fs::remove_dir_all(&root).unwrap();
-    Some(report)
 }
 
 /// Release gate: a box of known size (100 × 70 × 80 mm) standing on the printed A4 mat
@@ -550,26 +580,41 @@ fn mat_in_the_photos_gives_metres_and_the_ground() {
 /// Release gate: the fox (50 real phone photos over about 90° of a fox head mounted on a wall)
 /// finishes at `preview` with a model of the head alone and a verdict: the wall it hangs on is
 /// found in the structure-from-motion points and cut away, the head's silhouettes carve the
-/// views (no masks given), and the model stands upright by the cameras' up.
+/// views (no masks given), and the model stands upright by the cameras' up. Every photo
+/// registers, and the poses agree with instant-ngp's COLMAP poses (the one SfM accuracy gate on
+/// fox CI runs).
 #[test]
 #[ignore]
 fn fox_photos_finish_with_a_model_of_the_head_alone_and_a_verdict() {
-    let Some(report) = real_capture_finishes("fox") else { return };
-    assert_eq!(report["metrics"]["poses"]["registered_images"], 50);
-    let mesh = &report["metrics"]["mesh"];
-    assert_eq!(mesh["subject"], "object", "the head is found on its wall: {mesh}");
-    println!("fox: verdict {}, mesh {mesh}", report["verdict"]);
+    real_capture_finishes("fox", |job, report| {
+        assert_eq!(report["metrics"]["poses"]["registered_images"], 50);
+        let mesh = &report["metrics"]["mesh"];
+        assert_eq!(mesh["subject"], "object", "the head is found on its wall: {mesh}");
+        println!("fox: verdict {}, mesh {mesh}", report["verdict"]);
+        let colmap = kiln_testkit::datasets().join("fox/transforms_present.json");
+        let errors = pose_errors("fox", job, &colmap);
+        // Fox's cameras span little depth, so the similarity fitted to the camera centres carries
+        // their noise into its rotation (0.60° median measured at the default settings, while
+        // every pairwise rotation agrees to 0.24°). The rotation difference is therefore scored
+        // after aligning the orientations, and gauge-free between pairs.
+        assert!(errors.median_relative_rotation_deg <= 0.3, "{errors:?}");
+        assert!(errors.median_rotation_orientation_aligned_deg <= 0.3, "{errors:?}");
+    });
 }
 
 /// Release gate: sceaux-castle (11 real photos of a façade) finishes at `preview` with a model
-/// of the façade, kept whole as a scene (no object on a support), and a verdict.
+/// of the façade, kept whole as a scene (no object on a support), and a verdict; every photo
+/// registers within a pixel of mean reprojection error.
 #[test]
 #[ignore]
 fn sceaux_castle_photos_finish_with_a_model_and_a_verdict() {
-    let Some(report) = real_capture_finishes("sceaux-castle") else { return };
-    assert_eq!(report["metrics"]["poses"]["registered_images"], 11);
-    assert_eq!(report["metrics"]["mesh"]["subject"], "scene", "a façade is a scene");
-    println!("sceaux-castle: verdict {}, mesh {}", report["verdict"], report["metrics"]["mesh"]);
+    real_capture_finishes("sceaux-castle", |_, report| {
+        let poses = &report["metrics"]["poses"];
+        assert_eq!(poses["registered_images"], 11);
+        assert!(poses["mean_reprojection_error_px"].as_f64().unwrap() <= 1.0, "{poses}");
+        assert_eq!(report["metrics"]["mesh"]["subject"], "scene", "a façade is a scene");
+        println!("sceaux-castle: verdict {}, mesh {}", report["verdict"], report["metrics"]["mesh"]);
+    });
 }
 
 fn modified(path: &Path) -> SystemTime {

@@ -68,10 +68,34 @@ impl Drop for Reaped {
     }
 }
 
+/// An Xvfb that is stopped with SIGTERM (so that it removes its socket and lock file, which a
+/// SIGKILL leaves behind in `/tmp`), and killed only if it has not gone within two seconds.
+struct XServer(Child);
+
+impl Drop for XServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts Xvfb on a display it picks itself (`-displayfd`) and returns it with its name (`:N`).
-fn start_xvfb() -> (Reaped, String) {
+///
+/// `-noreset`: by default an X server resets when its last client disconnects, and a client that
+/// connects during the reset is dropped before its setup is answered (its `XOpenDisplay` fails).
+/// The control screenshot below is such a last client, and `kiln view` connects right after it:
+/// on CI this failed as "Failed to open connection to X server".
+fn start_xvfb() -> (XServer, String) {
     let mut child = Command::new("Xvfb")
-        .args(["-displayfd", "1", "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
+        .args(["-displayfd", "1", "-screen", "0", "1400x900x24", "-nolisten", "tcp", "-noreset"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -80,7 +104,7 @@ fn start_xvfb() -> (Reaped, String) {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let display = format!(":{}", line.trim());
     assert!(line.trim().parse::<u32>().is_ok(), "Xvfb did not report a display: {line:?}");
-    (Reaped(child), display)
+    (XServer(child), display)
 }
 
 fn view_command(display: &str, runtime_dir: &Path, model: &Path) -> Command {

@@ -99,8 +99,15 @@ impl Drop for Processes {
                 eprintln!("{line}");
             }
         }
+        // SIGTERM first, so that Xvfb removes its socket and lock file from /tmp (SIGKILL leaves
+        // them), then SIGKILL for whatever has not gone within two seconds.
         for child in self.children.iter_mut().rev() {
             let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while std::time::Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
             let _ = child.kill();
             let _ = child.wait();
@@ -164,11 +171,13 @@ fn fresh_dir(name: &str) -> PathBuf {
 }
 
 /// Starts Xvfb on a display it picks itself (`-displayfd`), a screen larger than the app's
-/// 1280×820 window, and returns the display's name (`:N`).
+/// 1280×820 window, and returns the display's name (`:N`). `-noreset`: an X server that resets
+/// when its last client leaves drops a client connecting during the reset (between `xwininfo`
+/// calls and the app's start, say), whose `XOpenDisplay` then fails.
 fn start_xvfb(processes: &mut Processes) -> String {
     let child = processes.spawn(
         Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
+            .args(["-displayfd", "1", "-screen", "0", "1400x900x24", "-nolisten", "tcp", "-noreset"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null()),
     );
