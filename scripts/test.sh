@@ -113,7 +113,9 @@ rm -rf "$KEYRING_DIR"
 KILN_SERVER_BIN="${CARGO_TARGET_DIR:-target}/debug/kiln-server" scripts/schemathesis.sh
 
 # Quality gates that need optimised code (ignored in debug builds): held-out PSNR of training,
-# mesh geometry (Chamfer, F-score) and texture PSNR against bunny-synth's ground truth; then one
+# mesh geometry (Chamfer, F-score) and texture PSNR against bunny-synth's ground truth, on one
+# shared training run (kiln-splats' own 2000-step bunny gate trained it a second time: two
+# minutes; it is run by hand, like the SfM gates below); then one
 # command from photos to validated GLB/USDZ on bunny-synth (no poses given), its poses scored
 # against the exact cameras; a job killed with SIGKILL during training that resumes without
 # recomputing its poses; and the real photo sets finishing with every photo registered, a model
@@ -122,5 +124,4 @@ KILN_SERVER_BIN="${CARGO_TARGET_DIR:-target}/debug/kiln-server" scripts/schemath
 # time: six minutes; they are run by hand after SfM changes.) The CPU build alone, so this
 # compiles no wgpu; one invocation, so the crates are built once with one set of features.
 cargo test --release --locked --no-default-features \
-  -p kiln-splats -p kiln-job -p kiln \
-  --test train --test mesh_bunny --test cli_reconstruct -- --ignored --nocapture
+  -p kiln-job -p kiln --test mesh_bunny --test cli_reconstruct -- --ignored --nocapture

@@ -4,7 +4,7 @@
 //! Debug tests: bad input of every kind (exit 2, or 1 for an unwritable output folder; the input
 //! untouched; nothing half-written), including the repository's bunny-mini photos, too few and
 //! too far apart for poses. Release gates (`#[ignore]`, run by scripts/test.sh with
-//! `-- --ignored`): bunny-synth's 80 photos at CI-sized settings to a GLB and a USDZ that pass the
+//! `-- --ignored`): half of bunny-synth's photos at CI-sized settings to a GLB and a USDZ that pass the
 //! validators (`KILN_GLTF_VALIDATOR`, `KILN_USDZ_VALIDATOR`; SKIPPED when unset), with its poses
 //! and mesh scored against the renders' exact cameras and surface, and a job killed
 //! with SIGKILL during training that resumes without recomputing its poses, then runs only the
@@ -318,17 +318,19 @@ fn bunny_subset(root: &Path, step: usize) -> Option<PathBuf> {
     Some(subset)
 }
 
-/// Release gate: bunny-synth's 80 renders, photos only, at CI-sized settings (preview preset,
-/// 200 px, 1000 steps) to a GLB and a USDZ that pass the validators, with sane figures.
+/// Photos of bunny-synth the end-to-end gate takes: every second render, 40 views around the
+/// bunny. All 80 cost CI four times the matching (3160 pairs instead of 780; the poses stage took
+/// five of the test's seven minutes) for the same checks.
+const BUNNY_STEP: usize = 2;
+
+/// Release gate: half of bunny-synth's renders, photos only, at CI-sized settings (preview
+/// preset, 200 px, 1000 steps) to a GLB and a USDZ that pass the validators, with sane figures.
 #[test]
 #[ignore]
 fn bunny_photos_to_validated_glb_and_usdz() {
-    let images = kiln_testkit::datasets().join("bunny-synth/images");
-    if !images.is_dir() {
-        println!("SKIPPED: {} is absent (set KILN_DATASETS)", images.display());
-        return;
-    }
     let root = fresh_dir("bunny");
+    let Some(images) = bunny_subset(&root, BUNNY_STEP) else { return };
+    let photos = std::fs::read_dir(&images).unwrap().count();
     let out = root.join("job");
     let start = Instant::now();
     let output = kiln()
@@ -339,7 +341,7 @@ fn bunny_photos_to_validated_glb_and_usdz() {
         .args(["--preset", "preview", "--max-side", "200", "--steps", "1000", "--device", "cpu", "--json"])
         .output()
         .unwrap();
-    println!("kiln reconstruct bunny-synth (80 photos) took {:.0} s", start.elapsed().as_secs_f64());
+    println!("kiln reconstruct bunny-synth ({photos} photos) took {:.0} s", start.elapsed().as_secs_f64());
     let report = report_of(&output);
     println!("{}", stderr(&output));
     assert_eq!(statuses(&report), ["finished"; 5]);
@@ -348,10 +350,10 @@ fn bunny_photos_to_validated_glb_and_usdz() {
     }
     let metrics = &report["metrics"];
     // Structure from motion against the renders' exact cameras (the one SfM accuracy gate on
-    // bunny-synth CI runs; sfm_datasets.rs checks the larger presets' settings by hand).
-    // Measured at preview: 80/80, 0.41 px, median relative rotation 0.022°, centres 0.055 mm
-    // (median) from the truth.
-    assert_eq!(metrics["poses"]["registered_images"], 80, "every render registers");
+    // bunny-synth CI runs; sfm_datasets.rs checks all 80 at the larger presets' settings by
+    // hand). Measured at preview on these 40: 0.34 px, median relative rotation 0.016°, centres
+    // 0.075 mm (median) from the truth (all 80: 0.41 px, 0.011°, 0.055 mm).
+    assert_eq!(metrics["poses"]["registered_images"], photos, "every render registers");
     let reprojection = metrics["poses"]["mean_reprojection_error_px"].as_f64().unwrap();
     assert!(reprojection < 0.8, "mean reprojection error {reprojection} px");
     let truth = kiln_testkit::datasets().join("bunny-synth");
@@ -394,9 +396,9 @@ fn bunny_photos_to_validated_glb_and_usdz() {
     // above the support's cut); silhouette IoU 0.94 and depth agreement 0.91 on held-out views.
     assert!(matches!(report["verdict"].as_str(), Some("good" | "warnings")), "{}", report["findings"]);
     assert_eq!(metrics["mesh"]["subject"], "object", "the bunny found on its floor");
-    // Measured: Chamfer 1.522 mm (accuracy 0.751, completeness 2.293), F@1mm 0.711, F@1.5mm
-    // (1 % of the bunny) 0.806. Issue 17's goal is 1.0 mm; the bound catches a misplaced,
-    // mis-scaled or lost object (centimetres), not that gap.
+    // Measured on these 40: Chamfer 1.685 mm (accuracy 0.848, completeness 2.523), F@1mm 0.658,
+    // F@1.5mm (1 % of the bunny) 0.775 (all 80: 1.522 mm, 0.711, 0.806). Issue 17's goal is
+    // 1.0 mm; the bound catches a misplaced, mis-scaled or lost object (centimetres), not that gap.
     assert!(at_1mm.chamfer_mean < 0.002, "{at_1mm:?}");
     std::fs::remove_dir_all(&root).unwrap();
 }
