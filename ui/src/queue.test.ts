@@ -2,12 +2,15 @@
 // job-changed (state, actions), Delete asks first and deletes only after yes, the selected job
 // shows its training figures while it trains and its report once done.
 
-import { afterEach, describe, expect, test } from "vitest";
+import { afterEach, describe, expect, test, vi } from "vitest";
 import { clearMocks } from "@tauri-apps/api/mocks";
 import type { JobEvent } from "./bindings";
 import { fire, jobReport, jobRow, one, start, until } from "./test/support";
 
-afterEach(() => clearMocks());
+afterEach(() => {
+  clearMocks();
+  vi.restoreAllMocks();
+});
 
 function trainEvent(done: number, loss: number, psnr: number | null, fields: Partial<JobEvent> = {}): JobEvent {
   return {
@@ -29,6 +32,9 @@ const row = (id: string) => one(`#queue li[data-job-id="${id}"]`);
 
 describe("the queue", () => {
   test("rows follow job-event: progress bar, stage and ETA; job-changed: state and actions", async () => {
+    // A running row's elapsed time advances with the clock: frozen here, so that a loaded machine
+    // taking over a second between the event and the check does not read "31 s".
+    vi.spyOn(performance, "now").mockReturnValue(1_000_000);
     await start({
       list_jobs: () => [jobRow("j2", "queued"), jobRow("j1", "running", { stage: "poses", elapsed_s: 30 })],
     });
