@@ -408,17 +408,7 @@ fn bunny_photos_to_validated_glb_and_usdz() {
 fn mesh_in_truth_frame(job: &Path, truth: &Path) -> TriMesh {
     let (model, summary) = read_mesh_dir(&job.join("mesh")).unwrap();
     let world_from_export = ExportFrame::from_row_major(&summary.export_from_world).export_from_world.inverse();
-    let estimated = Dataset::open(&job.join("poses/transforms.json")).unwrap();
-    let exact = Dataset::open(truth).unwrap();
-    let name = |v: &kiln_dataset::View| v.image_path.file_name().unwrap().to_owned();
-    let (mut from, mut to) = (Vec::new(), Vec::new());
-    for view in &estimated.views {
-        if let Some(true_view) = exact.views.iter().find(|t| name(t) == name(view)) {
-            from.push(view.camera.center().as_dvec3());
-            to.push(true_view.camera.center().as_dvec3());
-        }
-    }
-    let truth_from_world = umeyama(&from, &to).unwrap();
+    let truth_from_world = truth_from_job_world(job, truth);
     let mut mesh = model.mesh;
     for p in &mut mesh.positions {
         let world = world_from_export.transform_point3(glam::DVec3::from(p.map(f64::from)));
