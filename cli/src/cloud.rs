@@ -26,10 +26,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use kiln_api::jobs::{Job, JobState};
+use kiln_cloud::job::JobRecord;
 use kiln_cloud::login::{API_KEY_ENV, LoginError, Session};
 use kiln_cloud::token_store::TokenStore;
-use kiln_cloud::{Client, ClientConfig, CloudError, ErrorKind};
-use serde::{Deserialize, Serialize};
+use kiln_cloud::{Client, ClientConfig, CloudError, ErrorKind, JobError};
+use kiln_protocol::layout::CLOUD_JOB_FILE;
 use url::Url;
 use uuid::Uuid;
 
@@ -53,12 +54,6 @@ pub const EXIT_NETWORK: u8 = 6;
 pub const EXIT_JOB_ENDED: u8 = 7;
 /// Exit code: a transferred file's SHA-256 is not the one the service declared (it was removed).
 pub const EXIT_INTEGRITY: u8 = 8;
-
-/// The job folder's record of its cloud job: which server, which job, which upload.
-pub const JOB_FILE: &str = "cloud-job.json";
-
-/// The upload's resume state in the job folder (`kiln_cloud::upload`'s state file).
-pub const UPLOAD_STATE_FILE: &str = "cloud-upload.json";
 
 /// Exit codes of every cloud failure, for the help of the cloud commands.
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 done, 1 other failure, 2 bad input (a path, a job id or settings the \
@@ -132,45 +127,6 @@ async fn session(server: &Url) -> Result<Session> {
     }
 }
 
-/// The record `<job folder>/cloud-job.json`: enough for `kiln cloud status|cancel|download` to
-/// take the folder instead of a job id.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobRecord {
-    /// The API's base URL.
-    pub server: String,
-    pub job_id: Uuid,
-    pub upload_id: Uuid,
-}
-
-impl JobRecord {
-    /// The record in the job folder `folder`, if it has one.
-    pub fn read(folder: &Path) -> Result<Option<JobRecord>> {
-        let path = folder.join(JOB_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("{} is not a cloud job record", path.display()))?,
-            )),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
-        }
-    }
-
-    /// Writes the record into `folder` atomically (a sibling file, synced, renamed into place).
-    pub fn write(&self, folder: &Path) -> Result<()> {
-        std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
-        let path = folder.join(JOB_FILE);
-        let temporary = folder.join(format!("{JOB_FILE}.tmp"));
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temporary)?;
-            std::io::Write::write_all(&mut file, &serde_json::to_vec_pretty(self)?)?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, &path)
-        };
-        write().with_context(|| format!("cannot write {}", path.display()))
-    }
-}
-
 /// A job named on the command line: a job id, or a job folder with a `cloud-job.json` (whose
 /// server then wins over `--server`).
 struct Target {
@@ -185,12 +141,11 @@ impl Target {
         let path = Path::new(text);
         if path.is_dir() {
             let record = JobRecord::read(path)?.ok_or_else(|| {
-                BadArgument(format!("{} has no {JOB_FILE}: it is not the folder of a cloud job", path.display()))
+                BadArgument(format!("{} has no {CLOUD_JOB_FILE}: it is not the folder of a cloud job", path.display()))
             })?;
-            let recorded: Url = record
-                .server
-                .parse()
-                .map_err(|e| BadArgument(format!("{} names a bad server URL: {e}", path.join(JOB_FILE).display())))?;
+            let recorded: Url = record.server.parse().map_err(|e| {
+                BadArgument(format!("{} names a bad server URL: {e}", path.join(CLOUD_JOB_FILE).display()))
+            })?;
             return Ok(Target { server: recorded, job_id: record.job_id, folder: Some(path.to_path_buf()) });
         }
         let job_id = text
@@ -243,11 +198,11 @@ pub fn exit_code(error: &anyhow::Error) -> Option<u8> {
         if let Some(cloud) = cause.downcast_ref::<CloudError>() {
             return cloud_code(cloud);
         }
+        if let Some(job) = cause.downcast_ref::<JobError>() {
+            return job_code(job);
+        }
         if cause.is::<JobEnded>() || batch_ended(cause) {
             return Some(EXIT_JOB_ENDED);
-        }
-        if cause.is::<submit::NotEnoughCredits>() {
-            return Some(EXIT_CREDITS);
         }
         if cause.is::<account::NeedsLogin>() {
             return Some(EXIT_LOGIN);
@@ -278,6 +233,14 @@ fn cloud_code(error: &CloudError) -> Option<u8> {
         {
             Some(crate::EXIT_BAD_INPUT)
         }
+        other => kind_code(other.kind()),
+    }
+}
+
+fn job_code(error: &JobError) -> Option<u8> {
+    match error {
+        JobError::Cloud(cloud) => cloud_code(cloud),
+        JobError::NoPhotos(_) | JobError::TooManyPhotos(_) | JobError::BadZip { .. } => Some(crate::EXIT_BAD_INPUT),
         other => kind_code(other.kind()),
     }
 }
@@ -329,6 +292,13 @@ mod tests {
         assert_eq!(exit_code(&ended.into()), Some(EXIT_JOB_ENDED));
         let login = LoginError::NotLoggedIn { server: "https://a".into() };
         assert_eq!(exit_code(&login.into()), Some(EXIT_LOGIN));
+        let credits = JobError::NotEnoughCredits { needed: 6, available: 2 };
+        assert_eq!(exit_code(&credits.into()), Some(EXIT_CREDITS));
+        assert_eq!(exit_code(&JobError::NoPhotos("empty".into()).into()), Some(crate::EXIT_BAD_INPUT));
+        let missing = CloudError::Io { path: "gone".into(), source: std::io::ErrorKind::NotFound.into() };
+        assert_eq!(exit_code(&JobError::from(missing).into()), Some(crate::EXIT_BAD_INPUT));
+        let expired = JobError::from(LoginError::LoginAgain { server: "https://a".into() });
+        assert_eq!(exit_code(&expired.into()), Some(EXIT_LOGIN));
         assert_eq!(exit_code(&anyhow::anyhow!("something else")), None);
         let codes = [EXIT_LOGIN, EXIT_CREDITS, EXIT_NETWORK, EXIT_JOB_ENDED, EXIT_INTEGRITY];
         for code in codes {
@@ -345,8 +315,6 @@ mod tests {
             upload_id: Uuid::from_u128(8),
         };
         record.write(&dir).unwrap();
-        assert_eq!(JobRecord::read(&dir).unwrap(), Some(record));
-        assert!(!dir.join(format!("{JOB_FILE}.tmp")).exists());
         let fallback: Url = "https://other.example".parse().unwrap();
         let target = Target::resolve(dir.to_str().unwrap(), &fallback).unwrap();
         assert_eq!((target.server.as_str(), target.job_id), ("http://127.0.0.1:9/", Uuid::from_u128(7)));

@@ -10,12 +10,13 @@ pub mod client;
 pub mod download;
 pub mod error;
 pub mod events;
+pub mod job;
 pub mod login;
 pub mod retry;
 pub mod token_store;
 pub mod upload;
 
 pub use client::{Client, ClientConfig, Credential};
-pub use error::{CloudError, ErrorKind};
+pub use error::{CloudError, ErrorKind, JobError};
 pub use events::JobStreamEvent;
 pub use retry::RetryPolicy;

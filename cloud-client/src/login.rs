@@ -211,6 +211,49 @@ pub fn open_browser(url: &Url) -> std::io::Result<()> {
         .map(drop)
 }
 
+/// The environment variable naming the browser to open (a command; `%s` stands for the URL, else
+/// the URL is its last argument): the convention xdg-open, git and Python's webbrowser follow.
+/// Tests set it to a script that plays the browser.
+pub const BROWSER_ENV: &str = "BROWSER";
+
+/// Opens `url` without waiting for the browser: [`BROWSER_ENV`]'s command when it is set (and not
+/// blank), else the platform's opener ([`open_browser`]). Front ends say the URL too, in case no
+/// browser opens.
+pub fn open_in_browser(url: &Url) -> std::io::Result<()> {
+    match std::env::var(BROWSER_ENV) {
+        Ok(command) if !command.trim().is_empty() => run_browser(&command, url),
+        _ => open_browser(url),
+    }
+}
+
+/// Runs the `BROWSER` command `command` on `url` (split on whitespace; `%s` replaced by the URL,
+/// else the URL appended).
+fn run_browser(command: &str, url: &Url) -> std::io::Result<()> {
+    let words = browser_words(command, url);
+    let Some((program, arguments)) = words.split_first() else {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{BROWSER_ENV} is empty")));
+    };
+    std::process::Command::new(program)
+        .args(arguments)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+}
+
+fn browser_words(command: &str, url: &Url) -> Vec<String> {
+    let mut words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
+    if words.iter().any(|w| w.contains("%s")) {
+        for word in &mut words {
+            *word = word.replace("%s", url.as_str());
+        }
+    } else {
+        words.push(url.to_string());
+    }
+    words
+}
+
 /// The store key for `client`'s server: its base URL without the trailing `/`.
 pub fn server_key(client: &Client) -> String {
     client.server().as_str().trim_end_matches('/').to_string()
@@ -638,6 +681,13 @@ mod tests {
         assert_eq!(refused.description.as_deref(), Some("no thanks"));
         assert!(Callback::parse("/favicon.ico").is_none());
         assert!(!Callback::parse("/callback?code=c").unwrap().state_is(&CsrfToken::new("s".into())));
+    }
+
+    #[test]
+    fn browser_commands_take_the_url_in_place_of_percent_s_or_last() {
+        let url = Url::parse("https://checkout.stripe.com/c/pay/cs_test_1").unwrap();
+        assert_eq!(browser_words("firefox --new-tab", &url), ["firefox", "--new-tab", url.as_str()]);
+        assert_eq!(browser_words("open -u %s --now", &url), ["open", "-u", url.as_str(), "--now"]);
     }
 
     #[test]

@@ -15,10 +15,6 @@ use url::Url;
 
 use super::{BadArgument, EXIT_CODES_HELP, ServerArgs, block_on, client, session};
 
-/// The environment variable naming the browser to open (a command; `%s` stands for the URL, else
-/// the URL is its last argument): the convention xdg-open, git and Python's webbrowser follow.
-pub const BROWSER_ENV: &str = "BROWSER";
-
 /// How often `kiln credits buy` asks whether the payment landed: Stripe's webhook usually comes
 /// seconds after the customer pays, and one small read every 2 s is nothing to the API.
 const PURCHASE_POLL: Duration = Duration::from_secs(2);
@@ -289,44 +285,13 @@ fn money(amount: i64, currency: &str) -> String {
     }
 }
 
-/// Opens `url` in the browser without waiting for it: [`BROWSER_ENV`]'s command when it is set,
-/// else the platform's opener. A failure is only said: the caller always prints the URL too.
+/// Opens `url` in the browser without waiting for it (`BROWSER` first, as
+/// `kiln_cloud::login::open_in_browser` does). A failure is only said: the caller always prints
+/// the URL too.
 fn open_in_browser(url: &Url) {
-    let opened = match std::env::var(BROWSER_ENV) {
-        Ok(command) if !command.trim().is_empty() => run_browser(&command, url),
-        _ => login::open_browser(url),
-    };
-    if let Err(error) = opened {
+    if let Err(error) = login::open_in_browser(url) {
         eprintln!("(could not open a browser: {error})");
     }
-}
-
-/// Runs the `BROWSER` command `command` on `url` (split on whitespace; `%s` replaced by the URL,
-/// else the URL appended).
-fn run_browser(command: &str, url: &Url) -> std::io::Result<()> {
-    let words = browser_words(command, url);
-    let Some((program, arguments)) = words.split_first() else {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{BROWSER_ENV} is empty")));
-    };
-    std::process::Command::new(program)
-        .args(arguments)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map(drop)
-}
-
-fn browser_words(command: &str, url: &Url) -> Vec<String> {
-    let mut words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
-    if words.iter().any(|w| w.contains("%s")) {
-        for word in &mut words {
-            *word = word.replace("%s", url.as_str());
-        }
-    } else {
-        words.push(url.to_string());
-    }
-    words
 }
 
 #[cfg(test)]
@@ -386,12 +351,5 @@ mod tests {
         let pack = Pack { id: "pack_100".into(), credits: 100, amount: 1_000, currency: "eur".into() };
         let error = unknown_pack("pack_1", std::slice::from_ref(&pack)).to_string();
         assert!(error.contains("\"pack_1\"") && error.contains("pack_100 (100 credits for 10.00 EUR)"), "{error}");
-    }
-
-    #[test]
-    fn browser_commands_take_the_url_in_place_of_percent_s_or_last() {
-        let url = Url::parse("https://checkout.stripe.com/c/pay/cs_test_1").unwrap();
-        assert_eq!(browser_words("firefox --new-tab", &url), ["firefox", "--new-tab", url.as_str()]);
-        assert_eq!(browser_words("open -u %s --now", &url), ["open", "-u", url.as_str(), "--now"]);
     }
 }

@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use kiln_api::batches::{Batch, CreateBatch, CreateItem};
-use kiln_api::credits::QuoteRequest;
 use kiln_api::jobs::JobState;
 use kiln_api::prices::Priority;
+use kiln_cloud::job::{self, JobRecord};
 use kiln_cloud::login::Session;
 use kiln_job::JobSettings;
 use kiln_protocol::SettingsOverrides;
@@ -27,8 +27,8 @@ use kiln_queue::batch::BatchItem;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::submit::{CloudJobArgs, NotEnoughCredits, confirm, download_into, photo_count, upload};
-use super::{BadArgument, JobRecord, block_on, session};
+use super::submit::{CloudJobArgs, confirm, download_into, upload};
+use super::{BadArgument, block_on, session};
 
 /// The batch's record in the batch's output folder.
 pub const BATCH_FILE: &str = "cloud-batch.json";
@@ -137,9 +137,7 @@ async fn submit(
     let priority = if cloud.rush { Priority::Rush } else { Priority::Standard };
     let mut total = 0;
     for (index, item) in items.iter().enumerate() {
-        let photos = photo_count(&item.input)?;
-        let asked = QuoteRequest { photos, preset: Some(item.settings.preset), priority };
-        let quote = session.call(async |client| client.quote(&asked).await).await?;
+        let quote = job::quote(session, &item.input, &cloud_settings(&item.settings), priority).await?;
         eprintln!(
             "[{}/{}] {}: {} credits for {} photos at preset {}",
             index + 1,
@@ -158,9 +156,7 @@ async fn submit(
         priority.as_str(),
         balances.available
     );
-    if balances.available < total {
-        return Err(NotEnoughCredits { needed: total, available: balances.available }.into());
-    }
+    job::ensure_credits(total, balances.available)?;
     if !confirm(&format!("Submit these {} jobs for {total} credits?", items.len()), cloud.yes)? {
         return Ok(None);
     }

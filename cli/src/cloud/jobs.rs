@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use kiln_api::jobs::{Job, JobState};
+use kiln_cloud::job::JobRecord;
 
 use super::submit::download_into;
-use super::{JobEnded, JobRecord, ServerArgs, Target, block_on, job_reason, session};
+use super::{JobEnded, ServerArgs, Target, block_on, job_reason, session};
 
 /// A job id, or the folder of a cloud job.
 #[derive(clap::Args)]

@@ -6,10 +6,11 @@
 //! beside its photos; the flags given override the spec, and the job is created with the result,
 //! so it runs in the cloud as it would here.
 //!
-//! In order: the photos counted and the job quoted (`POST /v1/quotes`) against the balance, the
+//! The steps are `kiln_cloud::job`'s, the app's too; this module adds the prompt, the bars and
+//! the lines printed. In order: the photos counted and the job quoted against the balance, the
 //! quote confirmed (a prompt on a terminal; `--yes` otherwise), the photos uploaded with a
-//! progress bar (resumable: `kiln_cloud::upload` keeps its state in `<out>/cloud-upload.json`, so
-//! the same command after a kill sends only the missing parts), the job created and recorded in
+//! progress bar (resumable: the upload's state is in `<out>/cloud-upload.json`, so the same
+//! command after a kill sends only the missing parts), the job created and recorded in
 //! `<out>/cloud-job.json`, then the remote stages followed live and the outputs downloaded into
 //! `<out>` where a local run writes them. Run again on a folder that already records a job, the
 //! command follows (and downloads) that job instead of submitting another. A job that fails or
@@ -18,32 +19,24 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kiln_api::credits::QuoteRequest;
-use kiln_api::jobs::{CreateJob, Job, JobState};
+use kiln_api::jobs::{Job, JobState};
 use kiln_api::prices::{Priority, Quote};
-use kiln_cloud::login::{CredentialSource, Session};
-use kiln_cloud::upload::UploadProgress;
-use kiln_cloud::{ErrorKind, JobStreamEvent};
+use kiln_cloud::JobStreamEvent;
+use kiln_cloud::job::{self, JobRecord, JobUpdate, UploadSummary};
+use kiln_cloud::login::Session;
+use kiln_protocol::layout::CLOUD_JOB_FILE;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{
-    BadArgument, EXIT_CODES_HELP, JobEnded, JobRecord, ServerArgs, UPLOAD_STATE_FILE, block_on, job_reason, session,
-};
+use super::{BadArgument, EXIT_CODES_HELP, JobEnded, ServerArgs, block_on, job_reason, session};
 use crate::settings::{JobInput, SettingsArgs};
 
 /// Resolution of the remote job's progress bar (the job fraction is drawn in thousandths).
 const BAR_UNITS: u64 = 1000;
-
-/// How often the job is polled when its event stream cannot be followed (a proxy that buffers
-/// it): often enough for a progress bar, rare enough to be no load on the API.
-const POLL_EVERY: Duration = Duration::from_secs(2);
 
 /// What the cloud needs besides the photos and the settings: where, how urgent, confirmed or not.
 #[derive(clap::Args, Clone, Debug)]
@@ -109,17 +102,6 @@ pub struct Summary {
     pub outputs: Vec<PathBuf>,
 }
 
-/// What this run of the upload sent.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct UploadSummary {
-    /// Parts this run sent to storage.
-    pub parts_sent: u64,
-    pub bytes_sent: u64,
-    /// Bytes storage already held from an earlier run (a resumed upload).
-    pub bytes_resumed: u64,
-    pub total_bytes: u64,
-}
-
 /// The quote was not accepted: no terminal to ask on and no `--yes` (exit code 2).
 #[derive(Debug)]
 pub struct NotConfirmed;
@@ -131,26 +113,6 @@ impl std::fmt::Display for NotConfirmed {
 }
 
 impl std::error::Error for NotConfirmed {}
-
-/// The balance does not cover the quote (exit code 5); nothing was uploaded.
-#[derive(Debug)]
-pub struct NotEnoughCredits {
-    pub needed: i64,
-    pub available: i64,
-}
-
-impl std::fmt::Display for NotEnoughCredits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "insufficient credits: this job costs {} and the organisation has {} available (`kiln credits`); nothing \
-             was uploaded",
-            self.needed, self.available
-        )
-    }
-}
-
-impl std::error::Error for NotEnoughCredits {}
 
 pub fn run(args: &SubmitArgs) -> Result<()> {
     let job = args.settings.job_input(&args.input)?;
@@ -197,7 +159,7 @@ pub async fn submit(request: &Request<'_>) -> Result<Summary> {
                 "{} already records cloud job {}: following it (remove {} to submit anew)",
                 request.out.display(),
                 record.job_id,
-                request.out.join(super::JOB_FILE).display()
+                request.out.join(CLOUD_JOB_FILE).display()
             );
             (session.call(async |client| client.job(record.job_id).await).await?, None, None)
         }
@@ -259,11 +221,10 @@ pub(super) fn resume_hint(input: &Path, out: &Path) -> String {
 
 /// Quote, confirmation, upload and job creation; `None` when the quote was declined.
 async fn submit_new(session: &Session, request: &Request<'_>) -> Result<Option<(Job, Quote, UploadSummary)>> {
-    let photos = photo_count(&request.job.photos)?;
     let priority = if request.cloud.rush { Priority::Rush } else { Priority::Standard };
-    let asked = QuoteRequest { photos, preset: request.job.overrides.preset, priority };
-    let quote = session.call(async |client| client.quote(&asked).await).await?;
-    let balances = session.call(async |client| client.credits().await).await?;
+    let overrides = &request.job.overrides;
+    let estimate = job::estimate(session, &request.job.photos, overrides, priority).await?;
+    let quote = &estimate.quote;
     eprintln!(
         "quote: {} credits for {} photos at preset {}, {} priority{} ({} available){}",
         quote.credits,
@@ -275,52 +236,17 @@ async fn submit_new(session: &Session, request: &Request<'_>) -> Result<Option<(
         } else {
             String::new()
         },
-        balances.available,
+        estimate.available,
         request.job.settings_from().map(|from| format!("; {from}")).unwrap_or_default()
     );
-    if balances.available < quote.credits {
-        return Err(NotEnoughCredits { needed: quote.credits, available: balances.available }.into());
-    }
+    estimate.check()?;
     if !confirm(&format!("Submit this job for {} credits?", quote.credits), request.cloud.yes)? {
         return Ok(None);
     }
     let (upload_id, upload) = upload(session, &request.job.photos, request.out).await?;
-    let settings = serde_json::to_value(&request.job.overrides)?;
-    let create = CreateJob { upload_id, settings, priority };
-    let job = session.call(async |client| client.create_job(&create).await).await?;
-    let record = JobRecord { server: session.client().server().to_string(), job_id: job.id, upload_id };
-    record.write(request.out)?;
+    let job = job::create(session, upload_id, overrides, priority, request.out).await?;
     eprintln!("submitted cloud job {} ({} credits reserved)", job.id, job.credits.reserved);
-    Ok(Some((job, quote, upload)))
-}
-
-/// The photos the upload will carry: the folder's photos, or those in the `.zip`.
-pub(super) fn photo_count(input: &Path) -> Result<u32> {
-    let files = kiln_cloud::upload::input_files(input)?;
-    let count = match files.as_slice() {
-        [only] if only.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) => zip_photos(only)?,
-        photos => photos.len(),
-    };
-    if count == 0 {
-        return Err(BadArgument(format!("{} holds no photos (.jpg, .jpeg, .png)", input.display())).into());
-    }
-    u32::try_from(count).map_err(|_| BadArgument(format!("{} holds too many photos", input.display())).into())
-}
-
-/// The photos in the ZIP `path` (hidden files and macOS resource forks skipped).
-fn zip_photos(path: &Path) -> Result<usize> {
-    let unreadable = |e: &dyn std::fmt::Display| BadArgument(format!("{} is not a readable .zip: {e}", path.display()));
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let archive = zip::ZipArchive::new(file).map_err(|e| unreadable(&e))?;
-    let photos = archive
-        .file_names()
-        // A name that is not text cannot be a photo the engine takes.
-        .filter_map(Result::ok)
-        .filter(|name| !name.ends_with('/'))
-        .filter(|name| !name.split('/').any(|part| part.starts_with('.') || part == "__MACOSX"))
-        .filter(|name| kiln_core::photos::is_photo_name(Path::new(name.as_ref())))
-        .count();
-    Ok(photos)
+    Ok(Some((job, estimate.quote, upload)))
 }
 
 /// Whether the quote is accepted: `--yes`, or "y" at the prompt `question`; without a terminal
@@ -342,36 +268,16 @@ pub(super) fn confirm(question: &str, yes: bool) -> Result<bool> {
 /// Uploads the photos with a progress bar, resuming the upload `<out>/cloud-upload.json` records;
 /// answers the complete upload's id and what this run sent.
 pub(super) async fn upload(session: &Session, input: &Path, out: &Path) -> Result<(Uuid, UploadSummary)> {
-    let state = out.join(UPLOAD_STATE_FILE);
     let bar = bytes_bar("upload");
-    // The client reports once before the first part (what storage already holds), then once per
-    // part sent.
-    let sent: Mutex<Option<UploadSummary>> = Mutex::new(None);
-    let report = |progress: UploadProgress| {
+    let uploaded = job::upload(session, input, out, |progress| {
         bar.set_length(progress.total_bytes);
         bar.set_position(progress.sent_bytes);
         bar.set_message(format!("{}/{} files", progress.files_done, progress.files));
-        let mut sent = sent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match sent.as_mut() {
-            None => {
-                *sent = Some(UploadSummary {
-                    bytes_resumed: progress.sent_bytes,
-                    total_bytes: progress.total_bytes,
-                    ..UploadSummary::default()
-                })
-            }
-            Some(summary) => {
-                summary.parts_sent += 1;
-                summary.bytes_sent = summary.bytes_sent.max(progress.sent_bytes.saturating_sub(summary.bytes_resumed));
-            }
-        }
-    };
-    let uploaded =
-        session.call(async |client| kiln_cloud::upload::upload_photos(client, input, &state, &report).await).await;
+    })
+    .await;
     bar.finish_and_clear();
-    let upload = uploaded?;
-    let summary = sent.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    match summary {
+    let uploaded = uploaded?;
+    match uploaded.summary {
         Some(summary) => eprintln!(
             "uploaded {} in {} parts{}",
             super::megabytes(summary.bytes_sent),
@@ -382,13 +288,13 @@ pub(super) async fn upload(session: &Session, input: &Path, out: &Path) -> Resul
                 String::new()
             }
         ),
-        None => eprintln!("the upload {} was already complete", upload.id),
+        None => eprintln!("the upload {} was already complete", uploaded.upload_id),
     }
-    Ok((upload.id, summary.unwrap_or_default()))
+    Ok((uploaded.upload_id, uploaded.summary.unwrap_or_default()))
 }
 
-/// Follows the job to its end: its event stream (refreshing a login whose token expires on the
-/// way), or polling where the stream cannot be followed; answers the job as it ended.
+/// Follows the job to its end with a progress bar (see `kiln_cloud::job::follow`); answers the
+/// job as it ended.
 async fn follow(session: &Session, job_id: Uuid) -> Result<Job> {
     let bar = ProgressBar::with_draw_target(Some(BAR_UNITS), ProgressDrawTarget::stderr());
     // The template is a compile-time constant; a bad one would only lose the styling.
@@ -397,96 +303,44 @@ async fn follow(session: &Session, job_id: Uuid) -> Result<Job> {
     }
     bar.set_prefix("cloud");
     bar.enable_steady_tick(Duration::from_millis(250));
-    let followed = follow_events(session, job_id, &bar).await;
-    let polled = match followed {
-        Ok(()) => Ok(()),
-        Err(error) if matches!(error.kind(), ErrorKind::Network | ErrorKind::Protocol | ErrorKind::Server) => {
-            bar.suspend(|| eprintln!("the job's event stream failed ({error}): polling it instead"));
-            poll(session, job_id, &bar).await
-        }
-        Err(error) => Err(error.into()),
-    };
+    let followed = job::follow(session, job_id, |update| show_update(&bar, update)).await;
     bar.finish_and_clear();
-    polled?;
-    Ok(session.call(async |client| client.job(job_id).await).await?)
+    Ok(followed?)
 }
 
-/// The event stream until the job's final state.
-async fn follow_events(session: &Session, job_id: Uuid, bar: &ProgressBar) -> Result<(), kiln_cloud::CloudError> {
-    let mut last_id = None;
-    let mut refreshed_for = None;
-    loop {
-        let stream = session.client().events(job_id, last_id);
-        futures_util::pin_mut!(stream);
-        let mut refused = None;
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(event) => {
-                    last_id = Some(event.id());
-                    show_event(bar, &event);
-                }
-                Err(error) => {
-                    refused = Some(error);
-                    break;
-                }
-            }
-        }
-        let Some(error) = refused else { return Ok(()) };
-        // A login's access token may expire during a long job: refresh once per point in the
-        // stream, then reconnect from the last event.
-        let login = matches!(session.source(), CredentialSource::Login(_));
-        if error.kind() != ErrorKind::Unauthorized || !login || refreshed_for == Some(last_id) {
-            return Err(error);
-        }
-        refreshed_for = Some(last_id);
-        if session.refresh().await.is_err() {
-            return Err(error);
-        }
-    }
-}
-
-fn show_event(bar: &ProgressBar, event: &JobStreamEvent) {
-    match event {
-        JobStreamEvent::State { change, .. } => {
+fn show_update(bar: &ProgressBar, update: JobUpdate) {
+    match update {
+        JobUpdate::Event(JobStreamEvent::State { change, .. }) => {
             let why = change.error.as_ref().map(|e| format!(": {}", e.message)).unwrap_or_default();
             bar.suspend(|| eprintln!("cloud job {} ({}){why}", change.state.as_str(), change.reason));
         }
-        JobStreamEvent::Progress { progress, .. } => {
+        JobUpdate::Event(JobStreamEvent::Progress { progress, .. }) => {
             bar.set_prefix(progress.stage.to_string());
             bar.set_position((progress.fraction.clamp(0.0, 1.0) * BAR_UNITS as f64).round() as u64);
             let eta = progress.eta_seconds.map(|s| format!(" · ETA {:.0} s", s.max(0.0))).unwrap_or_default();
             bar.set_message(format!("{}{eta}", progress.event.message));
         }
+        JobUpdate::Polling(error) => {
+            bar.suspend(|| eprintln!("the job's event stream failed ({error}): polling it instead"));
+        }
+        JobUpdate::Polled(job) => {
+            bar.set_prefix(job.stage.clone().unwrap_or_else(|| job.state.as_str().to_string()));
+            bar.set_position((f64::from(job.fraction).clamp(0.0, 1.0) * BAR_UNITS as f64).round() as u64);
+            bar.set_message(job.state.as_str());
+        }
     }
-}
-
-/// Polls the job until it ends.
-async fn poll(session: &Session, job_id: Uuid, bar: &ProgressBar) -> Result<()> {
-    let stream = session.client().watch(job_id, POLL_EVERY);
-    futures_util::pin_mut!(stream);
-    while let Some(job) = stream.next().await {
-        let job = job?;
-        bar.set_prefix(job.stage.clone().unwrap_or_else(|| job.state.as_str().to_string()));
-        bar.set_position((f64::from(job.fraction).clamp(0.0, 1.0) * BAR_UNITS as f64).round() as u64);
-        bar.set_message(job.state.as_str());
-    }
-    Ok(())
 }
 
 /// Downloads the finished `job`'s outputs into the job folder `out` with a progress bar; answers
 /// the files in place.
 pub(super) async fn download_into(session: &Session, job: &Job, out: &Path) -> Result<Vec<PathBuf>> {
     let bar = bytes_bar("download");
-    let downloaded = session
-        .call(async |client| {
-            kiln_cloud::download::download_outputs(client, job, out, |progress| {
-                bar.set_length(progress.total_bytes);
-                bar.set_position(progress.received_bytes);
-                bar.set_message(format!("{}/{} files", progress.files_done, progress.files));
-            })
-            .await
-        })
-        .await;
+    let downloaded = job::download_into(session, job, out, |progress| {
+        bar.set_length(progress.total_bytes);
+        bar.set_position(progress.received_bytes);
+        bar.set_message(format!("{}/{} files", progress.files_done, progress.files));
+    })
+    .await;
     bar.finish_and_clear();
     let paths = downloaded?;
     for path in &paths {
@@ -512,29 +366,6 @@ fn bytes_bar(prefix: &'static str) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn photos_are_counted_in_folders_and_zips() {
-        let dir = std::env::temp_dir().join(format!("kiln-cli-cloud-count-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for name in ["a.jpg", "b.PNG", "notes.txt"] {
-            std::fs::write(dir.join(name), b"x").unwrap();
-        }
-        assert_eq!(photo_count(&dir).unwrap(), 2);
-        let zip_path = dir.join("set.zip");
-        let mut writer = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
-        let options = zip::write::SimpleFileOptions::default();
-        for name in ["p/1.jpg", "p/2.jpeg", "p/.hidden.jpg", "__MACOSX/p/._1.jpg", "p/readme.md"] {
-            writer.start_file(name, options).unwrap();
-            std::io::Write::write_all(&mut writer, b"x").unwrap();
-        }
-        writer.finish().unwrap();
-        assert_eq!(photo_count(&zip_path).unwrap(), 2);
-        std::fs::write(dir.join("bad.zip"), b"not a zip").unwrap();
-        assert!(photo_count(&dir.join("bad.zip")).is_err_and(|e| e.is::<BadArgument>()));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn the_default_folder_is_named_after_the_input() {

@@ -7,6 +7,8 @@
 //! <job>/job.lock          held while a process runs the job
 //! <job>/input/            photos extracted from a ZIP input
 //! <job>/input.zip         an archive the job fetched itself (object storage)
+//! <job>/cloud-job.json    the cloud job the folder belongs to (a job run in the cloud)
+//! <job>/cloud-upload.json the photos' upload to the cloud, for resuming it
 //! <job>/check/            check-report.json
 //! <job>/poses/            transforms.json, sparse/0 (COLMAP), sparse_pc.ply, poses-report.json
 //! <job>/train/            splats.ply (3DGS), metrics.json, checkpoint.bin while training
@@ -44,6 +46,10 @@ pub const LOCK_FILE: &str = "job.lock";
 pub const ZIP_INPUT_DIR: &str = "input";
 /// An archive the job fetched itself (from object storage), kept so a resumed job fetches nothing.
 pub const FETCHED_ARCHIVE_FILE: &str = "input.zip";
+/// The record of the cloud job a job folder belongs to: server, job id, upload id.
+pub const CLOUD_JOB_FILE: &str = "cloud-job.json";
+/// The state of the photos' upload to the cloud, so an interrupted upload resumes.
+pub const CLOUD_UPLOAD_FILE: &str = "cloud-upload.json";
 /// A finished stage's record, in the stage's folder.
 pub const STAGE_RECORD_FILE: &str = "stage.json";
 /// The capture check's report, in `check/`.
@@ -151,6 +157,14 @@ impl JobLayout {
 
     pub fn fetched_archive(&self) -> PathBuf {
         self.root.join(FETCHED_ARCHIVE_FILE)
+    }
+
+    pub fn cloud_job(&self) -> PathBuf {
+        self.root.join(CLOUD_JOB_FILE)
+    }
+
+    pub fn cloud_upload(&self) -> PathBuf {
+        self.root.join(CLOUD_UPLOAD_FILE)
     }
 
     /// The stage's folder.

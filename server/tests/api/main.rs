@@ -15,6 +15,7 @@ mod billing_stripe;
 mod cloud_account;
 mod cloud_cli;
 mod cloud_client;
+mod cloud_job;
 mod cloud_login;
 mod cloud_resume;
 mod cloud_spec;
