@@ -196,13 +196,22 @@ pub fn jpeg_thumbnail(path: &Path, side: u32) -> CommandResult<Vec<u8>> {
 }
 
 /// The expected time (and, for the cloud, the credits) of a draft with these options.
+/// A cloud job's time is the same guess (the worker's GPU is faster, the upload adds to it), with
+/// the service's credit quote.
 #[tauri::command]
-pub fn estimate(state: tauri::State<'_, AppState>, draft_id: String, options: StartOptions) -> CommandResult<Estimate> {
+pub async fn estimate(
+    state: tauri::State<'_, AppState>,
+    cloud: tauri::State<'_, crate::cloud::CloudState>,
+    draft_id: String,
+    options: StartOptions,
+) -> CommandResult<Estimate> {
     let entry = draft(&state, &draft_id)?;
-    if options.where_ == Where::Cloud {
-        return Err(AppError::new(ErrorClass::BadInput, "sign in to the Kiln cloud to get a quote (Settings → Cloud)"));
-    }
     let photos = entry.check.as_ref().map_or(entry.draft.photos as usize, |c| c.usable_photos(false).len());
     let settings = crate::settings::job_settings(&lock(&state.settings)?.clone(), &options, entry.sidecar.as_ref());
-    Ok(Estimate { seconds: kiln_job::estimate::local_seconds(photos, &settings), credits: None })
+    let seconds = kiln_job::estimate::local_seconds(photos, &settings);
+    let credits = match options.where_ {
+        Where::Cloud => Some(cloud.estimate(entry.input.clone(), settings).await?.quote.credits.max(0) as u64),
+        Where::Local | Where::Auto => None,
+    };
+    Ok(Estimate { seconds, credits })
 }

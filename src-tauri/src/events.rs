@@ -13,6 +13,11 @@ pub const JOB_CHANGED: &str = "job-changed";
 /// Every watched folder whenever one is added, removed, paused or resumed, or what one picked
 /// up, has waiting or saw fail changes.
 pub const WATCHED_CHANGED: &str = "watched-changed";
+/// The cloud sign-in or the account changed (signed in or out, a purchase landed): the UI reads
+/// `cloud_status` and `app_info` again. No payload.
+pub const CLOUD_CHANGED: &str = "cloud-changed";
+/// The sign-in page's address, once the app waits for the browser: shown in case none opens.
+pub const CLOUD_LOGIN_URL: &str = "cloud-login-url";
 
 /// Sends events to every window; the runner holds one. Type-erased over the Tauri runtime so the
 /// runner is the same code under the real and the mock runtime.
@@ -41,6 +46,14 @@ impl Emitter {
 
     pub fn watched_changed(&self, folders: &[WatchedFolder]) {
         self.send(WATCHED_CHANGED, &folders);
+    }
+
+    pub fn cloud_changed(&self) {
+        self.send(CLOUD_CHANGED, &());
+    }
+
+    pub fn cloud_login_url(&self, url: &str) {
+        self.send(CLOUD_LOGIN_URL, &url);
     }
 
     fn send(&self, name: &str, payload: &impl Serialize) {

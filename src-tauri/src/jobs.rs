@@ -4,11 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
+use kiln_job::JobSettings;
 use kiln_job::hash::hash_bytes;
 use kiln_job::{JobLayout, JobReport};
 use kiln_protocol::ErrorClass;
 use kiln_protocol::app::{AppError, JobRow, JobState, StartOptions, TrainPoint, Where};
-use kiln_queue::store::{Enqueued, JobState as StoreState, QueuedJob};
+use kiln_queue::store::{Enqueued, JobState as StoreState, QueuedJob, RunsOn};
+
+use crate::cloud::CloudState;
 
 use crate::error::lock;
 use crate::error::{CommandResult, app_error, bad_input, internal};
@@ -18,17 +21,21 @@ use crate::state::{AppState, Shared};
 /// enough to read.
 const FOLDER_HASH_DIGITS: usize = 8;
 
-/// Queues a draft as a job. The same photos with the same settings are one job: starting them
-/// again shows the existing job (and queues it again when it had failed or was canceled).
+/// The expected time on this machine's CPU past which Automatic sends a job to the cloud (when
+/// there is no GPU here): a quarter of an hour is past a coffee; a preview of a small set stays
+/// here, where it needs no upload.
+const AUTO_CLOUD_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Queues a draft as a job, here or in the cloud ([`runs_on`]). The same photos with the same
+/// settings in the same place are one job: starting them again shows the existing job (and
+/// queues it again when it had failed or was canceled).
 #[tauri::command]
 pub async fn start_job(
     state: tauri::State<'_, AppState>,
+    cloud: tauri::State<'_, CloudState>,
     draft_id: String,
     options: StartOptions,
 ) -> CommandResult<JobRow> {
-    if options.where_ == Where::Cloud {
-        return Err(bad_input("sign in to the Kiln cloud to send jobs there (Settings → Cloud)"));
-    }
     let entry = crate::drafts::draft(&state, &draft_id)?;
     if let Some(check) = &entry.check
         && !check.can_proceed()
@@ -45,12 +52,17 @@ pub async fn start_job(
         .await
         .map_err(|e| internal(format!("hashing the photos stopped: {e}")))?
         .map_err(|e| app_error(&e))?;
+    let runs_on = runs_on(&cloud, options.where_, &entry.input, &settings).await?;
     let settings_json = serde_json::to_string(&settings).map_err(|e| internal(e.to_string()))?;
-    let key = hash_bytes(format!("{hash}\n{settings_json}").as_bytes());
+    let place = match runs_on {
+        RunsOn::Local => String::new(),
+        RunsOn::Cloud => "\ncloud".into(),
+    };
+    let key = hash_bytes(format!("{hash}\n{settings_json}{place}").as_bytes());
     let job_dir = output_folder.join(format!("{}-{}", folder_name(&entry.draft.name), &key[..FOLDER_HASH_DIGITS]));
     let id = {
         let store = lock(&state.store)?;
-        match store.enqueue(&entry.input, &key, &job_dir, &settings).map_err(|e| app_error(&e))? {
+        match store.enqueue_on(&entry.input, &key, &job_dir, &settings, runs_on).map_err(|e| app_error(&e))? {
             Enqueued::New(id) => id,
             Enqueued::AlreadyKnown(job) => {
                 if matches!(job.state, StoreState::Failed | StoreState::Canceled) {
@@ -63,6 +75,31 @@ pub async fn start_job(
     lock(&state.drafts)?.remove(&draft_id);
     state.wake_runner();
     row(&state, id)
+}
+
+/// Where a job the user placed at `place` runs. The cloud needs a sign-in and a balance that
+/// covers the quote, checked now so that Start says so at once. Automatic sends it to the cloud
+/// when this machine has no GPU (training would be on the CPU), the job would take longer here
+/// than [`AUTO_CLOUD_AFTER`], and the user is signed in with enough credits; else it runs here.
+async fn runs_on(cloud: &CloudState, place: Where, input: &Path, settings: &JobSettings) -> CommandResult<RunsOn> {
+    let quote = || cloud.estimate(input.to_path_buf(), settings.clone());
+    match place {
+        Where::Local => Ok(RunsOn::Local),
+        Where::Cloud => {
+            quote().await?.check().map_err(crate::cloud::job_error)?;
+            Ok(RunsOn::Cloud)
+        }
+        Where::Auto => {
+            let photos = kiln_cloud::job::photo_count(input).unwrap_or(0) as usize;
+            let slow = kiln_job::estimate::local_seconds(photos, settings) > AUTO_CLOUD_AFTER.as_secs_f64();
+            if !slow || !cloud.signed_in().await {
+                return Ok(RunsOn::Local);
+            }
+            let has_gpu = tauri::async_runtime::spawn_blocking(crate::gpu::adapter_name).await.ok().flatten();
+            let covered = has_gpu.is_none() && quote().await.is_ok_and(|estimate| estimate.check().is_ok());
+            Ok(if covered { RunsOn::Cloud } else { RunsOn::Local })
+        }
+    }
 }
 
 /// A folder name from a draft's name that every platform accepts: separators, control characters
@@ -124,19 +161,24 @@ fn row_of(shared: &Shared, job: &QueuedJob) -> CommandResult<JobRow> {
         StoreState::Failed => JobState::Failed,
         StoreState::Canceled => JobState::Canceled,
     };
+    // Only a job not running now reads its report: the runner asks for a running job's row at
+    // every stage event.
+    let report = live.running_since.is_none().then(|| read_report(&job.job_dir)).flatten();
     let elapsed_s = match live.running_since {
         Some(since) => live.elapsed_before_s + since.elapsed().as_secs_f64(),
-        // Only a job not running now reads its report: the runner asks for a running job's row
-        // at every stage event.
-        None => read_report(&job.job_dir).map_or(live.elapsed_before_s, |r| r.seconds.max(live.elapsed_before_s)),
+        None => report.as_ref().map_or(live.elapsed_before_s, |r| r.seconds.max(live.elapsed_before_s)),
     };
+    let reported_resume = report.as_ref().and_then(|r| r.metrics.train.as_ref()).and_then(|t| t.resumed_from_step);
     let done = state == JobState::Done;
     Ok(JobRow {
         id: job.id.to_string(),
         name: job_name(&job.job_dir),
         source: job.input.clone(),
         job_dir: job.job_dir.clone(),
-        where_: Where::Local,
+        where_: match job.runs_on {
+            RunsOn::Local => Where::Local,
+            RunsOn::Cloud => Where::Cloud,
+        },
         preset: job.settings.preset,
         state,
         stage: live.stage.or_else(|| done.then_some(job.settings.until)),
@@ -146,6 +188,8 @@ fn row_of(shared: &Shared, job: &QueuedJob) -> CommandResult<JobRow> {
         elapsed_s,
         error: job.error.as_deref().map(stored_error),
         created_at: rfc3339(job.created_at),
+        resumed_from_step: live.resumed_from_step.or(reported_resume),
+        cloud_phase: if state == JobState::Running { live.cloud_phase } else { None },
     })
 }
 

@@ -10,9 +10,13 @@
 //!   sent to the webview as PNG;
 //! - [`export`]: a finished job's model in more formats, into a folder, validated;
 //! - [`watched`]: watched folders, whose new subfolders and ZIPs become jobs once quiet;
+//! - [`cloud`]: the cloud account pane: sign-in (the CLI's login), credits, ledger, API keys;
+//! - [`cloud_jobs`]: a queued job run in the cloud and its outputs brought back to its folder;
 //! - [`state`]: what the commands and the runner share; [`settings`]: the app's settings;
 //! - [`gpu`]: the preview device and the uploaded scene.
 
+pub mod cloud;
+pub mod cloud_jobs;
 pub mod drafts;
 pub mod error;
 pub mod events;
@@ -75,6 +79,15 @@ pub fn builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
         watched::add_watched,
         watched::remove_watched,
         watched::pause_watched,
+        cloud::cloud_status,
+        cloud::cloud_login,
+        cloud::cloud_logout,
+        cloud::cloud_ledger,
+        cloud::cloud_packs,
+        cloud::cloud_buy,
+        cloud::cloud_keys,
+        cloud::cloud_key_create,
+        cloud::cloud_key_revoke,
     ])
 }
 
@@ -89,7 +102,8 @@ pub fn start<R: Runtime>(app: &tauri::AppHandle<R>, data_dir: Option<PathBuf>) -
     // With a data folder given (tests, side-by-side installs), jobs go inside it too.
     let home = if custom { data_dir.clone() } else { app.path().home_dir().unwrap_or_else(|_| data_dir.clone()) };
     let state = AppState::open(AppPaths::new(data_dir), &home)?;
-    runner::spawn(state.shared(), events::Emitter::new(app.clone()))?;
+    let cloud = cloud::start(app, state.shared());
+    runner::spawn(state.shared(), events::Emitter::new(app.clone()), cloud)?;
     watched::start(app, state.shared())?;
     app.manage(state);
     Ok(())

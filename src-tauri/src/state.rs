@@ -44,6 +44,10 @@ pub struct Live {
     pub history: Vec<TrainPoint>,
     /// The latest render training wrote.
     pub preview: Option<PathBuf>,
+    /// The checkpoint's step training went on from, once this run said it resumed.
+    pub resumed_from_step: Option<u32>,
+    /// A cloud job's phase while it runs.
+    pub cloud_phase: Option<kiln_protocol::app::CloudPhase>,
 }
 
 /// Points the training plot keeps: more than a plot's width in pixels, few enough to send whole.
@@ -118,13 +122,19 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// `offline` while no cloud login is stored for the settings' server (the Add pane's cloud choice
+/// follows it).
 #[tauri::command]
-pub async fn app_info(state: tauri::State<'_, AppState>) -> CommandResult<AppInfo> {
+pub async fn app_info(
+    state: tauri::State<'_, AppState>,
+    cloud: tauri::State<'_, crate::cloud::CloudState>,
+) -> CommandResult<AppInfo> {
     let jobs_root = lock(&state.settings)?.output_folder.clone();
     let adapter = tauri::async_runtime::spawn_blocking(crate::gpu::adapter_name)
         .await
         .map_err(|e| internal(format!("looking for a GPU stopped: {e}")))?;
-    Ok(AppInfo { version: env!("CARGO_PKG_VERSION").into(), adapter, jobs_root, offline: true })
+    let offline = !cloud.signed_in().await;
+    Ok(AppInfo { version: env!("CARGO_PKG_VERSION").into(), adapter, jobs_root, offline })
 }
 
 #[tauri::command]

@@ -431,6 +431,7 @@ mod tests {
             error: error.map(str::to_string),
             metrics: None,
             created_at: 0.0,
+            runs_on: kiln_queue::store::RunsOn::Local,
         };
         let runner_error = serde_json::to_string(&AppError::new(ErrorClass::Device, "out of GPU memory")).unwrap();
         let jobs = [

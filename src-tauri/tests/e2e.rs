@@ -14,6 +14,7 @@
 //! `KILN_CLI_BIN`. Screenshots of the main screens go to `KILN_APP_SCREENSHOTS` when it is set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
 mod webdriver;
 
 use std::collections::BTreeSet;
@@ -195,6 +196,17 @@ fn free_port() -> TcpListener {
 /// app inherits: the display, the app's data folder, and the validators (`KILN_GLTF_VALIDATOR`,
 /// `KILN_USDZ_VALIDATOR`) and Vulkan settings of the test's own environment. Returns its port.
 fn start_tauri_driver(processes: &mut Processes, tools: &Tools, display: &str, root: &Path) -> u16 {
+    start_tauri_driver_with(processes, tools, display, root, &[])
+}
+
+/// [`start_tauri_driver`], with `env` added to what the app inherits.
+fn start_tauri_driver_with(
+    processes: &mut Processes,
+    tools: &Tools,
+    display: &str,
+    root: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> u16 {
     // Both listeners are held until both ports are known, so the two differ.
     let (listener, native) = (free_port(), free_port());
     let port = listener.local_addr().unwrap().port();
@@ -221,6 +233,7 @@ fn start_tauri_driver(processes: &mut Processes, tools: &Tools, display: &str, r
             // of content inside a scrolled column come back partly black (unpainted layers).
             .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
             .env(kiln_app::DATA_DIR_VAR, root.join("data"))
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log),
     );
@@ -304,6 +317,9 @@ return {
   fraction: row.querySelector('[data-testid="progress"]').value,
   stage: row.querySelector('[data-testid="stage"]').textContent,
   percent: row.querySelector('[data-testid="percent"]').textContent,
+  resumed: row.querySelector('[data-testid="resumed"]')?.hidden === false
+    ? row.querySelector('[data-testid="resumed"]').textContent
+    : null,
   figures: document.getElementById('train-figures')?.textContent ?? '',
 };
 "#;
@@ -358,6 +374,7 @@ fn photos_added_in_the_window_become_a_previewed_exported_model() {
     let job_dir = job_folder(&root.join("data"));
     preview_matches_kiln_render(&driver, &job_dir, &root);
     export_writes_a_validated_glb(&driver, &root.join("exports"), &job_id);
+    watched_folder_picks_up_a_copied_folder(&driver, &root);
 }
 
 /// Training steps of the job the kill test interrupts: long enough (about a minute here) that the
@@ -420,7 +437,58 @@ fn a_killed_app_resumes_its_job_from_the_checkpoint_when_started_again() {
         resumed.is_some_and(|step| (50..u64::from(KILLED_JOB_STEPS)).contains(&step)),
         "training resumed from its checkpoint: {resumed:?}"
     );
-    println!("after the kill the queue showed {states:?}; training resumed from step {resumed:?}");
+    let shown = row["resumed"].as_str().unwrap_or_default();
+    assert_eq!(shown, format!("resumed from step {}", resumed.unwrap_or_default()), "the row says it resumed: {row}");
+    println!("after the kill the queue showed {states:?}; training resumed from step {resumed:?}; the row: {shown:?}");
+}
+
+/// The first watched folder's card: its path and counts.
+const WATCHED_STATE: &str = r#"
+const card = document.querySelector('#watched li[data-watched-id]');
+if (!card) return null;
+const count = (what) => card.querySelector(`[data-testid="${what}-count"]`)?.textContent ?? null;
+return {
+  folder: card.querySelector('.path')?.textContent ?? null,
+  picked_up: count('picked-up'),
+  waiting: count('waiting'),
+  failed: count('failed'),
+  jobs: [...document.querySelectorAll('#queue li[data-job-id] .name')].map((n) => n.textContent),
+};
+"#;
+
+/// Watches an empty inbox through the pane's form (typed path, a one-second quiet period), copies
+/// a folder of photos into it as a user would (a real copy, file by file), and waits for the card
+/// to say it was picked up and for its job to be in the queue, named after the folder.
+fn watched_folder_picks_up_a_copied_folder(driver: &Driver, root: &Path) {
+    let inbox = root.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    driver.click(&driver.find("#watch-add"));
+    let path = driver.find("#watch-path");
+    driver.clear(&path);
+    driver.send_keys(&path, &inbox.display().to_string());
+    let quiet = driver.find("#watch-quiet");
+    driver.clear(&quiet);
+    driver.send_keys(&quiet, "1");
+    driver.click(&driver.find("#watch-submit"));
+    let card = driver.wait_until("the watched folder's card", CHECK_TIMEOUT, |d| {
+        let state = d.execute(WATCHED_STATE, &[]);
+        if state["folder"].as_str() == Some(&inbox.display().to_string()) { Ok(state) } else { Err(state.to_string()) }
+    });
+    assert_eq!(card["picked_up"], "0 picked up", "nothing yet: {card}");
+
+    let arrived = inbox.join("shoe box");
+    std::fs::create_dir_all(&arrived).unwrap();
+    for entry in std::fs::read_dir(box_folder(root)).unwrap() {
+        let source = entry.unwrap().path();
+        std::fs::copy(&source, arrived.join(source.file_name().unwrap())).unwrap();
+    }
+    let card = driver.wait_until("the copied folder picked up and queued", JOB_TIMEOUT, |d| {
+        let state = d.execute(WATCHED_STATE, &[]);
+        let queued = state["jobs"].as_array().is_some_and(|jobs| jobs.iter().any(|j| j == "shoe box"));
+        if state["picked_up"] == "1 picked up" && queued { Ok(state) } else { Err(state.to_string()) }
+    });
+    assert_eq!(card["failed"], "0 failed", "{card}");
+    save_screen(driver, "app-watched.png");
 }
 
 /// Kills (SIGKILL) the `kiln-app` process whose data folder is `data`: the one this test started,
@@ -703,4 +771,177 @@ fn export_writes_a_validated_glb(driver: &Driver, folder: &Path, job_id: &str) {
         skip("the export pane's validator verdict: KILN_GLTF_VALIDATOR is not set");
         assert_eq!(row["validator"], "not validated", "{row}");
     }
+}
+
+/// A session bus address where nothing listens: the app keeps its cloud login in the credentials
+/// file of its own `XDG_CONFIG_HOME`, never in a keyring of the machine.
+const NO_BUS: &str = "unix:path=/nonexistent/kiln-app-e2e-bus";
+
+/// The cloud pane as the page shows it.
+const CLOUD_STATE: &str = r#"
+const pane = document.getElementById('cloud-pane');
+const text = (id) => pane.querySelector(`[data-testid="${id}"]`)?.textContent ?? null;
+return {
+  sign_in: pane.querySelector('#cloud-sign-in') !== null,
+  waiting: text('cloud-waiting'),
+  email: text('cloud-email'),
+  available: text('cloud-available'),
+  secret: pane.querySelector('[data-testid="cloud-key-secret"]')?.value ?? null,
+  keys: [...pane.querySelectorAll('li[data-key-id]')].map((k) => ({ id: k.dataset.keyId, state: k.dataset.state })),
+  error: text('cloud-error'),
+};
+"#;
+
+/// The first queue row's place and phase.
+const CLOUD_ROW_STATE: &str = r#"
+const row = document.querySelector('#queue li[data-job-id]');
+if (!row) return null;
+return {
+  state: row.dataset.state,
+  phase: row.dataset.cloudPhase ?? '',
+  cloud: row.querySelector('[data-testid="where-cloud"]')?.hidden === false,
+  stage: row.querySelector('[data-testid="stage"]').textContent,
+};
+"#;
+
+/// Digits of a count as the page writes it (`1 000`, `1,000`): the number.
+fn count(text: &Value) -> Option<i64> {
+    text.as_str()?.chars().filter(char::is_ascii_digit).collect::<String>().parse().ok()
+}
+
+#[test]
+fn the_cloud_pane_signs_in_makes_and_revokes_a_key_and_a_cloud_job_comes_back() {
+    let Some(tools) = find_tools() else { return };
+    let Some(server) = common::api_server::ApiServer::start("e2e") else { return };
+    let email = "window@example.com";
+    server.signup(email);
+    let root = fresh_dir("cloud");
+    // The "browser": records the address the app opens; the test then plays the person at it.
+    let opened = root.join("opened");
+    let browser = root.join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{0}.tmp' && mv '{0}.tmp' '{0}'\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = root.join("config");
+    let env = [
+        ("BROWSER", browser.as_os_str()),
+        ("XDG_CONFIG_HOME", config.as_os_str()),
+        ("DBUS_SESSION_BUS_ADDRESS", std::ffi::OsStr::new(NO_BUS)),
+    ];
+    let mut processes = Processes::default();
+    let display = start_xvfb(&mut processes);
+    let port = start_tauri_driver_with(&mut processes, &tools, &display, &root, &env);
+    let capabilities = json!({ "alwaysMatch": { "tauri:options": { "application": env!("CARGO_BIN_EXE_kiln-app") } } });
+    let driver = Driver::start(port, capabilities, DRIVER_TIMEOUT);
+    driver.set_script_timeout(CHECK_TIMEOUT);
+    app_starts_titled_kiln(&driver, &display);
+
+    // Settings: the cloud server is the local one; the pane offers the sign-in.
+    driver.click(&driver.find("#open-settings"));
+    let url = driver.find("#settings-cloud");
+    driver.clear(&url);
+    driver.send_keys(&url, &server.url);
+    driver.click(&driver.find(r#"[data-testid="settings-save"]"#));
+    driver.wait_until("the pane's Sign in", START_TIMEOUT, |d| {
+        let state = d.execute(CLOUD_STATE, &[]);
+        if state["sign_in"] == true { Ok(()) } else { Err(format!("{state}; messages: {}", page_messages(d))) }
+    });
+
+    // Sign-in through the system browser: the app opens it and waits; the person approves.
+    driver.click_css("#cloud-sign-in", START_TIMEOUT);
+    let address = driver.wait_until("the browser opened on the sign-in page", START_TIMEOUT, |d| {
+        std::fs::read_to_string(&opened).map_err(|_| d.execute(CLOUD_STATE, &[]).to_string())
+    });
+    assert!(address.starts_with(&server.at("/oauth/authorize?")), "{address}");
+    let waiting = driver.execute(CLOUD_STATE, &[]);
+    assert!(waiting["waiting"].is_string(), "the pane says it waits for the browser: {waiting}");
+    let visit = common::api_server::play_browser(&server, &address, email);
+    assert_eq!(visit.final_status, 200, "{}", visit.final_page);
+    let signed_in = driver.wait_until("the account and its balance", START_TIMEOUT, |d| {
+        let state = d.execute(CLOUD_STATE, &[]);
+        if state["email"] == email && state["available"].is_string() { Ok(state) } else { Err(state.to_string()) }
+    });
+    assert_eq!(count(&signed_in["available"]), Some(common::api_server::SIGNUP_CREDITS), "{signed_in}");
+
+    // An API key: its secret shown once and working; revoked after a confirmation, then refused.
+    let name = driver.find("#cloud-key-name");
+    driver.send_keys(&name, "render farm");
+    driver.click_css(r#"[data-testid="cloud-key-create"]"#, START_TIMEOUT);
+    let created = driver.wait_until("the new key's secret", START_TIMEOUT, |d| {
+        let state = d.execute(CLOUD_STATE, &[]);
+        if state["secret"].as_str().is_some_and(|s| s.starts_with("kiln_live_")) {
+            Ok(state)
+        } else {
+            Err(state.to_string())
+        }
+    });
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert_eq!(server.get("/v1/me", &secret).0, 200, "the key the page showed works");
+    save_screen(&driver, "app-cloud.png");
+    driver.click_css(r#"[data-testid="cloud-key-done"]"#, START_TIMEOUT);
+    assert!(driver.execute(CLOUD_STATE, &[])["secret"].is_null(), "the secret is shown once");
+    driver.click_css(r#"#cloud-pane li[data-key-id] [data-action="revoke"]"#, START_TIMEOUT);
+    driver.click_css(r#"[data-testid="confirm-yes"]"#, START_TIMEOUT);
+    driver.wait_until("the key shown revoked", START_TIMEOUT, |d| {
+        let state = d.execute(CLOUD_STATE, &[]);
+        if state["keys"][0]["state"] == "revoked" { Ok(()) } else { Err(state.to_string()) }
+    });
+    assert_eq!(server.get("/v1/me", &secret).0, 401, "the revoked key is refused");
+
+    // A job sent to the cloud: a worker runs it; its stages show in the queue; it comes back.
+    let _worker = server.spawn_worker("e2e");
+    add_and_check(&driver, &box_folder(&root));
+    let draft = r#"#drafts [data-testid="draft"]"#;
+    driver.click(&driver.find(&format!(r#"{draft} [data-testid="preset"] option[value="preview"]"#)));
+    set_checkboxes(&driver, &format!(r#"{draft} [data-testid="formats"] input[type="checkbox"]"#), &["glb"]);
+    driver.click(&driver.find(&format!(r#"{draft} [data-testid="where"] input[value="cloud"]"#)));
+    let quoted = driver.wait_until("the cloud quote in the estimate", CHECK_TIMEOUT, |d| {
+        let state = d.execute(DRAFT_STATE, &[]);
+        let estimate = state["estimate"].as_str().unwrap_or_default().to_string();
+        if estimate.ends_with(" credits") {
+            Ok(estimate)
+        } else {
+            Err(format!("{state}; messages: {}", page_messages(d)))
+        }
+    });
+    let credits = count(&json!(quoted.rsplit(" · ").next().unwrap_or_default())).unwrap();
+    driver.click(&driver.find(&format!(r#"{draft} [data-testid="start"]"#)));
+    let mut phases: Vec<String> = Vec::new();
+    let row = driver.wait_until("the cloud job to end", JOB_TIMEOUT, |d| {
+        let row = d.execute(CLOUD_ROW_STATE, &[]);
+        if let Some(phase) = row["phase"].as_str().filter(|p| !p.is_empty())
+            && phases.last().is_none_or(|last| last != phase)
+        {
+            if phase == "running" {
+                save_screen(d, "app-queue-cloud.png");
+            }
+            phases.push(phase.to_string());
+        }
+        match row["state"].as_str() {
+            Some("done" | "failed" | "canceled") => Ok(row),
+            _ => Err(format!("{row}; messages: {}", page_messages(d))),
+        }
+    });
+    assert_eq!(row["state"], "done", "{row}; messages: {}", page_messages(&driver));
+    assert_eq!(row["cloud"], true, "the row says it ran in the cloud: {row}");
+    assert!(phases.iter().any(|p| p == "running") && phases.iter().any(|p| p == "downloading"), "{phases:?}");
+    report_shows_registered_photos_and_psnr(&driver);
+    let export = job_folder(&root.join("data")).join("export");
+    let glb = std::fs::read_dir(&export)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "glb"));
+    assert!(glb.is_some(), "the GLB came back into {}", export.display());
+    let charged = driver.wait_until("the balance after the job", START_TIMEOUT, |d| {
+        let state = d.execute(CLOUD_STATE, &[]);
+        if count(&state["available"]) == Some(common::api_server::SIGNUP_CREDITS - credits) {
+            Ok(state)
+        } else {
+            Err(state.to_string())
+        }
+    });
+    println!("cloud job: phases {phases:?}, {credits} credits charged, the pane shows {}", charged["available"]);
 }

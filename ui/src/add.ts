@@ -65,6 +65,19 @@ export class AddPane {
     await Promise.all(cards.map((card) => card.check()));
   }
 
+  /** Signed in or out: every draft's cloud choice follows (a draft set to the cloud goes back to
+   * this machine when the cloud is out of reach). */
+  cloudChanged(offline: boolean): void {
+    for (const cloud of this.list.querySelectorAll<HTMLInputElement>('input[type="radio"][value="cloud"]')) {
+      cloud.disabled = offline;
+      const local = cloud.closest("fieldset")?.querySelector<HTMLInputElement>('input[value="local"]');
+      if (offline && cloud.checked && local) {
+        local.checked = true;
+        local.dispatchEvent(new Event("change", { bubbles: true }));
+      }
+    }
+  }
+
   private remove(id: string): void {
     this.drafts.get(id)?.dispose();
     this.drafts.delete(id);

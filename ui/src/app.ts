@@ -5,6 +5,7 @@
 
 import { AddPane } from "./add";
 import type { AppInfo, AppSettings, JobReport, JobRow } from "./bindings";
+import { CloudPane } from "./cloud";
 import { byId } from "./dom";
 import { ExportPane } from "./export";
 import * as ipc from "./ipc";
@@ -58,15 +59,29 @@ export async function startApp(): Promise<void> {
       queue.select(row.id);
     },
   });
+  const watched = new WatchedPane();
+  // After a sign-in or out the app's info says whether the cloud is in reach; the Add pane follows.
+  const cloudChanged = async () => {
+    const fresh = await guard("Could not read the app's state", ipc.appInfo);
+    if (!fresh) return;
+    info = fresh;
+    add.cloudChanged(fresh.offline);
+  };
+  const cloud = new CloudPane({ onChanged: () => void cloudChanged() });
   new SettingsDialog({
     info: () => info,
     settings: () => settings,
     saved: (stored) => {
+      const otherServer = stored.cloud_url !== settings.cloud_url;
       settings = stored;
       exporter.settingsChanged(stored);
+      // Another cloud server: its sign-in (or none) is what the pane and the Add pane show now.
+      if (otherServer) {
+        void cloud.load();
+        void cloudChanged();
+      }
     },
   });
-  const watched = new WatchedPane();
   window.kiln = { addSources: (paths) => add.addSources(paths) };
 
   const [appInfo, stored] = await Promise.all([
@@ -84,8 +99,15 @@ export async function startApp(): Promise<void> {
     guard("Could not follow the jobs", () => ipc.onJobChanged((row) => queue.upsert(row))),
     guard("Dropping files will not work", () => ipc.onDragDrop(hoverDropZone, (paths) => void add.addSources(paths))),
     guard("Could not follow the watched folders", () => ipc.onWatchedChanged((folders) => watched.show(folders))),
+    guard("Could not follow the cloud account", () =>
+      ipc.onCloudChanged(() => {
+        void cloud.changed();
+        void cloudChanged();
+      }),
+    ),
+    guard("Could not follow the cloud sign-in", () => ipc.onCloudLoginUrl((url) => cloud.loginOpened(url))),
   ]);
-  await Promise.all([queue.load(), watched.load()]);
+  await Promise.all([queue.load(), watched.load(), cloud.load()]);
 }
 
 function hoverDropZone(over: boolean): void {

@@ -13,6 +13,12 @@ import type {
   AppInfo,
   AppSettings,
   CheckReport,
+  CloudCheckout,
+  CloudCreatedKey,
+  CloudKey,
+  CloudLedgerPage,
+  CloudPack,
+  CloudStatus,
   Estimate,
   ExportResult,
   Format,
@@ -89,6 +95,39 @@ export const removeWatched = (id: string): Promise<null> => invoke("remove_watch
 
 export const pauseWatched = (id: string, paused: boolean): Promise<WatchedFolder> =>
   invoke("pause_watched", { id, paused });
+
+/** The cloud sign-in, who it is, where it is kept, the balance (no network while signed out). */
+export const cloudStatus = (): Promise<CloudStatus> => invoke("cloud_status");
+
+/** Signs in through the system browser; resolves once the browser brought the answer. */
+export const cloudLogin = (): Promise<CloudStatus> => invoke("cloud_login");
+
+/** Revokes the login at the server and forgets it. */
+export const cloudLogout = (): Promise<CloudStatus> => invoke("cloud_logout");
+
+/** One page of the credit ledger, newest first; `after` is the previous page's `next`. */
+export const cloudLedger = (after: string | null, limit: number): Promise<CloudLedgerPage> =>
+  invoke("cloud_ledger", { after, limit });
+
+export const cloudPacks = (): Promise<CloudPack[]> => invoke("cloud_packs");
+
+/** Opens Stripe Checkout for `pack` in the browser; `cloud-changed` follows once it is paid. */
+export const cloudBuy = (pack: string): Promise<CloudCheckout> => invoke("cloud_buy", { pack });
+
+export const cloudKeys = (): Promise<CloudKey[]> => invoke("cloud_keys");
+
+/** A new API key; its secret is in this answer only. */
+export const cloudKeyCreate = (name: string, scopes: string[]): Promise<CloudCreatedKey> =>
+  invoke("cloud_key_create", { name, scopes });
+
+export const cloudKeyRevoke = (id: string): Promise<CloudKey> => invoke("cloud_key_revoke", { id });
+
+/** The sign-in or the account changed (signed in or out, a purchase landed). */
+export const onCloudChanged = (handler: () => void): Promise<UnlistenFn> => listen("cloud-changed", () => handler());
+
+/** The sign-in page's address once the app waits for the browser. */
+export const onCloudLoginUrl = (handler: (url: string) => void): Promise<UnlistenFn> =>
+  listen<string>("cloud-login-url", (event) => handler(event.payload));
 
 /** Every watched folder whenever one is added, removed, paused or resumed, or what one picked
  * up, has waiting or saw fail changes. */

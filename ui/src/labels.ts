@@ -2,7 +2,7 @@
 // `Record<Enum, …>`, so the compiler fails when the Rust side (through ./bindings) gains a value
 // the UI has no words for.
 
-import type { Device, Format, JobState, Outcome, Preset, PreviewMode, Stage, Verdict, Where } from "./bindings";
+import type { CloudPhase, Device, Format, JobState, Outcome, Preset, PreviewMode, Stage, Verdict, Where } from "./bindings";
 
 /** Presets in order of increasing detail, with what each is for. */
 export const PRESETS: Record<Preset, string> = {
@@ -30,6 +30,13 @@ export const DEVICES: Record<Device, string> = {
   auto: "Automatic (GPU when found)",
   gpu: "GPU",
   cpu: "CPU",
+};
+
+export const CLOUD_PHASES: Record<CloudPhase, string> = {
+  uploading: "Uploading photos",
+  waiting: "Waiting for a cloud GPU",
+  running: "In the cloud",
+  downloading: "Downloading the results",
 };
 
 export const STAGES: Record<Stage, string> = {

@@ -18,7 +18,7 @@ function trainEvent(done: number, loss: number, psnr: number | null, fields: Par
     kind: "progress",
     phase: "training",
     step: { done, total: 1500 },
-    metrics: { loss, psnr, splats: 41000, device: "cpu" },
+    metrics: { loss, psnr, splats: 41000, device: "cpu", resumed_from_step: null },
     stage_fraction: done / 1500,
     job_fraction: 0.42,
     eta_s: 185,
@@ -59,6 +59,45 @@ describe("the queue", () => {
     expect(one('[data-testid="elapsed"]', row("j1")).textContent).toBe("3 min 20 s");
     const actions = [...row("j1").querySelectorAll<HTMLElement>("[data-action]")].map((b) => b.dataset.action);
     expect(actions).toEqual(["reveal", "delete"]);
+  });
+
+  test("a cloud job's row says where it stands between this machine and the service", async () => {
+    const uploading = { where: "cloud" as const, cloud_phase: "uploading" as const, stage_fraction: 0.25 };
+    await start({ list_jobs: () => [jobRow("j1", "running", uploading), jobRow("j2", "done")] });
+    const stage = () => one('[data-testid="stage"]', row("j1")).textContent;
+    expect(one('[data-testid="where-cloud"]', row("j1")).hidden).toBe(false);
+    expect(one('[data-testid="where-cloud"]', row("j2")).hidden).toBe(true);
+    expect(stage()).toBe("Uploading photos 25 %");
+    expect(row("j1").dataset.cloudPhase).toBe("uploading");
+
+    await fire("job-changed", jobRow("j1", "running", { ...uploading, cloud_phase: "waiting" }));
+    await until(() => expect(stage()).toBe("Waiting for a cloud GPU"));
+    await fire("job-changed", jobRow("j1", "running", { ...uploading, cloud_phase: "running", stage: "poses" }));
+    await until(() => expect(stage()).toBe("In the cloud: Camera poses"));
+    // The remote engine's events move the row as a local job's do.
+    await fire("job-event", { job_id: "j1", event: trainEvent(100, 0.05, null) });
+    await until(() => expect(stage()).toContain("In the cloud: Training"));
+    await fire("job-changed", jobRow("j1", "running", { ...uploading, cloud_phase: "downloading", stage_fraction: 0.5 }));
+    await until(() => expect(stage()).toBe("Downloading the results 50 %"));
+    await fire("job-changed", jobRow("j1", "done", { where: "cloud", stage: "export", job_fraction: 1 }));
+    await until(() => expect(row("j1").dataset.cloudPhase).toBe(""));
+  });
+
+  test("a job that went on from its checkpoint says so in its row, live and after", async () => {
+    await start({ list_jobs: () => [jobRow("j1", "running", { stage: "train" }), jobRow("j2", "done", { resumed_from_step: 250 })] });
+    const resumed = (id: string) => one('[data-testid="resumed"]', row(id));
+    expect(resumed("j1").hidden).toBe(true);
+    expect(resumed("j2").hidden).toBe(false);
+    expect(resumed("j2").textContent).toBe("resumed from step 250");
+
+    const metrics = { loss: 0.05, psnr: null, splats: 41000, device: "cpu", resumed_from_step: 400 };
+    await fire("job-event", { job_id: "j1", event: trainEvent(401, 0.05, null, { metrics }) });
+    await until(() => expect(resumed("j1").hidden).toBe(false));
+    expect(resumed("j1").textContent).toBe("resumed from step 400");
+    // A later event without the figure (another stage) keeps what the row knows.
+    await fire("job-event", { job_id: "j1", event: trainEvent(1500, 0.04, 30, { stage: "mesh", metrics: null }) });
+    await until(() => expect(one('[data-testid="stage"]', row("j1")).textContent).toContain("Mesh"));
+    expect(resumed("j1").textContent).toBe("resumed from step 400");
   });
 
   test("a job-changed for a new job adds its row on top", async () => {

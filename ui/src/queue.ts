@@ -8,7 +8,7 @@ import type { JobEvent, JobReport, JobRow, JobState, TrainPoint } from "./bindin
 import { button, byId, confirmDialog, h } from "./dom";
 import { formatDb, formatDuration, formatPercent } from "./format";
 import * as ipc from "./ipc";
-import { JOB_STATES, STAGES } from "./labels";
+import { CLOUD_PHASES, JOB_STATES, STAGES } from "./labels";
 import { drawTrainPlot } from "./plot";
 import { renderReport } from "./report";
 import { guard } from "./messages";
@@ -236,6 +236,22 @@ export class QueuePane {
   }
 }
 
+/** What a row says the job is doing: its stage, or for a cloud job its way there and back. */
+export function stageText(row: JobRow): string {
+  const stage = row.stage ? STAGES[row.stage] : row.state === "queued" ? "Waiting" : "";
+  switch (row.cloud_phase) {
+    case null:
+      return stage;
+    case "running":
+      return [CLOUD_PHASES.running, stage].filter(Boolean).join(": ");
+    case "waiting":
+      return CLOUD_PHASES.waiting;
+    case "uploading":
+    case "downloading":
+      return `${CLOUD_PHASES[row.cloud_phase]} ${formatPercent(row.stage_fraction)}`;
+  }
+}
+
 /** One job's row. */
 class RowView {
   readonly element: HTMLLIElement;
@@ -245,6 +261,8 @@ class RowView {
   private readonly eta = h("span", { class: "num", "data-testid": "eta" });
   private readonly elapsed = h("span", { class: "num", "data-testid": "elapsed" });
   private readonly state = h("span", { class: "state", "data-testid": "state" });
+  private readonly resumed = h("span", { class: "badge resumed", "data-testid": "resumed" });
+  private readonly cloud = h("span", { class: "badge cloud", "data-testid": "where-cloud" }, "Cloud");
   private readonly actions = h("span", { class: "actions" });
   private message = "";
   private receivedAt = performance.now();
@@ -262,6 +280,8 @@ class RowView {
         { class: "row" },
         h("strong", { class: "name" }, row.name),
         this.state,
+        this.cloud,
+        this.resumed,
         h("span", { class: "spacer" }),
         this.actions,
       ),
@@ -281,6 +301,8 @@ class RowView {
     this.state.textContent = JOB_STATES[row.state];
     this.state.className = `state badge state-${row.state}`;
     if (row.state !== "running") this.message = row.state === "failed" ? (row.error?.message ?? "") : "";
+    // The remote engine's last message is stale once a cloud job is past its stages (or before).
+    else if (row.cloud_phase !== null && row.cloud_phase !== "running") this.message = "";
     this.render();
     if (stateChanged) this.renderActions();
   }
@@ -292,6 +314,7 @@ class RowView {
       stage_fraction: event.stage_fraction,
       job_fraction: event.job_fraction,
       eta_s: event.eta_s,
+      resumed_from_step: event.metrics?.resumed_from_step ?? this.row.resumed_from_step,
     };
     this.message = event.message;
     this.render();
@@ -315,14 +338,20 @@ class RowView {
 
   private render(): void {
     const row = this.row;
-    const stage = row.stage ? STAGES[row.stage] : row.state === "queued" ? "Waiting" : "";
-    this.stage.textContent = [stage, this.message].filter(Boolean).join(" · ");
+    this.element.dataset.cloudPhase = row.cloud_phase ?? "";
+    this.cloud.hidden = row.where !== "cloud";
+    this.stage.textContent = [stageText(row), this.message].filter(Boolean).join(" · ");
     this.stage.title = this.stage.textContent;
     this.progress.value = row.job_fraction;
     this.progress.setAttribute("aria-label", `${row.name}: ${formatPercent(row.job_fraction)}`);
     this.percent.textContent = formatPercent(row.job_fraction);
     this.eta.textContent = row.eta_s === null || row.state !== "running" ? "–" : formatDuration(row.eta_s);
     this.elapsed.textContent = formatDuration(this.liveElapsed());
+    const step = row.resumed_from_step;
+    this.resumed.hidden = step === null;
+    this.resumed.textContent = step === null ? "" : `resumed from step ${step}`;
+    this.resumed.title =
+      step === null ? "" : `Training went on from its checkpoint at step ${step} instead of starting over`;
   }
 
   private renderActions(): void {

@@ -212,7 +212,13 @@ fn train_with_checkpoints(
         if let Some(loss) = p.loss {
             last_loss = Some(loss.total);
         }
-        let metrics = TrainMetrics { loss: last_loss, psnr: p.psnr, splats: p.num_splats, device: device.clone() };
+        let metrics = TrainMetrics {
+            loss: last_loss,
+            psnr: p.psnr,
+            splats: p.num_splats,
+            device: device.clone(),
+            resumed_from_step: resumed_from(first_step),
+        };
         let update =
             Update { metrics: Some(metrics), ..Update::step(Phase::Training, p.step as usize, p.total as usize) };
         let fraction = TRAIN_LOAD_SHARE + (1.0 - TRAIN_LOAD_SHARE) * f64::from(p.step) / f64::from(p.total.max(1));
@@ -220,10 +226,16 @@ fn train_with_checkpoints(
     };
     let result = run_resumable(&views.train_input(dataset), config, backend.as_mut(), &mut report, &checkpointing);
     match result {
-        Ok(result) => Ok((result, first_step.filter(|&s| s > 1).map(|s| s - 1))),
+        Ok(result) => Ok((result, resumed_from(first_step))),
         Err(TrainError::Stopped { .. }) => Err(JobError::Cancelled(Stage::Train)),
         Err(error) => Err(stage_error(Stage::Train, &error)),
     }
+}
+
+/// The checkpoint's step a run went on from, given the first step it reported (steps count from
+/// 1: a fresh run's first step is 1).
+fn resumed_from(first_step: Option<u32>) -> Option<u32> {
+    first_step.filter(|&s| s > 1).map(|s| s - 1)
 }
 
 /// Removes the training checkpoint once the stage's outputs and record are written.

@@ -125,6 +125,22 @@ pub enum JobState {
     Interrupted,
 }
 
+/// Where a job sent to the cloud stands on its way there and back; the stages between are the
+/// remote engine's, shown as a local job's are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum CloudPhase {
+    /// The photos going up to storage ([`JobRow::stage_fraction`] is the share sent).
+    Uploading,
+    /// In the service's queue, waiting for a GPU worker.
+    Waiting,
+    /// A worker runs it: the stage and fractions are the remote engine's.
+    Running,
+    /// Its outputs coming down into the job folder ([`JobRow::stage_fraction`] is the share).
+    Downloading,
+}
+
 /// One job in the queue, as the queue pane shows it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -156,6 +172,11 @@ pub struct JobRow {
     pub error: Option<AppError>,
     /// When it was queued, RFC 3339.
     pub created_at: String,
+    /// The training checkpoint's step the job went on from after it was stopped (a cancel, a
+    /// crash, the app killed); `None` when training ran in one go or has not started.
+    pub resumed_from_step: Option<u32>,
+    /// For a cloud job that is running: where it stands between this machine and the service.
+    pub cloud_phase: Option<CloudPhase>,
 }
 
 /// The `job-event` event: one of the job layer's typed events of a running job.
@@ -337,6 +358,147 @@ pub struct WatchedFolder {
     pub problem: Option<AppError>,
 }
 
+/// The cloud account pane's state: the server, whether the app is signed in to it (the login the
+/// CLI's `kiln login` keeps too), and who that is.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct CloudStatus {
+    /// The hosted service's base URL (the settings' `cloud_url`), as the login is stored under it.
+    pub server: String,
+    /// Who is signed in; `None`: signed out.
+    pub account: Option<CloudAccount>,
+    /// Where a login is kept, in words: the system keyring, or a file only the user can read.
+    pub kept_in: String,
+    /// Why the system keyring is not used (none answers), when the file is the fallback.
+    pub keyring_problem: Option<String>,
+}
+
+/// The signed-in person, their organisation and its credits (`GET /v1/me`, `GET /v1/credits`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct CloudAccount {
+    /// The user's email.
+    pub email: Option<String>,
+    /// `owner` or `member`.
+    pub role: Option<String>,
+    pub organisation: String,
+    pub organisation_id: String,
+    /// What the login may do (`jobs:read`, `jobs:write`, `keys:manage`, `webhooks:manage`).
+    pub scopes: Vec<String>,
+    /// `None` when the login may not read them (no `jobs:read`).
+    pub balance: Option<CloudBalance>,
+}
+
+/// An organisation's credits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct CloudBalance {
+    /// What new cloud jobs may spend.
+    pub available: i64,
+    /// Held by queued and running cloud jobs.
+    pub reserved: i64,
+    /// Owed after a refund; the next purchase settles it first.
+    pub debt: i64,
+}
+
+/// One transaction of the organisation's credit ledger.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct CloudLedgerEntry {
+    pub id: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// `purchase`, `subscription`, `studio`, `grant`, `revoke`, `reserve`, `capture`, `release`,
+    /// `refund`.
+    pub reason: String,
+    /// The cloud job it reserved, spent or released credits for.
+    pub job_id: Option<String>,
+    /// Why, in words (`signup credits`, an administrator's reason).
+    pub note: Option<String>,
+    /// What it added to (negative: took from) each balance.
+    pub available: i64,
+    pub reserved: i64,
+    pub debt: i64,
+    /// The balances once it was posted.
+    pub balance_after: CloudBalance,
+}
+
+/// One page of the ledger, newest first.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct CloudLedgerPage {
+    pub entries: Vec<CloudLedgerEntry>,
+    /// Pass as `after` for the next (older) page; `None` on the last.
+    pub next: Option<String>,
+}
+
+/// A credit pack on sale (Stripe Checkout).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct CloudPack {
+    /// What `cloud_buy` takes (`pack_100`).
+    pub id: String,
+    pub credits: i64,
+    /// The price in minor units of `currency` (cents; whole units for zero-decimal currencies).
+    pub amount: i64,
+    /// ISO 4217, lower case (`eur`).
+    pub currency: String,
+}
+
+/// A purchase started: Stripe Checkout opened in the browser at `url`. The credits arrive when
+/// Stripe confirms the payment; `cloud-changed` says so.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct CloudCheckout {
+    /// Stripe's Checkout Session id: the purchase's `stripe_ref` in the ledger once paid.
+    pub session_id: String,
+    pub url: String,
+}
+
+/// An API key as listings show it: never its secret.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct CloudKey {
+    pub id: String,
+    pub name: String,
+    /// The key's first characters, to tell keys apart (`kiln_live_Xk2b`).
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    /// `live` or `test`.
+    pub mode: String,
+    /// RFC 3339, as every time below.
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+    /// Neither revoked nor expired.
+    pub active: bool,
+}
+
+/// A key just created, with its secret: shown once, never kept by the app.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub struct CloudCreatedKey {
+    pub key: CloudKey,
+    /// The whole key (`kiln_live_…`): the only time it is shown.
+    pub secret: String,
+}
+
+impl fmt::Debug for CloudCreatedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloudCreatedKey").field("key", &self.key).field("secret", &"<redacted>").finish()
+    }
+}
+
 /// A failure the UI shows: every command's error, a rejected item's reason, a failed job's cause.
 /// Its message is for people; its class says what the UI offers (fix the input, retry, …).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -382,6 +544,25 @@ mod tests {
         let settings: WatchSettings = serde_json::from_value(serde_json::json!({"overrides": {"steps": 300}})).unwrap();
         assert_eq!(settings.quiet_s, WatchSettings::DEFAULT_QUIET_S);
         assert_eq!(settings.overrides.train_steps, Some(300));
+    }
+
+    #[test]
+    fn a_created_key_never_shows_its_secret_in_debug() {
+        let key = CloudKey {
+            id: "k1".into(),
+            name: "ci".into(),
+            prefix: "kiln_live_Xk2b".into(),
+            scopes: vec!["jobs:read".into()],
+            mode: "live".into(),
+            created_at: "2026-01-02T03:04:05Z".into(),
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+            active: true,
+        };
+        let created = CloudCreatedKey { key, secret: "kiln_live_Xk2bSECRET".into() };
+        let shown = format!("{created:?}");
+        assert!(shown.contains("kiln_live_Xk2b") && !shown.contains("SECRET"), "{shown}");
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub struct TrainMetrics {
     pub splats: usize,
     /// The backend that trains (`cpu`, or the GPU adapter's name).
     pub device: String,
+    /// The step of the checkpoint this run went on from, when it resumed an interrupted one.
+    #[serde(default)]
+    pub resumed_from_step: Option<u32>,
 }
 
 /// A progress event.

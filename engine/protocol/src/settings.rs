@@ -211,6 +211,27 @@ pub struct SettingsOverrides {
     pub until: Option<Stage>,
 }
 
+/// Every setting of `settings` as set overrides, so that [`SettingsOverrides::settings`] gives
+/// the same settings back: how a job queued here is sent to run elsewhere (the hosted service).
+impl From<&JobSettings> for SettingsOverrides {
+    fn from(settings: &JobSettings) -> SettingsOverrides {
+        SettingsOverrides {
+            preset: Some(settings.preset),
+            formats: Some(settings.formats.clone()),
+            device: Some(settings.device),
+            keep_all: Some(settings.keep_all),
+            train_steps: settings.train_steps,
+            max_side: settings.max_side,
+            checkpoint_every: Some(settings.checkpoint_every),
+            max_triangles: settings.max_triangles,
+            texture_size: settings.texture_size,
+            seed: Some(settings.seed),
+            size_mm: settings.size_mm,
+            until: Some(settings.until),
+        }
+    }
+}
+
 impl SettingsOverrides {
     /// These overrides layered over `lower`: a field set here wins, else `lower`'s.
     pub fn over(&self, lower: &SettingsOverrides) -> SettingsOverrides {
@@ -314,6 +335,27 @@ mod tests {
         assert!(settings.runs(Stage::Export) && settings.runs(Stage::Check));
         let poses_only = JobSettings { until: Stage::Poses, ..settings };
         assert!(poses_only.runs(Stage::Poses) && !poses_only.runs(Stage::Train));
+    }
+
+    #[test]
+    fn settings_as_overrides_give_the_same_settings_back() {
+        let settings = JobSettings {
+            formats: vec![Format::Usdz],
+            device: Device::Cpu,
+            keep_all: true,
+            train_steps: Some(321),
+            max_side: Some(400),
+            checkpoint_every: 50,
+            max_triangles: Some(9_000),
+            texture_size: Some(512),
+            seed: 11,
+            size_mm: Some(80.0),
+            until: Stage::Mesh,
+            ..JobSettings::for_preset(Preset::Full)
+        };
+        assert_eq!(SettingsOverrides::from(&settings).settings(), settings);
+        let preview = JobSettings::for_preset(Preset::Preview);
+        assert_eq!(SettingsOverrides::from(&preview).settings(), preview);
     }
 
     #[test]

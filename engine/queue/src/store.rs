@@ -33,12 +33,37 @@ CREATE TABLE IF NOT EXISTS jobs (
     metrics       TEXT,
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL,
-    not_before    REAL NOT NULL DEFAULT 0
+    not_before    REAL NOT NULL DEFAULT 0,
+    runs_on       TEXT NOT NULL DEFAULT 'local'
 );";
 
 /// Columns added after the first release, with their definitions: a queue file an older Kiln
 /// wrote gains them when opened.
-const ADDED_COLUMNS: &[(&str, &str)] = &[("not_before", "REAL NOT NULL DEFAULT 0")];
+const ADDED_COLUMNS: &[(&str, &str)] =
+    &[("not_before", "REAL NOT NULL DEFAULT 0"), ("runs_on", "TEXT NOT NULL DEFAULT 'local'")];
+
+/// Where a queued job runs: this machine's engine, or the hosted service (the desktop app sends
+/// it there and brings its outputs back into the same job folder).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunsOn {
+    #[default]
+    Local,
+    Cloud,
+}
+
+impl RunsOn {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunsOn::Local => "local",
+            RunsOn::Cloud => "cloud",
+        }
+    }
+
+    fn parse(text: &str) -> Option<RunsOn> {
+        [RunsOn::Local, RunsOn::Cloud].into_iter().find(|r| r.name() == text)
+    }
+}
 
 /// Where a job stands in the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -85,6 +110,7 @@ pub struct QueuedJob {
     pub metrics: Option<KeyMetrics>,
     /// When it was queued, Unix seconds.
     pub created_at: f64,
+    pub runs_on: RunsOn,
 }
 
 /// What [`QueueStore::enqueue`] did.
@@ -94,6 +120,13 @@ pub enum Enqueued {
     New(i64),
     /// The content hash was already in the queue: this row has it.
     AlreadyKnown(Box<QueuedJob>),
+}
+
+/// How a new row starts.
+enum Initial<'a> {
+    Queued(RunsOn),
+    /// Refused before it could run, for this reason (runs nowhere).
+    Failed(&'a str),
 }
 
 /// A connection to the queue database.
@@ -129,7 +162,19 @@ impl QueueStore {
         job_dir: &Path,
         settings: &JobSettings,
     ) -> Result<Enqueued, QueueError> {
-        self.insert(input, content_hash, job_dir, settings, JobState::Queued, None)
+        self.insert(input, content_hash, job_dir, settings, Initial::Queued(RunsOn::Local))
+    }
+
+    /// [`QueueStore::enqueue`], for a job that runs on `runs_on`.
+    pub fn enqueue_on(
+        &self,
+        input: &Path,
+        content_hash: &str,
+        job_dir: &Path,
+        settings: &JobSettings,
+        runs_on: RunsOn,
+    ) -> Result<Enqueued, QueueError> {
+        self.insert(input, content_hash, job_dir, settings, Initial::Queued(runs_on))
     }
 
     /// Records `input` as failed before it could run (e.g. a broken sidecar), so the failure is
@@ -142,7 +187,7 @@ impl QueueStore {
         settings: &JobSettings,
         error: &str,
     ) -> Result<Enqueued, QueueError> {
-        self.insert(input, content_hash, job_dir, settings, JobState::Failed, Some(error))
+        self.insert(input, content_hash, job_dir, settings, Initial::Failed(error))
     }
 
     fn insert(
@@ -151,17 +196,29 @@ impl QueueStore {
         content_hash: &str,
         job_dir: &Path,
         settings: &JobSettings,
-        state: JobState,
-        error: Option<&str>,
+        initial: Initial,
     ) -> Result<Enqueued, QueueError> {
+        let (state, error, runs_on) = match initial {
+            Initial::Queued(runs_on) => (JobState::Queued, None, runs_on),
+            Initial::Failed(error) => (JobState::Failed, Some(error), RunsOn::Local),
+        };
         let settings_json = serde_json::to_string(settings).map_err(|e| self.corrupt(format!("settings: {e}")))?;
         let now = unix_now();
         let inserted = self
             .connection
             .execute(
-                "INSERT INTO jobs (input, content_hash, job_dir, settings, state, error, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (content_hash) DO NOTHING",
-                params![path_text(input), content_hash, path_text(job_dir), settings_json, state.name(), error, now],
+                "INSERT INTO jobs (input, content_hash, job_dir, settings, state, error, created_at, updated_at, runs_on)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) ON CONFLICT (content_hash) DO NOTHING",
+                params![
+                    path_text(input),
+                    content_hash,
+                    path_text(job_dir),
+                    settings_json,
+                    state.name(),
+                    error,
+                    now,
+                    runs_on.name()
+                ],
             )
             .map_err(self.sql())?;
         if inserted == 1 {
@@ -326,7 +383,8 @@ fn allow_canceled(connection: &Connection) -> rusqlite::Result<()> {
     if created.contains("'canceled'") {
         return Ok(());
     }
-    let columns = "id, input, content_hash, job_dir, settings, state, attempts, error, metrics, created_at, updated_at, not_before";
+    let columns = "id, input, content_hash, job_dir, settings, state, attempts, error, metrics, created_at, updated_at, \
+                   not_before, runs_on";
     connection.execute_batch(&format!(
         "BEGIN IMMEDIATE;
          ALTER TABLE jobs RENAME TO jobs_before_canceled;
@@ -337,19 +395,21 @@ fn allow_canceled(connection: &Connection) -> rusqlite::Result<()> {
     ))
 }
 
-const SELECT: &str =
-    "SELECT id, input, content_hash, job_dir, settings, state, attempts, error, metrics, created_at FROM jobs";
+const SELECT: &str = "SELECT id, input, content_hash, job_dir, settings, state, attempts, error, metrics, created_at, \
+     runs_on FROM jobs";
 
 /// A row as a job; the inner error describes a row this version cannot read.
 fn read_row(row: &Row) -> rusqlite::Result<Result<QueuedJob, String>> {
     let settings: String = row.get(4)?;
     let state: String = row.get(5)?;
     let metrics: Option<String> = row.get(8)?;
+    let runs_on: String = row.get(10)?;
     let parsed = (|| {
         let settings = serde_json::from_str(&settings).map_err(|e| format!("settings: {e}"))?;
         let state = JobState::parse(&state).ok_or_else(|| format!("unknown state {state:?}"))?;
         let metrics = metrics.map(|m| serde_json::from_str(&m)).transpose().map_err(|e| format!("metrics: {e}"))?;
-        Ok::<_, String>((settings, state, metrics))
+        let runs_on = RunsOn::parse(&runs_on).ok_or_else(|| format!("unknown place to run {runs_on:?}"))?;
+        Ok::<_, String>((settings, state, metrics, runs_on))
     })();
     let id: i64 = row.get(0)?;
     let input: String = row.get(1)?;
@@ -358,7 +418,7 @@ fn read_row(row: &Row) -> rusqlite::Result<Result<QueuedJob, String>> {
     let attempts: u32 = row.get(6)?;
     let error: Option<String> = row.get(7)?;
     let created_at: f64 = row.get(9)?;
-    Ok(parsed.map(|(settings, state, metrics)| QueuedJob {
+    Ok(parsed.map(|(settings, state, metrics, runs_on)| QueuedJob {
         id,
         input: PathBuf::from(input),
         content_hash,
@@ -369,6 +429,7 @@ fn read_row(row: &Row) -> rusqlite::Result<Result<QueuedJob, String>> {
         error,
         metrics,
         created_at,
+        runs_on,
     }))
 }
 
@@ -486,7 +547,7 @@ mod tests {
     #[test]
     fn a_queue_file_from_before_canceled_existed_is_rebuilt_with_its_rows() {
         let path = temp_db("migrate-canceled");
-        let old_schema = SCHEMA.replace(", 'canceled'", "");
+        let old_schema = SCHEMA.replace(", 'canceled'", "").replace(RUNS_ON_COLUMN, "");
         assert!(!old_schema.contains("canceled"), "the test must start from the old table");
         write_old_queue(&path, &old_schema);
         let mut store = QueueStore::open(&path).unwrap();
@@ -501,12 +562,32 @@ mod tests {
     #[test]
     fn a_queue_file_from_before_not_before_existed_gains_the_column() {
         let path = temp_db("migrate");
-        let old_schema = SCHEMA.replace(",\n    not_before    REAL NOT NULL DEFAULT 0", "");
+        let old_schema = SCHEMA.replace(",\n    not_before    REAL NOT NULL DEFAULT 0", "").replace(RUNS_ON_COLUMN, "");
         assert!(!old_schema.contains("not_before"), "the test must start from the old table");
         write_old_queue(&path, &old_schema);
         let mut store = QueueStore::open(&path).unwrap();
         let job = store.claim_next().unwrap().expect("the old row is claimable");
         store.defer(job.id, Duration::from_secs(3600)).unwrap();
         assert!(store.claim_next().unwrap().is_none());
+    }
+
+    /// The column the cloud's jobs added, as SCHEMA spells it.
+    const RUNS_ON_COLUMN: &str = ",\n    runs_on       TEXT NOT NULL DEFAULT 'local'";
+
+    #[test]
+    fn a_cloud_job_keeps_its_place_and_an_older_file_reads_as_local() {
+        let path = temp_db("runs-on");
+        let old_schema = SCHEMA.replace(RUNS_ON_COLUMN, "");
+        assert!(!old_schema.contains("runs_on"), "the test must start from the old table");
+        write_old_queue(&path, &old_schema);
+        let mut store = QueueStore::open(&path).unwrap();
+        let settings = JobSettings::for_preset(Preset::Preview);
+        store.enqueue_on(Path::new("/in/b"), "b", Path::new("/out/b"), &settings, RunsOn::Cloud).unwrap();
+        let old = store.claim_next().unwrap().unwrap();
+        assert_eq!((old.input.as_path(), old.runs_on), (Path::new("/in/a"), RunsOn::Local));
+        drop(store);
+        let mut store = QueueStore::open(&path).unwrap();
+        let cloud = store.claim_next().unwrap().unwrap();
+        assert_eq!((cloud.input.as_path(), cloud.runs_on), (Path::new("/in/b"), RunsOn::Cloud));
     }
 }

@@ -3,6 +3,9 @@
 //! `kiln.toml` that keeps their job small.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod api_server;
+pub mod cut_proxy;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;

@@ -122,6 +122,22 @@ impl Driver {
         self.post(&format!("/element/{}/click", element.0), json!({}));
     }
 
+    /// Clicks the first element matching `css`, found afresh at each try until one click lands
+    /// within `timeout`: a pane that renders again between the find and the click (a late answer
+    /// of the app) makes the element found stale, not the click wrong.
+    pub fn click_css(&self, css: &str, timeout: Duration) {
+        self.wait_until(&format!("a click on {css}"), timeout, |d| {
+            let session = format!("/session/{}", d.session);
+            let found = d.request(
+                reqwest::Method::POST,
+                &format!("{session}/element"),
+                Some(json!({ "using": "css selector", "value": css })),
+            )?;
+            let path = format!("{session}/element/{}/click", element(&found).0);
+            d.request(reqwest::Method::POST, &path, Some(json!({}))).map(drop)
+        });
+    }
+
     /// The element's rendered text.
     pub fn text(&self, element: &Element) -> String {
         self.get(&format!("/element/{}/text", element.0)).as_str().unwrap_or_default().to_string()

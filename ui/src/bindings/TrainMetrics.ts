@@ -15,4 +15,8 @@ psnr: number | null, splats: number,
 /**
  * The backend that trains (`cpu`, or the GPU adapter's name).
  */
-device: string, };
+device: string, 
+/**
+ * The step of the checkpoint this run went on from, when it resumed an interrupted one.
+ */
+resumed_from_step: number | null, };

@@ -7,7 +7,7 @@ import { clearMocks, mockConvertFileSrc, mockIPC, mockWindows } from "@tauri-app
 import { vi } from "vitest";
 import page from "../../index.html?raw";
 import { startApp } from "../app";
-import type { AppInfo, AppSettings, CheckReport, Draft, JobReport, JobRow, PhotoCheck } from "../bindings";
+import type { AppInfo, AppSettings, CheckReport, CloudStatus, Draft, JobReport, JobRow, PhotoCheck } from "../bindings";
 
 /** One command the UI sent: its name and arguments. */
 export interface Call {
@@ -28,9 +28,18 @@ export const SETTINGS: AppSettings = {
   log_folder: "/home/me/.local/state/kiln",
 };
 
+/** The cloud pane of an app that is not signed in. */
+export const SIGNED_OUT: CloudStatus = {
+  server: "https://kiln.example",
+  account: null,
+  kept_in: "the system keyring (Secret Service)",
+  keyring_problem: null,
+};
+
 /** The commands every app start sends, answered as an empty, fresh app would. */
 const DEFAULTS: Record<string, Handler> = {
   app_info: () => INFO,
+  cloud_status: () => SIGNED_OUT,
   get_settings: () => SETTINGS,
   list_jobs: () => [],
   list_watched: () => [],
@@ -150,6 +159,8 @@ export function jobRow(id: string, state: JobRow["state"], fields: Partial<JobRo
     elapsed_s: 0,
     error: null,
     created_at: "2026-01-01T10:00:00Z",
+    resumed_from_step: null,
+    cloud_phase: null,
     ...fields,
   };
 }
