@@ -4,7 +4,12 @@
 //! records the address, the test then signs in and approves) → who and the balance → the ledger
 //! and the packs → an API key created (its secret once), listed without it, working, revoked and
 //! then refused by the server → sign-out, with the login revoked at the server. A server that
-//! cannot be reached is a clear error within seconds.
+//! cannot be reached is a clear error within seconds. A job sent to the cloud (the app reaching the
+//! server through a proxy whose network the test cuts): refused signed out, quoted signed in, its
+//! upload cut by a lost network (the row fails with the reason, the photos untouched), retried
+//! (only the rest sent), canceled while it waits for a GPU (canceled there too, the credits back),
+//! resumed (a new job from the same upload), run by a `kiln-server worker`, its engine events live
+//! in the queue and its outputs back in the job folder, its quote charged once.
 //!
 //! The login goes where the CLI keeps it, here the credentials file (the keyring's fallback) in a
 //! scratch `XDG_CONFIG_HOME`, with the session bus pointed nowhere: no keyring of the machine is
@@ -350,7 +355,7 @@ fn snapshot(folder: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 #[test]
-fn a_job_sent_to_the_cloud_survives_a_lost_network_runs_on_a_worker_and_comes_back_into_the_queue() {
+fn a_cloud_job_survives_a_lost_network_and_a_cancel_runs_on_a_worker_and_comes_back_into_the_queue() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     // The app reaches the service through a proxy whose network the test cuts: the address the
     // server calls itself by.
@@ -402,11 +407,29 @@ fn a_job_sent_to_the_cloud_survives_a_lost_network_runs_on_a_worker_and_comes_ba
     assert!(!job_dir.join("cloud-job.json").exists(), "no job was created");
     assert_eq!(app.call("list_jobs", json!({})).as_array().unwrap().len(), 1, "the app still answers");
 
-    // Back online, with a worker: the retry goes on from the upload, the job runs remotely with
-    // its stages live in the queue, and its outputs come back into the job folder.
+    // Back online: the retry goes on from the upload, and the job waits there for a GPU worker.
+    // Canceled here, it is canceled there too, and its reservation released.
     proxy.restore();
-    let _worker = server.spawn_worker("w1");
     app.call("retry_job", json!({ "jobId": id }));
+    let start = Instant::now();
+    while app.job(&id)["cloud_phase"] != "waiting" {
+        assert!(start.elapsed() < JOB_TIMEOUT, "never waiting for a worker: {}", app.job(&id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first: Value = serde_json::from_slice(&std::fs::read(job_dir.join("cloud-job.json")).unwrap()).unwrap();
+    app.call("cancel_job", json!({ "jobId": id }));
+    let canceled = app.wait_for(&id, &["canceled", "failed", "done"], &server);
+    assert_eq!(canceled["state"], "canceled", "{canceled}");
+    let token = stored(&proxy.url).expect("signed in").access_token;
+    let (status, remote) = server.get(&format!("/v1/jobs/{}", first["job_id"].as_str().unwrap()), &token);
+    assert_eq!((status, remote["state"].as_str()), (200, Some("canceled")), "{remote}");
+    let balance = &app.call("cloud_status", json!({}))["account"]["balance"];
+    assert_eq!((balance["available"].as_i64(), balance["reserved"].as_i64()), (Some(SIGNUP_CREDITS), Some(0)));
+
+    // Resumed with a worker: a new job from the same upload runs remotely with its stages live in
+    // the queue, and its outputs come back into the job folder.
+    let _worker = server.spawn_worker("w1");
+    app.call("resume_job", json!({ "jobId": id }));
     let done = app.wait_for(&id, &["done", "failed"], &server);
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!((done["where"].as_str(), done["job_fraction"].as_f64()), (Some("cloud"), Some(1.0)), "{done}");
@@ -435,6 +458,8 @@ fn a_job_sent_to_the_cloud_survives_a_lost_network_runs_on_a_worker_and_comes_ba
     }
     let record: Value = serde_json::from_slice(&std::fs::read(job_dir.join("cloud-job.json")).unwrap()).unwrap();
     assert_eq!(record["server"].as_str().map(|s| s.trim_end_matches('/')), Some(proxy.url.as_str()), "{record}");
+    assert_ne!(record["job_id"], first["job_id"], "the canceled job was not run: a new one was");
+    assert_eq!(record["upload_id"], first["upload_id"], "from the same upload: no photo sent twice");
     let report = app.call("job_report", json!({ "jobId": id }));
     assert_eq!(report["status"], "finished", "{report}");
     assert!(report["metrics"]["poses"]["registered_images"].as_u64().unwrap() >= 18, "{report}");
