@@ -1,7 +1,7 @@
 //! What can go wrong talking to the hosted API, as one typed error: the server's refusal with its
 //! stable `code` and request id, an unreachable server, the local disk, a transfer whose hash is
 //! wrong, or an answer this client cannot read. [`ErrorKind`] sorts them for the CLI's exit codes.
-//! [`JobError`] adds what a cloud job's flow refuses before or around the service.
+//! [`crate::job::JobError`] adds what a cloud job's flow refuses before or around the service.
 //!
 //! No variant ever holds a credential or a presigned URL's query string: [`CloudError::network`]
 //! keeps only the host and the transport's own words, with the URL taken out.
@@ -9,8 +9,6 @@
 use std::path::PathBuf;
 
 use kiln_api::error::ErrorBody;
-
-use crate::login::LoginError;
 
 /// Longest piece of a non-JSON error body kept as the message (a proxy's HTML page, say): enough
 /// to recognise it, short enough for one line of a terminal.
@@ -34,59 +32,6 @@ pub enum CloudError {
     /// The server answered something this client cannot read.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
-}
-
-/// What can go wrong in a cloud job's flow ([`crate::job`]): the service or the sign-in refusing,
-/// input that holds no photos, a balance short of the quote, a job folder's unreadable record.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    Cloud(#[from] CloudError),
-    /// No credential, or a sign-in that expired or was revoked, or its store failing. A
-    /// [`LoginError::Cloud`] becomes [`JobError::Cloud`].
-    #[error(transparent)]
-    Login(LoginError),
-    /// The balance does not cover the quote; nothing was uploaded.
-    #[error(
-        "insufficient credits: this job costs {needed} and the organisation has {available} available; nothing was \
-         uploaded"
-    )]
-    NotEnoughCredits { needed: i64, available: i64 },
-    #[error("{} holds no photos (.jpg, .jpeg, .png)", .0.display())]
-    NoPhotos(PathBuf),
-    #[error("{} holds too many photos", .0.display())]
-    TooManyPhotos(PathBuf),
-    #[error("{} is not a readable .zip", .path.display())]
-    BadZip { path: PathBuf, source: zip::result::ZipError },
-    /// A job folder's `cloud-job.json` that does not parse.
-    #[error("{} is not a cloud job record", .path.display())]
-    BadRecord { path: PathBuf, source: serde_json::Error },
-    #[error("cannot encode the job's settings")]
-    Settings(#[source] serde_json::Error),
-}
-
-impl From<LoginError> for JobError {
-    fn from(error: LoginError) -> JobError {
-        match error {
-            LoginError::Cloud(error) => JobError::Cloud(error),
-            other => JobError::Login(other),
-        }
-    }
-}
-
-impl JobError {
-    /// The kind of failure, as [`CloudError::kind`] sorts the service's.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            JobError::Cloud(error) => error.kind(),
-            JobError::Login(error) => error.kind(),
-            JobError::NotEnoughCredits { .. } => ErrorKind::PaymentRequired,
-            JobError::NoPhotos(_) | JobError::TooManyPhotos(_) | JobError::BadZip { .. } | JobError::Settings(_) => {
-                ErrorKind::Invalid
-            }
-            JobError::BadRecord { .. } => ErrorKind::Io,
-        }
-    }
 }
 
 fn request_suffix(request_id: &Option<String>) -> String {

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::download::{DownloadProgress, download_outputs};
-use crate::error::{CloudError, ErrorKind, JobError};
+use crate::error::{CloudError, ErrorKind};
 use crate::events::JobStreamEvent;
-use crate::login::{CredentialSource, Session};
+use crate::login::{CredentialSource, LoginError, Session};
 use crate::upload::{UploadProgress, upload_photos};
 
 /// How often a job is polled when its event stream cannot be followed (a proxy that buffers it):
@@ -35,6 +35,59 @@ const PHOTO_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
 /// The folder macOS's archiver adds to a `.zip` for resource forks: never photos.
 const MACOS_RESOURCE_DIR: &str = "__MACOSX";
+
+/// What can go wrong in a cloud job's flow: the service or the sign-in refusing,
+/// input that holds no photos, a balance short of the quote, a job folder's unreadable record.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    /// No credential, or a sign-in that expired or was revoked, or its store failing. A
+    /// [`LoginError::Cloud`] becomes [`JobError::Cloud`].
+    #[error(transparent)]
+    Login(LoginError),
+    /// The balance does not cover the quote; nothing was uploaded.
+    #[error(
+        "insufficient credits: this job costs {needed} and the organisation has {available} available; nothing was \
+         uploaded"
+    )]
+    NotEnoughCredits { needed: i64, available: i64 },
+    #[error("{} holds no photos (.jpg, .jpeg, .png)", .0.display())]
+    NoPhotos(PathBuf),
+    #[error("{} holds too many photos", .0.display())]
+    TooManyPhotos(PathBuf),
+    #[error("{} is not a readable .zip", .path.display())]
+    BadZip { path: PathBuf, source: zip::result::ZipError },
+    /// A job folder's `cloud-job.json` that does not parse.
+    #[error("{} is not a cloud job record", .path.display())]
+    BadRecord { path: PathBuf, source: serde_json::Error },
+    #[error("cannot encode the job's settings")]
+    Settings(#[source] serde_json::Error),
+}
+
+impl From<LoginError> for JobError {
+    fn from(error: LoginError) -> JobError {
+        match error {
+            LoginError::Cloud(error) => JobError::Cloud(error),
+            other => JobError::Login(other),
+        }
+    }
+}
+
+impl JobError {
+    /// The kind of failure, as [`CloudError::kind`] sorts the service's.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            JobError::Cloud(error) => error.kind(),
+            JobError::Login(error) => error.kind(),
+            JobError::NotEnoughCredits { .. } => ErrorKind::PaymentRequired,
+            JobError::NoPhotos(_) | JobError::TooManyPhotos(_) | JobError::BadZip { .. } | JobError::Settings(_) => {
+                ErrorKind::Invalid
+            }
+            JobError::BadRecord { .. } => ErrorKind::Io,
+        }
+    }
+}
 
 /// The record `<job folder>/cloud-job.json`: which server, which job, which upload, so the folder
 /// can stand for its cloud job.

@@ -17,6 +17,7 @@ pub mod token_store;
 pub mod upload;
 
 pub use client::{Client, ClientConfig, Credential};
-pub use error::{CloudError, ErrorKind, JobError};
+pub use error::{CloudError, ErrorKind};
 pub use events::JobStreamEvent;
+pub use job::JobError;
 pub use retry::RetryPolicy;

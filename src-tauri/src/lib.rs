@@ -13,6 +13,7 @@
 //! - [`cloud`]: the cloud account pane: sign-in (the CLI's login), credits, ledger, API keys;
 //! - [`cloud_jobs`]: a queued job run in the cloud and its outputs brought back to its folder;
 //! - [`state`]: what the commands and the runner share; [`settings`]: the app's settings;
+//!   [`info`]: the app's version, GPU and sign-in as the UI's header shows them;
 //! - [`gpu`]: the preview device and the uploaded scene.
 
 pub mod cloud;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod export;
 pub mod gpu;
+pub mod info;
 pub mod jobs;
 pub mod preview;
 pub mod runner;
@@ -55,7 +57,7 @@ pub fn run() -> anyhow::Result<()> {
 /// The app's commands on any Tauri runtime (the real one, or the mock runtime of the tests).
 pub fn builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
     builder.invoke_handler(tauri::generate_handler![
-        state::app_info,
+        info::app_info,
         state::get_settings,
         state::set_settings,
         drafts::add_sources,

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
 use kiln_job::CancelFlag;
-use kiln_protocol::app::{AppInfo, AppSettings, Draft, TrainPoint};
+use kiln_protocol::app::{AppSettings, Draft, TrainPoint};
 use kiln_protocol::check::CheckReport;
 use kiln_protocol::{SettingsOverrides, Stage};
 use kiln_queue::store::QueueStore;
 
-use crate::error::{CommandResult, app_error, bad_input, internal, lock};
+use crate::error::{CommandResult, app_error, bad_input, lock};
 use crate::settings::{AppPaths, read_settings, write_settings};
 
 /// A draft and what the app knows of it.
@@ -120,21 +120,6 @@ impl std::ops::Deref for AppState {
     fn deref(&self) -> &Shared {
         &self.0
     }
-}
-
-/// `offline` while no cloud login is stored for the settings' server (the Add pane's cloud choice
-/// follows it).
-#[tauri::command]
-pub async fn app_info(
-    state: tauri::State<'_, AppState>,
-    cloud: tauri::State<'_, crate::cloud::CloudState>,
-) -> CommandResult<AppInfo> {
-    let jobs_root = lock(&state.settings)?.output_folder.clone();
-    let adapter = tauri::async_runtime::spawn_blocking(crate::gpu::adapter_name)
-        .await
-        .map_err(|e| internal(format!("looking for a GPU stopped: {e}")))?;
-    let offline = !cloud.signed_in().await;
-    Ok(AppInfo { version: env!("CARGO_PKG_VERSION").into(), adapter, jobs_root, offline })
 }
 
 #[tauri::command]
