@@ -83,3 +83,13 @@ fn format_of(path: &Path) -> Format {
 fn validator_line(result: &ValidatorResult) -> ValidatorLine {
     ValidatorLine { name: result.validator.clone(), passed: result.passed, summary: result.detail.clone() }
 }
+
+/// Opens the folder an export wrote into in the file manager ("Show in folder"). Only a folder
+/// that exists: the file manager is never asked to open a file (which it would run or show).
+#[tauri::command]
+pub fn reveal_export(folder: PathBuf) -> CommandResult<()> {
+    if !folder.is_dir() {
+        return Err(bad_input(format!("the export folder is not there any more: {}", folder.display())));
+    }
+    crate::jobs::reveal(&folder)
+}

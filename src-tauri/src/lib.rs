@@ -77,6 +77,7 @@ pub fn builder<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
         preview::preview_frame,
         preview::photo_image,
         export::export_job,
+        export::reveal_export,
         watched::list_watched,
         watched::add_watched,
         watched::remove_watched,

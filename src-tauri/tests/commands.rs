@@ -242,6 +242,12 @@ fn a_folder_is_checked_run_canceled_resumed_previewed_exported_and_deleted() {
         .invoke("export_job", json!({ "jobId": job, "formats": ["glb"], "folder": blocked.join("sub") }))
         .unwrap_err();
     assert!(refused["message"].as_str().unwrap().contains("cannot write to the export folder"), "{refused}");
+    // "Show in folder" opens folders only: a file, or a folder gone since, is refused with why.
+    for not_a_folder in [out.join("model.glb"), app.root.join("gone")] {
+        let refused = app.invoke("reveal_export", json!({ "folder": not_a_folder })).unwrap_err();
+        assert_eq!(refused["class"], "bad_input", "{refused}");
+        assert!(refused["message"].as_str().unwrap().contains("not there any more"), "{refused}");
+    }
 
     // Deleting removes the job folder, never the photos.
     app.call("delete_job", json!({ "jobId": job }));

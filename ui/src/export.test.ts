@@ -34,7 +34,7 @@ describe("export", () => {
       list_jobs: () => [jobRow("j1", "done")],
       job_report: () => jobReport("j1"),
       export_job: () => RESULT,
-      reveal_job: () => null,
+      reveal_export: () => null,
     });
     one("#queue li").click();
     await until(() => expect(one<HTMLFieldSetElement>("#export-fields").disabled).toBe(false));
@@ -63,7 +63,10 @@ describe("export", () => {
     );
 
     one<HTMLButtonElement>('[data-testid="export-reveal"]').click();
-    await until(() => expect(backend.of("reveal_job")).toEqual([{ cmd: "reveal_job", args: { jobId: "j1" } }]));
+    // The folder the files went to, not the job's own.
+    await until(() =>
+      expect(backend.of("reveal_export")).toEqual([{ cmd: "reveal_export", args: { folder: "/tmp/out" } }]),
+    );
   });
 
   test("an unwritable folder shows the AppError message and the pane stays usable", async () => {

@@ -79,10 +79,10 @@ export class ExportPane {
       this.results.replaceChildren();
       return;
     }
-    if (this.row?.id === row.id) this.showResult(row, result);
+    if (this.row?.id === row.id) this.showResult(row, result, folder);
   }
 
-  private showResult(row: JobRow, result: ExportResult): void {
+  private showResult(row: JobRow, result: ExportResult, folder: string): void {
     const triangles =
       result.max_triangles === null ? "undecimated" : `at most ${formatCount(result.max_triangles)} triangles`;
     this.budget.textContent = `Budget of the ${row.preset} preset: ${triangles}, ${result.texture_size}² texture.`;
@@ -113,7 +113,7 @@ export class ExportPane {
       button(
         "Show in folder",
         { "data-testid": "export-reveal" },
-        () => void guard("Could not show the folder", () => ipc.revealJob(row.id)),
+        () => void guard("Could not show the folder", () => ipc.revealExport(folder)),
       ),
     );
   }

@@ -64,6 +64,8 @@ export const resumeJob = (jobId: string): Promise<JobRow> => invoke("resume_job"
 export const retryJob = (jobId: string): Promise<JobRow> => invoke("retry_job", { jobId });
 
 export const revealJob = (jobId: string): Promise<null> => invoke("reveal_job", { jobId });
+/** Opens the folder an export wrote into in the file manager. */
+export const revealExport = (folder: string): Promise<null> => invoke("reveal_export", { folder });
 
 export const deleteJob = (jobId: string): Promise<null> => invoke("delete_job", { jobId });
 
