@@ -142,6 +142,12 @@ pub fn ensure_credits(needed: i64, available: i64) -> Result<(), JobError> {
     if available < needed { Err(JobError::NotEnoughCredits { needed, available }) } else { Ok(()) }
 }
 
+/// The settings a cloud job gets for a job that would run here with `settings`: every one of them
+/// (so the job is the same either way) but the device, which the worker picks.
+pub fn cloud_overrides(settings: &kiln_protocol::JobSettings) -> SettingsOverrides {
+    SettingsOverrides { device: None, ..SettingsOverrides::from(settings) }
+}
+
 /// The quote for a job of the photos in `input` (a folder or a `.zip`) with `overrides`' preset
 /// at `priority`, and the balance; spends nothing. [`Estimate::check`] says whether it is covered.
 pub async fn estimate(

@@ -26,11 +26,11 @@ use kiln_cloud::login::{self, DEFAULT_LOGIN_TIMEOUT, DESKTOP_CLIENT_ID, LoginErr
 use kiln_cloud::token_store::{StoreError, TokenStore};
 use kiln_cloud::{Client, ClientConfig, CloudError, ErrorKind, JobError, RetryPolicy};
 use kiln_job::JobSettings;
+use kiln_protocol::ErrorClass;
 use kiln_protocol::app::{
     AppError, CloudAccount, CloudBalance, CloudCheckout, CloudCreatedKey, CloudKey, CloudLedgerEntry, CloudLedgerPage,
     CloudPack, CloudStatus,
 };
-use kiln_protocol::{ErrorClass, SettingsOverrides};
 use tauri::{Manager, Runtime};
 use url::Url;
 
@@ -99,7 +99,7 @@ impl CloudState {
     pub async fn estimate(&self, input: PathBuf, settings: JobSettings) -> CommandResult<job::Estimate> {
         self.run(async move |cloud| {
             let session = cloud.signed_in_session().await?;
-            let overrides = SettingsOverrides { device: None, ..SettingsOverrides::from(&settings) };
+            let overrides = job::cloud_overrides(&settings);
             job::estimate(&session, &input, &overrides, Priority::Standard).await.map_err(job_error)
         })
         .await

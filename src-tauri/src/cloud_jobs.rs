@@ -100,7 +100,7 @@ async fn run_async(
 /// The remote job this queued job stands for: the one its folder records (created again from the
 /// same upload when it failed or was canceled), or a new one from the photos.
 async fn remote_job(session: &Session, job: &QueuedJob, progress: &dyn CloudProgress) -> CommandResult<Job> {
-    let overrides = overrides(job);
+    let overrides = job::cloud_overrides(&job.settings);
     let server = session.client().server().to_string();
     if let Some(record) = JobRecord::read(&job.job_dir).map_err(job_error)?
         && record.server == server
@@ -132,12 +132,6 @@ async fn create(
     let created = created.map_err(job_error)?;
     tracing::info!(job = %created.id, "cloud job created");
     Ok(created)
-}
-
-/// The queued job's settings as the service takes them: every setting, but the device, which is
-/// the worker's choice.
-fn overrides(job: &QueuedJob) -> SettingsOverrides {
-    SettingsOverrides { device: None, ..SettingsOverrides::from(&job.settings) }
 }
 
 /// Follows the remote job to its end, passing on its phases and engine events.

@@ -51,13 +51,8 @@ const UNREACHABLE_WITHIN: Duration = Duration::from_secs(8);
 fn scratch_env() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        use std::os::unix::fs::PermissionsExt;
         let dir = common::fresh_dir("cloud-env");
-        let script = dir.join("browser.sh");
-        let opened = dir.join("opened");
-        let record = format!("#!/bin/sh\nprintf '%s' \"$1\" > '{0}.tmp' && mv '{0}.tmp' '{0}'\n", opened.display());
-        std::fs::write(&script, record).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (script, _opened) = common::browser_script(&dir);
         // SAFETY: set once, under the OnceLock, before this test binary starts any app, runtime
         // or client that reads the environment.
         #[allow(unsafe_code)]
@@ -343,17 +338,6 @@ impl App {
     }
 }
 
-/// Every file under `folder` with its bytes, sorted: to see that nothing was changed.
-fn snapshot(folder: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(folder)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| (p.clone(), std::fs::read(p).unwrap()))
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn a_cloud_job_survives_a_lost_network_and_a_cancel_runs_on_a_worker_and_comes_back_into_the_queue() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -367,7 +351,7 @@ fn a_cloud_job_survives_a_lost_network_and_a_cancel_runs_on_a_worker_and_comes_b
     let app = app("cloud-job", &proxy.url);
     let photos = common::fresh_dir("cloud-job-photos").join("box photos");
     common::copy_box_photos(&photos, usize::MAX, "steps = 300\nmax_side = 100\ncheckpoint_every = 50\n");
-    let before = snapshot(&photos);
+    let before = common::snapshot(&photos);
     let added = app.call("add_sources", json!({ "paths": [photos] }));
     let draft = added["drafts"][0]["id"].as_str().unwrap().to_string();
     let cloud = json!({ "preset": "preview", "formats": ["glb"], "where": "cloud" });
@@ -401,7 +385,7 @@ fn a_cloud_job_survives_a_lost_network_and_a_cancel_runs_on_a_worker_and_comes_b
     assert_eq!(error["class"], "busy", "{failed}");
     let message = error["message"].as_str().unwrap();
     assert!(message.contains("cannot reach 127.0.0.1") && message.contains("network connection"), "{message}");
-    assert_eq!(snapshot(&photos), before, "the photos are never touched");
+    assert_eq!(common::snapshot(&photos), before, "the photos are never touched");
     let job_dir = PathBuf::from(failed["job_dir"].as_str().unwrap());
     assert!(job_dir.join("cloud-upload.json").is_file(), "the upload's progress is kept for the retry");
     assert!(!job_dir.join("cloud-job.json").exists(), "no job was created");
@@ -472,7 +456,7 @@ fn a_cloud_job_survives_a_lost_network_and_a_cancel_runs_on_a_worker_and_comes_b
         .unwrap_or_else(|| panic!("no GLB came back into {}", export.display()));
     let bytes = std::fs::read(&glb).unwrap();
     assert_eq!(&bytes[..4], b"glTF", "{}", glb.display());
-    assert_eq!(snapshot(&photos), before, "the photos are never touched");
+    assert_eq!(common::snapshot(&photos), before, "the photos are never touched");
 
     // The job's quote was charged once: the balance the pane shows.
     let balance = &app.call("cloud_status", json!({}))["account"]["balance"];

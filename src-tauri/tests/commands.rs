@@ -83,19 +83,6 @@ fn box_folder(root: &Path) -> PathBuf {
     folder
 }
 
-fn snapshot(folder: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files: Vec<_> = std::fs::read_dir(folder)
-        .unwrap()
-        .map(|e| {
-            let path = e.unwrap().path();
-            let bytes = std::fs::read(&path).unwrap();
-            (path, bytes)
-        })
-        .collect();
-    files.sort();
-    files
-}
-
 #[test]
 fn dropped_items_that_are_not_photos_are_rejected_with_the_reason() {
     let app = start("rejects");
@@ -154,7 +141,7 @@ fn write_zip_bomb(path: &Path) {
 fn a_folder_is_checked_run_canceled_resumed_previewed_exported_and_deleted() {
     let app = start("flow");
     let photos = box_folder(&app.root);
-    let before = snapshot(&photos);
+    let before = common::snapshot(&photos);
 
     let added = app.call("add_sources", json!({ "paths": [photos] }));
     let draft = &added["drafts"][0];
@@ -253,5 +240,5 @@ fn a_folder_is_checked_run_canceled_resumed_previewed_exported_and_deleted() {
     app.call("delete_job", json!({ "jobId": job }));
     assert!(!job_dir.exists());
     assert_eq!(app.call("list_jobs", json!({})), json!([]));
-    assert_eq!(snapshot(&photos), before, "the photos are untouched");
+    assert_eq!(common::snapshot(&photos), before, "the photos are untouched");
 }

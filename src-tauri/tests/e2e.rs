@@ -817,14 +817,7 @@ fn the_cloud_pane_signs_in_makes_and_revokes_a_key_and_a_cloud_job_comes_back() 
     server.signup(email);
     let root = fresh_dir("cloud");
     // The "browser": records the address the app opens; the test then plays the person at it.
-    let opened = root.join("opened");
-    let browser = root.join("browser.sh");
-    std::fs::write(
-        &browser,
-        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{0}.tmp' && mv '{0}.tmp' '{0}'\n", opened.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (browser, opened) = common::browser_script(&root);
     let config = root.join("config");
     let env = [
         ("BROWSER", browser.as_os_str()),

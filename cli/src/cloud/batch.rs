@@ -21,8 +21,6 @@ use kiln_api::jobs::JobState;
 use kiln_api::prices::Priority;
 use kiln_cloud::job::{self, JobRecord};
 use kiln_cloud::login::Session;
-use kiln_job::JobSettings;
-use kiln_protocol::SettingsOverrides;
 use kiln_queue::batch::BatchItem;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -137,7 +135,7 @@ async fn submit(
     let priority = if cloud.rush { Priority::Rush } else { Priority::Standard };
     let mut total = 0;
     for (index, item) in items.iter().enumerate() {
-        let quote = job::quote(session, &item.input, &cloud_settings(&item.settings), priority).await?;
+        let quote = job::quote(session, &item.input, &job::cloud_overrides(&item.settings), priority).await?;
         eprintln!(
             "[{}/{}] {}: {} credits for {} photos at preset {}",
             index + 1,
@@ -163,7 +161,7 @@ async fn submit(
     let mut created = Vec::with_capacity(items.len());
     for item in items {
         let (upload_id, _) = upload(session, &item.input, &item.output).await?;
-        created.push(CreateItem { upload_id, settings: serde_json::to_value(cloud_settings(&item.settings))? });
+        created.push(CreateItem { upload_id, settings: serde_json::to_value(job::cloud_overrides(&item.settings))? });
     }
     let request = CreateBatch { items: Some(created), priority, ..CreateBatch::default() };
     let batch = session.call(async |client| client.create_batch(&request).await).await?;
@@ -177,25 +175,6 @@ async fn submit(
     record.write(out)?;
     eprintln!("submitted cloud batch {} ({} jobs)", batch.id, batch.items.len());
     Ok(Some(record))
-}
-
-/// The settings a cloud job gets: every setting of the item as it would run here (so the job is
-/// the same either way) but the device, which the worker picks.
-fn cloud_settings(settings: &JobSettings) -> SettingsOverrides {
-    SettingsOverrides {
-        preset: Some(settings.preset),
-        formats: Some(settings.formats.clone()),
-        device: None,
-        keep_all: Some(settings.keep_all),
-        train_steps: settings.train_steps,
-        max_side: settings.max_side,
-        checkpoint_every: None,
-        max_triangles: settings.max_triangles,
-        texture_size: settings.texture_size,
-        seed: Some(settings.seed),
-        size_mm: settings.size_mm,
-        until: Some(settings.until),
-    }
 }
 
 /// Polls the batch until every job has ended, saying how many are where as that changes.
@@ -247,6 +226,7 @@ async fn download_all(session: &Session, record: &BatchRecord, batch: &Batch) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_job::JobSettings;
     use kiln_protocol::{Format, Preset, Stage};
 
     #[test]
@@ -255,7 +235,7 @@ mod tests {
         settings.formats = vec![Format::Usdz];
         settings.max_side = Some(100);
         settings.until = Stage::Mesh;
-        let overrides = cloud_settings(&settings);
+        let overrides = job::cloud_overrides(&settings);
         assert_eq!(overrides.device, None);
         let mut back = overrides.settings();
         back.device = settings.device;

@@ -69,3 +69,30 @@ pub fn copy_box_photos(folder: &Path, count: usize, kiln_toml: &str) {
     }
     std::fs::write(folder.join("kiln.toml"), kiln_toml).unwrap();
 }
+
+/// Every file directly in `folder` with its bytes, sorted: to see that nothing was changed.
+pub fn snapshot(folder: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A `BROWSER` for the app's sign-in, written into `dir`: it records the address the app opens in
+/// the file it answers second (the test then plays the person at the browser). Answers the
+/// script and that file.
+pub fn browser_script(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("browser.sh");
+    let opened = dir.join("opened");
+    let record = format!("#!/bin/sh\nprintf '%s' \"$1\" > '{0}.tmp' && mv '{0}.tmp' '{0}'\n", opened.display());
+    std::fs::write(&script, record).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, opened)
+}
