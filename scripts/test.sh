@@ -112,16 +112,31 @@ rm -rf "$KEYRING_DIR"
 # the schema (the binary is the one the server's tests just built).
 KILN_SERVER_BIN="${CARGO_TARGET_DIR:-target}/debug/kiln-server" scripts/schemathesis.sh
 
-# Quality gates that need optimised code (ignored in debug builds): held-out PSNR of training,
-# mesh geometry (Chamfer, F-score) and texture PSNR against bunny-synth's ground truth, on one
-# shared training run (kiln-splats' own 2000-step bunny gate trained it a second time: two
-# minutes; it is run by hand, like the SfM gates below); then one
-# command from photos to validated GLB/USDZ on bunny-synth (no poses given), its poses scored
-# against the exact cameras; a job killed with SIGKILL during training that resumes without
-# recomputing its poses; and the real photo sets finishing with every photo registered, a model
-# and a verdict, fox's poses scored against its COLMAP poses. (The structure-from-motion gates at
-# the default settings, engine/sfm/tests/sfm_datasets.rs, ran the same three sets' SfM a second
-# time: six minutes; they are run by hand after SfM changes.) The CPU build alone, so this
-# compiles no wgpu; one invocation, so the crates are built once with one set of features.
-cargo test --release --locked --no-default-features \
-  -p kiln-job -p kiln --test mesh_bunny --test cli_reconstruct -- --ignored --nocapture
+# Quality gates that need optimised code (ignored in the plain test run), from the same build:
+# the engine's crates are compiled at opt-level 3 in it (Cargo.toml), so no second, release build
+# of the dependencies (7 min on the two-core CI machine). The test binaries are run directly, from
+# their package folders as cargo runs them: `cargo test -p … --test …` would resolve features for
+# those packages alone and rebuild part of the tree. Held-out PSNR of training, mesh geometry
+# (Chamfer, F-score) and texture PSNR against bunny-synth's ground truth, on one shared training
+# run (kiln-splats' own 2000-step bunny gate trained it a second time: two minutes; it is run by
+# hand, like the SfM gates below); then one command from photos to validated GLB/USDZ on
+# bunny-synth (no poses given), its poses scored against the exact cameras; a job killed with
+# SIGKILL during training that resumes without recomputing its poses; and the real photo sets
+# finishing with every photo registered, a model and a verdict, fox's poses scored against its
+# COLMAP poses. (The structure-from-motion gates at the default settings,
+# engine/sfm/tests/sfm_datasets.rs, ran the same three sets' SfM a second time: six minutes; they
+# are run by hand after SfM changes.)
+gate_binaries="$(RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER" cargo test --workspace --all-targets --locked \
+  --features kiln-protocol/ts --no-run --message-format=json | python3 -c '
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "compiler-artifact" and message.get("executable") \
+            and message["target"]["name"] in ("mesh_bunny", "cli_reconstruct"):
+        print(message["target"]["name"], message["manifest_path"], message["executable"])
+')"
+for gate in mesh_bunny cli_reconstruct; do
+  read -r _ manifest executable < <(grep "^$gate " <<<"$gate_binaries") \
+    || { echo "test.sh: the $gate test binary was not built" >&2; exit 1; }
+  (cd "$(dirname "$manifest")" && "$executable" --ignored --nocapture)
+done
