@@ -35,11 +35,16 @@ export KILN_USDZ_VALIDATOR="$VALIDATORS/validate-usdz"
 
 # The hosted API's tests run against a real PostgreSQL and a real S3 server (SeaweedFS), started
 # on loopback for this run (and stopped after it, unless they were already running).
+# On exit (a failure included) the services this run started are stopped and the gates running
+# in the background (below) are killed.
+stop_services=""
+gate_pids=()
+trap 'kill "${gate_pids[@]}" 2>/dev/null || true; [ -z "$stop_services" ] || scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
 if services_env="$(scripts/services.sh env 2>/dev/null)"; then
   eval "$services_env"
 else
   eval "$(scripts/services.sh start)"
-  trap 'scripts/services.sh stop >/dev/null 2>&1 || true' EXIT
+  stop_services=1
 fi
 export KILN_REQUIRE_SERVICES=1
 
@@ -88,8 +93,8 @@ if ! "$STRIPE_VENV/bin/python" -c "import stripe; assert stripe.VERSION == '$STR
 fi
 export KILN_STRIPE_PYTHON="$STRIPE_VENV/bin/python"
 
-# Unit, integration, GPU-vs-CPU (on lavapipe when there is no GPU) and CLI tests, on a private
-# D-Bus session bus whose Secret Service is gnome-keyring, unlocked with a throwaway password and
+# Unit, integration, GPU-vs-CPU (on lavapipe when there is no GPU) and CLI tests run below on a
+# private D-Bus session bus whose Secret Service is gnome-keyring, unlocked with a throwaway password and
 # keeping its keyrings in a temporary folder (never the user's own keyring); both end with the
 # session. KILN_REQUIRE_KEYRING=1: the login test fails rather than skips without the keyring.
 # --all-targets: examples and benches are built (and linted) too; it leaves out doctests, and
@@ -103,31 +108,13 @@ export KEYRING_DIR KILN_REQUIRE_KEYRING=1 CLIPPY_DRIVER
 PATH="$(scripts/app_e2e_tools.sh | tail -n1):$PATH"
 KILN_CLI_BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/debug/kiln"
 export PATH KILN_CLI_BIN KILN_REQUIRE_APP_E2E=1
-dbus-run-session -- sh -c 'printf kiln-test | XDG_DATA_HOME="$KEYRING_DIR" gnome-keyring-daemon --unlock \
-  --components=secrets >/dev/null && exec env RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER" \
-  cargo test --workspace --all-targets --locked --features kiln-protocol/ts'
-rm -rf "$KEYRING_DIR"
+CARGO_TEST=(cargo test --workspace --all-targets --locked --features kiln-protocol/ts)
 
-# The API against its own OpenAPI document: schemathesis finds no 5xx and no response outside
-# the schema (the binary is the one the server's tests just built).
-KILN_SERVER_BIN="${CARGO_TARGET_DIR:-target}/debug/kiln-server" scripts/schemathesis.sh
-
-# Quality gates that need optimised code (ignored in the plain test run), from the same build:
-# the engine's crates are compiled at opt-level 3 in it (Cargo.toml), so no second, release build
-# of the dependencies (7 min on the two-core CI machine). The test binaries are run directly, from
-# their package folders as cargo runs them: `cargo test -p … --test …` would resolve features for
-# those packages alone and rebuild part of the tree. Held-out PSNR of training, mesh geometry
-# (Chamfer, F-score) and texture PSNR against bunny-synth's ground truth, on one shared training
-# run (kiln-splats' own 2000-step bunny gate trained it a second time: two minutes; it is run by
-# hand, like the SfM gates below); then one command from photos to validated GLB/USDZ on
-# bunny-synth (no poses given), its poses scored against the exact cameras; a job killed with
-# SIGKILL during training that resumes without recomputing its poses; and the real photo sets
-# finishing with every photo registered, a model and a verdict, fox's poses scored against its
-# COLMAP poses. (The structure-from-motion gates at the default settings,
-# engine/sfm/tests/sfm_datasets.rs, ran the same three sets' SfM a second time: six minutes; they
-# are run by hand after SfM changes.)
-gate_binaries="$(RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER" cargo test --workspace --all-targets --locked \
-  --features kiln-protocol/ts --no-run --message-format=json | python3 -c '
+# One build for the tests and the quality gates (--timings leaves cargo's report of where the
+# build's time went in target/cargo-timings). Its JSON messages name the gates' test binaries;
+# diagnostics are still printed as text.
+gate_binaries="$(RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER" "${CARGO_TEST[@]}" --no-run --timings \
+  --message-format=json-render-diagnostics | python3 -c '
 import json, sys
 for line in sys.stdin:
     message = json.loads(line)
@@ -135,8 +122,48 @@ for line in sys.stdin:
             and message["target"]["name"] in ("mesh_bunny", "cli_reconstruct"):
         print(message["target"]["name"], message["manifest_path"], message["executable"])
 ')"
+
+# Quality gates that need optimised code (ignored in the plain test run), from the same build:
+# the engine's crates are compiled at opt-level 3 in it (Cargo.toml), so no second, release build
+# of the dependencies (7 min on the two-core CI machine). They run beside the tests below, at a
+# lower priority: the tests leave a core idle for a quarter of their time and more (waiting on
+# windows, servers and subprocesses; measured on the CI machine by what a nice'd build got), which
+# the gates take. Each binary runs from its package folder, as cargo runs it (`cargo test -p …
+# --test …` would resolve features for those packages alone and rebuild part of the tree), and
+# writes to a log printed when it ends. Held-out PSNR of training, mesh geometry (Chamfer,
+# F-score) and texture PSNR against bunny-synth's ground truth, on one shared training run
+# (kiln-splats' own 2000-step bunny gate trained it a second time: two minutes; it is run by hand,
+# like the SfM gates below); then one command from photos to validated GLB/USDZ on bunny-synth (no
+# poses given), its poses scored against the exact cameras; a job killed with SIGKILL during
+# training that resumes without recomputing its poses; and the real photo sets finishing with
+# every photo registered, a model and a verdict, fox's poses scored against its COLMAP poses.
+# (The structure-from-motion gates at the default settings, engine/sfm/tests/sfm_datasets.rs, ran
+# the same three sets' SfM a second time: six minutes; they are run by hand after SfM changes.)
+GATE_LOGS="$(mktemp -d)"
 for gate in mesh_bunny cli_reconstruct; do
   read -r _ manifest executable < <(grep "^$gate " <<<"$gate_binaries") \
     || { echo "test.sh: the $gate test binary was not built" >&2; exit 1; }
-  (cd "$(dirname "$manifest")" && "$executable" --ignored --nocapture)
+  (cd "$(dirname "$manifest")" && exec nice -n 10 "$executable" --ignored --nocapture) >"$GATE_LOGS/$gate.log" 2>&1 &
+  gate_pids+=("$!")
 done
+
+# The tests (built above), on the D-Bus session with its keyring.
+dbus-run-session -- sh -c 'printf kiln-test | XDG_DATA_HOME="$KEYRING_DIR" gnome-keyring-daemon --unlock \
+  --components=secrets >/dev/null && exec env RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER" "$@"' sh "${CARGO_TEST[@]}"
+rm -rf "$KEYRING_DIR"
+
+# The API against its own OpenAPI document: schemathesis finds no 5xx and no response outside
+# the schema (the binary is the one the server's tests just built).
+KILN_SERVER_BIN="${CARGO_TARGET_DIR:-target}/debug/kiln-server" scripts/schemathesis.sh
+
+# The gates' results, each in full, and the first failure fails the run.
+failed=0
+gates=(mesh_bunny cli_reconstruct)
+for k in "${!gate_pids[@]}"; do
+  wait "${gate_pids[$k]}" || failed=1
+  echo "=== ${gates[$k]} (quality gates) ==="
+  cat "$GATE_LOGS/${gates[$k]}.log"
+done
+gate_pids=()
+rm -rf "$GATE_LOGS"
+[ "$failed" = 0 ] || { echo "test.sh: a quality gate failed (its log is above)" >&2; exit 1; }

@@ -621,8 +621,10 @@ fn killed_during_training_resumes_from_the_checkpoint() {
     let root = fresh_dir("kill");
     let Some(photos) = bunny_subset(&root, 4) else { return };
     let out = root.join("job");
+    // 400 steps, a checkpoint every 100: a resume from step 100, 200 or 300 is shown as well
+    // as from any later one, for less than half of the CPU time 1000 steps took.
     let args =
-        ["--preset", "preview", "--max-side", "200", "--steps", "1000", "--checkpoint-every", "100", "--device", "cpu"];
+        ["--preset", "preview", "--max-side", "200", "--steps", "400", "--checkpoint-every", "100", "--device", "cpu"];
     let mut child = kiln()
         .arg("reconstruct")
         .arg(&photos)
@@ -653,8 +655,8 @@ fn killed_during_training_resumes_from_the_checkpoint() {
     assert_eq!(std::fs::read(out.join("poses/stage.json")).unwrap(), poses_record, "poses were not recomputed");
     assert_eq!((modified(&out.join("poses/stage.json")), modified(&out.join("poses/transforms.json"))), poses_times);
     let resumed = report["metrics"]["train"]["resumed_from_step"].as_u64();
-    assert!(resumed.is_some_and(|step| (100..1000).contains(&step)), "training resumed from a checkpoint: {resumed:?}");
-    assert_eq!(report["metrics"]["train"]["steps"], 1000);
+    assert!(resumed.is_some_and(|step| (100..400).contains(&step)), "training resumed from a checkpoint: {resumed:?}");
+    assert_eq!(report["metrics"]["train"]["steps"], 400);
     assert!(!checkpoint.exists(), "the checkpoint is removed once training finished");
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();

@@ -199,16 +199,15 @@ fn surface_findings(summary: &MeshSummary) -> Vec<Finding> {
         return Vec::new();
     }
     let open = if summary.holes_left_open > 0 {
+        // Without a known scale the model's unit is the poses' arbitrary one, not a metre.
+        let edge = match summary.scale_source {
+            ScaleSource::User | ScaleSource::Mat => format!("{:.2} m of edge", summary.open_boundary_m),
+            ScaleSource::Unknown => format!("{:.2} model units of edge, scale unknown", summary.open_boundary_m),
+        };
         format!(
-            "; {} opening{} ({:.2} m of edge, scale {}) left open where no photo looked",
+            "; {} opening{} ({edge}) left open where no photo looked",
             summary.holes_left_open,
             if summary.holes_left_open == 1 { "" } else { "s" },
-            summary.open_boundary_m,
-            match summary.scale_source {
-                ScaleSource::User => "given",
-                ScaleSource::Unknown => "unknown",
-                ScaleSource::Mat => "from the mat",
-            }
         )
     } else {
         String::new()
