@@ -94,9 +94,9 @@ fi
 export KILN_STRIPE_PYTHON="$STRIPE_VENV/bin/python"
 
 # Unit, integration, GPU-vs-CPU (on lavapipe when there is no GPU) and CLI tests run below on a
-# private D-Bus session bus whose Secret Service is gnome-keyring, unlocked with a throwaway password and
-# keeping its keyrings in a temporary folder (never the user's own keyring); both end with the
-# session. KILN_REQUIRE_KEYRING=1: the login test fails rather than skips without the keyring.
+# private D-Bus session bus whose Secret Service is gnome-keyring, unlocked with a throwaway
+# password and keeping its keyrings in a temporary folder (never the user's own keyring); both end
+# with the session. KILN_REQUIRE_KEYRING=1: the login test fails rather than skips without the keyring.
 # --all-targets: examples and benches are built (and linted) too; it leaves out doctests, and
 # the workspace has none (every crate's doc-test run found 0).
 KEYRING_DIR="$(mktemp -d)"
@@ -109,6 +109,8 @@ PATH="$(scripts/app_e2e_tools.sh | tail -n1):$PATH"
 KILN_CLI_BIN="$(realpath -m "${CARGO_TARGET_DIR:-target}")/debug/kiln"
 export PATH KILN_CLI_BIN KILN_REQUIRE_APP_E2E=1
 CARGO_TEST=(cargo test --workspace --all-targets --locked --features kiln-protocol/ts)
+# The quality gates' test binaries (below).
+GATES=(mesh_bunny cli_reconstruct)
 
 # One build for the tests and the quality gates (--timings leaves cargo's report of where the
 # build's time went in target/cargo-timings). Its JSON messages name the gates' test binaries;
@@ -119,9 +121,9 @@ import json, sys
 for line in sys.stdin:
     message = json.loads(line)
     if message.get("reason") == "compiler-artifact" and message.get("executable") \
-            and message["target"]["name"] in ("mesh_bunny", "cli_reconstruct"):
+            and message["target"]["name"] in sys.argv[1:]:
         print(message["target"]["name"], message["manifest_path"], message["executable"])
-')"
+' "${GATES[@]}")"
 
 # Quality gates that need optimised code (ignored in the plain test run), from the same build:
 # the engine's crates are compiled at opt-level 3 in it (Cargo.toml), so no second, release build
@@ -140,7 +142,7 @@ for line in sys.stdin:
 # (The structure-from-motion gates at the default settings, engine/sfm/tests/sfm_datasets.rs, ran
 # the same three sets' SfM a second time: six minutes; they are run by hand after SfM changes.)
 GATE_LOGS="$(mktemp -d)"
-for gate in mesh_bunny cli_reconstruct; do
+for gate in "${GATES[@]}"; do
   read -r _ manifest executable < <(grep "^$gate " <<<"$gate_binaries") \
     || { echo "test.sh: the $gate test binary was not built" >&2; exit 1; }
   (cd "$(dirname "$manifest")" && exec nice -n 10 "$executable" --ignored --nocapture) >"$GATE_LOGS/$gate.log" 2>&1 &
@@ -158,11 +160,10 @@ KILN_SERVER_BIN="${CARGO_TARGET_DIR:-target}/debug/kiln-server" scripts/schemath
 
 # The gates' results, each in full, and the first failure fails the run.
 failed=0
-gates=(mesh_bunny cli_reconstruct)
-for k in "${!gate_pids[@]}"; do
+for k in "${!GATES[@]}"; do
   wait "${gate_pids[$k]}" || failed=1
-  echo "=== ${gates[$k]} (quality gates) ==="
-  cat "$GATE_LOGS/${gates[$k]}.log"
+  echo "=== ${GATES[$k]} (quality gates) ==="
+  cat "$GATE_LOGS/${GATES[$k]}.log"
 done
 gate_pids=()
 rm -rf "$GATE_LOGS"
