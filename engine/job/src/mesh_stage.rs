@@ -640,6 +640,8 @@ fn clean_up(
             // The support's normal, when it is level, is the true up (the cameras' is tilted).
             up: found.ground.map(|g| g.normal).or(defaults.up),
             cuts: found.supports.clone(),
+            // It stands on the level one: its base goes down to it again.
+            rests_on: found.ground,
             focus: found.focus,
             ..defaults
         },
