@@ -392,14 +392,17 @@ fn bunny_photos_to_validated_glb_and_usdz() {
         report["verdict"],
         metrics["quality"]
     );
-    // Measured: `warnings`, for one opening left at the base (where masks carved the floor away
-    // above the support's cut); silhouette IoU 0.94 and depth agreement 0.91 on held-out views.
+    // Measured: `warnings`, for openings left under the bunny's overhangs, which no photo saw;
+    // silhouette IoU 0.93 and depth agreement 0.86 on held-out views.
     assert!(matches!(report["verdict"].as_str(), Some("good" | "warnings")), "{}", report["findings"]);
     assert_eq!(metrics["mesh"]["subject"], "object", "the bunny found on its floor");
     // Measured on these 40: Chamfer 1.685 mm (accuracy 0.848, completeness 2.523), F@1mm 0.658,
-    // F@1.5mm (1 % of the bunny) 0.775 (all 80: 1.522 mm, 0.711, 0.806). Issue 17's goal is
-    // 1.0 mm; the bound catches a misplaced, mis-scaled or lost object (centimetres), not that gap.
-    assert!(at_1mm.chamfer_mean < 0.002, "{at_1mm:?}");
+    // F@1.5mm (1 % of the bunny) 0.775 (all 80: 1.522 mm, 0.711, 0.806) while the base was left
+    // open 7 mm above the floor; with the base resting on the floor again, 1.223 mm (accuracy
+    // 1.388, completeness 1.058), F@1mm 0.594, F@1.5mm 0.731. Issue 17's goal is 1.0 mm; the
+    // bound catches a misplaced, mis-scaled or lost object (centimetres) and a base left open
+    // again (1.7 mm), not that gap.
+    assert!(at_1mm.chamfer_mean < 0.0015, "{at_1mm:?}");
     std::fs::remove_dir_all(&root).unwrap();
 }
 

@@ -295,7 +295,8 @@ fn texture_against_held_out_photos() {
     // the mesh must also stay above 25 dB, 3.5 dB under its measurement).
     // Since the mesh stage keeps held-out views out of the bake (so that the job's verdict is
     // honest), these views no longer colour the texture they are compared with: measured 28.06
-    // against 30.12 dB, gap 2.06 dB. The bound is 2.5 dB.
+    // against 30.12 dB, gap 2.06 dB; since the base rests on the floor again, 28.50 dB, gap
+    // 1.63 dB. The bound is 2.5 dB.
     assert!(splat_psnr - mesh_psnr < 2.5, "mesh {mesh_psnr:.2} dB vs splats {splat_psnr:.2} dB");
     assert!(mesh_psnr > 25.0, "mesh {mesh_psnr:.2} dB");
 }
